@@ -1,0 +1,57 @@
+# Fraudlake: `make demo` runs the platform, `make test` runs the whole suite. Both first run
+# `make setup`, which installs whatever is missing (idempotent): the virtualenv in .venv with the
+# pinned Python packages, and the JVM jars (Delta, Spark's Kafka connector, the Kafka broker)
+# resolved by Maven from conf/jvm/*-pom.xml into .jars/.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+JARS := .jars
+MVN := mvn -q -B -s conf/jvm/maven-settings.xml
+FRAUDLAKE := $(BIN)/fraudlake
+PYTEST_ARGS ?=
+
+.PHONY: help setup venv jars demo test lock clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: venv jars  ## Install what is missing: .venv (pinned packages) and the JVM jars
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: Fraudlake needs Python 3.11 (set PYTHON=...)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+jars: $(JARS)/spark/.resolved $(JARS)/kafka/.resolved
+
+$(JARS)/%/.resolved: conf/jvm/%-pom.xml conf/jvm/maven-settings.xml
+	@command -v mvn >/dev/null || { echo "error: mvn not found: Fraudlake needs Maven to fetch its JVM jars"; exit 1; }
+	@command -v java >/dev/null || { echo "error: java not found: Fraudlake needs Java 17"; exit 1; }
+	@rm -rf $(JARS)/$*
+	$(MVN) -f $< dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JARS)/$*
+	@touch $@
+
+demo: setup  ## Bring the platform up and prove it end to end (broker, topics, smoke round trip)
+	$(FRAUDLAKE) kafka up
+	$(FRAUDLAKE) topics ensure
+	$(FRAUDLAKE) smoke
+	@echo "The broker keeps running: 'fraudlake kafka status', stop it with '$(FRAUDLAKE) kafka down'."
+
+test: setup  ## Run the whole test suite (starts its own broker and Spark session)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lock:  ## Re-resolve pyproject.toml's pins and rewrite constraints.txt
+	rm -rf /tmp/fraudlake-lock && $(PYTHON) -m venv /tmp/fraudlake-lock
+	/tmp/fraudlake-lock/bin/pip install --quiet -e '.[dev]'
+	{ sed -n '1,3p' constraints.txt; /tmp/fraudlake-lock/bin/pip freeze --exclude-editable | grep -viE '^(fraudlake|pip|setuptools|wheel)=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:  ## Stop the local broker and remove local runtime data (.fraudlake/); keeps .venv and .jars
+	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) kafka down
+	rm -rf .fraudlake

@@ -1,0 +1,41 @@
+"""What every entry point shares: logging set-up and turning expected errors into one line."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+
+from lakehouse.errors import FraudlakeError
+
+# Third-party loggers that narrate every connection attempt at INFO.
+NOISY_LOGGERS = ("kafka", "py4j", "urllib3", "faker")
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Configure logging once, at the entry point (modules only call ``logging.getLogger``)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    for name in NOISY_LOGGERS:
+        # kafka-python logs every refused connection as ERROR while a broker starts; our own
+        # messages say plainly when it is really unreachable.
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
+
+
+@contextlib.contextmanager
+def exit_on_error() -> Iterator[None]:
+    """Print a :class:`FraudlakeError` as one line on stderr and exit with its code; no stack trace."""
+    try:
+        yield
+    except FraudlakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

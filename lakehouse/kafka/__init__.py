@@ -1,0 +1,1 @@
+"""Kafka: the client factory, topic administration and the embedded local broker."""

@@ -1,0 +1,370 @@
+"""Typed settings: ``conf/base.yaml`` + ``conf/<env>.yaml`` + ``FRAUDLAKE_*`` environment variables.
+
+Loaded once by an entry point (:func:`load_settings`) and passed down; nothing else reads the
+environment. Layers, later wins:
+
+1. ``conf/base.yaml``: every key, committed.
+2. ``conf/<env>.yaml``: the overlay of the environment (``local``, ``test``, ``cluster``), chosen by
+   ``--env`` or ``FRAUDLAKE_ENV`` (default ``local``).
+3. ``FRAUDLAKE_<SECTION>__<KEY>`` variables, ``__`` between nesting levels, values parsed as YAML
+   scalars: ``FRAUDLAKE_KAFKA__BROKER__PORT=19092``.
+
+Strings in the YAML files may use ``${VAR}`` or ``${VAR:-default}``. Unknown keys and wrong types
+fail with one line that names the file (or variable) and the key. Secrets (SASL credentials) are
+accepted only from the environment and are held as :class:`pydantic.SecretStr`, so they never show
+up when settings are printed or logged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from lakehouse.errors import ConfigError
+
+ENV_PREFIX = "FRAUDLAKE_"
+#: Variables that select what to load rather than override a key.
+CONTROL_VARIABLES = {"FRAUDLAKE_ENV", "FRAUDLAKE_CONF_DIR"}
+#: Keys that may only come from the environment.
+SECRET_KEYS = {("kafka", "sasl_username"), ("kafka", "sasl_password")}
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsSettings(_Section):
+    data_dir: Path = Field(description="Root of all runtime state: broker data, warehouse, checkpoints, logs.")
+
+
+class TopicSettings(_Section):
+    name: str = Field(min_length=1)
+    partitions: int = Field(ge=1)
+    replication_factor: int = Field(ge=1)
+    retention_ms: int = Field(ge=-1, description="-1 keeps records forever.")
+
+
+class TopicsSettings(_Section):
+    transactions: TopicSettings
+    users: TopicSettings
+    merchants: TopicSettings
+    alerts: TopicSettings
+
+    def all(self) -> list[TopicSettings]:
+        return [self.transactions, self.users, self.merchants, self.alerts]
+
+
+class EmbeddedBrokerSettings(_Section):
+    """The single-node KRaft broker that ``fraudlake kafka up`` runs as its own JVM."""
+
+    enabled: bool
+    host: str
+    port: int = Field(ge=1, le=65535)
+    controller_port: int = Field(ge=1, le=65535)
+    node_id: int = Field(ge=0)
+    heap: str = Field(pattern=r"^\d+[kmgKMG]$")
+    jars_dir: Path
+    log4j_config: Path
+    data_dir: Path | None = Field(default=None, description="Default: <paths.data_dir>/kafka.")
+    start_timeout_s: float = Field(gt=0)
+    stop_timeout_s: float = Field(gt=0)
+    properties: dict[str, str] = Field(default_factory=dict, description="Extra server.properties.")
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> EmbeddedBrokerSettings:
+        if self.port == self.controller_port:
+            raise ValueError("port and controller_port must differ")
+        return self
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str | None = Field(
+        default=None, description="host:port[,host:port]; empty means the embedded broker."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: SecretStr | None = None
+    sasl_password: SecretStr | None = None
+    client_id: str
+    request_timeout_ms: int = Field(ge=1000)
+    connect_timeout_s: float = Field(gt=0, description="How long a command waits for the broker.")
+    broker: EmbeddedBrokerSettings
+    topics: TopicsSettings
+
+    @property
+    def bootstrap(self) -> str:
+        """The address clients connect to."""
+        return self.bootstrap_servers or f"{self.broker.host}:{self.broker.port}"
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL_"):
+            missing = [k for k in ("sasl_mechanism", "sasl_username", "sasl_password") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(
+                    f"security_protocol {self.security_protocol} needs {', '.join(missing)} "
+                    f"(credentials from FRAUDLAKE_KAFKA__SASL_USERNAME / FRAUDLAKE_KAFKA__SASL_PASSWORD)"
+                )
+        return self
+
+
+class SparkSettings(_Section):
+    master: str
+    app_name: str
+    local_ip: str | None = Field(default=None, description="SPARK_LOCAL_IP for a local driver.")
+    driver_memory: str = Field(pattern=r"^\d+[kmgKMG]$")
+    shuffle_partitions: int = Field(ge=1)
+    ui_enabled: bool
+    jars_dir: Path | None = Field(default=None, description="Jars put on spark.jars (Delta, Kafka connector).")
+    log4j_config: Path | None = None
+    warehouse_dir: str | None = Field(default=None, description="Default: <paths.data_dir>/warehouse.")
+    catalog: Literal["derby", "hive-metastore", "in-memory"]
+    metastore_dir: Path | None = Field(default=None, description="Derby folder; default <data_dir>/metastore.")
+    metastore_uri: str | None = Field(default=None, description="thrift:// URI when catalog is hive-metastore.")
+    checkpoint_dir: str | None = Field(default=None, description="Default: <paths.data_dir>/checkpoints.")
+    conf: dict[str, str] = Field(default_factory=dict, description="Any other Spark setting, verbatim.")
+
+    @model_validator(mode="after")
+    def _metastore_uri_needed(self) -> SparkSettings:
+        if self.catalog == "hive-metastore" and not self.metastore_uri:
+            raise ValueError("catalog hive-metastore needs metastore_uri")
+        return self
+
+
+class Settings(_Section):
+    env: str
+    project_dir: Path = Field(description="Folder holding conf/; relative paths resolve against it.")
+    paths: PathsSettings
+    kafka: KafkaSettings
+    spark: SparkSettings
+
+    @property
+    def broker_data_dir(self) -> Path:
+        return self.kafka.broker.data_dir or self.paths.data_dir / "kafka"
+
+    @property
+    def warehouse_dir(self) -> str:
+        return self.spark.warehouse_dir or str(self.paths.data_dir / "warehouse")
+
+    @property
+    def metastore_dir(self) -> Path:
+        return self.spark.metastore_dir or self.paths.data_dir / "metastore"
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return self.spark.checkpoint_dir or str(self.paths.data_dir / "checkpoints")
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets masked: safe to print or log."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def default_conf_dir() -> Path:
+    """``conf/`` beside the package (the repository layout)."""
+    return Path(__file__).resolve().parent.parent / "conf"
+
+
+def load_settings(
+    env: str | None = None,
+    conf_dir: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load base + overlay + environment into :class:`Settings`, or raise :class:`ConfigError`."""
+    environ = os.environ if environ is None else environ
+    env = env or environ.get("FRAUDLAKE_ENV") or "local"
+    conf_dir = Path(conf_dir or environ.get("FRAUDLAKE_CONF_DIR") or default_conf_dir()).resolve()
+
+    merged: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    base = conf_dir / "base.yaml"
+    if not base.is_file():
+        raise ConfigError(f"config: {base} not found (set FRAUDLAKE_CONF_DIR to the folder holding base.yaml)")
+    overlay = conf_dir / f"{env}.yaml"
+    if not overlay.is_file():
+        known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
+        raise ConfigError(f"config: unknown environment {env!r}: no {overlay} (known: {', '.join(known)})")
+    for path in (base, overlay):
+        layer = _read_yaml(path, environ)
+        source = _relative(path, conf_dir.parent)
+        _reject_secrets_in_files(layer, source)
+        _merge(merged, layer, (), source, origin)
+    _merge(merged, _environment_layer(environ), (), None, origin)
+
+    merged["env"] = env
+    merged["project_dir"] = str(conf_dir.parent)
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise _config_error(exc, merged, origin) from None
+    return _resolve_paths(settings)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _read_yaml(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: the top level must be a mapping of sections")
+    return _expand(data, environ, str(path), ())
+
+
+def _expand(node: Any, environ: Mapping[str, str], source: str, key: tuple[str, ...]) -> Any:
+    if isinstance(node, dict):
+        return {k: _expand(v, environ, source, (*key, str(k))) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, environ, source, key) for v in node]
+    if isinstance(node, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"config {source}: {'.'.join(key)}: environment variable {name} is not set")
+
+        return _VAR.sub(substitute, node)
+    return node
+
+
+def _environment_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in CONTROL_VARIABLES:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if not all(path):
+            raise ConfigError(f"config env {name}: empty key segment (use __ between levels)")
+        node = layer
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config env {name}: conflicts with another FRAUDLAKE_ variable")
+        # Secrets stay strings: YAML parsing could turn a password like "0123" into a number.
+        node[path[-1]] = raw if path in SECRET_KEYS else _scalar(raw)
+    return layer
+
+
+def _scalar(raw: str) -> Any:
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    return value if isinstance(value, (str, int, float, bool)) or value is None else raw
+
+
+def _merge(
+    into: dict[str, Any],
+    layer: dict[str, Any],
+    prefix: tuple[str, ...],
+    source: str | None,
+    origin: dict[tuple[str, ...], str],
+) -> None:
+    """Deep-merge ``layer`` into ``into``, remembering where each key's value came from."""
+    for key, value in layer.items():
+        path = (*prefix, str(key))
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, path, source, origin)
+        else:
+            into[key] = value
+            origin[path] = source if source is not None else _env_name(path)
+
+
+def _env_name(path: tuple[str, ...]) -> str:
+    return "env " + ENV_PREFIX + "__".join(p.upper() for p in path)
+
+
+def _reject_secrets_in_files(layer: dict[str, Any], source: str) -> None:
+    for section, key in SECRET_KEYS:
+        if isinstance(layer.get(section), dict) and layer[section].get(key) is not None:
+            raise ConfigError(
+                f"config {source}: {section}.{key}: secrets are read only from the environment "
+                f"({ENV_PREFIX}{section.upper()}__{key.upper()}); remove it from the file"
+            )
+
+
+def _config_error(exc: ValidationError, merged: dict[str, Any], origin: dict[tuple[str, ...], str]) -> ConfigError:
+    first = exc.errors()[0]
+    loc = tuple(str(p) for p in first["loc"])
+    dotted = ".".join(loc) or "(top level)"
+    source = _origin_of(loc, origin)
+    if first["type"] == "extra_forbidden":
+        return ConfigError(f"config {source}: unknown key {dotted}")
+    if first["type"] == "missing":
+        return ConfigError(f"config {source}: missing key {dotted}")
+    value = first.get("input")
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    message = first["msg"].removeprefix("Value error, ")
+    if isinstance(value, (dict, list)):
+        # A rule across several keys of a section: name the section, never dump its values.
+        return ConfigError(f"config: {dotted}: {message}{more}")
+    shown = "<secret>" if loc[:2] in SECRET_KEYS else repr(value)
+    return ConfigError(f"config {source}: {dotted} = {shown}: {message}{more}")
+
+
+def _origin_of(loc: tuple[str, ...], origin: dict[tuple[str, ...], str]) -> str:
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in origin:
+            return origin[loc[:n]]
+    # A key missing everywhere, or an error on a whole section: name the section's first source.
+    for path, source in origin.items():
+        if path[: len(loc)] == loc:
+            return source
+    return "conf/base.yaml"
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _resolve_paths(settings: Settings) -> Settings:
+    """Make every relative path absolute against the project folder, so jobs can change directory."""
+    root = settings.project_dir
+
+    def absolute(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else (root / p)).resolve()
+
+    paths = settings.paths.model_copy(update={"data_dir": absolute(settings.paths.data_dir)})
+    broker = settings.kafka.broker.model_copy(
+        update={
+            "jars_dir": absolute(settings.kafka.broker.jars_dir),
+            "log4j_config": absolute(settings.kafka.broker.log4j_config),
+            "data_dir": absolute(settings.kafka.broker.data_dir),
+        }
+    )
+    spark = settings.spark.model_copy(
+        update={
+            "jars_dir": absolute(settings.spark.jars_dir),
+            "log4j_config": absolute(settings.spark.log4j_config),
+            "metastore_dir": absolute(settings.spark.metastore_dir),
+            "warehouse_dir": _absolute_uri(settings.spark.warehouse_dir, root),
+            "checkpoint_dir": _absolute_uri(settings.spark.checkpoint_dir, root),
+        }
+    )
+    kafka = settings.kafka.model_copy(update={"broker": broker})
+    return settings.model_copy(update={"paths": paths, "kafka": kafka, "spark": spark})
+
+
+def _absolute_uri(value: str | None, root: Path) -> str | None:
+    """Local relative folders become absolute; URIs (s3a://, hdfs://, file:/) pass through."""
+    if value is None or "://" in value or value.startswith("file:"):
+        return value
+    p = Path(value)
+    return str((p if p.is_absolute() else root / p).resolve())

@@ -1,0 +1,101 @@
+"""Session fixtures: one broker and one SparkSession for the whole run, each test its own topics
+and folders. Settings come from the ``test`` overlay; the session points ``paths.data_dir`` at a
+temporary folder and picks free ports through FRAUDLAKE_* variables, which subprocesses (the
+real ``fraudlake`` CLI) inherit.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lakehouse.settings import Settings, TopicSettings, load_settings
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def test_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """FRAUDLAKE_* variables of this test session (also exported to os.environ for subprocesses)."""
+    data_dir = tmp_path_factory.mktemp("fraudlake-data")
+    port = free_port()
+    controller_port = free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    values = {
+        "FRAUDLAKE_ENV": "test",
+        "FRAUDLAKE_PATHS__DATA_DIR": str(data_dir),
+        "FRAUDLAKE_KAFKA__BROKER__PORT": str(port),
+        "FRAUDLAKE_KAFKA__BROKER__CONTROLLER_PORT": str(controller_port),
+    }
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    yield values
+    for key, old in saved.items():
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+@pytest.fixture(scope="session")
+def settings(test_environ: dict[str, str]) -> Settings:
+    return load_settings("test")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(settings: Settings) -> Iterator[Settings]:
+    """A real single-node KRaft broker for the session; stopped at the end."""
+    from lakehouse.kafka.broker import LocalBroker
+
+    broker = LocalBroker(settings)
+    broker.up()
+    yield settings
+    broker.down()
+
+
+@pytest.fixture(scope="session")
+def spark(settings: Settings):
+    """The one SparkSession of the test run (local[2], 2 shuffle partitions, UI off)."""
+    from lakehouse.spark import build_spark
+
+    session = build_spark(settings, app_name="fraudlake-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def make_topic(kafka_broker: Settings) -> Iterator[Callable[..., str]]:
+    """Create uuid-named topics owned by one test; deleted afterwards."""
+    from lakehouse.kafka.topics import delete_topics, ensure_topics
+
+    created: list[str] = []
+
+    def factory(prefix: str = "test", partitions: int = 2) -> str:
+        topic = TopicSettings(
+            name=f"{prefix}_{uuid.uuid4().hex[:10]}", partitions=partitions, replication_factor=1, retention_ms=-1
+        )
+        ensure_topics(kafka_broker.kafka, [topic])
+        created.append(topic.name)
+        return topic.name
+
+    yield factory
+    if created:
+        delete_topics(kafka_broker.kafka, created)
+
+
+@pytest.fixture
+def cli_env(test_environ: dict[str, str]) -> dict[str, str]:
+    """The environment for running the real ``fraudlake`` CLI against this session's platform."""
+    return {**os.environ, **test_environ}

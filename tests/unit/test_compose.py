@@ -1,0 +1,80 @@
+"""docker-compose.yml cannot run here (no Docker engine), so keep it consistent with conf/ by
+parsing it: the cluster overlay's defaults must name the services the file defines."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakehouse.settings import load_settings
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((PROJECT_DIR / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    return load_settings("cluster", environ={})
+
+
+def kafka_services(compose: dict) -> dict[str, dict]:
+    return {name: svc for name, svc in compose["services"].items() if svc.get("image", "").startswith("apache/kafka")}
+
+
+def fraudlake_services(compose: dict) -> dict[str, dict]:
+    return {name: svc for name, svc in compose["services"].items() if svc.get("image") == "fraudlake:latest"}
+
+
+def test_compose_has_the_platform_services(compose: dict) -> None:
+    services = set(compose["services"])
+    assert {"spark-master", "spark-worker", "airflow", "topics-init"} <= services
+    assert len(kafka_services(compose)) >= 3
+
+
+def test_compose_brokers_are_what_the_cluster_overlay_bootstraps_from(compose: dict, cluster) -> None:
+    advertised = {
+        svc["environment"]["KAFKA_ADVERTISED_LISTENERS"].removeprefix("PLAINTEXT://")
+        for svc in kafka_services(compose).values()
+    }
+    assert set(cluster.kafka.bootstrap.split(",")) == advertised
+    voters = {svc["environment"]["KAFKA_CONTROLLER_QUORUM_VOTERS"] for svc in kafka_services(compose).values()}
+    assert len(voters) == 1
+    node_ids = sorted(int(svc["environment"]["KAFKA_NODE_ID"]) for svc in kafka_services(compose).values())
+    assert voters.pop() == ",".join(f"{n}@kafka-{n}:9093" for n in node_ids)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", svc["environment"]["CLUSTER_ID"]) for svc in kafka_services(compose).values())
+
+
+def test_compose_replication_fits_the_brokers_and_topics_come_from_conf(compose: dict, cluster) -> None:
+    brokers = len(kafka_services(compose))
+    assert all(t.replication_factor <= brokers for t in cluster.kafka.topics.all())
+    assert compose["services"]["topics-init"]["command"] == ["fraudlake", "topics", "ensure"]
+    for svc in kafka_services(compose).values():
+        assert svc["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+
+
+def test_compose_spark_master_is_the_cluster_overlay_master(compose: dict, cluster) -> None:
+    command = compose["services"]["spark-master"]["command"]
+    host, port = command[command.index("--host") + 1], command[command.index("--port") + 1]
+    assert cluster.spark.master == f"spark://{host}:{port}"
+    assert compose["services"]["spark-worker"]["command"][-1] == cluster.spark.master
+
+
+def test_compose_fraudlake_services_use_cluster_env_and_share_the_data_dir(compose: dict, cluster) -> None:
+    services = fraudlake_services(compose)
+    assert {"spark-master", "spark-worker", "topics-init", "airflow"} <= set(services)
+    for name, svc in services.items():
+        assert svc["environment"]["FRAUDLAKE_ENV"] == "cluster", name
+        mounts = {v.split(":", 1)[1] for v in svc["volumes"]}
+        assert str(cluster.paths.data_dir) in mounts, name
+
+
+def test_compose_published_ports_do_not_collide(compose: dict) -> None:
+    published = [p.split(":")[0] for svc in compose["services"].values() for p in svc.get("ports", [])]
+    assert len(published) == len(set(published))

@@ -1,0 +1,66 @@
+"""The SparkSession factory's settings, checked without starting a JVM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakehouse.errors import PlatformError
+from lakehouse.settings import load_settings
+from lakehouse.spark import ROCKSDB_PROVIDER, spark_conf
+
+
+@pytest.fixture
+def fake_jars(tmp_path: Path) -> Path:
+    for name in ("delta-spark_4.1_2.13-4.4.0.jar", "spark-sql-kafka-0-10_2.13-4.1.3.jar", "kafka-clients-3.9.1.jar"):
+        (tmp_path / name).write_bytes(b"")
+    return tmp_path
+
+
+def test_spark_conf_local_has_delta_rocksdb_jars_and_derby_catalog(fake_jars: Path, tmp_path: Path) -> None:
+    settings = load_settings(
+        "test", environ={"FRAUDLAKE_SPARK__JARS_DIR": str(fake_jars), "FRAUDLAKE_PATHS__DATA_DIR": str(tmp_path)}
+    )
+    conf = spark_conf(settings)
+    assert conf["spark.master"] == "local[2]"
+    assert conf["spark.sql.shuffle.partitions"] == "2"
+    assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert conf["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    assert conf["spark.sql.streaming.stateStore.providerClass"] == ROCKSDB_PROVIDER
+    assert conf["spark.sql.catalogImplementation"] == "hive"
+    assert str(tmp_path / "metastore" / "metastore_db") in conf["spark.hadoop.javax.jdo.option.ConnectionURL"]
+    assert conf["spark.sql.warehouse.dir"] == str(tmp_path / "warehouse")
+    assert conf["spark.driver.bindAddress"] == "127.0.0.1"
+    assert sorted(Path(j).name for j in conf["spark.jars"].split(",")) == sorted(p.name for p in fake_jars.iterdir())
+    assert conf["spark.sql.streaming.minBatchesToRetain"] == "10"  # test overlay's free-form conf
+
+
+def test_spark_conf_cluster_takes_master_and_settings_from_config(fake_jars: Path) -> None:
+    settings = load_settings(
+        "cluster",
+        environ={"SPARK_MASTER_URL": "spark://master.example:7077", "FRAUDLAKE_SPARK__JARS_DIR": str(fake_jars)},
+    )
+    conf = spark_conf(settings)
+    assert conf["spark.master"] == "spark://master.example:7077"
+    assert "spark.driver.bindAddress" not in conf
+    assert conf["spark.executor.memory"] == "4g"
+    assert conf["spark.sql.shuffle.partitions"] == "48"
+
+
+def test_spark_conf_hive_metastore_uri(fake_jars: Path) -> None:
+    settings = load_settings(
+        "cluster",
+        environ={
+            "FRAUDLAKE_SPARK__CATALOG": "hive-metastore",
+            "FRAUDLAKE_SPARK__METASTORE_URI": "thrift://metastore:9083",
+            "FRAUDLAKE_SPARK__JARS_DIR": str(fake_jars),
+        },
+    )
+    assert spark_conf(settings)["spark.hadoop.hive.metastore.uris"] == "thrift://metastore:9083"
+
+
+def test_spark_conf_missing_jars_says_how_to_get_them(tmp_path: Path) -> None:
+    settings = load_settings("test", environ={"FRAUDLAKE_SPARK__JARS_DIR": str(tmp_path / "nowhere")})
+    with pytest.raises(PlatformError, match=r"Spark jars missing .*make jars"):
+        spark_conf(settings)
