@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from lakehouse.cli_support import configure_logging, exit_on_error
-from lakehouse.settings import Settings, load_settings
+from lakehouse.errors import ConfigError
+from lakehouse.settings import ProducerSettings, Settings, SimulatorSettings, load_settings
 
 console = Console()
 app = typer.Typer(
@@ -29,9 +32,11 @@ app = typer.Typer(
 kafka_app = typer.Typer(help="Run the local Kafka broker (KRaft, one JVM): up, down, status.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics from config: ensure (create the missing), list.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that write their figures to docs/benchmarks/.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
+app.add_typer(bench_app, name="bench")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -145,6 +150,177 @@ def smoke(
     Needs the broker: `fraudlake kafka up` first.
     """
     raise typer.Exit(run_job(ctx, "smoke_roundtrip", "--count", str(count)))
+
+
+# ----------------------------------------------------------------------------- simulator
+
+
+def _simulator(settings: Settings, **overrides: object) -> SimulatorSettings:
+    """The simulator settings with command-line overrides, validated like the config files."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return SimulatorSettings.model_validate({**settings.simulator.model_dump(), **values})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ConfigError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
+
+
+@app.command("simulate")
+def simulate(
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(help="Output folder. Default: <data_dir>/simulator/batch.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of users, merchants and traffic (default: config).")] = None,
+    transactions: Annotated[int | None, typer.Option(help="Transactions in the batch, fraud included.")] = None,
+    days: Annotated[int | None, typer.Option(help="Days the batch spans.")] = None,
+    start: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD (default: DAYS before today).")] = None,
+    fraud_rate: Annotated[float | None, typer.Option(help="Share of fraudulent transactions (enrich training sets).")] = None,
+    report: Annotated[bool, typer.Option(help="Also write the per-scenario statistics to docs/simulator-scenarios.md.")] = False,
+) -> None:
+    """Write an offline batch of labelled transactions, with its users and merchants, as Parquet.
+
+    Same seed and start: identical files. Example: fraudlake simulate --transactions 100000 --days 30
+    """
+    from rich.progress import Progress
+
+    from lakehouse.simulator.files import write_offline_batch
+    from lakehouse.simulator.simulation import Simulation, default_start
+
+    settings = _settings(ctx)
+    sim = _simulator(settings, seed=seed, transactions=transactions, days=days, start=start, fraud_rate=fraud_rate)
+    first_day = default_start(sim, datetime.now(UTC).date())
+    target = out or settings.paths.data_dir / "simulator" / "batch"
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("building users and merchants", total=sim.days)
+        simulation = Simulation(sim, first_day)
+        progress.update(task, description="simulating days")
+        manifest = write_offline_batch(simulation, target, on_day=lambda _day: progress.advance(task))
+    console.print(
+        f"wrote {manifest['transactions']:,} transactions ({manifest['fraud']:,} fraud), "
+        f"{manifest['user_versions']:,} user versions and {manifest['merchants']:,} merchants to {target}"
+    )
+    console.print("fraud by scenario: " + ", ".join(f"{k} {v}" for k, v in manifest["scenarios"].items()))
+    if report:
+        from lakehouse.simulator.report import write_report
+        from lakehouse.simulator.traffic import TxBatch
+
+        path = settings.project_dir / "docs" / "simulator-scenarios.md"
+        write_report(path, simulation, TxBatch.concat([b for _, b in simulation.offline_batch()]))
+        console.print(f"scenario report: {path}")
+
+
+@app.command("produce")
+def produce_command(
+    ctx: typer.Context,
+    count: Annotated[int | None, typer.Option(help="Stop after this many transactions.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Target transactions/s (default: as fast as possible).")] = None,
+    bad_rate: Annotated[float, typer.Option(help="Share of extra bad records to inject (see the manifest).")] = 0.0,
+    manifest: Annotated[Path | None, typer.Option(help="Where to list injected bad records (JSON lines).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Traffic seed (default: random, printed). Users/merchants stay.")] = None,
+    fraud_rate: Annotated[float | None, typer.Option(help="Share of fraudulent transactions.")] = None,
+    start_day: Annotated[
+        int | None, typer.Option(help="Simulated day to start at (default: where the last run stopped, else right after the offline batch).")
+    ] = None,
+    client: Annotated[str | None, typer.Option(help="Kafka client: confluent or kafka-python (default: config).")] = None,
+    preload: Annotated[bool, typer.Option(help="Fill the topics ahead of a benchmark: unpaced, no live line.")] = False,
+) -> None:
+    """Stream simulated users, merchants and transactions into Kafka, with a live progress line.
+
+    Example: fraudlake produce --rate 500 --duration 60 --bad-rate 0.01
+    """
+    import random
+
+    from rich.live import Live
+
+    from lakehouse.kafka.senders import make_sender
+    from lakehouse.kafka.topics import ensure_topics
+    from lakehouse.producer import ProduceLimits, produce, remember_day, resume_day
+    from lakehouse.simulator.simulation import Simulation, default_start
+
+    settings = _settings(ctx)
+    if count is None and duration is None:
+        raise ConfigError("produce needs --count or --duration")
+    if not 0 <= bad_rate <= 1:
+        raise ConfigError("--bad-rate must be between 0 and 1")
+    sim = _simulator(settings, fraud_rate=fraud_rate)
+    producer_settings = settings.producer
+    if client:
+        producer_settings = ProducerSettings.model_validate({**producer_settings.model_dump(), "client": client})
+    traffic_seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
+    ensure_topics(settings.kafka)
+    simulation = Simulation(sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=traffic_seed)
+    if bad_rate and manifest is None:
+        manifest = settings.paths.data_dir / "producer" / f"bad-records-{traffic_seed}.jsonl"
+    if manifest:
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+    sender = make_sender(settings.kafka, producer_settings)
+    limits = ProduceLimits(count=count, duration_s=duration, rate=None if preload else rate)
+    first_day = resume_day(settings, sim.days) if start_day is None else start_day
+    console.print(
+        f"producing to {settings.kafka.bootstrap} with {producer_settings.client} "
+        f"(traffic seed {traffic_seed}, from simulated day {first_day})"
+    )
+    try:
+        if preload:
+            result = produce(settings, simulation, sender, limits, first_day=first_day, bad_rate=bad_rate, manifest_path=manifest)
+        else:
+            with Live(console=console, refresh_per_second=4, transient=True) as live:
+                result = produce(
+                    settings, simulation, sender, limits, first_day=first_day, bad_rate=bad_rate,
+                    manifest_path=manifest, on_progress=lambda r: live.update(_progress_line(r)),
+                )  # fmt: skip
+    finally:
+        sender.close()
+    remember_day(settings, result.next_day)
+    console.print(_progress_line(result))
+    console.print(
+        f"{result.transactions:,} transactions ({result.fraud:,} fraud), {result.users:,} user and "
+        f"{result.merchants:,} merchant records, {result.bad:,} bad records; events {result.first_event} → {result.last_event}"
+    )
+    if result.manifest and result.bad:
+        console.print(f"bad-record manifest: {result.manifest}")
+    if result.interrupted:
+        console.print("stopped by Ctrl-C after flushing")
+    if result.failed:
+        console.print(f"[red]{result.failed} records could not be delivered[/]: {result.errors[:1]}")
+        raise typer.Exit(1)
+
+
+def _progress_line(report) -> str:
+    return (
+        f"sent {report.sent:,} · {report.rate:,.0f}/s · delivered {report.delivered:,} · "
+        f"retried {report.retried:,} · failed {report.failed:,} · {report.elapsed_s:,.1f}s"
+    )
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+
+@bench_app.command("produce")
+def bench_produce(
+    ctx: typer.Context,
+    count: Annotated[int, typer.Option(help="Transactions per run.")] = 200_000,
+    repeats: Annotated[int, typer.Option(help="Runs per client (the median is reported).")] = 3,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/producer.md.")] = None,
+) -> None:
+    """Producer throughput into the real broker, both Kafka clients, written to docs/.
+
+    Needs the broker (`fraudlake kafka up`). Example: fraudlake bench produce --count 200000 --repeats 3
+    """
+    from lakehouse.bench import bench_generation, bench_producer, write_producer_report
+    from lakehouse.kafka.topics import list_topics
+    from lakehouse.simulator.simulation import default_start
+
+    settings = _settings(ctx)
+    list_topics(settings.kafka)  # fail plainly now if the broker is down
+    start = default_start(settings.simulator, datetime.now(UTC).date())
+    series = [bench_generation(settings, start, count, repeats)]
+    for client in ("confluent", "kafka-python"):
+        console.print(f"benchmarking {client} ...")
+        series.append(bench_producer(settings, client, start, count, repeats))
+    path = output or settings.project_dir / "docs" / "benchmarks" / "producer.md"
+    console.print(write_producer_report(path, series, count, target=20_000))
+    console.print(f"written to {path}")
 
 
 def run_job(ctx: typer.Context, module: str, *args: str) -> int:

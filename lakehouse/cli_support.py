@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from lakehouse.errors import FraudlakeError
 
 # Third-party loggers that narrate every connection attempt at INFO.
-NOISY_LOGGERS = ("kafka", "py4j", "urllib3", "faker")
+NOISY_LOGGERS = ("kafka", "librdkafka", "py4j", "urllib3", "faker")
 
 
 def configure_logging(verbose: bool = False) -> None:

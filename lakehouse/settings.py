@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -136,12 +137,120 @@ class SparkSettings(_Section):
         return self
 
 
+class DataContractSettings(_Section):
+    """What a valid record looks like beyond its schema (shared by the simulator and validation)."""
+
+    currencies: list[str] = Field(min_length=1, description="Accepted ISO 4217 codes.")
+    max_amount: float = Field(gt=0, description="Amounts above this are absurd and quarantined.")
+
+
+Range = tuple[float, float]
+
+
+class _Scenario(_Section):
+    share: float = Field(ge=0, le=1, description="Share of all fraud transactions from this scenario.")
+
+
+class CardTestingSettings(_Scenario):
+    burst: tuple[int, int] = Field(description="Transactions per burst (min, max).")
+    amount: Range = Field(description="Tiny amounts (min, max).")
+    gap_seconds: Range = Field(description="Time between attempts (min, max).")
+    fraudster_ip_probability: float = Field(ge=0, le=1)
+
+
+class AccountTakeoverSettings(_Scenario):
+    transactions: tuple[int, int]
+    amount_multiplier: Range = Field(description="Times the user's typical amount for the category.")
+    min_distance_km: float = Field(gt=0)
+    window_hours: Range
+
+
+class CompromisedMerchantSettings(_Scenario):
+    duration_days: int = Field(ge=1, description="How long one merchant stays compromised.")
+    fraud_per_merchant_day: float = Field(gt=0, description="Fraudulent transactions per compromised merchant-day.")
+    amount_multiplier: Range
+
+
+class StolenCardSpreeSettings(_Scenario):
+    transactions: tuple[int, int]
+    window_minutes: Range
+    amount_multiplier: Range
+
+
+class AmountAnomalySettings(_Scenario):
+    amount_multiplier: Range
+
+
+class ImpossibleTravelSettings(_Scenario):
+    gap_minutes: Range = Field(description="Minutes between the genuine payment at home and the far one.")
+    min_distance_km: float = Field(gt=0)
+    amount_multiplier: Range
+
+
+class ScenariosSettings(_Section):
+    card_testing: CardTestingSettings
+    account_takeover: AccountTakeoverSettings
+    compromised_merchant: CompromisedMerchantSettings
+    stolen_card_spree: StolenCardSpreeSettings
+    amount_anomaly: AmountAnomalySettings
+    impossible_travel: ImpossibleTravelSettings
+
+    def shares(self) -> dict[str, float]:
+        return {name: getattr(self, name).share for name in type(self).model_fields}
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> ScenariosSettings:
+        total = sum(self.shares().values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"scenario shares must add up to 1 (they add up to {total:g})")
+        return self
+
+
+class BadRecordsSettings(_Section):
+    late_by_hours: float = Field(gt=0, description="How far behind the stream a late event is stamped.")
+    out_of_order_minutes: float = Field(gt=0, description="How far back an out-of-order (still accepted) event is.")
+
+
+class SimulatorSettings(_Section):
+    seed: int = Field(description="Seeds users, merchants and (for simulate) the traffic.")
+    users: int = Field(ge=10)
+    merchants: int = Field(ge=10)
+    cities: int = Field(ge=2)
+    days: int = Field(ge=1, description="Span of the offline batch.")
+    start: date | None = Field(
+        default=None, description="First day of the offline batch (UTC); null: `days` before today."
+    )
+    transactions: int = Field(ge=1, description="Transactions in the offline batch, fraud included.")
+    fraud_rate: float = Field(ge=0, le=0.5)
+    new_user_share: float = Field(ge=0, le=0.5, description="Users who sign up during the span.")
+    profile_change_probability: float = Field(ge=0, le=1, description="Users who move house during the span.")
+    travel_probability: float = Field(ge=0, le=1, description="Users who take a trip during the span.")
+    online_share: float = Field(ge=0, le=1, description="Share of payments at online merchants.")
+    favourite_share: float = Field(ge=0, le=1, description="Share of home payments at the user's regulars.")
+    scenarios: ScenariosSettings
+    bad_records: BadRecordsSettings
+
+
+class ProducerSettings(_Section):
+    client: Literal["confluent", "kafka-python"] = Field(
+        description="Kafka client used by `fraudlake produce`: confluent (librdkafka, fast) or kafka-python."
+    )
+    linger_ms: int = Field(ge=0)
+    batch_bytes: int = Field(ge=1024)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"]
+    max_retries: int = Field(ge=0, description="Resends of a record whose delivery failed.")
+    chunk_hours: float = Field(gt=0, description="Simulated hours generated per chunk.")
+
+
 class Settings(_Section):
     env: str
     project_dir: Path = Field(description="Folder holding conf/; relative paths resolve against it.")
     paths: PathsSettings
     kafka: KafkaSettings
     spark: SparkSettings
+    data: DataContractSettings
+    simulator: SimulatorSettings
+    producer: ProducerSettings
 
     @property
     def broker_data_dir(self) -> Path:
