@@ -23,6 +23,7 @@ from lakehouse.settings import Settings
 from lakehouse.simulator.bad_records import BadRecordInjector
 from lakehouse.simulator.entities import DAY_MS, HOUR_MS
 from lakehouse.simulator.simulation import EntityEvent, Simulation, entity_json, iso_ms
+from lakehouse.simulator.traffic import TxBatch
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +145,20 @@ def produce(
         day = first_day
         running = True
         chunk_ms = int(settings.producer.chunk_hours * HOUR_MS)
+        carry: TxBatch | None = None
         while running:
-            batch = simulation.day(day)
+            # Fraud episodes that run past midnight belong to the next day's chunks: sent now, they
+            # would reach Kafka hours ahead of the traffic around them.
+            batch = simulation.day(day) if carry is None else TxBatch.concat([carry, simulation.day(day)])
+            batch = batch.take(np.argsort(batch.ts_ms, kind="stable"))
+            day_end = simulation.start_ms + (day + 1) * DAY_MS
+            carry = batch.take(np.flatnonzero(batch.ts_ms >= day_end))
+            batch = batch.take(np.flatnonzero(batch.ts_ms < day_end))
             events = simulation.user_events(day)
             event_ts = np.array([e.ts_ms for e in events], dtype=np.int64)
             day_start = simulation.start_ms + day * DAY_MS
             for chunk_start in range(day_start, day_start + DAY_MS, chunk_ms):
-                # The day's last chunk also takes fraud episodes that run on past midnight.
-                chunk_end = chunk_start + chunk_ms if chunk_start + chunk_ms < day_start + DAY_MS else np.iinfo(np.int64).max
+                chunk_end = min(chunk_start + chunk_ms, day_end)
                 in_chunk = (batch.ts_ms >= chunk_start) & (batch.ts_ms < chunk_end)
                 if limits.count is not None:
                     room = limits.count - report.transactions

@@ -242,6 +242,51 @@ class ProducerSettings(_Section):
     chunk_hours: float = Field(gt=0, description="Simulated hours generated per chunk.")
 
 
+class SchemasSettings(_Section):
+    """Catalog schema (database) names of the medallion layers."""
+
+    bronze: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    silver: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    gold: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+
+
+class LakehouseSettings(_Section):
+    schemas: SchemasSettings
+    watermark_delay_minutes: float = Field(
+        gt=0, description="A transaction older than its partition's latest event time minus this is late."
+    )
+    dedup_window_hours: float = Field(gt=0, description="How far back a transaction_id is checked for duplicates.")
+    history_retention_hours: float = Field(
+        gt=0, description="Time travel window: VACUUM never removes files younger than this."
+    )
+
+    @model_validator(mode="after")
+    def _dedup_covers_lateness(self) -> LakehouseSettings:
+        # A duplicate older than the dedup window must already be late, or it would slip through.
+        if self.dedup_window_hours * 60 < self.watermark_delay_minutes:
+            raise ValueError("dedup_window_hours must cover watermark_delay_minutes")
+        return self
+
+
+class QuerySettings(_Section):
+    trigger: str | None = Field(default=None, description='"availableNow" or an interval such as "5 seconds".')
+    max_records_per_trigger: int | None = Field(default=None, ge=1)
+    checkpoint: str | None = Field(default=None, description="Default: <checkpoint_dir>/<query name>.")
+
+
+class StreamingSettings(_Section):
+    trigger: str = Field(description='Default trigger of every query: "availableNow" or an interval.')
+    max_records_per_trigger: int = Field(ge=1, description="Kafka offsets (or bronze rows) per micro-batch.")
+    queries: dict[str, QuerySettings] = Field(default_factory=dict, description="Per-query overrides.")
+
+    @model_validator(mode="after")
+    def _triggers_valid(self) -> StreamingSettings:
+        for name, trigger in [("trigger", self.trigger), *((f"queries.{k}.trigger", q.trigger) for k, q in self.queries.items())]:
+            if trigger is not None and trigger != "availableNow" and not re.fullmatch(r"\d+(\.\d+)? (second|minute)s?", trigger):
+                raise ValueError(f'{name}: {trigger!r} is neither "availableNow" nor an interval like "5 seconds"')
+        return self
+
+
 class Settings(_Section):
     env: str
     project_dir: Path = Field(description="Folder holding conf/; relative paths resolve against it.")
@@ -251,6 +296,8 @@ class Settings(_Section):
     data: DataContractSettings
     simulator: SimulatorSettings
     producer: ProducerSettings
+    lakehouse: LakehouseSettings
+    streaming: StreamingSettings
 
     @property
     def broker_data_dir(self) -> Path:

@@ -6,6 +6,7 @@ real ``fraudlake`` CLI) inherit.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -17,6 +18,10 @@ import pytest
 from lakehouse.settings import Settings, TopicSettings, load_settings
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The test session is an entry point: quiet the client libraries that narrate every connection
+# attempt (a failing test's captured log should show our messages, not kafka-python's retries).
+for _name in ("kafka", "librdkafka", "py4j"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
 def free_port() -> int:

@@ -1,0 +1,55 @@
+"""Kafka → bronze → silver ingest. Run: ``fraudlake stream ingest [--once]``.
+
+Continuous by default (each query on its configured trigger) until Ctrl-C or SIGTERM, which stop
+the queries between micro-batches; ``--once`` drains what the topics hold now and exits
+(backfills, tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from lakehouse.cli_support import configure_logging, exit_on_error
+from lakehouse.settings import load_settings
+from lakehouse.spark import build_spark
+from lakehouse.streams import run_ingest
+
+log = logging.getLogger("jobs.stream_ingest")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.stream_ingest", description=__doc__)
+    parser.add_argument("--env", default=None, help="config environment (local, test, cluster)")
+    parser.add_argument("--once", action="store_true", help="drain what is there now, then exit (availableNow)")
+    args = parser.parse_args(argv)
+    configure_logging()
+    with exit_on_error():
+        settings = load_settings(args.env)
+        spark = build_spark(settings, app_name="fraudlake-ingest")
+        queries = run_ingest(spark, settings, once=args.once)
+        if args.once:
+            log.info("ingest drained: %s", ", ".join(q.name for q in queries))
+            return 0
+
+        def stop(_signum, _frame) -> None:
+            log.info("stopping ingest queries")
+            for query in queries:
+                query.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        log.info("ingest running: %s (Ctrl-C stops)", ", ".join(q.name for q in queries))
+        try:
+            spark.streams.awaitAnyTermination()
+        except KeyboardInterrupt:
+            stop(None, None)
+        failed = [q for q in queries if q.exception() is not None]
+        for query in failed:
+            log.error("query %s failed: %s", query.name, query.exception())
+        return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

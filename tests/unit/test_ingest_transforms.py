@@ -1,0 +1,124 @@
+"""Bronze → silver transforms on static DataFrames: one reason per bad record, late and duplicate
+decided by the log alone."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from lakehouse.ingest import late_and_duplicates, latest_per_key, parse_records
+from lakehouse.schemas import TRANSACTION_FIELDS, USER_FIELDS
+
+GOOD = {
+    "transaction_id": "T1", "user_id": "U1", "merchant_id": "M1", "timestamp": "2026-10-01T12:00:00.000Z",
+    "amount": 12.5, "currency": "EUR", "device_ip": "81.2.3.4", "is_fraud": False, "fraud_scenario": None,
+}  # fmt: skip
+BRONZE = "key STRING, value STRING, topic STRING, partition INT, offset BIGINT, kafka_timestamp TIMESTAMP, ingested_at TIMESTAMP, ingest_date DATE"
+
+
+def bronze(spark, values: list[str | None], partition: int = 0):
+    now = datetime(2026, 10, 2)
+    rows = [("U1", v, "transaction_stream", partition, i, now, now, now.date()) for i, v in enumerate(values)]
+    return spark.createDataFrame(rows, BRONZE)
+
+
+def with_changes(**changes) -> str:
+    record = {**GOOD, **changes}
+    return json.dumps({k: v for k, v in record.items() if v is not ...})
+
+
+CASES = [
+    (with_changes(), None),
+    (with_changes(extra_field={"nested": [1, 2]}, new_flag=True), None),  # schema drift is ignored
+    (with_changes(device_ip="2001:db8::1"), None),
+    (with_changes(device_ip=None), None),  # device_ip is optional
+    ('{"transaction_id": "T1", "amount": ', "malformed_json"),
+    ("[1, 2, 3]", "malformed_json"),
+    ("", "malformed_json"),
+    (None, "malformed_json"),
+    (with_changes(merchant_id=...), "missing_field:merchant_id"),
+    (with_changes(amount=None), "missing_field:amount"),
+    (with_changes(amount="12,50 EUR"), "bad_type:amount"),
+    (with_changes(timestamp="yesterday at noon"), "bad_type:timestamp"),
+    (with_changes(is_fraud="maybe"), "bad_type:is_fraud"),
+    (with_changes(amount=-3.0), "negative_amount"),
+    (with_changes(amount=0), "negative_amount"),
+    (with_changes(amount=5e9), "absurd_amount"),
+    (with_changes(currency="XBT"), "unknown_currency"),
+    (with_changes(device_ip="300.12.7.1"), "invalid_ip"),
+    (with_changes(device_ip="not-an-ip"), "invalid_ip"),
+    (with_changes(merchant_id=..., amount=-1), "missing_field:merchant_id"),  # the first rule wins
+]
+
+
+def test_parse_records_gives_each_record_one_reason(spark, settings) -> None:
+    parsed = parse_records(bronze(spark, [v for v, _ in CASES]), TRANSACTION_FIELDS, settings.data)
+    reasons = [r.quarantine_reason for r in parsed.orderBy("offset").collect()]
+    assert reasons == [expected for _, expected in CASES]
+
+
+def test_parse_records_types_the_contract_fields(spark, settings) -> None:
+    row = parse_records(bronze(spark, [with_changes()]), TRANSACTION_FIELDS, settings.data).first()
+    assert row.event_time == datetime(2026, 10, 1, 12, 0)
+    assert row.event_date.isoformat() == "2026-10-01"
+    assert (row.amount, row.currency, row.is_fraud, row.fraud_scenario) == (12.5, "EUR", False, None)
+
+
+def test_parse_records_users_need_updated_at(spark, settings) -> None:
+    user = {"user_id": "U1", "age": 40, "gender": "F", "location": "Lyon, FR", "latitude": 45.7, "longitude": 4.8,
+            "signup_date": "2020-01-02", "updated_at": "2026-10-01T00:00:00.000Z"}  # fmt: skip
+    values = [json.dumps(user), json.dumps({k: v for k, v in user.items() if k != "updated_at"}), json.dumps({**user, "age": "old"})]
+    reasons = [r.quarantine_reason for r in parse_records(bronze(spark, values), USER_FIELDS, settings.data).orderBy("offset").collect()]
+    assert reasons == [None, "missing_field:updated_at", "bad_type:age"]
+
+
+def transactions(spark, rows):
+    """rows: (transaction_id, minute of event time, partition, offset)"""
+    data = [(tid, datetime(2026, 10, 1, 12, 0).replace(hour=12 + m // 60, minute=m % 60), "tx", p, o) for tid, m, p, o in rows]
+    return spark.createDataFrame(data, "transaction_id STRING, event_time TIMESTAMP, topic STRING, partition INT, offset BIGINT")
+
+
+def decide(spark, batch, prior_max=(), prior_ids=(), delay_minutes=30.0) -> dict[str, str | None]:
+    prior = spark.createDataFrame(list(prior_max), "topic STRING, partition INT, prior_max_event_time TIMESTAMP")
+    ids = spark.createDataFrame([(i,) for i in prior_ids], "transaction_id STRING")
+    out = late_and_duplicates(transactions(spark, batch), prior, ids, delay_minutes)
+    return {f"{r.transaction_id}@{r.partition}:{r.offset}": r.quarantine_reason for r in out.collect()}
+
+
+def test_late_is_judged_against_earlier_offsets_of_the_same_partition(spark) -> None:
+    batch = [("A", 100, 0, 0), ("B", 60, 0, 1), ("C", 75, 0, 2), ("D", 10, 1, 0), ("E", 0, 1, 1)]
+    assert decide(spark, batch) == {
+        "A@0:0": None,
+        "B@0:1": "late_event",  # 40 minutes behind A, beyond the 30-minute delay
+        "C@0:2": None,  # 25 minutes behind: out of order, still accepted
+        "D@1:0": None,  # partition 1 has its own history
+        "E@1:1": None,
+    }
+
+
+def test_late_uses_earlier_batches_of_the_partition(spark) -> None:
+    prior = [("tx", 0, datetime(2026, 10, 1, 14, 0))]
+    assert decide(spark, [("A", 60, 0, 5), ("B", 60, 1, 5)], prior_max=prior) == {"A@0:5": "late_event", "B@1:5": None}
+
+
+def test_duplicates_keep_the_first_occurrence_and_earlier_batches_count(spark) -> None:
+    batch = [("A", 0, 1, 7), ("A", 0, 0, 3), ("B", 1, 0, 4), ("K", 2, 0, 5)]
+    assert decide(spark, batch, prior_ids=["K"]) == {"A@0:3": None, "A@1:7": "duplicate", "B@0:4": None, "K@0:5": "duplicate"}
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_decisions_do_not_depend_on_how_the_log_is_cut_into_batches(spark, cut) -> None:
+    log = [("A", 100, 0, 0), ("A", 100, 0, 1), ("B", 60, 0, 2), ("C", 90, 0, 3)]
+    first = decide(spark, log[:cut])
+    accepted = [tid for key, reason in first.items() if reason is None for tid in [key.split("@")[0]]]
+    prior_max = [("tx", 0, max(datetime(2026, 10, 1, 12 + m // 60, m % 60) for _, m, _, _ in log[:cut]))]
+    second = decide(spark, log[cut:], prior_max=prior_max, prior_ids=accepted)
+    assert {**first, **second} == decide(spark, log)
+
+
+def test_latest_per_key_takes_the_newest_update(spark) -> None:
+    rows = [("U1", datetime(2026, 1, 1), 0, 1), ("U1", datetime(2026, 3, 1), 0, 2), ("U1", datetime(2026, 2, 1), 0, 3), ("U2", datetime(2026, 1, 1), 0, 4)]
+    df = spark.createDataFrame(rows, "user_id STRING, updated_at TIMESTAMP, partition INT, offset BIGINT")
+    assert {(r.user_id, r.offset) for r in latest_per_key(df, "user_id").collect()} == {("U1", 2), ("U2", 4)}
