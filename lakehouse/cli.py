@@ -1,7 +1,9 @@
 """``fraudlake``: the command line of the platform.
 
-Settings are loaded once, in the top-level callback, and handed to each command. Spark jobs run as
-their own processes (``python -m jobs.<name>``), so the CLI itself starts no JVM but the broker's.
+Settings are loaded once, in the top-level callback, and handed to each command. Long-running
+Spark jobs run as their own processes (``python -m jobs.<name>``); short Spark commands (sql,
+reconcile, maintain) build a session in the CLI process. Spark and pyspark are imported lazily,
+so commands that do not need them start fast.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ kafka_app = typer.Typer(help="Run the local Kafka broker (KRaft, one JVM): up, d
 topics_app = typer.Typer(help="Kafka topics from config: ensure (create the missing), list.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that write their figures to docs/benchmarks/.", no_args_is_help=True)
+stream_app = typer.Typer(help="Long-running streaming jobs: ingest (Kafka → bronze → silver).", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
+app.add_typer(stream_app, name="stream")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -321,6 +325,104 @@ def bench_produce(
     path = output or settings.project_dir / "docs" / "benchmarks" / "producer.md"
     console.print(write_producer_report(path, series, count, target=20_000))
     console.print(f"written to {path}")
+
+
+# ----------------------------------------------------------------------------- lakehouse
+
+
+@stream_app.command("ingest")
+def stream_ingest(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Drain what the topics hold now, then exit (backfill).")] = False,
+) -> None:
+    """Kafka → bronze → silver Delta tables, with quarantine, until Ctrl-C (or once with --once).
+
+    Example: fraudlake stream ingest --once && fraudlake reconcile
+    """
+    raise typer.Exit(run_job(ctx, "stream_ingest", *(["--once"] if once else [])))
+
+
+def _spark(ctx: typer.Context, app_name: str):
+    from lakehouse.spark import build_spark
+
+    return build_spark(_settings(ctx), app_name=app_name)
+
+
+@app.command("reconcile")
+def reconcile_command(ctx: typer.Context) -> None:
+    """Check per stream that bronze = silver + quarantine, record by record. Exits 1 when not.
+
+    Run it after `fraudlake stream ingest --once` (a running stream shows its lag as unaccounted).
+    """
+    from rich.table import Table
+
+    from lakehouse.reconcile import reconcile
+
+    results = reconcile(_spark(ctx, "fraudlake-reconcile"), _settings(ctx))
+    table = Table(title="bronze = silver + quarantine")
+    columns = ["stream", "bronze", "silver", "quarantine", "unaccounted", "double_counted", "orphans", "bronze_duplicates", "ok"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "stream" else "right")
+    for r in results:
+        table.add_row(*(f"{getattr(r, c):,}" if c not in ("stream", "ok") else str(getattr(r, c)) for c in columns))
+    console.print(table)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("sql")
+def sql_command(
+    ctx: typer.Context,
+    statement: Annotated[str, typer.Argument(help="One Spark SQL statement; tables by name, e.g. silver.transactions.")],
+    output_format: Annotated[str, typer.Option("--format", "-f", help="table (default), csv or json (JSON lines).")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write csv/json to this file instead of stdout.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show in table format (csv/json: all rows unless set).")] = 50,
+) -> None:
+    """Run ad hoc Spark SQL over the catalog tables, time travel included.
+
+    Examples: fraudlake sql "SELECT reason, count(*) FROM silver.quarantine GROUP BY reason";
+    fraudlake sql "SELECT count(*) FROM silver.transactions VERSION AS OF 3";
+    fraudlake sql "SELECT * FROM silver.users TIMESTAMP AS OF '2026-11-29 08:00'" -f csv -o users.csv
+    """
+    from rich.table import Table
+
+    from lakehouse.sql import SqlError, run_sql, write_rows
+
+    if output_format not in ("table", "csv", "json"):
+        raise SqlError(f"--format {output_format!r}: use table, csv or json")
+    df = run_sql(_spark(ctx, "fraudlake-sql"), statement)
+    if output_format == "table":
+        rows = df.limit(limit + 1).collect()
+        table = Table(show_lines=False)
+        for column in df.columns:
+            table.add_column(column)
+        for row in rows[:limit]:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        console.print(table)
+        more = " (more not shown: --limit, or --format csv)" if len(rows) > limit else ""
+        console.print(f"{min(len(rows), limit)} row(s){more}")
+        return
+    csv_limit = None if ctx.get_parameter_source("limit").name == "DEFAULT" else limit
+    if output:
+        with output.open("w", newline="") as handle:
+            written = write_rows(df, output_format, handle, csv_limit)
+        console.print(f"{written} row(s) written to {output}")
+    else:
+        write_rows(df, output_format, limit=csv_limit)
+
+
+@app.command("maintain")
+def maintain_command(
+    ctx: typer.Context,
+    retain_hours: Annotated[
+        float | None, typer.Option(help="VACUUM retention; never below lakehouse.history_retention_hours (the default).")
+    ] = None,
+) -> None:
+    """OPTIMIZE every bronze, silver and gold table, then VACUUM files older than the retention."""
+    from lakehouse.maintenance import maintain
+
+    for result in maintain(_spark(ctx, "fraudlake-maintain"), _settings(ctx), retain_hours=retain_hours):
+        console.print(f"{result.table:<40} files {result.files_before:>5} → {result.files_after:<5} version {result.version_after}")
 
 
 def run_job(ctx: typer.Context, module: str, *args: str) -> int:

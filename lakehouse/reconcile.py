@@ -52,22 +52,28 @@ def reconcile(spark: SparkSession, settings: Settings) -> list[Reconciliation]:
                 df = df.where(where)
             return df.select(*(F.col(f"_{c}").alias(c) for c in COORDINATES))
 
-        bronze = spark.table(names.bronze(stream)).select(*COORDINATES).persist()
-        silver = coordinates(silver_table)
-        quarantine = coordinates(names.quarantine, f"source = '{stream}'")
-        accounted = silver.unionByName(quarantine).persist()
-        try:
-            counts = {
-                "bronze": bronze.count(),
-                "silver": silver.count(),
-                "quarantine": quarantine.count(),
-                "unaccounted": bronze.join(accounted, COORDINATES, "left_anti").count(),
-                "double_counted": accounted.groupBy(*COORDINATES).count().where("count > 1").count(),
-                "orphans": accounted.join(bronze, COORDINATES, "left_anti").count(),
-                "bronze_duplicates": bronze.groupBy(*COORDINATES).count().where("count > 1").count(),
-            }
-        finally:
-            bronze.unpersist()
-            accounted.unpersist()
+        bronze = spark.table(names.bronze(stream)).groupBy(*COORDINATES).agg(F.count("*").alias("b"))
+        accounted = (
+            coordinates(silver_table)
+            .withColumn("s", F.lit(1))
+            .unionByName(coordinates(names.quarantine, f"source = '{stream}'").withColumn("s", F.lit(0)))
+            .groupBy(*COORDINATES)
+            .agg(F.sum("s").alias("s"), F.sum(1 - F.col("s")).alias("q"))
+        )
+        # One pass: a full outer join by Kafka coordinates classifies every record at once.
+        row = (
+            bronze.join(accounted, COORDINATES, "full_outer")
+            .agg(
+                F.coalesce(F.sum("b"), F.lit(0)).alias("bronze"),
+                F.coalesce(F.sum("s"), F.lit(0)).alias("silver"),
+                F.coalesce(F.sum("q"), F.lit(0)).alias("quarantine"),
+                F.count(F.when(F.col("b").isNotNull() & F.col("s").isNull(), 1)).alias("unaccounted"),
+                F.count(F.when(F.col("s") + F.col("q") > 1, 1)).alias("double_counted"),
+                F.count(F.when(F.col("b").isNull(), 1)).alias("orphans"),
+                F.count(F.when(F.col("b") > 1, 1)).alias("bronze_duplicates"),
+            )
+            .first()
+        )
+        counts = {k: int(v) for k, v in row.asDict().items()}
         results.append(Reconciliation(stream, **counts))
     return results

@@ -103,12 +103,12 @@ def test_ingest_rerun_is_idempotent_and_profile_changes_update_latest_keeping_hi
     )
     sender = make_sender(settings.kafka, settings.producer)
     names = table_names(settings)
-    produce(settings, simulation, sender, ProduceLimits(count=1000), first_day=0)  # day 0: nobody moved yet
+    day_zero = produce(settings, simulation, sender, ProduceLimits(count=1000), first_day=0)  # nobody moved yet
     run_ingest(spark, settings, once=True)
     run_ingest(spark, settings, once=True)  # nothing new: nothing changes
     assert count(spark, names.silver("transactions")) == 1000
 
-    produce(settings, simulation, sender, ProduceLimits(count=2500), first_day=1)  # days 1-2: moves published
+    produce(settings, simulation, sender, ProduceLimits(count=2500), first_day=day_zero.next_day)  # moves published
     sender.close()
     run_ingest(spark, settings, once=True)
 

@@ -1,0 +1,106 @@
+"""SIGKILL the real ingest job in the middle of a stream, restart it: nothing lost, nothing twice.
+
+The job runs as its own process (`python -m jobs.stream_ingest`, its own Spark driver and embedded
+catalog under a private data folder), exactly as `fraudlake stream ingest` starts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date
+
+import pytest
+
+from lakehouse.bench import with_topic_suffix
+from lakehouse.kafka.senders import make_sender
+from lakehouse.kafka.topics import delete_topics, ensure_topics
+from lakehouse.producer import ProduceLimits, produce
+from lakehouse.simulator.simulation import Simulation
+from tests.conftest import PROJECT_DIR
+
+pytestmark = pytest.mark.integration
+
+
+def delta_count(spark, path) -> int:
+    try:
+        return spark.read.format("delta").load(str(path)).count()
+    except Exception:  # noqa: BLE001 - the table does not exist yet
+        return 0
+
+
+def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"ingest job exited early ({process.returncode}) while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not seen within {timeout_s:g}s")
+        time.sleep(1)  # polling interval of a deadline loop, not a synchronisation sleep
+
+
+def test_ingest_killed_mid_stream_restarts_without_loss_or_duplicates(kafka_broker, spark, tmp_path, cli_env) -> None:
+    settings = with_topic_suffix(kafka_broker, uuid.uuid4().hex[:8])
+    settings = settings.model_copy(
+        update={"simulator": settings.simulator.model_copy(update={"users": 300, "merchants": 90, "cities": 10, "days": 3, "transactions": 6000})}
+    )
+    ensure_topics(settings.kafka)
+    topics = settings.kafka.topics
+    simulation = Simulation(settings.simulator, date(2026, 10, 1), traffic_seed=31)
+    sender = make_sender(settings.kafka, settings.producer)
+    first = produce(settings, simulation, sender, ProduceLimits(count=1500), first_day=0)
+    # Schema drift: producers that add a field must not break ingestion.
+    # (Stamped at the stream's current time: they are new payments, not late ones.)
+    drifted = [
+        json.loads(v) | {"wallet": {"type": "apple_pay", "token_age_days": 3}}
+        for v in simulation.transaction_json(simulation.day(0).take(list(range(20))))
+    ]
+    for record in drifted:
+        record["transaction_id"] = "D" + record["transaction_id"]
+        record["timestamp"] = first.last_event
+        sender.send(topics.transactions.name, record["user_id"].encode(), json.dumps(record).encode())
+    sender.flush(30)
+
+    data = tmp_path / "job-data"
+    env = {
+        **cli_env,
+        "FRAUDLAKE_PATHS__DATA_DIR": str(data),
+        "FRAUDLAKE_STREAMING__TRIGGER": "1 second",
+        "FRAUDLAKE_STREAMING__MAX_RECORDS_PER_TRIGGER": "600",
+        **{f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name for name in ("transactions", "users", "merchants", "alerts")},
+    }
+    command = [sys.executable, "-m", "jobs.stream_ingest", "--env", "test"]
+    bronze = data / "warehouse" / "bronze.db" / "transactions"
+    silver = data / "warehouse" / "silver.db" / "transactions"
+    job = subprocess.Popen(command, env=env, cwd=PROJECT_DIR, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: delta_count(spark, silver) > 0, 240, "first silver rows", job)
+        second = produce(settings, simulation, sender, ProduceLimits(count=1000), first_day=first.next_day)
+        sender.close()
+        wait_for(lambda: delta_count(spark, bronze) > first.transactions + len(drifted), 120, "bronze rows of the second run", job)
+        os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, mid-stream
+        job.wait(timeout=60)
+        partial = delta_count(spark, silver)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+
+    drain = subprocess.run([*command, "--once"], env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600)
+    assert drain.returncode == 0, drain.stderr[-3000:]
+
+    expected = first.transactions + second.transactions + len(drifted)
+    bronze_rows = spark.read.format("delta").load(str(bronze))
+    silver_rows = spark.read.format("delta").load(str(silver))
+    assert partial < expected  # the kill really happened mid-stream
+    assert bronze_rows.count() == bronze_rows.select("topic", "partition", "offset").distinct().count() == expected
+    assert silver_rows.count() == silver_rows.select("transaction_id").distinct().count() == expected
+    assert silver_rows.where("transaction_id LIKE 'D%'").count() == len(drifted)
+    assert delta_count(spark, data / "warehouse" / "silver.db" / "quarantine") == 0
+    users = spark.read.format("delta").load(str(data / "warehouse" / "silver.db" / "user_versions"))
+    assert users.count() == first.users + second.users
+    delete_topics(settings.kafka, [t.name for t in topics.all()])
