@@ -37,11 +37,15 @@ $(JARS)/%/.resolved: conf/jvm/%-pom.xml conf/jvm/maven-settings.xml
 	$(MVN) -f $< dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JARS)/$*
 	@touch $@
 
-demo: setup  ## Bring the platform up and prove it end to end (broker, topics, smoke round trip)
+demo: setup  ## Platform up, smoke test, simulated traffic with bad records through bronze → silver, reconciled
 	$(FRAUDLAKE) kafka up
 	$(FRAUDLAKE) topics ensure
 	$(FRAUDLAKE) smoke
-	@echo "The broker keeps running: 'fraudlake kafka status', stop it with '$(FRAUDLAKE) kafka down'."
+	$(FRAUDLAKE) produce --count 20000 --bad-rate 0.005 --preload
+	$(FRAUDLAKE) stream ingest --once
+	$(FRAUDLAKE) reconcile
+	$(FRAUDLAKE) sql "SELECT source, reason, count(*) AS records FROM silver.quarantine GROUP BY source, reason ORDER BY records DESC"
+	@echo "The broker keeps running: 'fraudlake kafka status'; query with 'fraudlake sql'; stop with '$(FRAUDLAKE) kafka down'."
 
 test: setup  ## Run the whole test suite (starts its own broker and Spark session)
 	$(BIN)/pytest $(PYTEST_ARGS)

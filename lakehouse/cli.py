@@ -411,6 +411,28 @@ def sql_command(
         write_rows(df, output_format, limit=csv_limit)
 
 
+@app.command(
+    "sql-shell",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def sql_shell(ctx: typer.Context) -> None:
+    """Open pyspark's own spark-sql shell on the same catalog and warehouse; extra arguments pass through.
+
+    Examples: fraudlake sql-shell;  fraudlake sql-shell -e "SHOW TABLES IN silver"
+    """
+    import os as _os
+
+    from lakehouse.spark import spark_sql_shell_command
+
+    settings = _settings(ctx)
+    settings.metastore_dir.mkdir(parents=True, exist_ok=True)
+    command = spark_sql_shell_command(settings, *ctx.args)
+    env = {**_os.environ, "PYSPARK_PYTHON": sys.executable}
+    if settings.spark.local_ip:
+        env.setdefault("SPARK_LOCAL_IP", settings.spark.local_ip)
+    _os.execvpe(command[0], command, env)
+
+
 @app.command("maintain")
 def maintain_command(
     ctx: typer.Context,

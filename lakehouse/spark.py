@@ -111,3 +111,19 @@ def build_spark(settings: Settings, *, app_name: str | None = None) -> SparkSess
         raise PlatformError(f"Spark failed to start ({settings.spark.master}): {exc}") from exc
     log.info("Spark %s session on %s", session.version, settings.spark.master)
     return session
+
+
+def spark_sql_shell_command(settings: Settings, *extra: str) -> list[str]:
+    """The command line of pyspark's own ``spark-sql`` shell with this platform's settings, so it
+    sees the same catalog, warehouse, Delta extensions and jars as the jobs."""
+    import pyspark
+
+    shell = Path(pyspark.__file__).parent / "bin" / "spark-sql"
+    conf = spark_conf(settings)
+    command = [str(shell), "--master", conf.pop("spark.master"), "--name", "fraudlake-spark-sql"]
+    if "spark.jars" in conf:
+        command += ["--jars", conf.pop("spark.jars")]
+    command += ["--driver-java-options", conf.pop("spark.driver.extraJavaOptions")]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    return command + list(extra)

@@ -64,3 +64,20 @@ def test_spark_conf_missing_jars_says_how_to_get_them(tmp_path: Path) -> None:
     settings = load_settings("test", environ={"FRAUDLAKE_SPARK__JARS_DIR": str(tmp_path / "nowhere")})
     with pytest.raises(PlatformError, match=r"Spark jars missing .*make jars"):
         spark_conf(settings)
+
+
+def test_spark_sql_shell_uses_the_same_catalog_and_jars(fake_jars: Path, tmp_path: Path) -> None:
+    from lakehouse.spark import spark_sql_shell_command
+
+    settings = load_settings(
+        "local", environ={"FRAUDLAKE_SPARK__JARS_DIR": str(fake_jars), "FRAUDLAKE_PATHS__DATA_DIR": str(tmp_path)}
+    )
+    command = spark_sql_shell_command(settings, "-e", "SHOW TABLES")
+
+    assert command[0].endswith("pyspark/bin/spark-sql")
+    assert command[command.index("--master") + 1] == "local[*]"
+    assert "spark-sql-kafka-0-10_2.13-4.1.3.jar" in command[command.index("--jars") + 1]
+    confs = dict(c.split("=", 1) for c in command[1:] if "=" in c and c.startswith("spark."))
+    assert confs["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    assert str(tmp_path / "metastore" / "metastore_db") in confs["spark.hadoop.javax.jdo.option.ConnectionURL"]
+    assert command[-2:] == ["-e", "SHOW TABLES"]

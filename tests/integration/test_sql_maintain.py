@@ -1,0 +1,74 @@
+"""`fraudlake sql` and `fraudlake maintain` on the session's catalog: time travel, output formats,
+plain errors, compaction that keeps time travel, and a retention that cannot go below the window."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+
+import pytest
+
+from lakehouse.errors import ConfigError
+from lakehouse.maintenance import maintain
+from lakehouse.sql import SqlError, run_sql, write_rows
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def versioned_table(spark):
+    """schema.amounts with versions 0..3 (one row each time), in a schema of its own."""
+    schema = f"sqltest_{uuid.uuid4().hex[:8]}"
+    spark.sql(f"CREATE SCHEMA {schema}")
+    table = f"{schema}.amounts"
+    spark.createDataFrame([(0, 10.0)], "id INT, amount DOUBLE").write.format("delta").saveAsTable(table)
+    for i in range(1, 4):
+        spark.sql(f"INSERT INTO {table} VALUES ({i}, {10.0 * (i + 1)})")
+    yield schema, table
+    spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_sql_time_travel_by_version_and_timestamp(spark, versioned_table) -> None:
+    _, table = versioned_table
+    assert run_sql(spark, f"SELECT count(*) AS n FROM {table}").first().n == 4
+    assert run_sql(spark, f"SELECT count(*) AS n FROM {table} VERSION AS OF 1").first().n == 2
+    stamp = run_sql(spark, f"DESCRIBE HISTORY {table}").where("version = 2").first().timestamp
+    assert run_sql(spark, f"SELECT count(*) AS n FROM {table} TIMESTAMP AS OF '{stamp}'").first().n == 3
+
+
+def test_sql_bad_statement_is_one_plain_line(spark) -> None:
+    with pytest.raises(SqlError) as error:
+        run_sql(spark, "SELECT * FROM no_such_schema.no_such_table")
+    assert "\n" not in str(error.value) and "no_such_table" in str(error.value).lower()
+    with pytest.raises(SqlError):
+        run_sql(spark, "SELEKT 1")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_sql_writes_csv_and_json_lines(spark, versioned_table, fmt) -> None:
+    _, table = versioned_table
+    out = io.StringIO()
+    written = write_rows(run_sql(spark, f"SELECT id, amount FROM {table} ORDER BY id"), fmt, out)
+    text = out.getvalue()
+    rows = list(csv.DictReader(io.StringIO(text))) if fmt == "csv" else [json.loads(line) for line in text.splitlines()]
+    assert written == 4
+    assert [float(r["amount"]) for r in rows] == [10.0, 20.0, 30.0, 40.0]
+
+
+def test_maintain_compacts_and_keeps_time_travel(spark, settings, versioned_table) -> None:
+    schema, table = versioned_table
+    only_this_schema = settings.lakehouse.schemas.model_copy(update={"bronze": schema, "silver": f"{schema}_none", "gold": f"{schema}_none"})
+    test_settings = settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(update={"schemas": only_this_schema})})
+
+    [result] = maintain(spark, test_settings)
+
+    assert result.table == table
+    assert result.files_before == 4 and result.files_after == 1
+    assert run_sql(spark, f"SELECT count(*) AS n FROM {table} VERSION AS OF 0").first().n == 1  # still there
+
+
+def test_maintain_refuses_a_retention_below_the_time_travel_window(spark, settings) -> None:
+    with pytest.raises(ConfigError, match="history_retention_hours"):
+        maintain(spark, settings, retain_hours=1)
