@@ -12,7 +12,7 @@ MVN := mvn -q -B -s conf/jvm/maven-settings.xml
 FRAUDLAKE := $(BIN)/fraudlake
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv jars demo test lock clean
+.PHONY: help setup venv jars demo test stop lock clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
-jars: $(JARS)/spark/.resolved $(JARS)/kafka/.resolved
+jars: $(JARS)/spark/.resolved $(JARS)/kafka/.resolved $(JARS)/catalog/.resolved
 
 $(JARS)/%/.resolved: conf/jvm/%-pom.xml conf/jvm/maven-settings.xml
 	@command -v mvn >/dev/null || { echo "error: mvn not found: Fraudlake needs Maven to fetch its JVM jars"; exit 1; }
@@ -39,13 +39,18 @@ $(JARS)/%/.resolved: conf/jvm/%-pom.xml conf/jvm/maven-settings.xml
 
 demo: setup  ## Platform up, smoke test, simulated traffic with bad records through bronze → silver, reconciled
 	$(FRAUDLAKE) kafka up
+	$(FRAUDLAKE) catalog up
 	$(FRAUDLAKE) topics ensure
 	$(FRAUDLAKE) smoke
 	$(FRAUDLAKE) produce --count 20000 --bad-rate 0.005 --preload
 	$(FRAUDLAKE) stream ingest --once
 	$(FRAUDLAKE) reconcile
 	$(FRAUDLAKE) sql "SELECT source, reason, count(*) AS records FROM silver.quarantine GROUP BY source, reason ORDER BY records DESC"
-	@echo "The broker keeps running: 'fraudlake kafka status'; query with 'fraudlake sql'; stop with '$(FRAUDLAKE) kafka down'."
+	@echo "Broker and catalog keep running: query with 'fraudlake sql'; stop with 'make stop'."
+
+stop:  ## Stop the local broker and catalog server (data is kept)
+	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) kafka down
+	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) catalog down
 
 test: setup  ## Run the whole test suite (starts its own broker and Spark session)
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -56,6 +61,5 @@ lock:  ## Re-resolve pyproject.toml's pins and rewrite constraints.txt
 	{ sed -n '1,3p' constraints.txt; /tmp/fraudlake-lock/bin/pip freeze --exclude-editable | grep -viE '^(fraudlake|pip|setuptools|wheel)=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
-clean:  ## Stop the local broker and remove local runtime data (.fraudlake/); keeps .venv and .jars
-	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) kafka down
+clean: stop  ## Stop the local services and remove local runtime data (.fraudlake/); keeps .venv and .jars
 	rm -rf .fraudlake

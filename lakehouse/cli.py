@@ -35,12 +35,14 @@ kafka_app = typer.Typer(help="Run the local Kafka broker (KRaft, one JVM): up, d
 topics_app = typer.Typer(help="Kafka topics from config: ensure (create the missing), list.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that write their figures to docs/benchmarks/.", no_args_is_help=True)
+catalog_app = typer.Typer(help="Run the local catalog server (Derby network server, one JVM): up, down, status.", no_args_is_help=True)
 stream_app = typer.Typer(help="Long-running streaming jobs: ingest (Kafka → bronze → silver).", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 app.add_typer(stream_app, name="stream")
+app.add_typer(catalog_app, name="catalog")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -67,6 +69,15 @@ def main_options(
 # ----------------------------------------------------------------------------- kafka
 
 
+def _report_up(name: str, address: str, pid: int | None, folder: Path, started: bool) -> None:
+    verb = "started" if started else "already running"
+    console.print(f"{name} {verb} at [bold]{address}[/] (pid {pid}, data in {folder})")
+
+
+def _report_down(name: str, address: str, stopped: bool) -> None:
+    console.print(f"{name} at {address} {'stopped' if stopped else 'was not running'}")
+
+
 @kafka_app.command("up")
 def kafka_up(ctx: typer.Context) -> None:
     """Start the local broker (formats its storage the first time) and wait until it answers.
@@ -76,8 +87,7 @@ def kafka_up(ctx: typer.Context) -> None:
     from lakehouse.kafka.broker import LocalBroker
 
     status, started = LocalBroker(_settings(ctx)).up()
-    verb = "started" if started else "already running"
-    console.print(f"Kafka broker {verb} at [bold]{status.address}[/] (pid {status.pid}, data in {status.data_dir})")
+    _report_up("Kafka broker", status.address, status.pid, status.data_dir, started)
 
 
 @kafka_app.command("down")
@@ -86,8 +96,7 @@ def kafka_down(ctx: typer.Context) -> None:
     from lakehouse.kafka.broker import LocalBroker
 
     broker = LocalBroker(_settings(ctx))
-    stopped = broker.down()
-    console.print(f"Kafka broker at {broker.address} {'stopped' if stopped else 'was not running'}")
+    _report_down("Kafka broker", broker.address, broker.down())
 
 
 @kafka_app.command("status")
@@ -103,6 +112,40 @@ def kafka_status(ctx: typer.Context) -> None:
     pid = f", pid {status.pid}" if status.pid else ""
     console.print(f"Kafka broker at {settings.kafka.bootstrap}: [green]up[/]{pid}")
     console.print(f"topics: {', '.join(status.topics) if status.topics else '(none)'}")
+
+
+# ----------------------------------------------------------------------------- catalog
+
+
+@catalog_app.command("up")
+def catalog_up(ctx: typer.Context) -> None:
+    """Start the catalog server (the shared Hive metastore in Derby) and wait until it listens. Idempotent."""
+    from lakehouse.catalog_server import LocalCatalogServer
+
+    status, started = LocalCatalogServer(_settings(ctx)).up()
+    _report_up("catalog server", status.address, status.pid, status.folder, started)
+
+
+@catalog_app.command("down")
+def catalog_down(ctx: typer.Context) -> None:
+    """Stop the catalog server; the catalog stays on disk for the next `up`."""
+    from lakehouse.catalog_server import LocalCatalogServer
+
+    server = LocalCatalogServer(_settings(ctx))
+    _report_down("catalog server", server.address, server.down())
+
+
+@catalog_app.command("status")
+def catalog_status(ctx: typer.Context) -> None:
+    """Say whether the catalog server listens. Exits 3 when it does not."""
+    from lakehouse.catalog_server import LocalCatalogServer
+
+    status = LocalCatalogServer(_settings(ctx)).status()
+    if not status.running:
+        console.print(f"catalog server at {status.address}: [red]down[/]")
+        raise typer.Exit(3)
+    pid = f", pid {status.pid}" if status.pid else ""
+    console.print(f"catalog server at {status.address}: [green]up[/]{pid}")
 
 
 # ----------------------------------------------------------------------------- topics

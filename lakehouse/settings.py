@@ -114,6 +114,18 @@ class KafkaSettings(_Section):
         return self
 
 
+class CatalogServerSettings(_Section):
+    """The Derby network server that `fraudlake catalog up` runs (catalog: derby-server)."""
+
+    enabled: bool = Field(description="Run it locally; false when another host serves it (cluster).")
+    host: str
+    port: int = Field(ge=1, le=65535)
+    heap: str = Field(pattern=r"^\d+[kmgKMG]$")
+    jars_dir: Path
+    start_timeout_s: float = Field(gt=0)
+    stop_timeout_s: float = Field(gt=0)
+
+
 class SparkSettings(_Section):
     master: str
     app_name: str
@@ -124,7 +136,10 @@ class SparkSettings(_Section):
     jars_dir: Path | None = Field(default=None, description="Jars put on spark.jars (Delta, Kafka connector).")
     log4j_config: Path | None = None
     warehouse_dir: str | None = Field(default=None, description="Default: <paths.data_dir>/warehouse.")
-    catalog: Literal["derby", "hive-metastore", "in-memory"]
+    catalog: Literal["derby-server", "derby", "hive-metastore", "in-memory"] = Field(
+        description="derby-server: shared local catalog (fraudlake catalog up); derby: embedded, one process."
+    )
+    catalog_server: CatalogServerSettings
     metastore_dir: Path | None = Field(default=None, description="Derby folder; default <data_dir>/metastore.")
     metastore_uri: str | None = Field(default=None, description="thrift:// URI when catalog is hive-metastore.")
     checkpoint_dir: str | None = Field(default=None, description="Default: <paths.data_dir>/checkpoints.")
@@ -505,8 +520,12 @@ def _resolve_paths(settings: Settings) -> Settings:
             "data_dir": absolute(settings.kafka.broker.data_dir),
         }
     )
+    catalog_server = settings.spark.catalog_server.model_copy(
+        update={"jars_dir": absolute(settings.spark.catalog_server.jars_dir)}
+    )
     spark = settings.spark.model_copy(
         update={
+            "catalog_server": catalog_server,
             "jars_dir": absolute(settings.spark.jars_dir),
             "log4j_config": absolute(settings.spark.log4j_config),
             "metastore_dir": absolute(settings.spark.metastore_dir),

@@ -74,6 +74,16 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         conf["spark.hadoop.datanucleus.schema.autoCreateAll"] = "true"
         conf["spark.hadoop.hive.metastore.schema.verification"] = "false"
         java_options.append(f"-Dderby.system.home={metastore}")
+    elif spark.catalog == "derby-server":
+        server = spark.catalog_server
+        conf["spark.sql.catalogImplementation"] = "hive"
+        # The database lives in the server's own folder (derby.system.home), named relative to it.
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby://{server.host}:{server.port}/metastore_db;create=true"
+        conf["spark.hadoop.javax.jdo.option.ConnectionDriverName"] = "org.apache.derby.jdbc.ClientDriver"
+        conf["spark.hadoop.datanucleus.schema.autoCreateAll"] = "true"
+        conf["spark.hadoop.hive.metastore.schema.verification"] = "false"
+        # The metastore client loads its JDBC driver from the driver JVM's own classpath.
+        conf["spark.driver.extraClassPath"] = str(derby_client_jar(settings))
     elif spark.catalog == "hive-metastore":
         conf["spark.sql.catalogImplementation"] = "hive"
         conf["spark.hadoop.hive.metastore.uris"] = str(spark.metastore_uri)
@@ -85,6 +95,14 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
     conf.update(spark.conf)
     return conf
+
+
+def derby_client_jar(settings: Settings) -> Path:
+    folder = settings.spark.catalog_server.jars_dir
+    jars = sorted(folder.glob("derbyclient-*.jar")) if folder.is_dir() else []
+    if not jars:
+        raise PlatformError(f"Derby client jar missing in {folder}: run `make jars` (or `make setup`)")
+    return jars[-1]
 
 
 def build_spark(settings: Settings, *, app_name: str | None = None) -> SparkSession:
@@ -101,6 +119,13 @@ def build_spark(settings: Settings, *, app_name: str | None = None) -> SparkSess
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if settings.spark.catalog == "derby":
         settings.metastore_dir.mkdir(parents=True, exist_ok=True)
+    if settings.spark.catalog == "derby-server":
+        from lakehouse.jvm import port_open
+
+        server = settings.spark.catalog_server
+        if not port_open(server.host, server.port):
+            hint = " Start it with `fraudlake catalog up`." if server.enabled else ""
+            raise PlatformError(f"catalog server not reachable at {server.host}:{server.port}.{hint}")
 
     builder = SparkSession.builder
     for key, value in conf.items():
@@ -109,8 +134,25 @@ def build_spark(settings: Settings, *, app_name: str | None = None) -> SparkSess
         session = builder.getOrCreate()
     except Exception as exc:  # the JVM failed to start: say why in one line
         raise PlatformError(f"Spark failed to start ({settings.spark.master}): {exc}") from exc
+    if settings.spark.catalog == "derby":
+        _check_embedded_catalog(session, settings)
     log.info("Spark %s session on %s", session.version, settings.spark.master)
     return session
+
+
+def _check_embedded_catalog(session: SparkSession, settings: Settings) -> None:
+    """Embedded Derby admits one process per metastore folder: say so plainly when another holds it."""
+    try:
+        session.catalog.listDatabases()
+    except Exception as exc:
+        if "metastore" not in str(exc).lower() and "derby" not in str(exc).lower():
+            raise
+        session.stop()
+        raise PlatformError(
+            f"the catalog in {settings.metastore_dir} is in use by another Spark process (embedded Derby "
+            "admits one at a time): stop that job (e.g. a running `fraudlake stream ingest`) and retry, or "
+            "use spark.catalog: hive-metastore for concurrent access"
+        ) from None
 
 
 def spark_sql_shell_command(settings: Settings, *extra: str) -> list[str]:

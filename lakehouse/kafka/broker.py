@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -21,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.errors import BrokerUnavailableError, PlatformError
+from lakehouse.jvm import POLL_INTERVAL_S, JvmService, alive, jar_classpath, java_executable, port_open
 from lakehouse.kafka.topics import list_topics
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
-
-POLL_INTERVAL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -47,7 +42,7 @@ class LocalBroker:
         self.log_dirs = self.home / "data"
         self.logs = self.home / "logs"
         self.properties_file = self.home / "server.properties"
-        self.pid_file = self.home / "broker.pid"
+        self.service = JvmService("broker", self.home, ("kafka.Kafka", str(self.properties_file)), self.config.stop_timeout_s)
 
     # ------------------------------------------------------------------ public
 
@@ -58,11 +53,11 @@ class LocalBroker:
     def up(self) -> tuple[BrokerStatus, bool]:
         """Start the broker unless it runs; wait until it answers metadata. Returns (status, started)."""
         self._require_embedded()
-        pid = self._running_pid()
+        pid = self.service.running_pid()
         if pid is not None:
             return self._wait_ready(pid), False
         for port in (self.config.port, self.config.controller_port):
-            if _port_open(self.config.host, port):
+            if port_open(self.config.host, port):
                 raise PlatformError(
                     f"port {self.config.host}:{port} is already in use by another process; "
                     f"set kafka.broker.port / kafka.broker.controller_port (FRAUDLAKE_KAFKA__BROKER__PORT)"
@@ -72,29 +67,16 @@ class LocalBroker:
         self._write_properties()
         if not self.is_formatted():
             self._format()
-        pid = self._launch()
+        pid = self.service.launch(self._jvm("kafka.Kafka", str(self.properties_file), heap=self.config.heap))
         return self._wait_ready(pid), True
 
     def down(self) -> bool:
         """Stop the broker cleanly (SIGTERM: controlled shutdown); True when one was running."""
         self._require_embedded()
-        pid = self._running_pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.config.stop_timeout_s
-        while _alive(pid):
-            if time.monotonic() > deadline:
-                log.warning("broker pid %d did not stop within %ss; killing it", pid, self.config.stop_timeout_s)
-                os.kill(pid, signal.SIGKILL)
-                _wait_gone(pid, 10)
-                break
-            time.sleep(POLL_INTERVAL_S)
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return self.service.stop()
 
     def status(self) -> BrokerStatus:
-        pid = self._running_pid() if self.config.enabled else None
+        pid = self.service.running_pid() if self.config.enabled else None
         topics: list[str] | None = None
         try:
             topics = list_topics(self._probe_settings(timeout_s=2.0))
@@ -114,22 +96,9 @@ class LocalBroker:
                 f"(kafka.broker.enabled: false); Kafka is at {self.kafka.bootstrap}"
             )
 
-    def _java(self) -> str:
-        java_home = os.environ.get("JAVA_HOME")
-        java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-        if not java or not Path(java).exists():
-            raise PlatformError("java not found: install Java 17 or set JAVA_HOME")
-        return java
-
-    def _classpath(self) -> str:
-        jars = self.config.jars_dir
-        if not jars.is_dir() or not any(jars.glob("kafka_2.13-*.jar")):
-            raise PlatformError(f"Kafka broker jars missing in {jars}: run `make jars` (or `make setup`)")
-        return str(jars / "*")
-
     def _jvm(self, main_class: str, *args: str, heap: str = "256m") -> list[str]:
         return [
-            self._java(),
+            java_executable(),
             f"-Xmx{heap}",
             "-Xms64m",
             "-XX:+UseG1GC",
@@ -137,7 +106,7 @@ class LocalBroker:
             f"-Dlog4j2.configurationFile={self.config.log4j_config}",
             f"-Dkafka.logs.dir={self.logs}",
             "-cp",
-            self._classpath(),
+            jar_classpath(self.config.jars_dir, "kafka_2.13-", "Kafka broker"),
             main_class,
             *args,
         ]
@@ -184,31 +153,14 @@ class LocalBroker:
             raise PlatformError(f"formatting Kafka storage in {self.log_dirs} failed: {result.stdout}{result.stderr}")
         log.info("formatted Kafka storage in %s (cluster id %s)", self.log_dirs, cluster_id)
 
-    def _launch(self) -> int:
-        out = open(self.logs / "kafka.out", "ab")  # noqa: SIM115 - handed to the child process
-        try:
-            process = subprocess.Popen(
-                self._jvm("kafka.Kafka", str(self.properties_file), heap=self.config.heap),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.home,
-                start_new_session=True,  # Ctrl-C in the terminal that ran `up` must not stop the broker
-            )
-        finally:
-            out.close()
-        self.pid_file.write_text(str(process.pid))
-        log.info("started Kafka broker pid %d at %s", process.pid, self.address)
-        return process.pid
-
     def _wait_ready(self, pid: int) -> BrokerStatus:
         deadline = time.monotonic() + self.config.start_timeout_s
         probe = self._probe_settings(timeout_s=1.0)
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            if not _alive(pid):
-                self.pid_file.unlink(missing_ok=True)
-                raise PlatformError(f"the Kafka broker exited during start-up; see {self.logs}:\n{self._log_tail()}")
+            if not alive(pid):
+                self.service.pid_file.unlink(missing_ok=True)
+                raise PlatformError(f"the Kafka broker exited during start-up; see {self.logs}:\n{self.service.log_tail()}")
             try:
                 topics = list_topics(probe)
                 return BrokerStatus(True, pid, self.address, topics, self.home)
@@ -223,66 +175,3 @@ class LocalBroker:
     def _probe_settings(self, timeout_s: float):
         kafka = self.kafka.model_copy(update={"connect_timeout_s": timeout_s, "bootstrap_servers": self.address})
         return kafka
-
-    def _running_pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        if _alive(pid) and _is_our_broker(pid, self.properties_file):
-            return pid
-        self.pid_file.unlink(missing_ok=True)  # stale: the broker died or the pid was reused
-        return None
-
-    def _log_tail(self, lines: int = 20) -> str:
-        for name in ("kafka.out", "server.log"):
-            path = self.logs / name
-            if path.is_file() and path.stat().st_size:
-                return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        return "(no log output)"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        # Reap our own exited child first: a zombie still answers kill(pid, 0).
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    status = Path(f"/proc/{pid}/status")
-    if status.exists():
-        try:
-            return "\nState:\tZ" not in status.read_text()
-        except OSError:
-            return False
-    return True
-
-
-def _wait_gone(pid: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(POLL_INTERVAL_S)
-
-
-def _is_our_broker(pid: int, properties_file: Path) -> bool:
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if not cmdline.exists():  # no procfs (macOS): trust the pid file
-        return True
-    try:
-        args = cmdline.read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"kafka.Kafka" in args and str(properties_file).encode() in args
-
-
-def _port_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0

@@ -78,3 +78,11 @@ def test_compose_fraudlake_services_use_cluster_env_and_share_the_data_dir(compo
 def test_compose_published_ports_do_not_collide(compose: dict) -> None:
     published = [p.split(":")[0] for svc in compose["services"].values() for p in svc.get("ports", [])]
     assert len(published) == len(set(published))
+
+
+def test_compose_catalog_server_is_what_the_cluster_overlay_connects_to(compose: dict, cluster) -> None:
+    command = compose["services"]["catalog"]["command"]
+    server = cluster.spark.catalog_server
+    assert cluster.spark.catalog == "derby-server" and server.enabled is False
+    assert server.host == "catalog" and command[command.index("-p") + 1] == str(server.port)
+    assert f"-Dderby.system.home={cluster.paths.data_dir}/metastore" in command

@@ -69,8 +69,14 @@ def test_spark_conf_missing_jars_says_how_to_get_them(tmp_path: Path) -> None:
 def test_spark_sql_shell_uses_the_same_catalog_and_jars(fake_jars: Path, tmp_path: Path) -> None:
     from lakehouse.spark import spark_sql_shell_command
 
+    (fake_jars / "derbyclient-10.16.1.1.jar").write_bytes(b"")
     settings = load_settings(
-        "local", environ={"FRAUDLAKE_SPARK__JARS_DIR": str(fake_jars), "FRAUDLAKE_PATHS__DATA_DIR": str(tmp_path)}
+        "local",
+        environ={
+            "FRAUDLAKE_SPARK__JARS_DIR": str(fake_jars),
+            "FRAUDLAKE_SPARK__CATALOG_SERVER__JARS_DIR": str(fake_jars),
+            "FRAUDLAKE_PATHS__DATA_DIR": str(tmp_path),
+        },
     )
     command = spark_sql_shell_command(settings, "-e", "SHOW TABLES")
 
@@ -79,5 +85,7 @@ def test_spark_sql_shell_uses_the_same_catalog_and_jars(fake_jars: Path, tmp_pat
     assert "spark-sql-kafka-0-10_2.13-4.1.3.jar" in command[command.index("--jars") + 1]
     confs = dict(c.split("=", 1) for c in command[1:] if "=" in c and c.startswith("spark."))
     assert confs["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-    assert str(tmp_path / "metastore" / "metastore_db") in confs["spark.hadoop.javax.jdo.option.ConnectionURL"]
+    # The local environment shares one catalog server between processes.
+    assert confs["spark.hadoop.javax.jdo.option.ConnectionURL"] == "jdbc:derby://127.0.0.1:1527/metastore_db;create=true"
+    assert confs["spark.driver.extraClassPath"].endswith("derbyclient-10.16.1.1.jar")
     assert command[-2:] == ["-e", "SHOW TABLES"]

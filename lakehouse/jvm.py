@@ -1,0 +1,135 @@
+"""Local JVM services run in the background (the Kafka broker, the catalog server): one pid file,
+one log folder, start detached, stop with SIGTERM then SIGKILL after a deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from lakehouse.errors import PlatformError
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.25
+
+
+def java_executable() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise PlatformError("java not found: install Java 17 or set JAVA_HOME")
+    return java
+
+
+def jar_classpath(folder: Path, marker: str, what: str) -> str:
+    """``folder/*`` once it holds a jar starting with ``marker``; else a plain error."""
+    if not folder.is_dir() or not any(folder.glob(f"{marker}*.jar")):
+        raise PlatformError(f"{what} jars missing in {folder}: run `make jars` (or `make setup`)")
+    return str(folder / "*")
+
+
+def alive(pid: int) -> bool:
+    try:
+        # Reap our own exited child first: a zombie still answers kill(pid, 0).
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    status = Path(f"/proc/{pid}/status")
+    if status.exists():
+        try:
+            return "\nState:\tZ" not in status.read_text()
+        except OSError:
+            return False
+    return True
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+class JvmService:
+    """A background JVM identified by a pid file and markers in its command line."""
+
+    def __init__(self, name: str, home: Path, markers: tuple[str, ...], stop_timeout_s: float) -> None:
+        self.name = name
+        self.home = home
+        self.logs = home / "logs"
+        self.pid_file = home / f"{name}.pid"
+        self.markers = markers
+        self.stop_timeout_s = stop_timeout_s
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        if alive(pid) and self._is_ours(pid):
+            return pid
+        self.pid_file.unlink(missing_ok=True)  # stale: the process died or the pid was reused
+        return None
+
+    def launch(self, command: list[str]) -> int:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        out = open(self.logs / f"{self.name}.out", "ab")  # noqa: SIM115 - handed to the child process
+        try:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.home,
+                start_new_session=True,  # Ctrl-C in the terminal that started it must not stop it
+            )  # fmt: skip
+        finally:
+            out.close()
+        self.pid_file.write_text(str(process.pid))
+        log.info("started %s pid %d", self.name, process.pid)
+        return process.pid
+
+    def stop(self) -> bool:
+        """SIGTERM (a clean shutdown), SIGKILL after ``stop_timeout_s``; True when one was running."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout_s
+        while alive(pid):
+            if time.monotonic() > deadline:
+                log.warning("%s pid %d did not stop within %ss; killing it", self.name, pid, self.stop_timeout_s)
+                os.kill(pid, signal.SIGKILL)
+                kill_deadline = time.monotonic() + 10
+                while alive(pid) and time.monotonic() < kill_deadline:
+                    time.sleep(POLL_INTERVAL_S)
+                break
+            time.sleep(POLL_INTERVAL_S)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 20) -> str:
+        for path in sorted(self.logs.glob("*")):
+            if path.is_file() and path.stat().st_size:
+                return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log output)"
+
+    def _is_ours(self, pid: int) -> bool:
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if not cmdline.exists():  # no procfs (macOS): trust the pid file
+            return True
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return all(marker.encode() in args for marker in self.markers)

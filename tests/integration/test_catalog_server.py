@@ -1,0 +1,55 @@
+"""The local catalog server: several Spark processes share one persistent catalog at once (an
+embedded Derby catalog admits one), and `fraudlake catalog up` is idempotent."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.conftest import free_port
+from tests.integration.test_broker_cli import fraudlake
+
+pytestmark = pytest.mark.integration
+
+
+def test_catalog_server_shared_by_concurrent_spark_processes(cli_env, tmp_path) -> None:
+    env = {
+        **cli_env,
+        "FRAUDLAKE_PATHS__DATA_DIR": str(tmp_path / "data"),
+        "FRAUDLAKE_SPARK__CATALOG": "derby-server",
+        "FRAUDLAKE_SPARK__CATALOG_SERVER__PORT": str(free_port()),
+    }
+    down = fraudlake("sql", "SHOW DATABASES", env=env)
+    assert down.returncode == 4 and "fraudlake catalog up" in down.stderr and "Traceback" not in down.stderr
+
+    first = fraudlake("catalog", "up", env=env)
+    try:
+        assert first.returncode == 0 and "started" in first.stdout, first.stderr
+        assert "already running" in fraudlake("catalog", "up", env=env).stdout
+        created = fraudlake("sql", "CREATE SCHEMA shared_probe", env=env)
+        assert created.returncode == 0, created.stderr[-2000:]
+
+        # Two Spark drivers at the same time, each with the catalog open.
+        both = [
+            subprocess.Popen(
+                [*_cli(), "sql", statement, "--format", "csv"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for statement in ("CREATE TABLE shared_probe.t USING DELTA AS SELECT 1 AS id", "SHOW DATABASES")
+        ]
+        outputs = [p.communicate(timeout=300) for p in both]
+        assert [p.returncode for p in both] == [0, 0], [err[-2000:] for _, err in outputs]
+        assert "shared_probe" in outputs[1][0]
+
+        read = fraudlake("sql", "SELECT count(*) AS n FROM shared_probe.t", "--format", "csv", env=env)
+        assert read.returncode == 0 and read.stdout.strip().splitlines()[-1] == "1", read.stderr[-2000:]
+    finally:
+        stopped = fraudlake("catalog", "down", env=env)
+    assert "stopped" in stopped.stdout
+    assert fraudlake("catalog", "status", env=env).returncode == 3
+
+
+def _cli() -> list[str]:
+    from tests.integration.test_broker_cli import FRAUDLAKE
+
+    return [FRAUDLAKE]
