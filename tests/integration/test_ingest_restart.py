@@ -18,6 +18,7 @@ from datetime import date
 import pytest
 
 from lakehouse.bench import with_topic_suffix
+from lakehouse.jvm import POLL_INTERVAL_S
 from lakehouse.kafka.senders import make_sender
 from lakehouse.kafka.topics import delete_topics, ensure_topics
 from lakehouse.producer import ProduceLimits, produce
@@ -35,13 +36,14 @@ def delta_count(spark, path) -> int:
 
 
 def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen) -> None:
+    """Poll ``condition`` until it holds; fail clearly at the deadline or if the job dies first."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if process.poll() is not None:
             raise AssertionError(f"ingest job exited early ({process.returncode}) while waiting for {what}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not seen within {timeout_s:g}s")
-        time.sleep(1)  # polling interval of a deadline loop, not a synchronisation sleep
+        time.sleep(POLL_INTERVAL_S)
 
 
 def test_ingest_killed_mid_stream_restarts_without_loss_or_duplicates(kafka_broker, spark, tmp_path, cli_env) -> None:
