@@ -43,6 +43,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 app.add_typer(stream_app, name="stream")
 app.add_typer(catalog_app, name="catalog")
+features_app = typer.Typer(help="Transaction features: build the offline table, check it against the online path.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -389,6 +391,51 @@ def _spark(ctx: typer.Context, app_name: str):
     from lakehouse.spark import build_spark
 
     return build_spark(_settings(ctx), app_name=app_name)
+
+
+@features_app.command("build")
+def features_build(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(help="Recompute event days from this date (YYYY-MM-DD) on; default: all.")] = None,
+) -> None:
+    """Compute gold.transaction_features (and gold.merchant_daily) from silver, point in time.
+
+    Example: fraudlake features build --since 2026-11-01
+    """
+    raise typer.Exit(run_job(ctx, "build_features", *(["--since", since] if since else [])))
+
+
+@features_app.command("check")
+def features_check(
+    ctx: typer.Context,
+    rebuild: Annotated[bool, typer.Option(help="Rebuild the offline table first (--no-rebuild: compare the table as it is).")] = True,
+) -> None:
+    """Run the topic's transactions through the online path and compare every feature with the
+    offline table. Exits 1 when any differs beyond features.tolerance or a transaction is missing.
+
+    Example: fraudlake stream ingest --once && fraudlake features check
+    """
+    from rich.table import Table
+
+    from lakehouse.features.build import check_features
+
+    settings = _settings(ctx)
+    report = check_features(_spark(ctx, "fraudlake-features-check"), settings, rebuild=rebuild)
+    table = Table(title=f"offline vs online features (relative tolerance {report.tolerance:g})")
+    for column in ("feature", "max abs diff", "max rel diff", "null mismatches", "ok"):
+        table.add_column(column, justify="left" if column == "feature" else "right")
+    for d in report.diffs:
+        table.add_row(d.feature, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}", f"{d.null_mismatches:,}", "yes" if d.ok(report.tolerance) else "NO")
+    console.print(table)
+    console.print(
+        f"compared {report.compared:,} transactions: offline {report.offline_rows:,}, online {report.online_rows:,}; "
+        f"missing online {report.missing_online:,}, missing offline {report.missing_offline:,}, "
+        f"not yet ingested {report.not_yet_ingested:,}; online marked late {report.late_online:,}, duplicate {report.duplicates_online:,}"
+    )
+    if not report.ok:
+        console.print("[red]features differ between the offline and the online path[/red]")
+        raise typer.Exit(1)
+    console.print("[green]offline and online features agree[/green]")
 
 
 @app.command("reconcile")

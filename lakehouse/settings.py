@@ -302,6 +302,19 @@ class StreamingSettings(_Section):
         return self
 
 
+class FeaturesSettings(_Section):
+    feedback_delay_days: int = Field(
+        ge=0, description="Labels become known this late: a merchant's fraud rate only counts days at least this old."
+    )
+    max_history_events: int = Field(ge=1, description="Features see at most this many previous transactions of a user.")
+    state_ttl_hours: float = Field(
+        gt=0,
+        description="Online state of a user idle this long (processing time) is dropped; keep it above the "
+        "30-day window plus the lateness allowance, or returning users lose history the offline path keeps.",
+    )
+    tolerance: float = Field(gt=0, description="Relative tolerance of `fraudlake features check`.")
+
+
 class Settings(_Section):
     env: str
     project_dir: Path = Field(description="Folder holding conf/; relative paths resolve against it.")
@@ -313,6 +326,7 @@ class Settings(_Section):
     producer: ProducerSettings
     lakehouse: LakehouseSettings
     streaming: StreamingSettings
+    features: FeaturesSettings
 
     @property
     def broker_data_dir(self) -> Path:

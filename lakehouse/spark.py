@@ -55,6 +55,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.warehouse.dir": settings.warehouse_dir,
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.streaming.checkpointLocation": settings.checkpoint_dir,
+        # transformWithState with a processing-time TTL otherwise runs empty micro-batches for
+        # ever, so an availableNow query (backfills, the feature check) would never finish; TTL
+        # eviction still happens in every batch that has data.
+        "spark.sql.streaming.noDataMicroBatches.enabled": "false",
         # Delta: tables written here are read by batch jobs and streams alike; keep defaults that a
         # platform team expects (Change Data Feed can be enabled per table).
         "spark.databricks.delta.schema.autoMerge.enabled": "false",

@@ -7,6 +7,8 @@
     silver.quarantine                        every rejected record: raw value, coordinates, reason
     silver.ingest_progress                   per micro-batch and Kafka partition: latest event time
     silver.transactions_enriched             view: transactions with the user and merchant known so far
+    gold.transaction_features                every silver transaction's features, point in time (+ labels)
+    gold.merchant_daily                      per merchant and day: transactions and frauds
 
 The database names come from ``lakehouse.schemas`` in config.
 """
@@ -96,6 +98,18 @@ class TableNames:
     def enriched(self) -> str:
         return f"{self.silver_schema}.transactions_enriched"
 
+    @property
+    def features(self) -> str:
+        return f"{self.gold_schema}.transaction_features"
+
+    @property
+    def merchant_daily(self) -> str:
+        return f"{self.gold_schema}.merchant_daily"
+
+    @property
+    def feature_check(self) -> str:
+        return f"{self.gold_schema}.feature_check_online"
+
 
 def table_names(settings: Settings) -> TableNames:
     schemas = settings.lakehouse.schemas
@@ -144,7 +158,23 @@ def create_tables(spark: SparkSession, settings: Settings) -> TableNames:
         LEFT JOIN {names.silver("users")} u ON t.user_id = u.user_id
         LEFT JOIN {names.silver("merchants")} m ON t.merchant_id = m.merchant_id"""
     )
+    create_gold_tables(spark, names, retention)
     return names
+
+
+MERCHANT_DAILY_COLUMNS = (("merchant_id", "STRING"), ("event_date", "DATE"), ("tx_count", "BIGINT"), ("fraud_count", "BIGINT"))
+
+
+def feature_columns() -> list[tuple[str, str]]:
+    from lakehouse.features.offline import feature_table_columns, feature_table_types
+
+    types = feature_table_types()
+    return [(c, types[c]) for c in feature_table_columns()]
+
+
+def create_gold_tables(spark: SparkSession, names: TableNames, properties: dict[str, str]) -> None:
+    spark.sql(_ddl(names.features, feature_columns(), partitioned_by="event_date", properties=properties))
+    spark.sql(_ddl(names.merchant_daily, MERCHANT_DAILY_COLUMNS, properties=properties))
 
 
 def table_location(spark: SparkSession, name: str) -> str:

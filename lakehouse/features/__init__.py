@@ -1,0 +1,1 @@
+"""Feature definitions and their offline and online computation."""

@@ -1,0 +1,97 @@
+"""No leakage, on static DataFrames through the offline path: changing anything later than a
+transaction (later transactions, their labels, later profile versions) or any label after the
+feedback cutoff leaves its features unchanged; a label old enough does reach the merchant fraud
+rate (so these tests can fail)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from lakehouse.features.definitions import FEATURE_NAMES
+from lakehouse.features.offline import merchant_daily_stats, transaction_features
+
+DELAY = 7
+START = datetime(2026, 10, 1, 9, 0)
+TX = "transaction_id string, user_id string, merchant_id string, event_time timestamp, event_date date, amount double, currency string, device_ip string, is_fraud boolean, fraud_scenario string, _partition int, _offset bigint"
+USERS = "user_id string, age int, signup_date date, latitude double, longitude double, updated_at timestamp, _partition int, _offset bigint"
+MERCHANTS = "merchant_id string, category string, latitude double, longitude double, updated_at timestamp, _partition int, _offset bigint"
+
+
+def transactions() -> list[tuple]:
+    """Two users paying two merchants twice a day for 20 days; every fifth payment is fraud."""
+    rows = []
+    for day in range(20):
+        for k, (user, merchant) in enumerate([("u1", "m1"), ("u2", "m1"), ("u1", "m2"), ("u2", "m2")]):
+            at = START + timedelta(days=day, hours=3 * k)
+            i = len(rows)
+            fraud = i % 5 == 0
+            rows.append((f"t{i:03d}", user, merchant, at, at.date(), 10.0 + i, "EUR", f"10.0.0.{i % 3}", fraud, "card_testing" if fraud else None, 0, i))
+    return rows
+
+
+USER_ROWS = [("u1", 30, date(2025, 1, 1), 48.85, 2.35, datetime(2025, 1, 1), 0, 0), ("u2", 40, date(2024, 6, 1), 52.52, 13.40, datetime(2024, 6, 1), 0, 1)]
+MERCHANT_ROWS = [("m1", "grocery", 48.86, 2.34, datetime(2024, 1, 1), 0, 0), ("m2", "electronics", 51.50, -0.12, datetime(2024, 1, 1), 0, 1)]
+
+
+def features(spark, tx_rows, user_rows=USER_ROWS) -> dict[str, dict]:
+    silver = spark.createDataFrame(tx_rows, TX)
+    out = transaction_features(
+        silver,
+        user_versions=spark.createDataFrame(user_rows, USERS),
+        merchant_versions=spark.createDataFrame(MERCHANT_ROWS, MERCHANTS),
+        merchant_daily=merchant_daily_stats(silver),
+        max_events=100,
+        feedback_delay_days=DELAY,
+    )
+    return {r.transaction_id: {name: r[name] for name in FEATURE_NAMES} for r in out.collect()}
+
+
+@pytest.fixture(scope="module")
+def baseline(spark):
+    return features(spark, transactions())
+
+
+def test_features_ignore_later_transactions_and_their_labels(spark, baseline) -> None:
+    cut = START + timedelta(days=12)
+    changed = [
+        (t, u, "m2" if m == "m1" else "m1", at, d, amount * 50, c, "192.168.9.9", not fraud, None if fraud else "account_takeover", p, o)
+        if at >= cut else (t, u, m, at, d, amount, c, ip, fraud, s, p, o)
+        for t, u, m, at, d, amount, c, ip, fraud, s, p, o in transactions()
+    ]
+    changed.append(("late_extra", "u1", "m1", cut + timedelta(minutes=1), cut.date(), 999.0, "EUR", "1.1.1.1", True, "x", 0, 10_000))
+    after = features(spark, changed)
+    earlier = [t for t, *_rest in transactions() if _rest[2] < cut]
+    assert earlier and all(after[t] == baseline[t] for t in earlier)
+    assert any(after[t] != baseline[t] for t in baseline if t not in earlier)  # the change was real
+
+
+def test_labels_after_the_feedback_cutoff_never_reach_a_transaction(spark, baseline) -> None:
+    target = next(t for t, _u, m, at, *_ in transactions() if at.date() == (START + timedelta(days=15)).date() and m == "m1")
+    target_day = (START + timedelta(days=15)).date()
+    cutoff = target_day - timedelta(days=DELAY)  # labels of this day and later are not known yet
+    flipped = [
+        (t, u, m, at, d, a, c, ip, not fraud, s, p, o) if d >= cutoff else (t, u, m, at, d, a, c, ip, fraud, s, p, o)
+        for t, u, m, at, d, a, c, ip, fraud, s, p, o in transactions()
+    ]
+    assert features(spark, flipped)[target] == baseline[target]
+
+    old_enough = [
+        (t, u, m, at, d, a, c, ip, not fraud, s, p, o) if d == cutoff - timedelta(days=1) and m == "m1" else (t, u, m, at, d, a, c, ip, fraud, s, p, o)
+        for t, u, m, at, d, a, c, ip, fraud, s, p, o in transactions()
+    ]
+    assert features(spark, old_enough)[target]["merchant_fraud_rate_30d"] != baseline[target]["merchant_fraud_rate_30d"]
+
+
+def test_a_later_profile_version_does_not_reach_back(spark, baseline) -> None:
+    moved_at = START + timedelta(days=10)
+    moved = [*USER_ROWS, ("u1", 30, date(2025, 1, 1), 35.68, 139.69, moved_at, 0, 2)]  # u1 moves to Tokyo
+    after = features(spark, transactions(), moved)
+    for t, u, _m, at, *_ in transactions():
+        if u == "u1":
+            assert (after[t] == baseline[t]) == (at < moved_at), t
+
+
+def test_features_hold_no_label_column() -> None:
+    assert not {"is_fraud", "fraud_scenario"} & set(FEATURE_NAMES)
