@@ -37,7 +37,7 @@ $(JARS)/%/.resolved: conf/jvm/%-pom.xml conf/jvm/maven-settings.xml
 	$(MVN) -f $< dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JARS)/$*
 	@touch $@
 
-demo: setup  ## Platform up, smoke test, simulated traffic with bad records through bronze → silver, reconciled
+demo: setup  ## Platform up, smoke test, simulated traffic with bad records through bronze → silver, reconciled, features built and checked
 	$(FRAUDLAKE) kafka up
 	$(FRAUDLAKE) catalog up
 	$(FRAUDLAKE) topics ensure
@@ -46,6 +46,7 @@ demo: setup  ## Platform up, smoke test, simulated traffic with bad records thro
 	$(FRAUDLAKE) stream ingest --once
 	$(FRAUDLAKE) reconcile
 	$(FRAUDLAKE) sql "SELECT source, reason, count(*) AS records FROM silver.quarantine GROUP BY source, reason ORDER BY records DESC"
+	$(FRAUDLAKE) features check
 	@echo "Broker and catalog keep running: query with 'fraudlake sql'; stop with 'make stop'."
 
 stop:  ## Stop the local broker and catalog server (data is kept)

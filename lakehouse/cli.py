@@ -43,6 +43,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 app.add_typer(stream_app, name="stream")
 app.add_typer(catalog_app, name="catalog")
+model_app = typer.Typer(help="The model registry (MLflow): list, show, promote, rollback.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
 features_app = typer.Typer(help="Transaction features: build the offline table, check it against the online path.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
@@ -372,6 +374,30 @@ def bench_produce(
     console.print(f"written to {path}")
 
 
+@bench_app.command("state")
+def bench_state_command(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option(help="Distinct users streamed (each pays twice).")] = 1_000_000,
+    per_round: Annotated[int, typer.Option(help="New users per round (one round per micro-batch).")] = 20_000,
+    ttl_seconds: Annotated[float, typer.Option(help="User state TTL for the run (compressed clock).")] = 60.0,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/feature-state.md.")] = None,
+) -> None:
+    """Online feature state size and micro-batch duration as distinct users grow, written to docs/.
+
+    Needs the broker (`fraudlake kafka up`). Example: fraudlake bench state --users 1000000 --per-round 20000
+    """
+    from lakehouse.bench import machine_description
+    from lakehouse.features.state_bench import bench_state, write_state_report
+    from lakehouse.kafka.topics import list_topics
+
+    settings = _settings(ctx)
+    list_topics(settings.kafka)  # fail plainly now if the broker is down
+    points = bench_state(_spark(ctx, "fraudlake-bench-state"), settings, users=users, per_round=per_round, ttl_seconds=ttl_seconds, on_progress=console.print)
+    path = output or settings.project_dir / "docs" / "benchmarks" / "feature-state.md"
+    console.print(write_state_report(path, points, users=users, per_round=per_round, ttl_seconds=ttl_seconds, machine=machine_description()))
+    console.print(f"written to {path}")
+
+
 # ----------------------------------------------------------------------------- lakehouse
 
 
@@ -436,6 +462,107 @@ def features_check(
         console.print("[red]features differ between the offline and the online path[/red]")
         raise typer.Exit(1)
     console.print("[green]offline and online features agree[/green]")
+
+
+@app.command("import")
+def import_command(
+    ctx: typer.Context,
+    transactions: Annotated[str, typer.Option(help="Transactions file (CSV with a header, or Parquet).")],
+    users: Annotated[str | None, typer.Option(help="Users file (optional).")] = None,
+    merchants: Annotated[str | None, typer.Option(help="Merchants file (optional).")] = None,
+    file_format: Annotated[str | None, typer.Option("--format", help="csv or parquet (default: from the file suffix).")] = None,
+    mapping: Annotated[list[str] | None, typer.Option("--map", help="contract_field=source_column, repeatable (e.g. --map timestamp=tx_time).")] = None,
+    name: Annotated[str | None, typer.Option(help="Name of this import (pseudo-topic import:<name>); default: the file name.")] = None,
+    currency: Annotated[str | None, typer.Option(help="Currency of every row when the file has none.")] = None,
+) -> None:
+    """Load your own transactions (and users, merchants) into bronze and silver, validated like
+    the streams (bad rows to quarantine with a reason).
+
+    Example: fraudlake import --transactions tx.csv --map timestamp=tx_time --map amount=amt --currency EUR
+    """
+    from lakehouse.importer import import_files, parse_mapping
+
+    parsed = parse_mapping(mapping or [])
+    reports = import_files(
+        _spark(ctx, "fraudlake-import"), _settings(ctx), transactions=transactions, users=users, merchants=merchants,
+        fmt=file_format, mapping=parsed, name=name, currency=currency,
+    )  # fmt: skip
+    for r in reports:
+        console.print(f"{r.stream:<13} {r.rows:>10,} rows  {r.accepted:>10,} accepted  {r.quarantined:>8,} quarantined")
+
+
+@app.command("train")
+def train_command(
+    ctx: typer.Context,
+    date_from: Annotated[str | None, typer.Option("--from", help="First event day (YYYY-MM-DD); default: all.")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last event day; default: all.")] = None,
+    algorithm: Annotated[str | None, typer.Option(help="gbt, random_forest or logistic_regression (default: training.algorithm).")] = None,
+    promote: Annotated[bool, typer.Option(help="Promote when it beats the champion (--no-promote: register only).")] = True,
+) -> None:
+    """Train a model on gold.transaction_features (time split), evaluate it against baselines,
+    register it, and promote it when it beats the champion on the same window.
+
+    Example: fraudlake train --algorithm gbt
+    """
+    args = [*(["--from", date_from] if date_from else []), *(["--to", date_to] if date_to else [])]
+    args += [*(["--algorithm", algorithm] if algorithm else []), *([] if promote else ["--no-promote"])]
+    raise typer.Exit(run_job(ctx, "train_model", *args))
+
+
+@model_app.command("list")
+def model_list(ctx: typer.Context) -> None:
+    """Every registered version with its metrics; the champion marked.
+
+    Example: fraudlake model list
+    """
+    from rich.table import Table
+
+    from lakehouse.ml.registry import versions
+
+    table = Table(title=f"model {_settings(ctx).registry.model_name}")
+    for column in ("version", "champion", "algorithm", "average precision", "threshold", "created", "promotion"):
+        table.add_column(column)
+    for v in versions(_settings(ctx)):
+        ap = "" if v.average_precision is None else f"{v.average_precision:.4f}"
+        table.add_row(str(v.version), "*" if v.champion else "", v.algorithm, ap, f"{v.threshold:.4f}", v.created_at, v.tags.get("promotion", v.tags.get("promoted", "")))
+    console.print(table)
+
+
+@model_app.command("show")
+def model_show(ctx: typer.Context, version: Annotated[int, typer.Argument(help="Version number.")]) -> None:
+    """One version's tags (threshold, features, table versions, code version) as JSON.
+
+    Example: fraudlake model show 3
+    """
+    from lakehouse.ml.registry import version_info
+
+    info = version_info(_settings(ctx), version)
+    console.print_json(json.dumps({**info.__dict__, "tags": info.tags}, default=str))
+
+
+@model_app.command("promote")
+def model_promote(ctx: typer.Context, version: Annotated[int, typer.Argument(help="Version to make champion.")]) -> None:
+    """Make a version champion by hand (it must load and score first); the scorer follows.
+
+    Example: fraudlake model promote 3
+    """
+    from lakehouse.ml import registry
+
+    settings = _settings(ctx)
+    spark = _spark(ctx, "fraudlake-model")
+    registry.promote(settings, version, validate=lambda model: registry.check_scores(spark, settings, model))
+    console.print(f"champion: version {version}")
+
+
+@model_app.command("rollback")
+def model_rollback(ctx: typer.Context) -> None:
+    """Restore the previous champion.
+
+    Example: fraudlake model rollback
+    """
+    from lakehouse.ml import registry
+
+    console.print(f"champion: version {registry.rollback(_settings(ctx))} (rolled back)")
 
 
 @app.command("reconcile")

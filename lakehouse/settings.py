@@ -315,6 +315,51 @@ class FeaturesSettings(_Section):
     tolerance: float = Field(gt=0, description="Relative tolerance of `fraudlake features check`.")
 
 
+class GbtSettings(_Section):
+    max_iter: int = Field(ge=1)
+    max_depth: int = Field(ge=1, le=30)
+    step_size: float = Field(gt=0, le=1)
+    subsampling_rate: float = Field(gt=0, le=1)
+
+
+class RandomForestSettings(_Section):
+    num_trees: int = Field(ge=1)
+    max_depth: int = Field(ge=1, le=30)
+    subsampling_rate: float = Field(gt=0, le=1)
+
+
+class LogisticRegressionSettings(_Section):
+    max_iter: int = Field(ge=1)
+    reg_param: float = Field(ge=0)
+    elastic_net_param: float = Field(ge=0, le=1)
+
+
+class ThresholdSettings(_Section):
+    target: Literal["alert_budget", "precision"] = Field(description="How the alert threshold is chosen on validation data.")
+    daily_alerts: int = Field(ge=1, description="The investigators' daily alert budget (also k of the daily top-k precision).")
+    precision: float = Field(gt=0, le=1, description="Target precision when target is precision.")
+
+
+class TrainingSettings(_Section):
+    algorithm: Literal["gbt", "random_forest", "logistic_regression"]
+    seed: int
+    gap_days: int = Field(ge=0, description="Days skipped between training and validation (label feedback delay).")
+    validation_days: int = Field(ge=1)
+    positive_weight: float | Literal["balanced"] = Field(description='Weight of a fraud row: "balanced" or a number.')
+    threshold: ThresholdSettings
+    promotion_margin: float = Field(ge=0, description="A challenger must beat the champion's average precision by this much.")
+    gbt: GbtSettings
+    random_forest: RandomForestSettings
+    logistic_regression: LogisticRegressionSettings
+
+
+class RegistrySettings(_Section):
+    model_name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    experiment: str
+    tracking_uri: str | None = Field(default=None, description="MLflow tracking/registry URI; default: SQLite under the data dir.")
+    artifact_location: str | None = Field(default=None, description="Where model artifacts go; default: <data_dir>/mlflow/artifacts.")
+
+
 class Settings(_Section):
     env: str
     project_dir: Path = Field(description="Folder holding conf/; relative paths resolve against it.")
@@ -327,6 +372,8 @@ class Settings(_Section):
     lakehouse: LakehouseSettings
     streaming: StreamingSettings
     features: FeaturesSettings
+    training: TrainingSettings
+    registry: RegistrySettings
 
     @property
     def broker_data_dir(self) -> Path:

@@ -90,10 +90,10 @@ class UserHistoryProcessor(StatefulProcessor):
         status = np.where(late, LATE, ACCEPTED).astype(object)
         features: dict[str, list] = {}
         accepted = np.flatnonzero(~late)
+        arrays = event_arrays(batch)
         for user_id, positions in _by_user(batch["user_id"].to_numpy()[accepted], accepted):
-            rows_of_user = batch.iloc[positions]
             history = History.from_state(self.users.getValue((user_id,)))
-            result = advance(history, event_arrays(rows_of_user), max_events=self.max_events)
+            result = advance(history, {c: v[positions] for c, v in arrays.items()}, max_events=self.max_events)
             self.users.updateValue((user_id,), prune(result.history, lateness_us=self.lateness_us, max_events=self.max_events).to_state())
             status[positions[result.duplicate]] = DUPLICATE
             for name, values in result.features.items():

@@ -1,0 +1,1 @@
+"""Model training, evaluation, registry and scoring."""

@@ -1,0 +1,161 @@
+"""`fraudlake train`: gold.transaction_features (one pinned Delta version) → a model version in the
+registry, evaluated on the validation window next to two baselines, and promoted only when it
+beats the champion on that same window by ``training.promotion_margin``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lakehouse.features.definitions import FEATURE_NAMES
+from lakehouse.ml import registry
+from lakehouse.ml.metrics import Evaluation, average_precision
+from lakehouse.ml.train import ScoredWindow, TimeSplit, make_pipeline, scored, split_frames, time_split, with_class_weight, with_label
+from lakehouse.settings import Settings
+from lakehouse.tables import table_names
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+RULE_MULTIPLE = 3.0  # the rule baseline alerts when amount > 3x the user's 30-day mean
+
+
+@dataclass(frozen=True)
+class Promotion:
+    promoted: bool
+    champion_before: int | None
+    champion_after: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    version: int
+    split: TimeSplit
+    rows_train: int
+    evaluation: Evaluation
+    baselines: dict[str, float] = field(default_factory=dict)  # name → average precision
+    table_versions: dict[str, int] = field(default_factory=dict)
+    promotion: Promotion | None = None
+
+
+def _latest_version(spark: SparkSession, table: str) -> int:
+    return int(spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").first().version)
+
+
+def baseline_scores(train: DataFrame, validation: DataFrame, settings: Settings) -> dict[str, float]:
+    """Average precision of the two baselines on the validation window: an amount-only logistic
+    regression, and the rule "amount over the user's 30-day mean" used as a score."""
+    y_and_ratio = validation.select("is_fraud", "user_amount_ratio_30d").toPandas()
+    y = y_and_ratio["is_fraud"].fillna(False).to_numpy(bool)
+    ratio = y_and_ratio["user_amount_ratio_30d"].astype(float).fillna(0.0).to_numpy()
+    amount_model = make_pipeline(settings.training, numeric=("amount",), categorical=(), algorithm="logistic_regression").fit(train)
+    amount_window = ScoredWindow.collect(scored(amount_model, with_label(validation)))
+    return {
+        "amount_only_logistic_regression": average_precision(amount_window.y, amount_window.score),
+        f"rule_amount_over_{RULE_MULTIPLE:g}x_user_30d_mean": average_precision(y, ratio),
+    }
+
+
+def train(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    algorithm: str | None = None,
+    promote: bool = True,
+) -> TrainResult:
+    from pyspark.sql import functions as F
+
+    names = table_names(settings)
+    table_versions = {names.features: _latest_version(spark, names.features), names.silver("transactions"): _latest_version(spark, names.silver("transactions"))}
+    features = spark.read.format("delta").option("versionAsOf", table_versions[names.features]).table(names.features)
+    if date_from:
+        features = features.where(F.col("event_date") >= F.lit(date_from))
+    if date_to:
+        features = features.where(F.col("event_date") <= F.lit(date_to))
+    first, last = features.agg(F.min("event_date"), F.max("event_date")).first()
+    if first is None:
+        raise registry.RegistryError(f"{names.features} holds no transactions in that range: run `fraudlake features build` first")
+    training = settings.training.model_copy(update={"algorithm": algorithm}) if algorithm else settings.training
+    split = time_split(first, last, training)
+    train_frame, validation = split_frames(features, split)
+    train_frame, weight = with_class_weight(with_label(train_frame), training.positive_weight)
+    train_frame = train_frame.persist()
+    validation = with_label(validation).persist()
+    try:
+        rows_train = train_frame.count()
+        log.info("training %s on %s rows (%s), fraud weight %.1f", training.algorithm, rows_train, split.describe(), weight)
+        model = make_pipeline(training).fit(train_frame)
+        window = ScoredWindow.collect(scored(model, validation))
+        threshold = window.choose_threshold(training)
+        evaluation = window.evaluate(threshold, training)
+        baselines = baseline_scores(train_frame, validation, settings)
+        params = {
+            "algorithm": training.algorithm, "seed": training.seed, "positive_weight": weight,
+            **{f"{training.algorithm}.{k}": v for k, v in getattr(training, training.algorithm).model_dump().items()},
+            "train_from": split.train_from, "train_to": split.train_to, "validation_from": split.validation_from,
+            "validation_to": split.validation_to, "rows_train": rows_train, "threshold_target": training.threshold.target,
+        }  # fmt: skip
+        metrics = {k: float(v) for k, v in evaluation.as_dict().items() if isinstance(v, int | float)}
+        metrics |= {f"recall.{k}": v for k, v in evaluation.recall_by_scenario.items()}
+        metrics |= {f"baseline_ap.{k}": v for k, v in baselines.items()}
+        tags = {
+            "threshold": repr(threshold), "algorithm": training.algorithm, "features": json.dumps(list(FEATURE_NAMES)),
+            "table_versions": json.dumps(table_versions), "split": split.describe(),
+        }  # fmt: skip
+        version = registry.register(settings, model, params=params, metrics=metrics, tags=tags)
+        result = TrainResult(version, split, rows_train, evaluation, baselines, table_versions)
+        if promote:
+            result = TrainResult(**{**result.__dict__, "promotion": decide_promotion(settings, version, evaluation, validation)})
+        return result
+    finally:
+        train_frame.unpersist()
+        validation.unpersist()
+
+
+def decide_promotion(settings: Settings, version: int, evaluation: Evaluation, validation: DataFrame) -> Promotion:
+    """Promote ``version`` when it loads from the registry, scores, and beats the champion's average
+    precision on the same validation window by the margin; record the reason either way."""
+    margin = settings.training.promotion_margin
+    before = registry.champion_version(settings, required=False)
+    try:
+        challenger_ap = _registry_ap(settings, version, validation)
+    except registry.RegistryError as error:
+        reason = f"refused: {error}"
+        registry.annotate(settings, version, reason)
+        return Promotion(False, before, before, reason)
+    if before is None:
+        reason = f"first model: average precision {challenger_ap:.4f}"
+        registry.set_champion(settings, version, reason=reason)
+        return Promotion(True, None, version, reason)
+    try:
+        champion_ap = _registry_ap(settings, before, validation)
+    except registry.RegistryError as error:
+        reason = f"champion {before} no longer loads ({error}); challenger average precision {challenger_ap:.4f}"
+        registry.set_champion(settings, version, reason=reason)
+        return Promotion(True, before, version, reason)
+    if challenger_ap >= champion_ap + margin:
+        reason = f"average precision {challenger_ap:.4f} beats champion {before}'s {champion_ap:.4f} by at least {margin:g}"
+        registry.set_champion(settings, version, reason=reason)
+        return Promotion(True, before, version, reason)
+    reason = f"kept champion {before}: challenger average precision {challenger_ap:.4f} vs {champion_ap:.4f} (margin {margin:g})"
+    registry.annotate(settings, version, reason)
+    return Promotion(False, before, before, reason)
+
+
+def _registry_ap(settings: Settings, version: int, validation: DataFrame) -> float:
+    model = registry.load(settings, version)
+    try:
+        window = ScoredWindow.collect(scored(model, validation))
+    except Exception as exc:  # loads but cannot score these features: as broken as a missing folder
+        raise registry.RegistryError(f"model version {version} cannot score the feature table: {str(exc).splitlines()[0]}") from exc
+    return average_precision(window.y, window.score) if window.y.any() else float(np.nan)

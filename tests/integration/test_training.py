@@ -1,0 +1,103 @@
+"""Bring your own data → features → training → registry, on real Spark, Delta and MLflow (SQLite):
+the simulator's offline batch is imported like outside files, the model beats both baselines on
+the same validation window, a worse challenger is refused, promote and rollback move the
+champion, and a corrupt model folder never becomes champion."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from lakehouse.features.build import build_features
+from lakehouse.importer import import_files
+from lakehouse.ml import registry
+from lakehouse.ml.trainer import decide_promotion, train
+from lakehouse.ml.train import split_frames, time_split, with_label
+from lakehouse.simulator.files import write_offline_batch
+from lakehouse.simulator.simulation import Simulation
+from lakehouse.tables import table_names
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def trained_world(settings, spark, tmp_path_factory):
+    """24 simulated days (300 users, 4% fraud) imported from the simulator's Parquet files, with
+    features built; this module's own schemas and registry."""
+    folder = tmp_path_factory.mktemp("training")
+    suffix = uuid.uuid4().hex[:8]
+    sim = settings.simulator.model_copy(update={"users": 300, "merchants": 90, "cities": 10, "days": 24, "transactions": 9000, "fraud_rate": 0.04})
+    schemas = settings.lakehouse.schemas.model_copy(update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"})
+    world = settings.model_copy(update={
+        "simulator": sim,
+        "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
+        "registry": settings.registry.model_copy(update={
+            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}", "artifact_location": (folder / "artifacts").as_uri(),
+        }),
+        "training": settings.training.model_copy(update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 20})}),
+    })  # fmt: skip
+    batch = folder / "batch"
+    manifest = write_offline_batch(Simulation(sim, date(2026, 9, 1)), batch)
+    reports = import_files(
+        spark, world, transactions=str(batch / "transactions.parquet"), users=str(batch / "users.parquet"),
+        merchants=str(batch / "merchants.parquet"), name="offline_batch",
+    )  # fmt: skip
+    assert {r.stream: r.quarantined for r in reports} == {"users": 0, "merchants": 0, "transactions": 0}
+    assert next(r for r in reports if r.stream == "transactions").accepted == manifest["transactions"]
+    build_features(spark, world)
+    yield world
+    for schema in schemas.model_dump().values():
+        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_model_beats_both_baselines_and_becomes_the_first_champion(trained_world, spark) -> None:
+    result = train(spark, trained_world)
+
+    assert result.promotion is not None and result.promotion.promoted
+    assert registry.champion_version(trained_world) == result.version
+    ap = result.evaluation.average_precision
+    assert all(ap > baseline + 0.1 for baseline in result.baselines.values()), (ap, result.baselines)
+    assert result.evaluation.alerts_per_day <= trained_world.training.threshold.daily_alerts
+    assert (result.split.validation_from - result.split.train_to).days - 1 == trained_world.training.gap_days
+    tags = registry.version_info(trained_world, result.version).tags
+    assert {"threshold", "features", "table_versions", "code_version", "created_at", "algorithm"} <= set(tags)
+    assert "is_fraud" not in tags["features"] and "fraud_scenario" not in tags["features"]
+
+
+def test_worse_challenger_is_refused_then_promote_and_rollback_move_the_champion(trained_world, spark) -> None:
+    champion = registry.champion_version(trained_world)
+    weak = trained_world.model_copy(update={"training": trained_world.training.model_copy(update={
+        "gbt": trained_world.training.gbt.model_copy(update={"max_iter": 1, "max_depth": 1}),
+    })})  # fmt: skip
+    challenger = train(spark, weak)
+
+    assert not challenger.promotion.promoted
+    assert registry.champion_version(trained_world) == champion
+    assert "kept champion" in registry.version_info(trained_world, challenger.version).tags["promotion"]
+
+    registry.promote(trained_world, challenger.version, validate=lambda model: registry.check_scores(spark, trained_world, model))
+    assert registry.champion_version(trained_world) == challenger.version
+    assert registry.rollback(trained_world) == champion
+    assert registry.champion_version(trained_world) == champion
+
+
+def test_a_corrupt_model_folder_is_rejected_and_never_becomes_champion(trained_world, spark) -> None:
+    champion = registry.champion_version(trained_world)
+    broken = train(spark, trained_world, promote=False)
+    folder = Path(registry.artifact_path(trained_world, broken.version))
+    stages = folder / "sparkml" / "stages"
+    assert stages.is_dir(), list(folder.rglob("*"))[:10]
+    shutil.rmtree(stages)  # the Spark model's stages are gone
+
+    with pytest.raises(registry.RegistryError, match="cannot be loaded"):
+        registry.promote(trained_world, broken.version, validate=lambda model: registry.check_scores(spark, trained_world, model))
+    features = spark.table(table_names(trained_world).features)
+    first, last = features.agg({"event_date": "min"}).first()[0], features.agg({"event_date": "max"}).first()[0]
+    _, validation = split_frames(features, time_split(first, last, trained_world.training))
+    decision = decide_promotion(trained_world, broken.version, broken.evaluation, with_label(validation))
+    assert not decision.promoted and "refused" in decision.reason
+    assert registry.champion_version(trained_world) == champion
