@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             "evaluation": result.evaluation.as_dict(),
             "baselines_average_precision": result.baselines,
             "table_versions": result.table_versions,
+            "report": str(result.report_path),
             "promoted": result.promotion.promoted if result.promotion else False,
             "promotion": result.promotion.reason if result.promotion else "not attempted (--no-promote)",
         }
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, ap in result.baselines.items():
                 print(f"  baseline {name}: average precision {ap:.4f}")
             print(f"  {summary['promotion']}")
+            print(f"  training report: {result.report_path}")
         return 0
 
 

@@ -398,6 +398,32 @@ def bench_state_command(
     console.print(f"written to {path}")
 
 
+@bench_app.command("train")
+def bench_train_command(
+    ctx: typer.Context,
+    transactions: Annotated[int, typer.Option(help="Simulated transactions.")] = 1_000_000,
+    users: Annotated[int, typer.Option(help="Simulated users.")] = 20_000,
+    days: Annotated[int, typer.Option(help="Simulated days (training + gap + validation).")] = 45,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/training.md.")] = None,
+) -> None:
+    """Time the offline path (simulate → import → features → train) and compare the model with the
+    baselines, in its own schemas and registry; written to docs/.
+
+    Example: fraudlake bench train --transactions 1000000
+    """
+    import tempfile
+
+    from lakehouse.bench import machine_description
+    from lakehouse.ml.bench_train import bench_train, write_train_report
+
+    settings = _settings(ctx)
+    with tempfile.TemporaryDirectory(prefix="fraudlake-bench-train-") as folder:
+        bench = bench_train(_spark(ctx, "fraudlake-bench-train"), settings, transactions=transactions, users=users, days=days, folder=Path(folder), on_progress=console.print)
+    path = output or settings.project_dir / "docs" / "benchmarks" / "training.md"
+    console.print(write_train_report(path, bench, machine_description(), settings))
+    console.print(f"written to {path}")
+
+
 # ----------------------------------------------------------------------------- lakehouse
 
 

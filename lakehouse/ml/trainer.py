@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import uuid
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +19,7 @@ import numpy as np
 from lakehouse.features.definitions import FEATURE_NAMES
 from lakehouse.ml import registry
 from lakehouse.ml.metrics import Evaluation, average_precision
+from lakehouse.ml.report import feature_importances, write_report
 from lakehouse.ml.train import ScoredWindow, TimeSplit, make_pipeline, scored, split_frames, time_split, with_class_weight, with_label
 from lakehouse.settings import Settings
 from lakehouse.tables import table_names
@@ -44,6 +48,7 @@ class TrainResult:
     baselines: dict[str, float] = field(default_factory=dict)  # name → average precision
     table_versions: dict[str, int] = field(default_factory=dict)
     promotion: Promotion | None = None
+    report_path: Path | None = None
 
 
 def _latest_version(spark: SparkSession, table: str) -> int:
@@ -95,7 +100,8 @@ def train(
         rows_train = train_frame.count()
         log.info("training %s on %s rows (%s), fraud weight %.1f", training.algorithm, rows_train, split.describe(), weight)
         model = make_pipeline(training).fit(train_frame)
-        window = ScoredWindow.collect(scored(model, validation))
+        validation_scored = scored(model, validation)
+        window = ScoredWindow.collect(validation_scored)
         threshold = window.choose_threshold(training)
         evaluation = window.evaluate(threshold, training)
         baselines = baseline_scores(train_frame, validation, settings)
@@ -112,8 +118,18 @@ def train(
             "threshold": repr(threshold), "algorithm": training.algorithm, "features": json.dumps(list(FEATURE_NAMES)),
             "table_versions": json.dumps(table_versions), "split": split.describe(),
         }  # fmt: skip
-        version = registry.register(settings, model, params=params, metrics=metrics, tags=tags)
-        result = TrainResult(version, split, rows_train, evaluation, baselines, table_versions)
+        pending = settings.paths.data_dir / "reports" / f"pending-{uuid.uuid4().hex[:8]}"
+        write_report(
+            pending, title=f"{settings.registry.model_name}: {training.algorithm}", window=window, evaluation=evaluation,
+            baselines=baselines, importances=feature_importances(model, validation_scored),
+            facts={"split": split.describe(), "training rows": f"{rows_train:,}", "fraud weight": f"{weight:.1f}", **{f"table {k}": f"version {v}" for k, v in table_versions.items()}},
+        )  # fmt: skip
+        version = registry.register(settings, model, params=params, metrics=metrics, tags=tags, report_dir=pending)
+        report = pending.with_name(f"model-v{version}")
+        shutil.rmtree(report, ignore_errors=True)
+        pending.rename(report)
+        log.info("training report: %s", report / "index.html")
+        result = TrainResult(version, split, rows_train, evaluation, baselines, table_versions, report_path=report / "index.html")
         if promote:
             result = TrainResult(**{**result.__dict__, "promotion": decide_promotion(settings, version, evaluation, validation)})
         return result

@@ -66,6 +66,9 @@ def test_model_beats_both_baselines_and_becomes_the_first_champion(trained_world
     tags = registry.version_info(trained_world, result.version).tags
     assert {"threshold", "features", "table_versions", "code_version", "created_at", "algorithm"} <= set(tags)
     assert "is_fraud" not in tags["features"] and "fraud_scenario" not in tags["features"]
+    report = result.report_path
+    assert report.name == "index.html" and "average_precision" in report.read_text()
+    assert {p.name for p in report.parent.glob("*.png")} == {"precision_recall.png", "roc.png", "scores.png", "importances.png", "scenarios.png"}
 
 
 def test_worse_challenger_is_refused_then_promote_and_rollback_move_the_champion(trained_world, spark) -> None:

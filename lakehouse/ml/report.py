@@ -1,0 +1,97 @@
+"""The training report of a model version: one HTML page with PNG plots (precision-recall and ROC
+curves, score distributions by class, feature importances, recall per scenario) and the metrics
+table, next to the baselines. Written into a folder that is logged with the version in MLflow."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lakehouse.ml.metrics import Evaluation
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame
+
+    from lakehouse.ml.train import ScoredWindow
+
+
+def feature_importances(model: PipelineModel, scored_df: DataFrame, top: int = 20) -> list[tuple[str, float]]:
+    """Importance per assembled slot (trees: featureImportances; logistic regression: |coefficient|
+    on standardised inputs), named from the assembler's metadata, largest first."""
+    classifier = model.stages[-1]
+    if hasattr(classifier, "featureImportances"):
+        weights = classifier.featureImportances.toArray()
+    else:
+        weights = np.abs(classifier.coefficients.toArray())
+    column = "features_raw" if "features_raw" in scored_df.columns else "features"
+    attrs = scored_df.schema[column].metadata.get("ml_attr", {}).get("attrs", {})
+    names = {a["idx"]: a["name"] for group in attrs.values() for a in group}
+    pairs = [(names.get(i, f"slot {i}").replace("__filled", "").replace("__missing", " (missing)"), float(w)) for i, w in enumerate(weights)]
+    return sorted(pairs, key=lambda p: -p[1])[:top]
+
+
+def _curves(window: ScoredWindow) -> tuple[np.ndarray, ...]:
+    order = np.argsort(-window.score, kind="mergesort")
+    y = window.y[order].astype(float)
+    tp, fp = np.cumsum(y), np.cumsum(1 - y)
+    positives, negatives = max(1.0, y.sum()), max(1.0, (1 - y).sum())
+    return tp / np.maximum(1, tp + fp), tp / positives, fp / negatives
+
+
+def write_report(
+    folder: Path, *, title: str, window: ScoredWindow, evaluation: Evaluation, baselines: dict[str, float],
+    importances: list[tuple[str, float]], facts: dict[str, str],
+) -> Path:  # fmt: skip
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    precision, recall, fpr = _curves(window)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(recall, precision)
+    ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall (AP {evaluation.average_precision:.3f})", xlim=(0, 1), ylim=(0, 1.02))
+    fig.tight_layout(), fig.savefig(folder / "precision_recall.png", dpi=90), plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(fpr, recall), ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC (AUC {evaluation.roc_auc:.3f})")
+    fig.tight_layout(), fig.savefig(folder / "roc.png", dpi=90), plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(window.score[~window.y], bins=bins, alpha=0.6, density=True, label="legitimate")
+    ax.hist(window.score[window.y], bins=bins, alpha=0.6, density=True, label="fraud")
+    ax.axvline(evaluation.threshold, color="black", linestyle="--", label="threshold")
+    ax.set(xlabel="score", ylabel="density", title="Scores by class", yscale="log"), ax.legend()
+    fig.tight_layout(), fig.savefig(folder / "scores.png", dpi=90), plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    names, weights = zip(*importances, strict=True) if importances else ((), ())
+    ax.barh(list(names)[::-1], list(weights)[::-1])
+    ax.set(title="Feature importances", xlabel="importance")
+    fig.tight_layout(), fig.savefig(folder / "importances.png", dpi=90), plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    scenarios = evaluation.recall_by_scenario
+    ax.barh(list(scenarios), list(scenarios.values()))
+    ax.set(xlim=(0, 1), xlabel="recall at the threshold", title="Recall per scenario")
+    fig.tight_layout(), fig.savefig(folder / "scenarios.png", dpi=90), plt.close(fig)
+
+    metrics = {k: v for k, v in evaluation.as_dict().items() if not isinstance(v, dict)}
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" if isinstance(v, float) else f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in metrics.items())
+    rows += "".join(f"<tr><td>baseline AP: {html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in baselines.items())
+    fact_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items())
+    images = "".join(f'<img src="{name}.png" alt="{name}">' for name in ("precision_recall", "roc", "scores", "importances", "scenarios"))
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td{{border:1px solid #ccc;padding:3px 8px}} img{{margin:8px;vertical-align:top}}</style>
+</head><body><h1>{html.escape(title)}</h1><table>{fact_rows}</table><h2>Validation metrics</h2><table>{rows}</table>
+<h2>Plots</h2>{images}</body></html>"""
+    (folder / "index.html").write_text(page)
+    return folder / "index.html"
