@@ -535,6 +535,43 @@ def train_command(
     raise typer.Exit(run_job(ctx, "train_model", *args))
 
 
+@app.command("backtest")
+def backtest_command(
+    ctx: typer.Context,
+    date_from: Annotated[str, typer.Option("--from", help="First event day (YYYY-MM-DD).")],
+    date_to: Annotated[str, typer.Option("--to", help="Last event day (YYYY-MM-DD).")],
+    model: Annotated[str, typer.Option(help='A registry version number, or "champion".')] = "champion",
+    as_of_version: Annotated[int | None, typer.Option(help="Read gold.transaction_features as of this Delta version.")] = None,
+    as_of_timestamp: Annotated[str | None, typer.Option(help="... or as of this timestamp (e.g. '2026-11-29 08:00:00').")] = None,
+) -> None:
+    """Re-score history with any model on the feature table as it was (time travel); scores go to
+    gold.backtest_scores, metrics are printed.
+
+    Example: fraudlake backtest --model 2 --from 2026-11-01 --to 2026-11-14 --as-of-version 5
+    """
+    from datetime import date as _date
+
+    from rich.table import Table
+
+    from lakehouse.ml.backtest import backtest
+
+    result = backtest(
+        _spark(ctx, "fraudlake-backtest"), _settings(ctx), model=model, date_from=_date.fromisoformat(date_from),
+        date_to=_date.fromisoformat(date_to), as_of_version=as_of_version, as_of_timestamp=as_of_timestamp,
+    )  # fmt: skip
+    e = result.evaluation
+    table = Table(title=f"backtest {result.backtest_id}: model {result.model_version} on features version {result.features_version}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in e.as_dict().items():
+        if not isinstance(value, dict):
+            table.add_row(name, f"{value:.4f}" if isinstance(value, float) else f"{value:,}")
+    for name, value in e.recall_by_scenario.items():
+        table.add_row(f"recall: {name}", f"{value:.4f}")
+    console.print(table)
+    console.print(f"{result.rows:,} scores in {result.table} (backtest_id = '{result.backtest_id}')")
+
+
 @model_app.command("list")
 def model_list(ctx: typer.Context) -> None:
     """Every registered version with its metrics; the champion marked.

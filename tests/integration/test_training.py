@@ -104,3 +104,28 @@ def test_a_corrupt_model_folder_is_rejected_and_never_becomes_champion(trained_w
     decision = decide_promotion(trained_world, broken.version, broken.evaluation, with_label(validation))
     assert not decision.promoted and "refused" in decision.reason
     assert registry.champion_version(trained_world) == champion
+
+
+def test_backtest_rescores_history_as_of_a_table_version(trained_world, spark) -> None:
+    from lakehouse.ml.backtest import backtest
+
+    names = table_names(trained_world)
+    champion = registry.champion_version(trained_world)
+    features = spark.table(names.features)
+    first, last = features.agg({"event_date": "min"}).first()[0], features.agg({"event_date": "max"}).first()[0]
+    split = time_split(first, last, trained_world.training)
+    before = int(spark.sql(f"DESCRIBE HISTORY {names.features} LIMIT 1").first().version)
+    rows_before = features.where(f"event_date >= '{split.validation_from}'").count()
+
+    spark.sql(f"DELETE FROM {names.features} WHERE event_date = '{split.validation_to}'")  # history moves on
+    now = backtest(spark, trained_world, model="champion", date_from=split.validation_from, date_to=split.validation_to)
+    then = backtest(spark, trained_world, model=str(champion), date_from=split.validation_from, date_to=split.validation_to, as_of_version=before)
+    again = backtest(spark, trained_world, model=str(champion), date_from=split.validation_from, date_to=split.validation_to, as_of_version=before)
+
+    assert then.rows == rows_before and now.rows < rows_before
+    assert then.backtest_id == again.backtest_id and then.model_version == champion
+    stored = spark.table(then.table).where(f"backtest_id = '{then.backtest_id}'")
+    assert stored.count() == rows_before  # rerun replaced, not appended
+    assert stored.where("alert").count() == round(then.evaluation.alerts_per_day * len({r.event_date for r in stored.select("event_date").distinct().collect()}))
+    # Same model, same rows as its validation: the same average precision as at training time.
+    assert then.evaluation.average_precision == pytest.approx(registry.versions(trained_world)[champion - 1].average_precision, rel=1e-9)
