@@ -104,8 +104,8 @@ def import_stream(spark: SparkSession, settings: Settings, stream: str, rows: Da
     from lakehouse.streams import SilverBatch
     from lakehouse.tables import create_tables, table_location
 
+    records = as_contract_json(rows, stream, mapping, currency=currency, source=f"{name} ({stream})")  # fails before any write
     names = create_tables(spark, settings)
-    records = as_contract_json(rows, stream, mapping, currency=currency, source=f"{name} ({stream})")
     # Offsets in event-time order (then file order), so nothing in the file is "late" to itself.
     ordered = records.withColumn("_row", F.monotonically_increasing_id())
     now = F.current_timestamp()

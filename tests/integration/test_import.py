@@ -1,0 +1,69 @@
+"""`fraudlake import` on outside files: a CSV with its own column names, no device_ip, no currency
+and no user or merchant files lands in silver through the streams' validation (bad rows in
+quarantine with their reason, counts reconcile), and features are computed for it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from typer.testing import CliRunner
+
+from lakehouse.cli import app
+from lakehouse.errors import ConfigError
+from lakehouse.features.build import build_features
+from lakehouse.importer import import_files, parse_mapping
+from lakehouse.reconcile import reconcile
+from lakehouse.tables import table_names
+
+pytestmark = pytest.mark.integration
+
+CSV = """txn,customer,shop,when,value,label
+a1,c1,s1,2026-10-01 09:00:00,12.50,0
+a2,c1,s2,2026-10-01 10:30:00,80.00,0
+a3,c2,s1,2026-10-02 11:00:00,-5.00,0
+a4,c2,s1,not a time,20.00,0
+a5,c1,s1,2026-10-02 12:00:00,999.00,1
+a1,c1,s1,2026-10-01 09:00:00,12.50,0
+"""
+MAPPING = ["transaction_id=txn", "user_id=customer", "merchant_id=shop", "timestamp=when", "amount=value", "is_fraud=label"]
+
+
+@pytest.fixture
+def own_schemas(settings, spark):
+    suffix = uuid.uuid4().hex[:8]
+    schemas = settings.lakehouse.schemas.model_copy(update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"})
+    yield settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas})})
+    for schema in schemas.model_dump().values():
+        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_import_csv_with_a_mapping_and_missing_optional_fields(own_schemas, spark, tmp_path) -> None:
+    path = tmp_path / "payments.csv"
+    path.write_text(CSV)
+    [report] = import_files(spark, own_schemas, transactions=str(path), mapping=parse_mapping(MAPPING), currency="EUR", name="shop_export")
+
+    names = table_names(own_schemas)
+    assert (report.rows, report.accepted, report.quarantined) == (6, 3, 3)
+    reasons = sorted(r.reason for r in spark.table(names.quarantine).collect())
+    assert reasons == ["bad_type:timestamp", "duplicate", "negative_amount"]
+    silver = {r.transaction_id: r for r in spark.table(names.silver("transactions")).collect()}
+    assert set(silver) == {"a1", "a2", "a5"}
+    assert silver["a5"].is_fraud is True and silver["a1"].currency == "EUR" and silver["a1"].device_ip is None
+    assert all(r.ok for r in reconcile(spark, own_schemas) if r.stream == "transactions")
+
+    build_features(spark, own_schemas)
+    features = {r.transaction_id: r for r in spark.table(names.features).collect()}
+    assert features["a2"].user_tx_count_24h == 1 and features["a2"].home_distance_km is None  # no user file
+    assert features["a1"].is_new_device_ip is None
+
+
+def test_import_names_a_missing_required_column_and_a_bad_mapping(own_schemas, spark, tmp_path) -> None:
+    path = tmp_path / "payments.csv"
+    path.write_text(CSV)
+    with pytest.raises(ConfigError, match="'amount'"):
+        import_files(spark, own_schemas, transactions=str(path), mapping=parse_mapping(MAPPING[:4]), currency="EUR")
+    with pytest.raises(ConfigError, match="not a contract field"):
+        parse_mapping(["amout=value"])
+    result = CliRunner().invoke(app, ["import", "--transactions", str(path), "--map", "amount=value"])
+    assert result.exit_code != 0
