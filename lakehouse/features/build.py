@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from lakehouse.features.definitions import CATEGORICAL_FEATURES, FEATURE_NAMES, HISTORY_S
 from lakehouse.features.offline import merchant_daily_stats, transaction_features
 from lakehouse.settings import Settings
-from lakehouse.tables import create_tables, table_names
+from lakehouse.tables import create_tables, latest_version, table_names
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -39,16 +39,12 @@ class BuildReport:
     since: date | None
 
 
-def _version(spark: SparkSession, table: str) -> int:
-    return int(spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").first().version)
-
-
 def build_features(spark: SparkSession, settings: Settings, *, since: date | None = None) -> BuildReport:
     """Compute the feature table from silver (all of it, or event days from ``since`` on)."""
     from pyspark.sql import functions as F
 
     names = create_tables(spark, settings)
-    silver_version = _version(spark, names.silver("transactions"))
+    silver_version = latest_version(spark, names.silver("transactions"))
     # Pin one silver version for the whole job, so the counts below reconcile exactly.
     silver = spark.read.format("delta").option("versionAsOf", silver_version).table(names.silver("transactions"))
     merchant_daily_stats(silver).write.format("delta").mode("overwrite").saveAsTable(names.merchant_daily)
@@ -65,10 +61,11 @@ def build_features(spark: SparkSession, settings: Settings, *, since: date | Non
         max_events=settings.features.max_history_events,
         feedback_delay_days=settings.features.feedback_delay_days,
     )
-    writer = features.write.format("delta").mode("overwrite")
     if since is not None:
         features = features.where(F.col("event_date") >= F.lit(since))
-        writer = features.write.format("delta").mode("overwrite").option("replaceWhere", f"event_date >= '{since.isoformat()}'")
+    writer = features.write.format("delta").mode("overwrite")
+    if since is not None:
+        writer = writer.option("replaceWhere", f"event_date >= '{since.isoformat()}'")
     writer.saveAsTable(names.features)
 
     in_range = silver if since is None else silver.where(F.col("event_date") >= F.lit(since))
@@ -77,7 +74,7 @@ def build_features(spark: SparkSession, settings: Settings, *, since: date | Non
     rows = (written if since is None else written.where(F.col("event_date") >= F.lit(since))).count()
     if rows != silver_rows:
         raise RuntimeError(f"feature rows {rows} != silver transactions {silver_rows} in range: please report this")
-    report = BuildReport(rows, silver_rows, silver_version, _version(spark, names.features), since)
+    report = BuildReport(rows, silver_rows, silver_version, latest_version(spark, names.features), since)
     log.info("features: %s rows from silver version %s → %s version %s", rows, silver_version, names.features, report.features_version)
     return report
 

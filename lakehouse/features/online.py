@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pyspark.sql.streaming import StatefulProcessor
 
-from lakehouse.features.definitions import HISTORY_S
+from lakehouse.features.definitions import HISTORY_S, PREVIOUS_COLUMNS, STATE_FEATURES
 from lakehouse.features.history import HISTORY_COLUMNS, US, History, advance, prune
 from lakehouse.features.offline import (
     STATE_INPUT_COLUMNS,
@@ -57,8 +57,9 @@ def online_output_ddl() -> str:
     return state_output_ddl() + ", status STRING"
 
 
-def _output_columns() -> list[str]:
-    return [c.strip().split(" ")[0] for c in online_output_ddl().split(",")]
+#: Column order of the operator's output, and the per-row values the history step adds.
+OUTPUT_COLUMNS: list[str] = [c.strip().split(" ")[0] for c in online_output_ddl().split(",")]
+STATE_COLUMNS: list[str] = [f.name for f in STATE_FEATURES] + [name for name, _ in PREVIOUS_COLUMNS]
 
 
 class UserHistoryProcessor(StatefulProcessor):
@@ -102,19 +103,13 @@ class UserHistoryProcessor(StatefulProcessor):
                     column[position] = value
         self.partition_max.update((int(max(times.max(), prior if prior is not None else times.max())),))
         if not features:
-            features = {name: [None] * len(batch) for name in _feature_names()}
+            features = {name: [None] * len(batch) for name in STATE_COLUMNS}
         out = state_columns_frame(batch, features)
         out["status"] = status
-        yield out[_output_columns()]
+        yield out[OUTPUT_COLUMNS]
 
     def close(self) -> None:
         pass
-
-
-def _feature_names() -> list[str]:
-    from lakehouse.features.definitions import PREVIOUS_COLUMNS, STATE_FEATURES
-
-    return [f.name for f in STATE_FEATURES] + [name for name, _ in PREVIOUS_COLUMNS]
 
 
 def _by_user(user_ids: np.ndarray, positions: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:

@@ -22,7 +22,7 @@ from lakehouse.ml.metrics import Evaluation, average_precision
 from lakehouse.ml.report import feature_importances, write_report
 from lakehouse.ml.train import ScoredWindow, TimeSplit, make_pipeline, scored, split_frames, time_split, with_class_weight, with_label
 from lakehouse.settings import Settings
-from lakehouse.tables import table_names
+from lakehouse.tables import latest_version, table_names
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -51,10 +51,6 @@ class TrainResult:
     report_path: Path | None = None
 
 
-def _latest_version(spark: SparkSession, table: str) -> int:
-    return int(spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").first().version)
-
-
 def baseline_scores(train: DataFrame, validation: DataFrame, settings: Settings) -> dict[str, float]:
     """Average precision of the two baselines on the validation window: an amount-only logistic
     regression, and the rule "amount over the user's 30-day mean" used as a score."""
@@ -81,7 +77,7 @@ def train(
     from pyspark.sql import functions as F
 
     names = table_names(settings)
-    table_versions = {names.features: _latest_version(spark, names.features), names.silver("transactions"): _latest_version(spark, names.silver("transactions"))}
+    table_versions = {names.features: latest_version(spark, names.features), names.silver("transactions"): latest_version(spark, names.silver("transactions"))}
     features = spark.read.format("delta").option("versionAsOf", table_versions[names.features]).table(names.features)
     if date_from:
         features = features.where(F.col("event_date") >= F.lit(date_from))
