@@ -11,6 +11,7 @@ JARS := .jars
 MVN := mvn -q -B -s conf/jvm/maven-settings.xml
 FRAUDLAKE := $(BIN)/fraudlake
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: help setup venv jars demo test stop lock clean
 
@@ -37,17 +38,13 @@ $(JARS)/%/.resolved: conf/jvm/%-pom.xml conf/jvm/maven-settings.xml
 	$(MVN) -f $< dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JARS)/$*
 	@touch $@
 
-demo: setup  ## Platform up, smoke test, simulated traffic with bad records through bronze → silver, reconciled, features built and checked
-	$(FRAUDLAKE) kafka up
-	$(FRAUDLAKE) catalog up
-	$(FRAUDLAKE) topics ensure
-	$(FRAUDLAKE) smoke
-	$(FRAUDLAKE) produce --count 20000 --bad-rate 0.005 --preload
-	$(FRAUDLAKE) stream ingest --once
+demo: setup  ## The whole product: platform up, first model if none, ingest + scoring, live traffic with alerts, summary; then stops everything
+	@trap '$(MAKE) --no-print-directory stop' EXIT; trap 'exit 130' INT TERM; set -e; \
+	$(FRAUDLAKE) kafka up; \
+	$(FRAUDLAKE) catalog up; \
+	$(FRAUDLAKE) topics ensure; \
+	$(FRAUDLAKE) demo $(DEMO_ARGS); \
 	$(FRAUDLAKE) reconcile
-	$(FRAUDLAKE) sql "SELECT source, reason, count(*) AS records FROM silver.quarantine GROUP BY source, reason ORDER BY records DESC"
-	$(FRAUDLAKE) features check
-	@echo "Broker and catalog keep running: query with 'fraudlake sql'; stop with 'make stop'."
 
 stop:  ## Stop the local broker and catalog server (data is kept)
 	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) kafka down

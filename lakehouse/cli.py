@@ -36,7 +36,7 @@ topics_app = typer.Typer(help="Kafka topics from config: ensure (create the miss
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that write their figures to docs/benchmarks/.", no_args_is_help=True)
 catalog_app = typer.Typer(help="Run the local catalog server (Derby network server, one JVM): up, down, status.", no_args_is_help=True)
-stream_app = typer.Typer(help="Long-running streaming jobs: ingest (Kafka → bronze → silver).", no_args_is_help=True)
+stream_app = typer.Typer(help="Long-running streaming jobs: ingest (Kafka → bronze → silver), score (→ scores and alerts).", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
@@ -47,6 +47,15 @@ model_app = typer.Typer(help="The model registry (MLflow): list, show, promote, 
 app.add_typer(model_app, name="model")
 features_app = typer.Typer(help="Transaction features: build the offline table, check it against the online path.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+alerts_app = typer.Typer(help="Fraud alerts from the scorer: tail them to the terminal, a file or a webhook.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+#: Read by one command only: the webhook URL may hold a token, so job processes never see it.
+COMMAND_VARIABLES = {"FRAUDLAKE_ALERTS_WEBHOOK"}
+
+
+def _settings_environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in COMMAND_VARIABLES}
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -424,6 +433,39 @@ def bench_train_command(
     console.print(f"written to {path}")
 
 
+@bench_app.command("score")
+def bench_score_command(
+    ctx: typer.Context,
+    rate: Annotated[list[float] | None, typer.Option(help="Transactions/s of a latency run, repeatable. Default: 100 and 500.")] = None,
+    duration: Annotated[float, typer.Option(help="Seconds per latency run.")] = 60.0,
+    preload: Annotated[int, typer.Option(help="Transactions drained for the throughput figure.")] = 50_000,
+    runs: Annotated[int, typer.Option(help="Throughput runs per pipeline (the median is reported).")] = 3,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/scoring.md.")] = None,
+) -> None:
+    """The scorer's sustainable throughput and end-to-end alert latency (p50/p95/p99 at fixed
+    rates) next to a minimal Spark Kafka → Kafka pass-through on the same records; written to docs/.
+
+    Needs the broker (`fraudlake kafka up`). Example: fraudlake bench score --rate 100 --rate 500 --duration 60
+    """
+    import tempfile
+
+    from lakehouse.bench import machine_description
+    from lakehouse.kafka.topics import list_topics
+    from lakehouse.ml.bench_score import bench_score, write_score_report
+
+    settings = _settings(ctx)
+    list_topics(settings.kafka)  # fail plainly now if the broker is down
+    rates = rate or [100.0, 500.0]
+    with tempfile.TemporaryDirectory(prefix="fraudlake-bench-score-") as folder:
+        bench = bench_score(
+            _spark(ctx, "fraudlake-bench-score"), settings, folder=Path(folder), rates=rates, duration_s=duration,
+            preload=preload, runs=runs, on_progress=console.print,
+        )  # fmt: skip
+    path = output or settings.project_dir / "docs" / "benchmarks" / "scoring.md"
+    console.print(write_score_report(path, bench, machine_description(), settings, duration_s=duration))
+    console.print(f"written to {path}")
+
+
 # ----------------------------------------------------------------------------- lakehouse
 
 
@@ -437,6 +479,25 @@ def stream_ingest(
     Example: fraudlake stream ingest --once && fraudlake reconcile
     """
     raise typer.Exit(run_job(ctx, "stream_ingest", *(["--once"] if once else [])))
+
+
+@stream_app.command("score")
+def stream_score(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Score what the topic holds now, then exit.")] = False,
+    starting_offsets: Annotated[
+        str, typer.Option(help="Where a new scorer (no checkpoint yet) starts: earliest (warms the user state from the topic) or latest.")
+    ] = "earliest",
+) -> None:
+    """Score every transaction with the champion model: gold.scored_transactions, and alerts on
+    fraud_alerts for scores at or over the model's threshold. Follows the champion without a
+    restart (fraudlake model promote). Runs until Ctrl-C.
+
+    Example: fraudlake stream score & fraudlake alerts tail
+    """
+    if starting_offsets not in ("earliest", "latest"):
+        raise ConfigError("--starting-offsets must be earliest or latest")
+    raise typer.Exit(run_job(ctx, "stream_score", *(["--once"] if once else []), "--starting-offsets", starting_offsets))
 
 
 def _spark(ctx: typer.Context, app_name: str):
@@ -628,6 +689,106 @@ def model_rollback(ctx: typer.Context) -> None:
     console.print(f"champion: version {registry.rollback(_settings(ctx))} (rolled back)")
 
 
+# ----------------------------------------------------------------------------- alerts
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    ctx: typer.Context,
+    group: Annotated[
+        str, typer.Option(help="Consumer group: its committed offsets are where the next tail of the group resumes.")
+    ] = "fraudlake-alerts-tail",
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Re-read every alert the topic holds (the group's offsets are moved back).")
+    ] = False,
+    output_format: Annotated[
+        str | None, typer.Option("--format", help="table (live view) or json (one alert per line on stdout). Default: table on a terminal, else json.")
+    ] = None,
+    output_file: Annotated[Path | None, typer.Option("--output-file", help="Also append each alert to this file (JSON lines).")] = None,
+    webhook: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FRAUDLAKE_ALERTS_WEBHOOK", show_envvar=True,
+            help="Also POST each alert as JSON to this URL. Give a URL holding a token through the variable, not the shell history.",
+        ),
+    ] = None,  # fmt: skip
+    retries: Annotated[int, typer.Option(min=1, help="Webhook attempts per alert (the first included) before the tail stops.")] = 5,
+    max_alerts: Annotated[int | None, typer.Option("--max", min=1, help="Stop after this many new (deduplicated) alerts.")] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option("--idle-timeout", min=0.1, help="Stop after this many seconds without a new record.")
+    ] = None,
+    state_file: Annotated[
+        Path | None, typer.Option("--state-file", help="Remember delivered alert ids in this file, to drop duplicates across restarts too.")
+    ] = None,
+) -> None:
+    """Follow the fraud alerts topic: drop duplicate alerts (same alert_id), show or deliver each new
+    one, and commit the group's offsets only once every output took the alerts, so a restart
+    redelivers instead of losing. Runs until Ctrl-C, --max or --idle-timeout.
+
+    Example: fraudlake alerts tail --format json --from-beginning --idle-timeout 5 | jq .score
+    """
+    import logging
+    import signal
+    import threading
+
+    from rich.console import Console as _Console
+
+    from lakehouse.alerts.tail import Deduplicator, FileOutput, JsonLinesOutput, TableOutput, WebhookOutput, close_outputs, tail
+
+    settings = _settings(ctx)
+    output_format = output_format or ("table" if sys.stdout.isatty() else "json")
+    if output_format not in ("table", "json"):
+        raise ConfigError(f"--format {output_format!r}: use table or json")
+    # In json mode stdout carries alerts only; everything said to the person goes to stderr.
+    info = console if output_format == "table" else _Console(stderr=True, soft_wrap=True)
+    dedup = Deduplicator.load(state_file) if state_file else Deduplicator()
+    webhook_output = WebhookOutput(webhook, retries=retries) if webhook else None
+    outputs: list = []
+    stop = threading.Event()
+    try:
+        if output_file:
+            outputs.append(FileOutput(output_file))
+        if webhook_output:
+            outputs.append(webhook_output)
+        topic = settings.kafka.topics.alerts.name
+        where = ", ".join(
+            [*([str(output_file)] if output_file else []), *([webhook_output.display_url] if webhook_output else [])]
+        )  # fmt: skip
+        info.print(
+            f"tailing {topic} at {settings.kafka.bootstrap} as group {group}"
+            f"{' from the beginning' if from_beginning else ''}{f', delivering to {where}' if where else ''}"
+            f"{f', {len(dedup):,} known alert ids from {state_file}' if state_file else ''}",
+            highlight=False,
+        )
+        # After the status line: the live table then stays the last thing on screen.
+        outputs.insert(0, TableOutput(console, title=f"fraud alerts · {topic}") if output_format == "table" else JsonLinesOutput(sys.stdout))
+        previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service stop: commit, then exit
+        # The live table replaced sys.stderr with a proxy that prints above it: log there too, or a
+        # warning written behind its back scrambles the table.
+        handlers = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+        log_streams = [(h, old) for h in handlers if (old := h.setStream(sys.stderr)) is not None]
+        try:
+            report = tail(
+                settings, group_id=group, from_beginning=from_beginning, outputs=outputs, max_alerts=max_alerts,
+                idle_timeout_s=idle_timeout, dedup=dedup, stop=stop,
+            )  # fmt: skip
+        finally:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+            for handler, stream in log_streams:
+                handler.setStream(stream)
+    finally:
+        close_outputs(outputs)
+    committed = ", ".join(f"{p}:{o}" for p, o in sorted(report.committed.items())) or "nothing new"
+    reasons = {"max_alerts": "--max reached", "idle": "idle timeout", "stop": "stop requested", "interrupted": "Ctrl-C"}
+    info.print(
+        f"{report.handled:,} new alerts, {report.duplicates:,} duplicates dropped, {report.malformed:,} malformed skipped "
+        f"({report.received:,} records); committed {committed}; stopped: {reasons.get(report.stopped_by, report.stopped_by)}",
+        highlight=False,
+    )
+    for partition, offset, problem in report.malformed_records[:5]:
+        info.print(f"  malformed at partition {partition} offset {offset}: {problem}", highlight=False, markup=False)
+
+
 @app.command("reconcile")
 def reconcile_command(ctx: typer.Context) -> None:
     """Check per stream that bronze = silver + quarantine, record by record. Exits 1 when not.
@@ -727,10 +888,28 @@ def maintain_command(
         console.print(f"{result.table:<40} files {result.files_before:>5} → {result.files_after:<5} version {result.version_after}")
 
 
+@app.command("demo")
+def demo_command(
+    ctx: typer.Context,
+    duration: Annotated[float, typer.Option(help="Seconds of live traffic.")] = 120.0,
+    rate: Annotated[float, typer.Option(help="Live transactions per second.")] = 25.0,
+    fraud_rate: Annotated[float, typer.Option(help="Share of fraud in the live traffic.")] = 0.02,
+) -> None:
+    """The whole product: the first model if there is none, ingest and scoring jobs, live traffic
+    with alerts shown as they come, then a summary (precision, recall, latency). Needs the broker
+    and catalog up; `make demo` does everything and stops them at the end.
+
+    Example: fraudlake demo --duration 60 --rate 50
+    """
+    from lakehouse.demo import run_demo
+
+    run_demo(_settings(ctx), console, duration_s=duration, rate=rate, fraud_rate=fraud_rate)
+
+
 def run_job(ctx: typer.Context, module: str, *args: str) -> int:
     """Run ``jobs.<module>`` in its own Python process with the same settings; returns its exit code."""
     settings = _settings(ctx)
-    env = dict(os.environ)
+    env = _settings_environ()
     if ctx.obj.get("conf_dir"):
         env["FRAUDLAKE_CONF_DIR"] = str(Path(ctx.obj["conf_dir"]).resolve())
     command = [sys.executable, "-m", f"jobs.{module}", "--env", settings.env, *args]

@@ -31,7 +31,9 @@ from lakehouse.errors import ConfigError
 
 ENV_PREFIX = "FRAUDLAKE_"
 #: Variables that select what to load rather than override a key.
-CONTROL_VARIABLES = {"FRAUDLAKE_ENV", "FRAUDLAKE_CONF_DIR"}
+#: FRAUDLAKE_* variables that are not settings: where the config is, and values read by one command
+#: (the alert webhook URL, which may hold a token, stays out of files and job processes).
+CONTROL_VARIABLES = {"FRAUDLAKE_ENV", "FRAUDLAKE_CONF_DIR", "FRAUDLAKE_ALERTS_WEBHOOK"}
 #: Keys that may only come from the environment.
 SECRET_KEYS = {("kafka", "sasl_username"), ("kafka", "sasl_password")}
 
@@ -48,6 +50,7 @@ class TopicSettings(_Section):
     partitions: int = Field(ge=1)
     replication_factor: int = Field(ge=1)
     retention_ms: int = Field(ge=-1, description="-1 keeps records forever.")
+    configs: dict[str, str] = Field(default_factory=dict, description="Other topic configs at creation, verbatim.")
 
 
 class TopicsSettings(_Section):
@@ -360,6 +363,16 @@ class RegistrySettings(_Section):
     artifact_location: str | None = Field(default=None, description="Where model artifacts go; default: <data_dir>/mlflow/artifacts.")
 
 
+class ScoringSettings(_Section):
+    top_reasons: int = Field(ge=1, le=10, description="Reasons (features that drove the score, in words) per alert.")
+    profile_rows: int = Field(
+        ge=100, description="Legitimate feature rows sampled to learn what is typical for each feature (the reasons' yardstick)."
+    )
+    reload_check_s: float = Field(
+        ge=0, description="How often the scorer asks the registry who the champion is (0: before every micro-batch)."
+    )
+
+
 class Settings(_Section):
     env: str
     project_dir: Path = Field(description="Folder holding conf/; relative paths resolve against it.")
@@ -374,6 +387,7 @@ class Settings(_Section):
     features: FeaturesSettings
     training: TrainingSettings
     registry: RegistrySettings
+    scoring: ScoringSettings
 
     @property
     def broker_data_dir(self) -> Path:

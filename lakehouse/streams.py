@@ -66,7 +66,7 @@ def query_plan(settings: Settings, name: str, *, once: bool = False) -> QueryPla
     return QueryPlan(name, trigger, checkpoint, own.max_records_per_trigger or streaming.max_records_per_trigger)
 
 
-def _start(writer, plan: QueryPlan, start: Callable) -> StreamingQuery:
+def start_query(writer, plan: QueryPlan, start: Callable) -> StreamingQuery:
     writer = writer.queryName(plan.name).option("checkpointLocation", plan.checkpoint)
     writer = writer.trigger(availableNow=True) if plan.trigger == "availableNow" else writer.trigger(processingTime=plan.trigger)
     return start(writer)
@@ -87,7 +87,7 @@ def start_bronze(spark: SparkSession, settings: Settings, names: TableNames, str
         .load()
     )
     writer = bronze_records(source).writeStream.format("delta").outputMode("append")
-    return _start(writer, plan, lambda w: w.toTable(names.bronze(stream)))
+    return start_query(writer, plan, lambda w: w.toTable(names.bronze(stream)))
 
 
 class SilverBatch:
@@ -203,7 +203,7 @@ def start_silver(spark: SparkSession, settings: Settings, names: TableNames, str
     plan = query_plan(settings, f"silver_{stream}", once=once)
     source = spark.readStream.option("maxFilesPerTrigger", 1000).table(names.bronze(stream))
     batch = SilverBatch(spark, settings, names, stream, plan.name)
-    return _start(source.writeStream.foreachBatch(batch), plan, lambda w: w.start())
+    return start_query(source.writeStream.foreachBatch(batch), plan, lambda w: w.start())
 
 
 def run_ingest(spark: SparkSession, settings: Settings, *, once: bool, layers: tuple[str, ...] = ("bronze", "silver")) -> list[StreamingQuery]:

@@ -9,6 +9,7 @@
     silver.transactions_enriched             view: transactions with the user and merchant known so far
     gold.transaction_features                every silver transaction's features, point in time (+ labels)
     gold.merchant_daily                      per merchant and day: transactions and frauds
+    gold.scored_transactions                 every transaction the scorer scored: score, model version, alert
 
 The database names come from ``lakehouse.schemas`` in config.
 """
@@ -107,6 +108,10 @@ class TableNames:
         return f"{self.gold_schema}.merchant_daily"
 
     @property
+    def scored(self) -> str:
+        return f"{self.gold_schema}.scored_transactions"
+
+    @property
     def feature_check(self) -> str:
         return f"{self.gold_schema}.feature_check_online"
 
@@ -162,6 +167,28 @@ def create_tables(spark: SparkSession, settings: Settings) -> TableNames:
     return names
 
 
+#: gold.scored_transactions: one row per scored transaction (alert fields filled for alerts only).
+SCORED_COLUMNS = (
+    ("transaction_id", "STRING"),
+    ("user_id", "STRING"),
+    ("merchant_id", "STRING"),
+    ("amount", "DOUBLE"),
+    ("currency", "STRING"),
+    ("event_time", "TIMESTAMP"),
+    ("event_date", "DATE"),
+    ("transaction_created_at", "TIMESTAMP"),
+    ("kafka_partition", "INT"),
+    ("kafka_offset", "BIGINT"),
+    ("score", "DOUBLE"),
+    ("threshold", "DOUBLE"),
+    ("model_version", "INT"),
+    ("is_alert", "BOOLEAN"),
+    ("alert_id", "STRING"),
+    ("reasons", "ARRAY<STRUCT<feature: STRING, value: DOUBLE, text: STRING>>"),
+    ("scored_at", "TIMESTAMP"),
+    ("run_id", "STRING"),
+    ("batch_id", "BIGINT"),
+)
 MERCHANT_DAILY_COLUMNS = (("merchant_id", "STRING"), ("event_date", "DATE"), ("tx_count", "BIGINT"), ("fraud_count", "BIGINT"))
 
 
@@ -175,6 +202,7 @@ def feature_columns() -> list[tuple[str, str]]:
 def create_gold_tables(spark: SparkSession, names: TableNames, properties: dict[str, str]) -> None:
     spark.sql(_ddl(names.features, feature_columns(), partitioned_by="event_date", properties=properties))
     spark.sql(_ddl(names.merchant_daily, MERCHANT_DAILY_COLUMNS, properties=properties))
+    spark.sql(_ddl(names.scored, SCORED_COLUMNS, partitioned_by="event_date", properties=properties))
 
 
 def latest_version(spark: SparkSession, name: str) -> int:

@@ -199,8 +199,10 @@ def enrich(
     merchant_versions: DataFrame,
     merchant_daily: DataFrame,
     feedback_delay_days: int,
+    carry: tuple[str, ...] = (),
 ) -> DataFrame:
-    """State rows (:func:`state_output_ddl`) → the feature table's rows (:func:`feature_table_columns`).
+    """State rows (:func:`state_output_ddl`) → the feature table's rows (:func:`feature_table_columns`),
+    plus the ``carry`` columns of the state rows, unchanged.
 
     Profiles and merchants are taken as of the event time (``updated_at`` at or before it), so a
     later move or re-categorisation never reaches back; merchant windows come from whole days
@@ -230,7 +232,7 @@ def enrich(
     for name in (f"merchant_tx_count_{w}" for w in MERCHANT_DAY_WINDOWS):
         out = out.withColumn(name, F.coalesce(F.col(name), F.lit(0).cast("bigint")))
     types = feature_table_types()
-    return out.select(*[F.col(c).cast(types[c]) for c in feature_table_columns()])
+    return out.select(*[F.col(c).cast(types[c]) for c in feature_table_columns()], *carry)
 
 
 def feature_table_types() -> dict[str, str]:

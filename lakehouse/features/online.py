@@ -53,8 +53,13 @@ _STATE_TYPES = {"long": "BIGINT", "double": "DOUBLE", "string": "STRING"}
 HISTORY_DDL = ", ".join(f"{name} ARRAY<{_STATE_TYPES[kind]}>" for name, kind in HISTORY_COLUMNS)
 
 
+#: Online-only columns the operator passes through: when the record was written to Kafka (the
+#: start of the alert latency clock).
+ONLINE_CARRIED: tuple[tuple[str, str], ...] = (("kafka_timestamp", "TIMESTAMP"),)
+
+
 def online_output_ddl() -> str:
-    return state_output_ddl() + ", status STRING"
+    return state_output_ddl() + "".join(f", {name} {sql}" for name, sql in ONLINE_CARRIED) + ", status STRING"
 
 
 #: Column order of the operator's output, and the per-row values the history step adds.
@@ -134,7 +139,7 @@ def online_state_features(kafka: DataFrame, settings: Settings) -> DataFrame:
     parsed = parse_records(bronze_records(kafka), TRANSACTION_FIELDS, settings.data).where("quarantine_reason IS NULL")
     inputs = with_event_micros(
         parsed.withColumnRenamed("partition", "kafka_partition").withColumnRenamed("offset", "kafka_offset")
-    ).select(*[F.col(c) for c, _ in STATE_INPUT_COLUMNS])
+    ).select(*[F.col(c) for c, _ in (*STATE_INPUT_COLUMNS, *ONLINE_CARRIED)])
     processor = UserHistoryProcessor(
         lateness_us=int(settings.lakehouse.watermark_delay_minutes * 60 * US),
         max_events=settings.features.max_history_events,
@@ -151,8 +156,8 @@ def online_state_features(kafka: DataFrame, settings: Settings) -> DataFrame:
 
 
 def enrich_batch(state_rows: DataFrame, settings: Settings) -> DataFrame:
-    """One micro-batch of accepted state rows → feature rows, joined with the dimension tables as
-    they are now (the same :func:`enrich` the offline job runs)."""
+    """One micro-batch of accepted state rows → feature rows (plus the online-only columns), joined
+    with the dimension tables as they are now (the same :func:`enrich` the offline job runs)."""
     from lakehouse.tables import table_names
 
     spark: SparkSession = state_rows.sparkSession
@@ -163,4 +168,5 @@ def enrich_batch(state_rows: DataFrame, settings: Settings) -> DataFrame:
         merchant_versions=spark.table(names.versions("merchants")),
         merchant_daily=spark.table(names.merchant_daily),
         feedback_delay_days=settings.features.feedback_delay_days,
+        carry=tuple(name for name, _ in ONLINE_CARRIED),
     )

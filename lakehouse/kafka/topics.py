@@ -35,7 +35,7 @@ def new_topic(topic: TopicSettings) -> NewTopic:
         name=topic.name,
         num_partitions=topic.partitions,
         replication_factor=topic.replication_factor,
-        topic_configs={"retention.ms": str(topic.retention_ms)},
+        topic_configs={**topic.configs, "retention.ms": str(topic.retention_ms)},
     )
 
 

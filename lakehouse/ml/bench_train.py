@@ -30,25 +30,48 @@ class TrainBench:
     result: TrainResult | None = None
 
 
-def bench_train(
-    spark: SparkSession, settings: Settings, *, transactions: int, users: int, days: int, folder: Path, on_progress: Callable[[str], None] = print
-) -> TrainBench:
+def bench_world(settings: Settings, folder: Path, **simulator: object) -> Settings:
+    """The settings of a benchmark's own world: its catalog schemas, registry and simulator."""
+    suffix = uuid.uuid4().hex[:8]
+    schemas = settings.lakehouse.schemas.model_copy(update={"bronze": f"bench_bronze_{suffix}", "silver": f"bench_silver_{suffix}", "gold": f"bench_gold_{suffix}"})
+    return settings.model_copy(update={
+        "simulator": settings.simulator.model_copy(update=simulator),
+        "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
+        "registry": settings.registry.model_copy(update={
+            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}", "artifact_location": (folder / "artifacts").as_uri(),
+        }),
+    })  # fmt: skip
+
+
+def train_world(spark: SparkSession, world: Settings, folder: Path, stage: Callable[[str, Callable[[], object]], object]) -> TrainResult:
+    """The offline path in a benchmark's world, each step timed by ``stage``: simulate → import →
+    features → train (the first model becomes champion)."""
     from lakehouse.features.build import build_features
     from lakehouse.importer import import_files
     from lakehouse.ml.trainer import train
     from lakehouse.simulator.files import write_offline_batch
     from lakehouse.simulator.simulation import Simulation
 
-    suffix = uuid.uuid4().hex[:8]
-    schemas = settings.lakehouse.schemas.model_copy(update={"bronze": f"bench_bronze_{suffix}", "silver": f"bench_silver_{suffix}", "gold": f"bench_gold_{suffix}"})
-    sim = settings.simulator.model_copy(update={"transactions": transactions, "users": users, "days": days})
-    run = settings.model_copy(update={
-        "simulator": sim,
-        "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
-        "registry": settings.registry.model_copy(update={
-            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}", "artifact_location": (folder / "artifacts").as_uri(),
-        }),
-    })  # fmt: skip
+    batch = folder / "batch"
+    start = date.today() - timedelta(days=world.simulator.days)
+    stage("simulate (Parquet)", lambda: write_offline_batch(Simulation(world.simulator, start), batch))
+    stage("import → bronze, silver", lambda: import_files(
+        spark, world, transactions=str(batch / "transactions.parquet"), users=str(batch / "users.parquet"),
+        merchants=str(batch / "merchants.parquet"), name="bench",
+    ))  # fmt: skip
+    stage("features build", lambda: build_features(spark, world))
+    return stage("train + evaluate + register", lambda: train(spark, world))
+
+
+def drop_world(spark: SparkSession, world: Settings) -> None:
+    for schema in world.lakehouse.schemas.model_dump().values():
+        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def bench_train(
+    spark: SparkSession, settings: Settings, *, transactions: int, users: int, days: int, folder: Path, on_progress: Callable[[str], None] = print
+) -> TrainBench:
+    run = bench_world(settings, folder, transactions=transactions, users=users, days=days)
     bench = TrainBench(transactions, users, days)
 
     def stage(name: str, work: Callable[[], object]) -> object:
@@ -59,19 +82,10 @@ def bench_train(
         on_progress(f"{name}: {bench.stages[name]:,.0f} s")
         return out
 
-    batch = folder / "batch"
-    start = date.today() - timedelta(days=days)
     try:
-        stage("simulate (Parquet)", lambda: write_offline_batch(Simulation(sim, start), batch))
-        stage("import → bronze, silver", lambda: import_files(
-            spark, run, transactions=str(batch / "transactions.parquet"), users=str(batch / "users.parquet"),
-            merchants=str(batch / "merchants.parquet"), name="bench",
-        ))  # fmt: skip
-        stage("features build", lambda: build_features(spark, run))
-        bench.result = stage("train + evaluate + register", lambda: train(spark, run))
+        bench.result = train_world(spark, run, folder, stage)
     finally:
-        for schema in schemas.model_dump().values():
-            spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        drop_world(spark, run)
     return bench
 
 

@@ -211,9 +211,13 @@ def _history(mlflow_client: MlflowClient, name: str) -> list[dict]:
         return []
 
 
+def tag(settings: Settings, version: int, key: str, value: str) -> None:
+    client(settings).set_model_version_tag(settings.registry.model_name, str(version), key, value)
+
+
 def annotate(settings: Settings, version: int, note: str) -> None:
     """Record a decision about a version (e.g. why it was not promoted) as its ``promotion`` tag."""
-    client(settings).set_model_version_tag(settings.registry.model_name, str(version), "promotion", note)
+    tag(settings, version, "promotion", note)
 
 
 def promote(settings: Settings, version: int, *, validate) -> None:

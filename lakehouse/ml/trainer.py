@@ -18,6 +18,7 @@ import numpy as np
 
 from lakehouse.features.definitions import FEATURE_NAMES
 from lakehouse.ml import registry
+from lakehouse.ml.explain import PROFILE_TAG, learn_profile
 from lakehouse.ml.metrics import Evaluation, average_precision
 from lakehouse.ml.report import feature_importances, write_report
 from lakehouse.ml.train import ScoredWindow, TimeSplit, make_pipeline, scored, split_frames, time_split, with_class_weight, with_label
@@ -113,6 +114,9 @@ def train(
         tags = {
             "threshold": repr(threshold), "algorithm": training.algorithm, "features": json.dumps(list(FEATURE_NAMES)),
             "table_versions": json.dumps(table_versions), "split": split.describe(),
+            # What is typical for each feature among the training window's legitimate rows: the
+            # yardstick of the scorer's alert reasons (lakehouse.ml.explain).
+            PROFILE_TAG: learn_profile(model, train_frame, rows=settings.scoring.profile_rows).to_json(),
         }  # fmt: skip
         pending = settings.paths.data_dir / "reports" / f"pending-{uuid.uuid4().hex[:8]}"
         write_report(

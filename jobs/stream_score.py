@@ -1,0 +1,54 @@
+"""The real-time scorer. Run: ``fraudlake stream score [--once]``.
+
+Continuous by default (the ``score`` query on its configured trigger) until Ctrl-C or SIGTERM,
+which stop the query between micro-batches; ``--once`` scores what the topic holds now and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from lakehouse.cli_support import configure_logging, exit_on_error
+from lakehouse.settings import load_settings
+from lakehouse.spark import build_spark
+
+log = logging.getLogger("jobs.stream_score")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lakehouse.ml.score import start_scorer
+
+    parser = argparse.ArgumentParser(prog="python -m jobs.stream_score", description=__doc__)
+    parser.add_argument("--env", default=None, help="config environment (local, test, cluster)")
+    parser.add_argument("--once", action="store_true", help="score what the topic holds now, then exit (availableNow)")
+    parser.add_argument("--starting-offsets", default="earliest", help="where a new scorer starts: earliest (default: warms the user state from the topic) or latest")
+    args = parser.parse_args(argv)
+    configure_logging()
+    with exit_on_error():
+        settings = load_settings(args.env)
+        spark = build_spark(settings, app_name="fraudlake-score")
+        query = start_scorer(spark, settings, once=args.once, starting_offsets=args.starting_offsets)
+
+        def stop(_signum, _frame) -> None:
+            log.info("stopping the scorer")
+            query.stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        log.info("scorer running: %s → %s (Ctrl-C stops)", settings.kafka.topics.transactions.name, settings.kafka.topics.alerts.name)
+        try:
+            query.awaitTermination()
+        except KeyboardInterrupt:
+            stop(None, None)
+        except Exception:  # noqa: BLE001 - a failed query: reported below, in one line
+            pass
+        if query.exception() is not None:
+            log.error("the scorer failed: %s", query.exception())
+            return 1
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

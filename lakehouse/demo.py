@@ -1,0 +1,329 @@
+"""`fraudlake demo`: the whole product on the local platform, then a summary.
+
+1. No champion yet: simulated history (``simulator.days`` days, ``simulator.transactions``) is
+   produced to Kafka, ingested, turned into features, and the first model is trained.
+2. The streaming jobs start as their own processes: ingest (Kafka → bronze → silver) and the
+   scorer (Kafka → features → model → gold.scored_transactions + fraud_alerts). The scorer first
+   catches up with the topic (which warms every user's history).
+3. Live traffic with fraud for ``--duration`` seconds, while the alerts show in a live table
+   (the ``fraudlake alerts tail`` consumer).
+4. The scorer drains, the jobs stop, and a summary is printed: transactions, alerts, precision
+   and recall against the simulator's ground truth, alert latency percentiles (broker append
+   time minus the transaction's creation time), and where to look next.
+
+Ctrl-C at any moment stops the jobs (SIGINT reaches them as well; whatever is still running when
+the demo exits is terminated, then killed). ``make demo`` then stops the broker and catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from lakehouse.errors import FraudlakeError
+from lakehouse.settings import Settings
+
+POLL_S = 1.0
+
+
+class DemoError(FraudlakeError):
+    """A step of the demo failed; the message says which and where its log is."""
+
+
+@dataclass(frozen=True)
+class LiveSummary:
+    transactions: int
+    frauds: int
+    alerts: int
+    true_alerts: int
+    latency_ms: dict[str, float]
+    model_version: int | None
+
+    @property
+    def precision(self) -> float:
+        return self.true_alerts / self.alerts if self.alerts else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.true_alerts / self.frauds if self.frauds else float("nan")
+
+
+class Jobs:
+    """The demo's child processes: started with their logs in ``<data_dir>/logs``, always stopped."""
+
+    def __init__(self, settings: Settings, console: Console) -> None:
+        self.settings = settings
+        self.console = console
+        self.running: dict[str, subprocess.Popen] = {}
+        self.logs = settings.paths.data_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def command(self, module: str, *args: str) -> list[str]:
+        return [sys.executable, "-m", f"jobs.{module}", "--env", self.settings.env, *args]
+
+    def run(self, title: str, module: str, *args: str) -> None:
+        """Run a job to completion (its output goes to its log)."""
+        self.console.print(f"[bold]{title}[/bold] …")
+        log = self.logs / f"demo-{module}.log"
+        began = time.monotonic()
+        with log.open("w") as out:
+            code = subprocess.call(self.command(module, *args), cwd=self.settings.project_dir, stdout=out, stderr=subprocess.STDOUT)
+        if code != 0:
+            raise DemoError(f"{title} failed (exit {code}); see {log}")
+        self.console.print(f"  done in {time.monotonic() - began:,.0f} s")
+
+    def start(self, name: str, module: str, *args: str) -> subprocess.Popen:
+        log = (self.logs / f"demo-{name}.log").open("w")
+        process = subprocess.Popen(self.command(module, *args), cwd=self.settings.project_dir, stdout=log, stderr=subprocess.STDOUT)
+        self.running[name] = process
+        self.console.print(f"started {name} (pid {process.pid}, log {log.name} in {self.logs})")
+        return process
+
+    def check(self) -> None:
+        for name, process in self.running.items():
+            if process.poll() is not None:
+                raise DemoError(f"the {name} job stopped (exit {process.returncode}); see {self.logs / f'demo-{name}.log'}")
+
+    def stop_all(self, timeout_s: float = 90) -> None:
+        """SIGTERM (the jobs stop their queries between micro-batches), then SIGKILL at the deadline."""
+        for process in self.running.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for name, process in self.running.items():
+            try:
+                process.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.console.print(f"{name} did not stop in time: killed")
+                process.kill()
+                process.wait()
+        self.running.clear()
+
+
+def checkpoint_offsets(checkpoint: Path) -> dict[int, int] | None:
+    """Kafka end offsets of the last committed micro-batch of a local checkpoint (None before the first)."""
+    commits = [int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")] if (checkpoint / "commits").is_dir() else []
+    if not commits:
+        return None
+    lines = (checkpoint / "offsets" / str(max(commits))).read_text().splitlines()
+    sources = json.loads(lines[2])
+    return {int(partition): int(offset) for topic in sources.values() for partition, offset in topic.items()}
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    from kafka import TopicPartition
+
+    from lakehouse.kafka.clients import consumer
+
+    reader = consumer(settings.kafka, group_id=None)
+    try:
+        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        return {tp.partition: offset for tp, offset in reader.end_offsets(partitions).items()}
+    finally:
+        reader.close()
+
+
+def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Callable[[int], None]) -> None:
+    """Until the scorer has committed everything the transaction topic holds now."""
+    from lakehouse.streams import query_plan
+
+    checkpoint = Path(query_plan(settings, "score").checkpoint.removeprefix("file:"))
+    target = end_offsets(settings, settings.kafka.topics.transactions.name)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done = checkpoint_offsets(checkpoint) or {}
+        lag = sum(max(0, end - done.get(partition, 0)) for partition, end in target.items())
+        if lag == 0:
+            return
+        jobs.check()
+        if time.monotonic() > deadline:
+            raise DemoError(f"the scorer is still {lag:,} transactions behind after {timeout_s:g} s; see {jobs.logs / 'demo-score.log'}")
+        on_wait(lag)
+        time.sleep(POLL_S)
+
+
+def alert_latencies(settings: Settings, since_ms: int) -> list[float]:
+    """Broker append time minus the transaction's creation time, of every alert appended since ``since_ms``."""
+    from kafka import TopicPartition
+
+    from lakehouse.kafka.clients import consumer
+
+    topic = settings.kafka.topics.alerts.name
+    reader = consumer(settings.kafka, group_id=None)
+    latencies: list[float] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        reader.assign(partitions)
+        ends = reader.end_offsets(partitions)
+        for tp, found in reader.offsets_for_times(dict.fromkeys(partitions, since_ms)).items():
+            reader.seek(tp, found.offset if found is not None else ends[tp])
+        remaining = {tp for tp in partitions if reader.position(tp) < ends[tp]}
+        while remaining:
+            for tp, records in reader.poll(timeout_ms=1000).items():
+                for record in records:
+                    created = datetime.fromisoformat(json.loads(record.value)["transaction_created_at"]).timestamp() * 1000
+                    latencies.append(record.timestamp - created)
+                if reader.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        reader.close()
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] if ordered else float("nan")
+
+
+def summarise(settings: Settings, since: datetime, latencies: list[float]) -> LiveSummary:
+    from pyspark.sql import functions as F
+
+    from lakehouse.ml import registry
+    from lakehouse.spark import build_spark
+    from lakehouse.tables import table_names
+
+    spark = build_spark(settings, app_name="fraudlake-demo-summary")
+    try:
+        names = table_names(settings)
+        live = spark.table(names.scored).where(F.col("transaction_created_at") >= F.lit(since))
+        truth = spark.table(names.silver("transactions")).select("transaction_id", "is_fraud")
+        row = live.join(truth, "transaction_id", "left").agg(
+            F.count("*").alias("transactions"),
+            F.sum(F.col("is_fraud").cast("int")).alias("frauds"),
+            F.sum(F.col("is_alert").cast("int")).alias("alerts"),
+            F.sum((F.col("is_alert") & F.col("is_fraud")).cast("int")).alias("true_alerts"),
+        ).first()
+        return LiveSummary(
+            transactions=int(row["transactions"] or 0), frauds=int(row["frauds"] or 0), alerts=int(row["alerts"] or 0),
+            true_alerts=int(row["true_alerts"] or 0),
+            latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 95, 99)},
+            model_version=registry.champion_version(settings, required=False),
+        )  # fmt: skip
+    finally:
+        spark.stop()
+
+
+@contextlib.contextmanager
+def interrupt_as_sigterm() -> Iterator[None]:
+    """Let SIGTERM stop the demo like Ctrl-C does (so the ``finally`` blocks clean up)."""
+
+    def raise_interrupt(_signum, _frame) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: float, fraud_rate: float) -> LiveSummary:
+    from lakehouse.alerts.tail import TableOutput, tail
+    from lakehouse.kafka.senders import make_sender
+    from lakehouse.ml import registry
+    from lakehouse.producer import ProduceLimits, produce, remember_day, resume_day
+    from lakehouse.simulator.simulation import Simulation, default_start
+
+    sim = settings.simulator
+    jobs = Jobs(settings, console)
+    with interrupt_as_sigterm():
+        try:
+            if registry.champion_version(settings, required=False) is None:
+                console.rule("1. history and the first model")
+                simulation = Simulation(sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=1)
+                sender = make_sender(settings.kafka, settings.producer)
+                try:
+                    history = produce(settings, simulation, sender, ProduceLimits(count=sim.transactions), first_day=0)
+                finally:
+                    sender.close()
+                remember_day(settings, max(history.next_day, resume_day(settings, sim.days)))
+                console.print(f"produced {history.transactions:,} transactions ({history.fraud:,} fraud) over {sim.days} simulated days")
+                jobs.run("ingest the history (bronze → silver)", "stream_ingest", "--once")
+                jobs.run("build the features", "build_features")
+                jobs.run("train and register the first model", "train_model")
+            console.rule("2. streaming jobs")
+            jobs.start("ingest", "stream_ingest")
+            jobs.start("score", "stream_score")
+            with console.status("the scorer catches up with the topic …") as status:
+                wait_scored(settings, jobs, 1800, lambda lag: status.update(f"the scorer catches up with the topic: {lag:,} to go"))
+
+            console.rule(f"3. live traffic: {rate:g} transactions/s for {duration_s:g} s, fraud rate {fraud_rate:g}")
+            live_sim = sim.model_copy(update={"fraud_rate": fraud_rate})
+            since = datetime.now(UTC)
+            stop = threading.Event()
+            assigned = threading.Event()
+            produced: dict[str, object] = {}
+
+            def traffic() -> None:
+                assigned.wait(60)
+                sender = make_sender(settings.kafka, settings.producer)
+                try:
+                    simulation = Simulation(live_sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=uuid.uuid4().int % 2**31)
+                    first_day = resume_day(settings, sim.days)
+                    produced["report"] = produce(settings, simulation, sender, ProduceLimits(duration_s=duration_s, rate=rate), first_day=first_day)
+                    remember_day(settings, produced["report"].next_day)
+                    wait_scored(settings, jobs, 600, lambda _lag: None)
+                except BaseException as exc:  # noqa: BLE001 - shown by the main thread
+                    produced["error"] = exc
+                finally:
+                    sender.close()
+                    stop.set()
+
+            producer = threading.Thread(target=traffic, name="demo-traffic", daemon=True)
+            producer.start()
+            report = tail(
+                settings, group_id=f"fraudlake-demo-{uuid.uuid4().hex[:8]}", from_beginning=False,
+                outputs=[TableOutput(console, title="fraud alerts (live)")], stop=stop, on_assigned=lambda _offsets: assigned.set(),
+            )  # fmt: skip
+            if report.stopped_by == "interrupted":
+                raise KeyboardInterrupt
+            producer.join()
+            if "error" in produced:
+                raise DemoError(f"live traffic failed: {produced['error']}")
+            sent = produced["report"]
+            console.print(f"sent {sent.transactions:,} transactions ({sent.fraud:,} fraud); {report.handled:,} alerts shown")
+        finally:
+            jobs.stop_all()
+        console.rule("4. summary")
+        jobs.run("drain the last records into silver (for the ground truth)", "stream_ingest", "--once")
+        summary = summarise(settings, since, alert_latencies(settings, int(since.timestamp() * 1000)))
+    print_summary(console, settings, summary)
+    return summary
+
+
+def print_summary(console: Console, settings: Settings, s: LiveSummary) -> None:
+    from rich.table import Table
+
+    table = Table(title="live traffic, scored in real time", show_header=False)
+    rows = [
+        ("transactions scored", f"{s.transactions:,}"),
+        ("frauds among them (simulator's ground truth)", f"{s.frauds:,}"),
+        ("alerts", f"{s.alerts:,}"),
+        ("precision (alerts that were fraud)", f"{s.precision:.1%}" if s.alerts else "n/a"),
+        ("recall (frauds that alerted)", f"{s.recall:.1%}" if s.frauds else "n/a"),
+        *[(f"alert latency {q} (created → appended to {settings.kafka.topics.alerts.name})", f"{v:,.0f} ms") for q, v in s.latency_ms.items()],
+        ("model version", str(s.model_version)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    report = settings.paths.data_dir / "reports" / f"model-v{s.model_version}" / "index.html"
+    console.print("Where to look next:")
+    console.print('  fraudlake sql "SELECT transaction_id, score, model_version, reasons FROM gold.scored_transactions WHERE is_alert ORDER BY score DESC LIMIT 10"')
+    console.print("  fraudlake alerts tail --from-beginning --format json | head")
+    console.print("  fraudlake model list")
+    if report.exists():
+        console.print(f"  the model's training report: {report}")
+    console.print(f"  job logs: {settings.paths.data_dir / 'logs'}")
