@@ -436,7 +436,7 @@ def bench_train_command(
 @bench_app.command("score")
 def bench_score_command(
     ctx: typer.Context,
-    rate: Annotated[list[float] | None, typer.Option(help="Transactions/s of a latency run, repeatable. Default: 100 and 500.")] = None,
+    rate: Annotated[list[float] | None, typer.Option(help="Transactions/s of a latency run, repeatable. Default: 50 and 200.")] = None,
     duration: Annotated[float, typer.Option(help="Seconds per latency run.")] = 60.0,
     preload: Annotated[int, typer.Option(help="Transactions drained for the throughput figure.")] = 50_000,
     runs: Annotated[int, typer.Option(help="Throughput runs per pipeline (the median is reported).")] = 3,
@@ -455,7 +455,7 @@ def bench_score_command(
 
     settings = _settings(ctx)
     list_topics(settings.kafka)  # fail plainly now if the broker is down
-    rates = rate or [100.0, 500.0]
+    rates = rate or [50.0, 200.0]
     with tempfile.TemporaryDirectory(prefix="fraudlake-bench-score-") as folder:
         bench = bench_score(
             _spark(ctx, "fraudlake-bench-score"), settings, folder=Path(folder), rates=rates, duration_s=duration,

@@ -114,7 +114,7 @@ class CheckReport:
 def run_online_features(spark: SparkSession, settings: Settings, target: str) -> dict[str, int]:
     """Drain ``transaction_stream`` from the earliest offset through the online path into
     ``target`` (replaced); returns the count of rows per status."""
-    from lakehouse.features.online import enrich_batch, online_state_features
+    from lakehouse.features.online import DimensionTables, enrich_batch, online_state_features
     from lakehouse.kafka.clients import spark_options
 
     spark.sql(f"DROP TABLE IF EXISTS {target}")
@@ -127,6 +127,7 @@ def run_online_features(spark: SparkSession, settings: Settings, target: str) ->
         .load()
     )
     statuses: dict[str, int] = {}
+    tables = DimensionTables(spark, settings)
     checkpoint = f"{settings.checkpoint_dir}/feature_check/{uuid.uuid4().hex}"
 
     def write(batch: DataFrame, batch_id: int) -> None:
@@ -134,7 +135,7 @@ def run_online_features(spark: SparkSession, settings: Settings, target: str) ->
         try:
             for row in batch.groupBy("status").count().collect():
                 statuses[row["status"]] = statuses.get(row["status"], 0) + row["count"]
-            enrich_batch(batch, settings).write.format("delta").mode("append").saveAsTable(target)
+            enrich_batch(batch, settings, tables).write.format("delta").mode("append").saveAsTable(target)
         finally:
             batch.unpersist()
 

@@ -155,18 +155,33 @@ def online_state_features(kafka: DataFrame, settings: Settings) -> DataFrame:
     )
 
 
-def enrich_batch(state_rows: DataFrame, settings: Settings) -> DataFrame:
+class DimensionTables:
+    """The tables the online path joins with, read by location (resolved once, so a micro-batch
+    makes no catalog round trip) as each one is at the time of the batch."""
+
+    def __init__(self, spark: SparkSession, settings: Settings) -> None:
+        from lakehouse.tables import table_location, table_names
+
+        names = table_names(settings)
+        self.spark = spark
+        self.locations = {
+            key: table_location(spark, name)
+            for key, name in (("users", names.versions("users")), ("merchants", names.versions("merchants")), ("daily", names.merchant_daily))
+        }
+
+    def read(self, key: str) -> DataFrame:
+        return self.spark.read.format("delta").load(self.locations[key])
+
+
+def enrich_batch(state_rows: DataFrame, settings: Settings, tables: DimensionTables | None = None) -> DataFrame:
     """One micro-batch of accepted state rows → feature rows (plus the online-only columns), joined
     with the dimension tables as they are now (the same :func:`enrich` the offline job runs)."""
-    from lakehouse.tables import table_names
-
-    spark: SparkSession = state_rows.sparkSession
-    names = table_names(settings)
+    tables = tables or DimensionTables(state_rows.sparkSession, settings)
     return enrich(
         state_rows.where(f"status = '{ACCEPTED}'").drop("status"),
-        user_versions=spark.table(names.versions("users")),
-        merchant_versions=spark.table(names.versions("merchants")),
-        merchant_daily=spark.table(names.merchant_daily),
+        user_versions=tables.read("users"),
+        merchant_versions=tables.read("merchants"),
+        merchant_daily=tables.read("daily"),
         feedback_delay_days=settings.features.feedback_delay_days,
         carry=tuple(name for name, _ in ONLINE_CARRIED),
     )

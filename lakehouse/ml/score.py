@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,7 @@ from lakehouse.ml import registry
 from lakehouse.ml.explain import PROFILE_TAG, Profile, learn_profile, reasons
 from lakehouse.ml.train import scored
 from lakehouse.settings import Settings
-from lakehouse.tables import SCORED_COLUMNS, create_tables, table_names
+from lakehouse.tables import SCORED_COLUMNS, create_tables, table_location, table_names
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -154,17 +155,37 @@ def alert_records(scored_rows: DataFrame) -> DataFrame:
     return scored_rows.where("is_alert").select(F.col("user_id").alias("key"), F.to_json(F.struct(*fields)).alias("value"))
 
 
+@dataclass(frozen=True)
+class BatchTimings:
+    """Where one micro-batch's time went (seconds): Kafka read, online state, table features,
+    model and reasons (``features_s``); appending the alerts; the Delta commit."""
+
+    batch_id: int
+    rows: int
+    features_s: float
+    alerts_s: float
+    delta_s: float
+
+
 class ScoreBatch:
     """The ``foreachBatch`` function of the scorer (see the module doc)."""
 
-    def __init__(self, settings: Settings, champion: Champion, checkpoint: str, *, threshold: float | None = None) -> None:
+    def __init__(
+        self, spark: SparkSession, settings: Settings, champion: Champion, checkpoint: str, *, threshold: float | None = None,
+        on_batch: Callable[[BatchTimings], None] | None = None,
+    ) -> None:  # fmt: skip
+        from lakehouse.features.online import DimensionTables
         from lakehouse.kafka.clients import spark_options
 
         self.threshold = threshold  # replaces the model's (the benchmark alerts on everything)
+        self.on_batch = on_batch
         self.settings = settings
         self.champion = champion
         self.checkpoint = checkpoint
         self.table = table_names(settings).scored
+        # Tables by location, resolved once: no catalog round trips in the per-batch path.
+        self.location = table_location(spark, self.table)
+        self.dimensions = DimensionTables(spark, settings)
         self.kafka_options = {**spark_options(settings.kafka), "topic": settings.kafka.topics.alerts.name}
         self.run_id: str | None = None
         self.batches = 0
@@ -182,7 +203,7 @@ class ScoreBatch:
             # The first batch after a (re)start may be one that already committed its rows
             # before a crash: then send its stored alerts again instead of scoring afresh.
             self.run_id = query_run_id(spark, self.checkpoint)
-            stored = spark.table(self.table).where((F.col("run_id") == self.run_id) & (F.col("batch_id") == batch_id))
+            stored = spark.read.format("delta").load(self.location).where((F.col("run_id") == self.run_id) & (F.col("batch_id") == batch_id))
             if not stored.isEmpty():
                 log.info("batch %s was written before a restart: re-sending its stored alerts", batch_id)
                 self.publish(stored)
@@ -190,21 +211,32 @@ class ScoreBatch:
         model = self.champion.get()
         if self.threshold is not None:
             model = replace(model, threshold=self.threshold)
+        began = time.perf_counter()
         rows = score_rows(
-            enrich_batch(state_rows, self.settings), model, top_reasons=self.settings.scoring.top_reasons, run_id=self.run_id, batch_id=batch_id
+            enrich_batch(state_rows, self.settings, self.dimensions), model, top_reasons=self.settings.scoring.top_reasons, run_id=self.run_id, batch_id=batch_id
         ).persist()
         try:
+            scored_rows = rows.count()
+            scored_s = time.perf_counter()
             self.publish(rows)  # first: the alert latency does not wait for the Delta commit
+            published_s = time.perf_counter()
             (
                 rows.write.format("delta")
                 .mode("append")
                 .option("txnAppId", f"score-{self.run_id}")
                 .option("txnVersion", batch_id)
-                .saveAsTable(self.table)
+                .save(self.location)
             )
         finally:
             rows.unpersist()
         self.batches += 1
+        timings = BatchTimings(batch_id, scored_rows, scored_s - began, published_s - scored_s, time.perf_counter() - published_s)
+        log.info(
+            "batch %s: %s rows with model %s; features + score %.2f s, alerts %.2f s, Delta %.2f s",
+            batch_id, scored_rows, model.version, timings.features_s, timings.alerts_s, timings.delta_s,
+        )  # fmt: skip
+        if self.on_batch is not None:
+            self.on_batch(timings)
 
 
 def query_run_id(spark: SparkSession, checkpoint: str) -> str:
@@ -213,10 +245,11 @@ def query_run_id(spark: SparkSession, checkpoint: str) -> str:
 
 
 def start_scorer(
-    spark: SparkSession, settings: Settings, *, once: bool = False, starting_offsets: str = "earliest", threshold: float | None = None
+    spark: SparkSession, settings: Settings, *, once: bool = False, starting_offsets: str = "earliest", threshold: float | None = None,
+    on_batch: Callable[[BatchTimings], None] | None = None,
 ) -> StreamingQuery:
     """Start the scoring query (after loading the champion: no champion, no start). ``threshold``
-    replaces the models' own (benchmarks only)."""
+    replaces the models' own and ``on_batch`` receives each batch's timings (benchmarks)."""
     from lakehouse.features.online import online_state_features
     from lakehouse.kafka.clients import spark_options
     from lakehouse.streams import query_plan, start_query
@@ -234,5 +267,5 @@ def start_scorer(
         .option("failOnDataLoss", "true")
         .load()
     )
-    writer = online_state_features(kafka, settings).writeStream.foreachBatch(ScoreBatch(settings, champion, plan.checkpoint, threshold=threshold))
+    writer = online_state_features(kafka, settings).writeStream.foreachBatch(ScoreBatch(spark, settings, champion, plan.checkpoint, threshold=threshold, on_batch=on_batch))
     return start_query(writer, plan, lambda w: w.start())
