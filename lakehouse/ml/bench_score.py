@@ -142,12 +142,12 @@ def bench_score(
 
     start_day = date.today() - timedelta(days=sim.days)
 
-    def run_settings(source: str, alerts: str, checkpoint: str, trigger: str | None) -> Settings:
+    def run_settings(source: str, alerts: str, checkpoint: str) -> Settings:
         topics = world.kafka.topics.model_copy(update={
             "transactions": world.kafka.topics.transactions.model_copy(update={"name": source}),
             "alerts": world.kafka.topics.alerts.model_copy(update={"name": alerts}),
         })  # fmt: skip
-        query = score_query.model_copy(update={"checkpoint": checkpoint, **({"trigger": trigger} if trigger else {})})
+        query = score_query.model_copy(update={"checkpoint": checkpoint})
         return world.model_copy(update={
             "kafka": world.kafka.model_copy(update={"topics": topics}),
             "streaming": world.streaming.model_copy(update={"queries": {"score": query}}),
@@ -173,7 +173,7 @@ def bench_score(
 
     def begin(pipeline: str, source: str, output: str, *, once: bool, rate: float | None = None) -> StreamingQuery:
         checkpoint = str(folder / "checkpoints" / uuid.uuid4().hex)
-        run = run_settings(source, output, checkpoint, None)
+        run = run_settings(source, output, checkpoint)
         if pipeline == PIPELINE:
             record = bench.batches.setdefault(rate, []).append if rate is not None else None
             return start_scorer(spark, run, once=once, threshold=0.0 if not once else None, on_batch=record)

@@ -97,10 +97,8 @@ class Champion:
         self._checked_at = now
         try:
             version = registry.champion_version(self.settings, required=self.current is None)
-        except registry.RegistryError:
-            raise
         except Exception as exc:  # the registry is briefly unreachable: keep scoring with what we have
-            if self.current is None:
+            if self.current is None or isinstance(exc, registry.RegistryError):
                 raise
             log.warning("cannot ask the registry for the champion (%s); still scoring with version %s", exc, self.current.version)
             return self.current
