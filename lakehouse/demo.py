@@ -32,6 +32,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from lakehouse.alerts import created_ms
+from lakehouse.bench import percentile
 from lakehouse.errors import FraudlakeError
 from lakehouse.settings import Settings
 
@@ -173,18 +175,12 @@ def alert_latencies(settings: Settings, since_ms: int) -> list[float]:
         while remaining:
             for tp, records in reader.poll(timeout_ms=1000).items():
                 for record in records:
-                    created = datetime.fromisoformat(json.loads(record.value)["transaction_created_at"]).timestamp() * 1000
-                    latencies.append(record.timestamp - created)
+                    latencies.append(record.timestamp - created_ms(record.value))
                 if reader.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
         reader.close()
     return latencies
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] if ordered else float("nan")
 
 
 def summarise(settings: Settings, since: datetime, latencies: list[float]) -> LiveSummary:

@@ -49,3 +49,12 @@ def alert_id(transaction_id: str) -> str:
     import hashlib
 
     return hashlib.sha256((ALERT_ID_PREFIX + transaction_id).encode()).hexdigest()[:ALERT_ID_HEX]
+
+
+def created_ms(value: bytes | str) -> float:
+    """When the alerted transaction was written to Kafka (epoch ms), from an alert's JSON: the
+    start of the alert latency clock (its end is the alert record's append time)."""
+    import json
+    from datetime import datetime
+
+    return datetime.fromisoformat(json.loads(value)["transaction_created_at"]).timestamp() * 1000

@@ -29,6 +29,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse.alerts import created_ms
+from lakehouse.bench import percentile
 from lakehouse.ml.score import BatchTimings
 from lakehouse.settings import QuerySettings, Settings, TopicSettings
 
@@ -50,10 +52,7 @@ class LatencyRun:
     samples_ms: list[float] = field(default_factory=list, repr=False)
 
     def percentile(self, q: float) -> float:
-        ordered = sorted(self.samples_ms)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+        return percentile(self.samples_ms, q)
 
 
 @dataclass
@@ -88,8 +87,7 @@ def start_passthrough(spark: SparkSession, settings: Settings, *, source: str, t
 
 def _created_ms(pipeline: str, message) -> float:
     if pipeline == PIPELINE:
-        created = json.loads(message.value)["transaction_created_at"]
-        return datetime.fromisoformat(created).timestamp() * 1000
+        return created_ms(message.value)
     return float(dict(message.headers)["created_ms"].decode())
 
 
