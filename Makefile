@@ -13,7 +13,7 @@ FRAUDLAKE := $(BIN)/fraudlake
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: help setup venv jars demo test stop lock clean
+.PHONY: help setup venv jars demo airflow test stop lock clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -45,6 +45,13 @@ demo: setup  ## The whole product: platform up, first model if none, ingest + sc
 	$(FRAUDLAKE) topics ensure; \
 	$(FRAUDLAKE) demo $(DEMO_ARGS); \
 	$(FRAUDLAKE) reconcile
+
+airflow: setup  ## Airflow (standalone, SQLite) with the retraining and maintenance DAGs; UI on :8080; Ctrl-C stops all
+	@trap '$(MAKE) --no-print-directory stop' EXIT; trap 'exit 130' INT TERM; set -e; \
+	$(FRAUDLAKE) kafka up; \
+	$(FRAUDLAKE) catalog up; \
+	$(FRAUDLAKE) topics ensure; \
+	$(FRAUDLAKE) airflow
 
 stop:  ## Stop the local broker and catalog server (data is kept)
 	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) kafka down

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 
 from lakehouse.cli_support import configure_logging, exit_on_error
 from lakehouse.settings import load_settings
 from lakehouse.spark import build_spark
-from lakehouse.streams import run_ingest
+from lakehouse.streams import run_ingest, supervise
 
 log = logging.getLogger("jobs.stream_ingest")
 
@@ -34,18 +33,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("ingest drained: %s", ", ".join(q.name for q in queries))
             return 0
 
-        def stop(_signum, _frame) -> None:
-            log.info("stopping ingest queries")
-            for query in queries:
-                query.stop()
-
-        signal.signal(signal.SIGTERM, stop)
-        log.info("ingest running: %s (Ctrl-C stops)", ", ".join(q.name for q in queries))
-        try:
-            spark.streams.awaitAnyTermination()
-        except KeyboardInterrupt:
-            stop(None, None)
-        failed = [q for q in queries if q.exception() is not None]
+        log.info("ingest running: %s (Ctrl-C or SIGTERM stops)", ", ".join(q.name for q in queries))
+        failed = supervise(queries)
         for query in failed:
             log.error("query %s failed: %s", query.name, query.exception())
         return 1 if failed else 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 
 from lakehouse.cli_support import configure_logging, exit_on_error
@@ -20,6 +19,7 @@ log = logging.getLogger("jobs.stream_score")
 
 def main(argv: list[str] | None = None) -> int:
     from lakehouse.ml.score import start_scorer
+    from lakehouse.streams import supervise
 
     parser = argparse.ArgumentParser(prog="python -m jobs.stream_score", description=__doc__)
     parser.add_argument("--env", default=None, help="config environment (local, test, cluster)")
@@ -32,19 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_spark(settings, app_name="fraudlake-score")
         query = start_scorer(spark, settings, once=args.once, starting_offsets=args.starting_offsets)
 
-        def stop(_signum, _frame) -> None:
-            log.info("stopping the scorer")
-            query.stop()
-
-        signal.signal(signal.SIGTERM, stop)
-        log.info("scorer running: %s → %s (Ctrl-C stops)", settings.kafka.topics.transactions.name, settings.kafka.topics.alerts.name)
-        try:
-            query.awaitTermination()
-        except KeyboardInterrupt:
-            stop(None, None)
-        except Exception:  # noqa: BLE001 - a failed query: reported below, in one line
-            pass
-        if query.exception() is not None:
+        log.info("scorer running: %s → %s (Ctrl-C or SIGTERM stops)", settings.kafka.topics.transactions.name, settings.kafka.topics.alerts.name)
+        if supervise([query]):
             log.error("the scorer failed: %s", query.exception())
             return 1
         return 0

@@ -478,7 +478,7 @@ def stream_ingest(
 
     Example: fraudlake stream ingest --once && fraudlake reconcile
     """
-    raise typer.Exit(run_job(ctx, "stream_ingest", *(["--once"] if once else [])))
+    raise typer.Exit(_run_stream_job(ctx, "stream_ingest", *(["--once"] if once else [])))
 
 
 @stream_app.command("score")
@@ -497,7 +497,60 @@ def stream_score(
     """
     if starting_offsets not in ("earliest", "latest"):
         raise ConfigError("--starting-offsets must be earliest or latest")
-    raise typer.Exit(run_job(ctx, "stream_score", *(["--once"] if once else []), "--starting-offsets", starting_offsets))
+    raise typer.Exit(_run_stream_job(ctx, "stream_score", *(["--once"] if once else []), "--starting-offsets", starting_offsets))
+
+
+def _run_stream_job(ctx: typer.Context, module: str, *args: str) -> int:
+    """Run a streaming job and wait for it, also on Ctrl-C: the terminal sends SIGINT to the job as
+    well, which then stops its queries cleanly (left to itself, the wait would kill it mid-stop)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: None)  # a handler, not SIG_IGN: the job keeps the default
+    try:
+        return run_job(ctx, module, *args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@stream_app.command("status")
+def stream_status_command(
+    ctx: typer.Context,
+    max_idle_s: Annotated[
+        float | None,
+        typer.Option("--max-idle-s", min=0, help="A query with records waiting and no commit for this long is stale (default: streaming.max_idle_s)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON instead of a table.")] = False,
+) -> None:
+    """Health of every streaming query (ingest and score), read from their checkpoints and the
+    broker: last committed batch, when it ran, and the records waiting for it (lag). Exits 0 when
+    all are healthy, 1 when any is stale (records waiting, no recent commit) or never started,
+    3 when the broker is down. Works whether the jobs run or not; Airflow runs it too.
+
+    Example: fraudlake stream status --max-idle-s 600
+    """
+    from rich.table import Table
+
+    from lakehouse.stream_status import HEALTHY, NOT_STARTED, stream_status
+
+    report = stream_status(_settings(ctx), max_idle_s=max_idle_s)
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2))
+        if not report.healthy:
+            print(report.summary(), file=sys.stderr)
+    else:
+        table = Table(title=f"streaming queries (max idle {report.max_idle_s:g} s)")
+        for column in ("job", "query", "source", "batch", "last batch (UTC)", "lag", "state", "detail"):
+            table.add_column(column, justify="right" if column in ("batch", "lag") else "left")
+        colours = {HEALTHY: "green", NOT_STARTED: "yellow"}
+        for q in report.queries:
+            table.add_row(
+                q.job, q.query, q.source, "" if q.batch_id is None else str(q.batch_id),
+                q.last_batch_at.strftime("%Y-%m-%d %H:%M:%S") if q.last_batch_at else "",
+                "" if q.lag is None else f"{q.lag:,}", f"[{colours.get(q.state, 'red')}]{q.state}[/]", q.detail,
+            )  # fmt: skip
+        console.print(table)
+        console.print(report.summary(), style="green" if report.healthy else "red", highlight=False, markup=False)
+    raise typer.Exit(0 if report.healthy else 1)
 
 
 def _spark(ctx: typer.Context, app_name: str):
@@ -920,3 +973,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: expected errors become one line on stderr, no stack trace."""
     with exit_on_error():
         app(args=argv, prog_name="fraudlake")
+
+
+# The data-quality and retraining commands live in their own module; importing it registers them.
+import lakehouse.cli_retraining  # noqa: E402,F401

@@ -26,6 +26,8 @@ def configure_logging(verbose: bool = False) -> None:
         # kafka-python logs every refused connection as ERROR while a broker starts; our own
         # messages say plainly when it is really unreachable.
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
+    # Great Expectations narrates its own start-up at INFO; its warnings still show.
+    logging.getLogger("great_expectations").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 @contextlib.contextmanager

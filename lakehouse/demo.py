@@ -18,7 +18,6 @@ the demo exits is terminated, then killed). ``make demo`` then stops the broker 
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import subprocess
 import sys
@@ -28,7 +27,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 from rich.console import Console
 
@@ -36,6 +34,7 @@ from lakehouse.alerts import created_ms
 from lakehouse.bench import percentile
 from lakehouse.errors import FraudlakeError
 from lakehouse.settings import Settings
+from lakehouse.stream_status import checkpoint_offsets, end_offsets, kafka_lag, local_path
 
 POLL_S = 1.0
 
@@ -114,39 +113,17 @@ class Jobs:
         self.running.clear()
 
 
-def checkpoint_offsets(checkpoint: Path) -> dict[int, int] | None:
-    """Kafka end offsets of the last committed micro-batch of a local checkpoint (None before the first)."""
-    commits = [int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")] if (checkpoint / "commits").is_dir() else []
-    if not commits:
-        return None
-    lines = (checkpoint / "offsets" / str(max(commits))).read_text().splitlines()
-    sources = json.loads(lines[2])
-    return {int(partition): int(offset) for topic in sources.values() for partition, offset in topic.items()}
-
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    from kafka import TopicPartition
-
-    from lakehouse.kafka.clients import consumer
-
-    reader = consumer(settings.kafka, group_id=None)
-    try:
-        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
-        return {tp.partition: offset for tp, offset in reader.end_offsets(partitions).items()}
-    finally:
-        reader.close()
-
-
 def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Callable[[int], None]) -> None:
     """Until the scorer has committed everything the transaction topic holds now."""
+    from lakehouse.ml.score import QUERY_NAME
     from lakehouse.streams import query_plan
 
-    checkpoint = Path(query_plan(settings, "score").checkpoint.removeprefix("file:"))
-    target = end_offsets(settings, settings.kafka.topics.transactions.name)
+    checkpoint = local_path(query_plan(settings, QUERY_NAME).checkpoint)
+    topic = settings.kafka.topics.transactions.name
+    target = end_offsets(settings, topic).get(topic, {})
     deadline = time.monotonic() + timeout_s
     while True:
-        done = checkpoint_offsets(checkpoint) or {}
-        lag = sum(max(0, end - done.get(partition, 0)) for partition, end in target.items())
+        lag = kafka_lag(checkpoint_offsets(checkpoint) or {}, target)
         if lag == 0:
             return
         jobs.check()

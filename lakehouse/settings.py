@@ -296,6 +296,11 @@ class StreamingSettings(_Section):
     trigger: str = Field(description='Default trigger of every query: "availableNow" or an interval.')
     max_records_per_trigger: int = Field(ge=1, description="Kafka offsets (or bronze rows) per micro-batch.")
     queries: dict[str, QuerySettings] = Field(default_factory=dict, description="Per-query overrides.")
+    max_idle_s: float = Field(
+        default=300,
+        ge=0,
+        description="`fraudlake stream status`: a query with records waiting whose last commit is older than this is stale.",
+    )
 
     @model_validator(mode="after")
     def _triggers_valid(self) -> StreamingSettings:
@@ -373,6 +378,35 @@ class ScoringSettings(_Section):
     )
 
 
+class QualitySettings(_Section):
+    suites_dir: Path = Field(description="Folder of the GX suites (one JSON file per suite).")
+    docs_dir: Path | None = Field(default=None, description="Where Data Docs (HTML) go; default: <data_dir>/data_docs.")
+    window_days: int = Field(ge=1, description="Event-dated suites look at this many days up to the as-of time.")
+    fraud_rate: tuple[float, float] = Field(description="Bounds [min, max] of the share of fraud among labelled transactions.")
+    freshness_hours: float = Field(gt=0, description="The newest event must be at most this old at the as-of time.")
+    max_null_share: float = Field(ge=0, le=1, description="Null share allowed in optional columns and nullable features.")
+    training_min_rows: int = Field(ge=1, description="Rows a training set needs at least.")
+    training_min_frauds: int = Field(ge=1, description="Labelled frauds a training set needs at least.")
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> "QualitySettings":
+        low, high = self.fraud_rate
+        if not 0 <= low <= high <= 1:
+            raise ValueError(f"fraud_rate must be [min, max] with 0 <= min <= max <= 1, got {list(self.fraud_rate)}")
+        return self
+
+
+class OrchestrationSettings(_Section):
+    retraining_schedule: str = Field(description="Cron of the fraud_model_retraining DAG (each run covers one interval).")
+    maintenance_schedule: str = Field(description="Cron of the fraud_lakehouse_maintenance DAG.")
+    start_date: date = Field(description="First data interval the DAGs know (no catch-up before it).")
+    catchup: bool = Field(description="Run missed intervals when the scheduler starts late.")
+    training_window_days: int = Field(ge=2, description="A retraining run trains and validates on the last N event days of its interval.")
+    scorer_reload_timeout_s: float = Field(ge=0, description="How long a promotion waits for a running scorer to use the new champion.")
+    airflow_home: Path | None = Field(default=None, description="AIRFLOW_HOME of `make airflow`; default: <data_dir>/airflow.")
+    airflow_port: int = Field(ge=1, le=65535, description="Port of the local Airflow UI (`make airflow`).")
+
+
 class Settings(_Section):
     env: str
     project_dir: Path = Field(description="Folder holding conf/; relative paths resolve against it.")
@@ -388,6 +422,8 @@ class Settings(_Section):
     training: TrainingSettings
     registry: RegistrySettings
     scoring: ScoringSettings
+    quality: QualitySettings
+    orchestration: OrchestrationSettings
 
     @property
     def broker_data_dir(self) -> Path:
@@ -400,6 +436,14 @@ class Settings(_Section):
     @property
     def metastore_dir(self) -> Path:
         return self.spark.metastore_dir or self.paths.data_dir / "metastore"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        return self.quality.docs_dir or self.paths.data_dir / "data_docs"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.orchestration.airflow_home or self.paths.data_dir / "airflow"
 
     @property
     def checkpoint_dir(self) -> str:
@@ -609,7 +653,11 @@ def _resolve_paths(settings: Settings) -> Settings:
         }
     )
     kafka = settings.kafka.model_copy(update={"broker": broker})
-    return settings.model_copy(update={"paths": paths, "kafka": kafka, "spark": spark})
+    quality = settings.quality.model_copy(
+        update={"suites_dir": absolute(settings.quality.suites_dir), "docs_dir": absolute(settings.quality.docs_dir)}
+    )
+    orchestration = settings.orchestration.model_copy(update={"airflow_home": absolute(settings.orchestration.airflow_home)})
+    return settings.model_copy(update={"paths": paths, "kafka": kafka, "spark": spark, "quality": quality, "orchestration": orchestration})
 
 
 def _absolute_uri(value: str | None, root: Path) -> str | None:

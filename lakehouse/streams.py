@@ -15,6 +15,8 @@ Exactly once, end to end:
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -66,6 +68,11 @@ def query_plan(settings: Settings, name: str, *, once: bool = False) -> QueryPla
     return QueryPlan(name, trigger, checkpoint, own.max_records_per_trigger or streaming.max_records_per_trigger)
 
 
+def ingest_query_name(layer: str, stream: str) -> str:
+    """The name (and default checkpoint folder) of an ingest query: ``bronze_transactions``, ``silver_users``…"""
+    return f"{layer}_{stream}"
+
+
 def start_query(writer, plan: QueryPlan, start: Callable) -> StreamingQuery:
     writer = writer.queryName(plan.name).option("checkpointLocation", plan.checkpoint)
     writer = writer.trigger(availableNow=True) if plan.trigger == "availableNow" else writer.trigger(processingTime=plan.trigger)
@@ -74,7 +81,7 @@ def start_query(writer, plan: QueryPlan, start: Callable) -> StreamingQuery:
 
 def start_bronze(spark: SparkSession, settings: Settings, names: TableNames, stream: str, *, once: bool) -> StreamingQuery:
     topic = getattr(settings.kafka.topics, stream).name
-    plan = query_plan(settings, f"bronze_{stream}", once=once)
+    plan = query_plan(settings, ingest_query_name("bronze", stream), once=once)
     source = (
         spark.readStream.format("kafka")
         .options(**spark_options(settings.kafka))
@@ -200,7 +207,7 @@ class SilverBatch:
 
 
 def start_silver(spark: SparkSession, settings: Settings, names: TableNames, stream: str, *, once: bool) -> StreamingQuery:
-    plan = query_plan(settings, f"silver_{stream}", once=once)
+    plan = query_plan(settings, ingest_query_name("silver", stream), once=once)
     source = spark.readStream.option("maxFilesPerTrigger", 1000).table(names.bronze(stream))
     batch = SilverBatch(spark, settings, names, stream, plan.name)
     return start_query(source.writeStream.foreachBatch(batch), plan, lambda w: w.start())
@@ -220,6 +227,30 @@ def run_ingest(spark: SparkSession, settings: Settings, *, once: bool, layers: t
                 _raise_if_failed(query)
         queries.extend(started)
     return queries
+
+
+def supervise(queries: list[StreamingQuery], *, poll_s: float = 1.0) -> list[StreamingQuery]:
+    """Wait until SIGTERM or Ctrl-C, or until a query ends by itself (failed, or drained with
+    availableNow); then stop every query still running. Returns the queries that failed.
+
+    The signals only set a flag that this loop polls: a query stopped from inside a signal handler
+    would re-enter the py4j connection the main thread is waiting on ("reentrant call"), fail, and
+    leave the job with an error instead of a clean stop. Call it from the main thread.
+    """
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(poll_s) and all(query.isActive for query in queries):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop.is_set():
+        log.info("stopping %s", ", ".join(query.name or query.id for query in queries))
+    for query in queries:
+        if query.isActive:
+            query.stop()  # a micro-batch cut short is not committed: it runs again after a restart
+    return [query for query in queries if query.exception() is not None]
 
 
 def _raise_if_failed(query: StreamingQuery) -> None:

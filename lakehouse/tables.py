@@ -112,6 +112,10 @@ class TableNames:
         return f"{self.gold_schema}.scored_transactions"
 
     @property
+    def retraining_runs(self) -> str:
+        return f"{self.gold_schema}.retraining_runs"
+
+    @property
     def feature_check(self) -> str:
         return f"{self.gold_schema}.feature_check_online"
 
@@ -192,6 +196,28 @@ SCORED_COLUMNS = (
 MERCHANT_DAILY_COLUMNS = (("merchant_id", "STRING"), ("event_date", "DATE"), ("tx_count", "BIGINT"), ("fraud_count", "BIGINT"))
 
 
+#: gold.retraining_runs: one row per retraining run (data interval) of the fraud_model_retraining DAG.
+RETRAINING_COLUMNS = (
+    ("run_key", "STRING"),
+    ("interval_end", "TIMESTAMP"),
+    ("status", "STRING"),  # promoted | kept_champion | gate_failed | incomplete
+    ("stopped_at", "STRING"),  # the failed gates, or the first step that did not run
+    ("features_version", "BIGINT"),
+    ("window_from", "DATE"),
+    ("window_to", "DATE"),
+    ("challenger_version", "INT"),
+    ("champion_before", "INT"),
+    ("champion_after", "INT"),
+    ("challenger_ap", "DOUBLE"),
+    ("champion_ap", "DOUBLE"),
+    ("reason", "STRING"),
+    ("scorer", "STRING"),
+    ("failed_expectations", "ARRAY<STRING>"),
+    ("recorded_at", "TIMESTAMP"),
+    ("state", "STRING"),  # the run's whole state (JSON)
+)
+
+
 def feature_columns() -> list[tuple[str, str]]:
     from lakehouse.features.offline import feature_table_columns, feature_table_types
 
@@ -203,6 +229,7 @@ def create_gold_tables(spark: SparkSession, names: TableNames, properties: dict[
     spark.sql(_ddl(names.features, feature_columns(), partitioned_by="event_date", properties=properties))
     spark.sql(_ddl(names.merchant_daily, MERCHANT_DAILY_COLUMNS, properties=properties))
     spark.sql(_ddl(names.scored, SCORED_COLUMNS, partitioned_by="event_date", properties=properties))
+    spark.sql(_ddl(names.retraining_runs, RETRAINING_COLUMNS, properties=properties))
 
 
 def latest_version(spark: SparkSession, name: str) -> int:

@@ -6,6 +6,7 @@ real ``fraudlake`` CLI) inherit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -44,14 +45,23 @@ def test_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         "FRAUDLAKE_KAFKA__BROKER__PORT": str(port),
         "FRAUDLAKE_KAFKA__BROKER__CONTROLLER_PORT": str(controller_port),
     }
+    with environ_set(values):
+        yield values
+
+
+@contextlib.contextmanager
+def environ_set(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in os.environ (subprocesses inherit them) until the block ends, then as before."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
-    yield values
-    for key, old in saved.items():
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 @pytest.fixture(scope="session")

@@ -74,22 +74,12 @@ def train(
     date_to: date | None = None,
     algorithm: str | None = None,
     promote: bool = True,
+    table_versions: dict[str, int] | None = None,
 ) -> TrainResult:
-    from pyspark.sql import functions as F
-
-    names = table_names(settings)
-    table_versions = {names.features: latest_version(spark, names.features), names.silver("transactions"): latest_version(spark, names.silver("transactions"))}
-    features = spark.read.format("delta").option("versionAsOf", table_versions[names.features]).table(names.features)
-    if date_from:
-        features = features.where(F.col("event_date") >= F.lit(date_from))
-    if date_to:
-        features = features.where(F.col("event_date") <= F.lit(date_to))
-    first, last = features.agg(F.min("event_date"), F.max("event_date")).first()
-    if first is None:
-        raise registry.RegistryError(f"{names.features} holds no transactions in that range: run `fraudlake features build` first")
+    """``table_versions`` pins the tables read (a retraining run's pin); default: their latest versions."""
+    table_versions = table_versions or pin_versions(spark, settings)
     training = settings.training.model_copy(update={"algorithm": algorithm}) if algorithm else settings.training
-    split = time_split(first, last, training)
-    train_frame, validation = split_frames(features, split)
+    split, train_frame, validation = pinned_split(spark, settings, table_versions, date_from=date_from, date_to=date_to)
     train_frame, weight = with_class_weight(with_label(train_frame), training.positive_weight)
     train_frame = train_frame.persist()
     validation = with_label(validation).persist()
@@ -138,34 +128,91 @@ def train(
         validation.unpersist()
 
 
-def decide_promotion(settings: Settings, version: int, evaluation: Evaluation, validation: DataFrame) -> Promotion:
-    """Promote ``version`` when it loads from the registry, scores, and beats the champion's average
-    precision on the same validation window by the margin; record the reason either way."""
+def pinned_split(
+    spark: SparkSession, settings: Settings, table_versions: dict[str, int], *, date_from: date | None = None, date_to: date | None = None
+) -> tuple[TimeSplit, DataFrame, DataFrame]:
+    """The time split of the feature table at its pinned version within [date_from, date_to]:
+    (split, training rows, validation rows)."""
+    from pyspark.sql import functions as F
+
+    names = table_names(settings)
+    features = spark.read.format("delta").option("versionAsOf", table_versions[names.features]).table(names.features)
+    if date_from:
+        features = features.where(F.col("event_date") >= F.lit(date_from))
+    if date_to:
+        features = features.where(F.col("event_date") <= F.lit(date_to))
+    first, last = features.agg(F.min("event_date"), F.max("event_date")).first()
+    if first is None:
+        raise registry.RegistryError(f"{names.features} holds no transactions in that range: run `fraudlake features build` first")
+    split = time_split(first, last, settings.training)
+    return (split, *split_frames(features, split))
+
+
+def pin_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """The latest Delta versions of the tables a training reads: one consistent snapshot."""
+    names = table_names(settings)
+    return {name: latest_version(spark, name) for name in (names.features, names.silver("transactions"))}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A challenger against the champion on one validation window (nothing changed yet)."""
+
+    challenger: int
+    champion: int | None
+    challenger_ap: float | None
+    champion_ap: float | None
+    promote: bool
+    reason: str
+
+
+def compare(settings: Settings, version: int, validation: DataFrame) -> Comparison:
+    """Should ``version`` replace the champion? Yes when it loads from the registry, scores, and
+    beats the champion's average precision on the same validation window by the margin (or there is
+    no working champion)."""
     margin = settings.training.promotion_margin
     before = registry.champion_version(settings, required=False)
     try:
         challenger_ap = _registry_ap(settings, version, validation)
     except registry.RegistryError as error:
-        reason = f"refused: {error}"
-        registry.annotate(settings, version, reason)
-        return Promotion(False, before, before, reason)
+        return Comparison(version, before, None, None, False, f"refused: {error}")
     if before is None:
-        reason = f"first model: average precision {challenger_ap:.4f}"
-        registry.set_champion(settings, version, reason=reason)
-        return Promotion(True, None, version, reason)
+        return Comparison(version, None, challenger_ap, None, True, f"first model: average precision {challenger_ap:.4f}")
+    if before == version:
+        return Comparison(version, before, challenger_ap, challenger_ap, False, f"version {version} is already the champion")
     try:
         champion_ap = _registry_ap(settings, before, validation)
     except registry.RegistryError as error:
         reason = f"champion {before} no longer loads ({error}); challenger average precision {challenger_ap:.4f}"
-        registry.set_champion(settings, version, reason=reason)
-        return Promotion(True, before, version, reason)
+        return Comparison(version, before, challenger_ap, None, True, reason)
     if challenger_ap >= champion_ap + margin:
         reason = f"average precision {challenger_ap:.4f} beats champion {before}'s {champion_ap:.4f} by at least {margin:g}"
-        registry.set_champion(settings, version, reason=reason)
-        return Promotion(True, before, version, reason)
+        return Comparison(version, before, challenger_ap, champion_ap, True, reason)
     reason = f"kept champion {before}: challenger average precision {challenger_ap:.4f} vs {champion_ap:.4f} (margin {margin:g})"
-    registry.annotate(settings, version, reason)
-    return Promotion(False, before, before, reason)
+    return Comparison(version, before, challenger_ap, champion_ap, False, reason)
+
+
+def apply(settings: Settings, comparison: Comparison) -> Promotion:
+    """Carry out a comparison: promote the challenger (only if the champion is still the one it was
+    compared with), or note on the challenger why not. Safe to repeat."""
+    current = registry.champion_version(settings, required=False)
+    if comparison.promote and current == comparison.challenger:
+        return Promotion(True, comparison.champion, current, comparison.reason)  # done before: a repeat
+    if not comparison.promote:
+        registry.annotate(settings, comparison.challenger, comparison.reason)
+        return Promotion(False, current, current, comparison.reason)
+    if current != comparison.champion:
+        reason = f"not promoted: the champion changed from {comparison.champion} to {current} since the comparison"
+        registry.annotate(settings, comparison.challenger, reason)
+        return Promotion(False, current, current, reason)
+    registry.set_champion(settings, comparison.challenger, reason=comparison.reason)
+    return Promotion(True, current, comparison.challenger, comparison.reason)
+
+
+def decide_promotion(settings: Settings, version: int, evaluation: Evaluation, validation: DataFrame) -> Promotion:
+    """Compare ``version`` with the champion on the validation window and act on it; the reason is
+    recorded either way."""
+    return apply(settings, compare(settings, version, validation))
 
 
 def _registry_ap(settings: Settings, version: int, validation: DataFrame) -> float:

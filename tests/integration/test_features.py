@@ -19,21 +19,9 @@ from lakehouse.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
 from lakehouse.streams import run_ingest
 from lakehouse.tables import table_names
-from tests.integration.test_ingest import isolated
+from tests.integration.test_ingest import environ_of, isolated
 
 pytestmark = pytest.mark.integration
-
-
-def environ_of(settings) -> dict[str, str]:
-    """FRAUDLAKE_* variables that make the CLI load these (isolated) settings."""
-    schemas = settings.lakehouse.schemas
-    return {
-        "FRAUDLAKE_KAFKA__TOPICS__TRANSACTIONS__NAME": settings.kafka.topics.transactions.name,
-        "FRAUDLAKE_LAKEHOUSE__SCHEMAS__BRONZE": schemas.bronze,
-        "FRAUDLAKE_LAKEHOUSE__SCHEMAS__SILVER": schemas.silver,
-        "FRAUDLAKE_LAKEHOUSE__SCHEMAS__GOLD": schemas.gold,
-        "FRAUDLAKE_SPARK__CHECKPOINT_DIR": settings.spark.checkpoint_dir,
-    }
 
 
 @pytest.fixture(scope="module")

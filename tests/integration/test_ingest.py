@@ -47,6 +47,16 @@ def isolated(settings, tmp_path, **simulator_changes):
     )
 
 
+def environ_of(settings) -> dict[str, str]:
+    """FRAUDLAKE_* variables that make the CLI (and the jobs it starts) load these isolated settings."""
+    topics = settings.kafka.topics
+    return {
+        **{f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name for name in ("transactions", "users", "merchants", "alerts")},
+        **{f"FRAUDLAKE_LAKEHOUSE__SCHEMAS__{layer.upper()}": schema for layer, schema in settings.lakehouse.schemas.model_dump().items()},
+        "FRAUDLAKE_SPARK__CHECKPOINT_DIR": settings.spark.checkpoint_dir,
+    }
+
+
 @pytest.fixture
 def ingest_settings(kafka_broker, spark, tmp_path):
     settings = isolated(kafka_broker, tmp_path)

@@ -1,5 +1,5 @@
 """The scorer's pure parts on static DataFrames: alert reasons (importance x rarity, in words), the
-alert id (Spark and Python agree), the alert record's JSON, and reading a checkpoint's progress."""
+alert id (Spark and Python agree) and the alert record's JSON."""
 
 from __future__ import annotations
 
@@ -80,15 +80,3 @@ def test_alert_id_is_the_same_in_spark_and_python_and_the_record_has_every_field
     assert alert["reasons"] == [{"feature": "amount", "value": 12.5, "text": "Amount: 12.50"}]
     assert alert["event_time"].endswith("Z") and "T" in alert["emitted_at"]
 
-
-def test_checkpoint_offsets_reads_the_last_committed_batch(tmp_path) -> None:
-    from lakehouse.demo import checkpoint_offsets
-
-    assert checkpoint_offsets(tmp_path) is None
-    (tmp_path / "offsets").mkdir()
-    (tmp_path / "commits").mkdir()
-    for batch, offsets in ((0, {"0": 5, "1": 7}), (1, {"0": 9, "1": 12}), (2, {"0": 20, "1": 20})):
-        (tmp_path / "offsets" / str(batch)).write_text("v1\n{\"batchWatermarkMs\":0}\n" + json.dumps({"transaction_stream": offsets}) + "\n")
-    for batch in (0, 1):  # batch 2 started but did not commit
-        (tmp_path / "commits" / str(batch)).write_text("v1\n{}\n")
-    assert checkpoint_offsets(tmp_path) == {0: 9, 1: 12}

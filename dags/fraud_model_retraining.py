@@ -1,0 +1,51 @@
+"""fraud_model_retraining: data-quality gates, then a challenger, promoted only when it is better.
+
+validate silver ─┐
+                 ├─> refresh features ─> pin training window ─> validate training set ─> train challenger
+validate gold ───┘      ─> evaluate vs champion ─> promote if better ─> await scorer reload ─> record outcome
+
+Every task is a ``fraudlake`` command keyed by the run's data interval (see
+``lakehouse/retraining.py``): re-running a task, or the whole run, repeats nothing that was done
+and never trains a second challenger. A failed gate stops the run before training (the failed
+expectations are in the gate's task log); the champion is untouched; ``record_outcome`` runs
+whatever happened and fails the run when it did not complete. Schedule:
+``orchestration.retraining_schedule``.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
+
+from lakehouse.orchestration import INTERVAL_END, INTERVAL_START_DAY, dag_arguments, fraudlake, settings
+from lakehouse.retraining import DATA_GATES, TRAINING_GATE
+
+conf = settings()
+
+with DAG(
+    dag_id="fraud_model_retraining",
+    description="GX gates → features → pinned training window → challenger → promote if better → hot reload",
+    # one run at a time: each compares its challenger with the champion the previous one left
+    **dag_arguments(conf, conf.orchestration.retraining_schedule, catchup=conf.orchestration.catchup, tags=["ml"]),
+    doc_md=__doc__,
+) as dag:
+    validate_silver = BashOperator(
+        task_id="validate_silver", retries=0, bash_command=fraudlake("validate", *DATA_GATES[:3], "--interval-end", INTERVAL_END)
+    )
+    validate_gold = BashOperator(
+        task_id="validate_gold", retries=0, bash_command=fraudlake("validate", DATA_GATES[3], "--interval-end", INTERVAL_END)
+    )
+    refresh_features = BashOperator(task_id="refresh_features", bash_command=fraudlake("features", "build", "--since", INTERVAL_START_DAY))
+    pin_window = BashOperator(task_id="pin_training_window", bash_command=fraudlake("retrain", "pin", "--interval-end", INTERVAL_END))
+    validate_training_set = BashOperator(
+        task_id="validate_training_set", retries=0, bash_command=fraudlake("validate", TRAINING_GATE, "--interval-end", INTERVAL_END)
+    )
+    train = BashOperator(task_id="train_challenger", bash_command=fraudlake("retrain", "train", "--interval-end", INTERVAL_END))
+    evaluate = BashOperator(task_id="evaluate_challenger", bash_command=fraudlake("retrain", "evaluate", "--interval-end", INTERVAL_END))
+    promote = BashOperator(task_id="promote_if_better", bash_command=fraudlake("retrain", "promote", "--interval-end", INTERVAL_END))
+    reload = BashOperator(task_id="await_scorer_reload", bash_command=fraudlake("retrain", "await-scorer", "--interval-end", INTERVAL_END))
+    record = BashOperator(
+        task_id="record_outcome", trigger_rule="all_done", bash_command=fraudlake("retrain", "record", "--interval-end", INTERVAL_END)
+    )
+
+    [validate_silver, validate_gold] >> refresh_features >> pin_window >> validate_training_set >> train >> evaluate >> promote >> reload >> record

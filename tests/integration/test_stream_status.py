@@ -1,0 +1,77 @@
+"""`fraudlake stream status` against the real ingest on the session's broker and Spark: zero lag
+after a drain, the right lag per query (Kafka records, unread bronze rows) once records wait, and
+a stale verdict with exit 1 from the real CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from lakehouse.kafka.senders import make_sender
+from lakehouse.kafka.topics import delete_topics, ensure_topics
+from lakehouse.producer import ProduceLimits, produce
+from lakehouse.simulator.simulation import Simulation
+from lakehouse.stream_status import HEALTHY, NOT_STARTED, STALE, stream_status
+from lakehouse.streams import run_ingest
+from tests.integration.test_broker_cli import fraudlake
+from tests.integration.test_ingest import environ_of, isolated
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def status_settings(kafka_broker, spark, tmp_path):
+    settings = isolated(kafka_broker, tmp_path, users=60, merchants=20, cities=5, days=2, transactions=600)
+    ensure_topics(settings.kafka)
+    yield settings
+    delete_topics(settings.kafka, [t.name for t in settings.kafka.topics.all()])
+    for schema in settings.lakehouse.schemas.model_dump().values():
+        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def by_query(report) -> dict:
+    return {q.query: q for q in report.queries}
+
+
+def test_stream_status_reports_lag_per_query_and_stale_queries_exit_1(status_settings, spark, cli_env) -> None:
+    settings = status_settings
+    simulation = Simulation(settings.simulator, date(2026, 10, 1), traffic_seed=41)
+    sender = make_sender(settings.kafka, settings.producer)
+    first = produce(settings, simulation, sender, ProduceLimits(count=200), first_day=0)
+    run_ingest(spark, settings, once=True)
+
+    drained = by_query(stream_status(settings))
+    assert {name: (q.lag, q.state) for name, q in drained.items() if q.job == "ingest"} == {
+        f"{layer}_{stream}": (0, HEALTHY) for layer in ("bronze", "silver") for stream in ("transactions", "users", "merchants")
+    }
+    assert drained["score"].state == NOT_STARTED and drained["score"].batch_id is None  # no scorer in this test
+
+    # Bronze takes a second run, silver does not: silver's lag is bronze's new rows.
+    second = produce(settings, simulation, sender, ProduceLimits(count=120), first_day=first.next_day)
+    run_ingest(spark, settings, once=True, layers=("bronze",))
+    # Then more records that nothing ingests: the bronze queries' lag is in Kafka.
+    third = produce(settings, simulation, sender, ProduceLimits(count=70), first_day=second.next_day)
+    sender.close()
+    expected_lag = {
+        "bronze_transactions": third.transactions, "bronze_users": third.users, "bronze_merchants": third.merchants,
+        "silver_transactions": second.transactions, "silver_users": second.users, "silver_merchants": second.merchants,
+    }  # fmt: skip
+
+    recent = by_query(stream_status(settings))  # default max idle (300 s): all committed moments ago
+    assert {name: q.lag for name, q in recent.items() if q.job == "ingest"} == expected_lag
+    assert all(recent[name].state == HEALTHY for name in expected_lag)
+
+    env = {**cli_env, **environ_of(settings)}
+    result = fraudlake("stream", "status", "--max-idle-s", "0", "--json", env=env, timeout=120)
+    assert result.returncode == 1, result.stderr
+    queries = {q["query"]: q for q in json.loads(result.stdout)["queries"]}
+    assert {name: queries[name]["lag"] for name in expected_lag} == expected_lag
+    stale = {name for name, q in queries.items() if q["state"] == STALE}
+    assert stale == {name for name, lag in expected_lag.items() if lag > 0} and {"bronze_transactions", "silver_transactions"} <= stale
+    assert "stale: bronze_transactions" in result.stderr and "not started: score" in result.stderr
+
+    table = fraudlake("stream", "status", env=env, timeout=120)
+    assert table.returncode == 1, table.stderr
+    assert "not started: score" in table.stdout and "stale:" not in table.stdout  # the ingest queries keep up

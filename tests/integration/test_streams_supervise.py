@@ -1,0 +1,70 @@
+"""How the long-running jobs wait for their queries (`lakehouse.streams.supervise`), on the real
+SparkSession: SIGTERM (a service manager's stop) stops every query cleanly, and a query that
+fails ends the wait, stops the others and is reported."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from lakehouse.jvm import POLL_INTERVAL_S
+from lakehouse.streams import supervise
+
+pytestmark = pytest.mark.integration
+
+
+def rate_query(spark, checkpoint, on_batch=None):
+    rows = spark.readStream.format("rate").option("rowsPerSecond", 20).load()
+    writer = rows.writeStream.foreachBatch(on_batch) if on_batch else rows.writeStream.format("noop")
+    return writer.option("checkpointLocation", str(checkpoint)).trigger(processingTime="200 milliseconds").start()
+
+
+def wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not seen within {timeout_s:g}s")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def test_supervise_stops_every_query_cleanly_on_sigterm(spark, tmp_path) -> None:
+    queries = [rate_query(spark, tmp_path / name) for name in ("a", "b")]
+    original = signal.getsignal(signal.SIGTERM)
+    sent = threading.Event()
+
+    def terminate_once_running() -> None:
+        # Only once supervise listens (its handler in place) and both queries committed a batch.
+        wait_for(lambda: signal.getsignal(signal.SIGTERM) is not original and all(q.lastProgress for q in queries), 60, "running queries")
+        os.kill(os.getpid(), signal.SIGTERM)
+        sent.set()
+
+    sender = threading.Thread(target=terminate_once_running, daemon=True)
+    sender.start()
+    try:
+        failed = supervise(queries, poll_s=0.2)
+    finally:
+        for query in queries:
+            query.stop()
+    sender.join(5)
+    assert sent.is_set() and failed == []
+    assert not any(q.isActive for q in queries) and all(q.exception() is None for q in queries)
+    assert signal.getsignal(signal.SIGTERM) is original
+
+
+def test_supervise_ends_when_a_query_fails_and_stops_the_others(spark, tmp_path) -> None:
+    def broken(_batch, batch_id: int) -> None:
+        if batch_id >= 1:
+            raise ValueError("a broken micro-batch")
+
+    healthy, failing = rate_query(spark, tmp_path / "healthy"), rate_query(spark, tmp_path / "failing", broken)
+    try:
+        failed = supervise([healthy, failing], poll_s=0.2)
+    finally:
+        healthy.stop()
+        failing.stop()
+    assert failed == [failing] and not healthy.isActive
+    assert "a broken micro-batch" in str(failing.exception())
