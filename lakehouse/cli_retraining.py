@@ -72,8 +72,8 @@ def validate_command(
     console.print(table)
     for r in results:
         for f in r.failures:
-            console.print(f"  {r.suite}: {f.describe()}", markup=False, highlight=False)
-    console.print(f"Data Docs: {docs_index(settings)}", markup=False, highlight=False)
+            console.print(f"  {r.suite}: {f.describe()}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"Data Docs: {docs_index(settings)}", markup=False, highlight=False, soft_wrap=True)
     if not all(r.success for r in results):
         raise typer.Exit(1)
 
@@ -85,7 +85,7 @@ def _run(ctx: typer.Context, interval_end: str):
 
 
 def _show(step: str, value: dict) -> None:
-    console.print(f"{step}: {json.dumps(value, default=str)}", markup=False, highlight=False)
+    console.print(f"{step}: {json.dumps(value, default=str)}", markup=False, highlight=False, soft_wrap=True)
 
 
 @retrain_app.command("pin")
@@ -152,7 +152,7 @@ def retrain_record(ctx: typer.Context, interval_end: IntervalEnd) -> None:
     row = record(_spark(ctx, "fraudlake-retrain-record"), _settings(ctx), run)
     _show("outcome", {k: v for k, v in row.items() if k != "state"})
     for line in row["failed_expectations"]:
-        console.print(f"  failed: {line}", markup=False, highlight=False)
+        console.print(f"  failed: {line}", markup=False, highlight=False, soft_wrap=True)
     if row["status"] not in ("promoted", "kept_champion"):
         console.print(f"run {run.key} did not complete: {row['status']} at {row['stopped_at']}", markup=False, highlight=False)
         raise typer.Exit(1)
