@@ -53,14 +53,13 @@ def validate_command(
     training = TrainingWindow(date.fromisoformat(date_from), date.fromisoformat(date_to)) if date_from and date_to else None
     if (date_from is None) != (date_to is None):
         raise QualityError("--from and --to go together")
-    spark = _spark(ctx, "fraudlake-validate")
-    results = []
-    for suite in loaded:
-        version, window = as_of_version, training
-        if run and suite.window == "training":
-            window = run.training_window()
-            version = run.state["pin"]["features_version"]
-        results += validate(spark, settings, [suite.name], as_of=reference, as_of_version=version, training=window, run_name=run and f"retraining-{run.key}")
+    pinned = run and any(s.window == "training" for s in loaded)
+    results = validate(
+        _spark(ctx, "fraudlake-validate"), settings, loaded, as_of=reference, as_of_version=as_of_version,
+        training=run.training_window() if pinned else training,
+        training_version=run.state["pin"]["features_version"] if pinned else None,
+        run_name=run and f"retraining-{run.key}",
+    )  # fmt: skip
     if run:
         run.record_gates(results)
     table = Table(title="data-quality gates (Great Expectations)")

@@ -299,21 +299,24 @@ class Validator:
 def validate(
     spark: SparkSession,
     settings: Settings,
-    names: list[str],
+    suites: list[Suite],
     *,
     as_of: datetime | None = None,
     as_of_version: int | None = None,
     training: TrainingWindow | None = None,
+    training_version: int | None = None,
     run_name: str | None = None,
 ) -> list[SuiteResult]:
-    """Run the named suites on their tables; results to the file store, Data Docs rebuilt."""
+    """Run the suites on their tables with one GX context; results to the file store, Data Docs
+    rebuilt. ``training_version`` (a retraining run's pin) is the Delta version read by suites of
+    the training window; ``as_of_version`` the one read by the others."""
     as_of = as_of or datetime.now(UTC)
-    suites = [load_suite(settings, name) for name in names]
     validator = Validator(settings)
     results = []
     for suite in suites:
-        frame, table, version, window = suite_frame(spark, settings, suite, as_of=as_of, as_of_version=as_of_version, training=training)
-        results.append(validator.check(suite, frame, table=table, version=version, window=window, run_name=run_name))
+        version = training_version if suite.window == "training" and training_version is not None else as_of_version
+        frame, table, read, window = suite_frame(spark, settings, suite, as_of=as_of, as_of_version=version, training=training)
+        results.append(validator.check(suite, frame, table=table, version=read, window=window, run_name=run_name))
     return results
 
 
