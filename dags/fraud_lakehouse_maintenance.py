@@ -14,7 +14,7 @@ from __future__ import annotations
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG
 
-from lakehouse.orchestration import dag_arguments, fraudlake, settings
+from lakehouse.platform.airflow import dag_arguments, fraudlake, settings
 
 conf = settings()
 

@@ -5,7 +5,7 @@ validate silver ─┐
 validate gold ───┘      ─> evaluate vs champion ─> promote if better ─> await scorer reload ─> record outcome
 
 Every task is a ``fraudlake`` command keyed by the run's data interval (see
-``lakehouse/retraining.py``): re-running a task, or the whole run, repeats nothing that was done
+``lakehouse/retraining/steps.py``): re-running a task, or the whole run, repeats nothing that was done
 and never trains a second challenger. A failed gate stops the run before training (the failed
 expectations are in the gate's task log); the champion is untouched; ``record_outcome`` runs
 whatever happened and fails the run when it did not complete. Schedule:
@@ -17,8 +17,8 @@ from __future__ import annotations
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG
 
-from lakehouse.orchestration import INTERVAL_END, INTERVAL_START_DAY, dag_arguments, fraudlake, settings
-from lakehouse.retraining import DATA_GATES, TRAINING_GATE
+from lakehouse.platform.airflow import INTERVAL_END, INTERVAL_START_DAY, dag_arguments, fraudlake, settings
+from lakehouse.retraining.steps import DATA_GATES, TRAINING_GATE
 
 conf = settings()
 

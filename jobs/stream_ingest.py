@@ -11,10 +11,10 @@ import argparse
 import logging
 import sys
 
-from lakehouse.cli_support import configure_logging, exit_on_error
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.settings import load_settings
-from lakehouse.spark import build_spark
-from lakehouse.streams import run_ingest, supervise
+from lakehouse.platform.spark import build_spark
+from lakehouse.ingest.queries import run_ingest, supervise
 
 log = logging.getLogger("jobs.stream_ingest")
 

@@ -10,16 +10,16 @@ import argparse
 import logging
 import sys
 
-from lakehouse.cli_support import configure_logging, exit_on_error
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.settings import load_settings
-from lakehouse.spark import build_spark
+from lakehouse.platform.spark import build_spark
 
 log = logging.getLogger("jobs.stream_score")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lakehouse.ml.score import start_scorer
-    from lakehouse.streams import supervise
+    from lakehouse.scoring.scorer import start_scorer
+    from lakehouse.ingest.queries import supervise
 
     parser = argparse.ArgumentParser(prog="python -m jobs.stream_score", description=__doc__)
     parser.add_argument("--env", default=None, help="config environment (local, test, cluster)")

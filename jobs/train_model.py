@@ -10,10 +10,10 @@ import logging
 import sys
 from datetime import date
 
-from lakehouse.cli_support import configure_logging, exit_on_error
-from lakehouse.ml.trainer import train
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error
+from lakehouse.ml.training import train
 from lakehouse.settings import load_settings
-from lakehouse.spark import build_spark
+from lakehouse.platform.spark import build_spark
 
 log = logging.getLogger("jobs.train_model")
 

@@ -30,11 +30,11 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from lakehouse.alerts import created_ms
-from lakehouse.bench import percentile
+from lakehouse.contract.alerts import created_ms
+from lakehouse.benchmarks.producer import percentile
 from lakehouse.errors import FraudlakeError
 from lakehouse.settings import Settings
-from lakehouse.stream_status import checkpoint_offsets, end_offsets, kafka_lag, local_path
+from lakehouse.operations.stream_status import checkpoint_offsets, end_offsets, kafka_lag, local_path
 
 POLL_S = 1.0
 
@@ -115,8 +115,8 @@ class Jobs:
 
 def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Callable[[int], None]) -> None:
     """Until the scorer has committed everything the transaction topic holds now."""
-    from lakehouse.ml.score import QUERY_NAME
-    from lakehouse.streams import query_plan
+    from lakehouse.scoring.scorer import QUERY_NAME
+    from lakehouse.ingest.queries import query_plan
 
     checkpoint = local_path(query_plan(settings, QUERY_NAME).checkpoint)
     topic = settings.kafka.topics.transactions.name
@@ -137,7 +137,7 @@ def alert_latencies(settings: Settings, since_ms: int) -> list[float]:
     """Broker append time minus the transaction's creation time, of every alert appended since ``since_ms``."""
     from kafka import TopicPartition
 
-    from lakehouse.kafka.clients import consumer
+    from lakehouse.platform.kafka.clients import consumer
 
     topic = settings.kafka.topics.alerts.name
     reader = consumer(settings.kafka, group_id=None)
@@ -164,8 +164,8 @@ def summarise(settings: Settings, since: datetime, latencies: list[float]) -> Li
     from pyspark.sql import functions as F
 
     from lakehouse.ml import registry
-    from lakehouse.spark import build_spark
-    from lakehouse.tables import table_names
+    from lakehouse.platform.spark import build_spark
+    from lakehouse.contract.tables import table_names
 
     spark = build_spark(settings, app_name="fraudlake-demo-summary")
     try:
@@ -204,9 +204,9 @@ def interrupt_as_sigterm() -> Iterator[None]:
 
 def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: float, fraud_rate: float) -> LiveSummary:
     from lakehouse.alerts.tail import TableOutput, tail
-    from lakehouse.kafka.senders import make_sender
+    from lakehouse.platform.kafka.senders import make_sender
     from lakehouse.ml import registry
-    from lakehouse.producer import ProduceLimits, produce, remember_day, resume_day
+    from lakehouse.simulator.producer import ProduceLimits, produce, remember_day, resume_day
     from lakehouse.simulator.simulation import Simulation, default_start
 
     sim = settings.simulator

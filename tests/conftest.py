@@ -72,7 +72,7 @@ def settings(test_environ: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def kafka_broker(settings: Settings) -> Iterator[Settings]:
     """A real single-node KRaft broker for the session; stopped at the end."""
-    from lakehouse.kafka.broker import LocalBroker
+    from lakehouse.platform.kafka.broker import LocalBroker
 
     broker = LocalBroker(settings)
     broker.up()
@@ -83,7 +83,7 @@ def kafka_broker(settings: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def spark(settings: Settings):
     """The one SparkSession of the test run (local[2], 2 shuffle partitions, UI off)."""
-    from lakehouse.spark import build_spark
+    from lakehouse.platform.spark import build_spark
 
     session = build_spark(settings, app_name="fraudlake-tests")
     yield session
@@ -93,7 +93,7 @@ def spark(settings: Settings):
 @pytest.fixture
 def make_topic(kafka_broker: Settings) -> Iterator[Callable[..., str]]:
     """Create uuid-named topics owned by one test; deleted afterwards."""
-    from lakehouse.kafka.topics import delete_topics, ensure_topics
+    from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 
     created: list[str] = []
 

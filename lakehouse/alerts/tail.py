@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from kafka import ConsumerRebalanceListener
 
-from lakehouse.alerts import ALERT_FIELDS
+from lakehouse.contract.alerts import ALERT_FIELDS
 from lakehouse.errors import ConfigError, FraudlakeError
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ class DeliveryError(TailError):
 def parse_alert(value: bytes | None) -> dict[str, Any]:
     """The alert in a record's value, or :class:`ValueError` saying what is wrong with it.
 
-    Fields beyond :data:`~lakehouse.alerts.ALERT_FIELDS` are kept (a newer scorer may add some).
+    Fields beyond :data:`~lakehouse.contract.alerts.ALERT_FIELDS` are kept (a newer scorer may add some).
     """
     if value is None:
         raise ValueError("empty record (no value)")
@@ -495,7 +495,7 @@ def tail(
     commit; closing them is the caller's job. A saved ``dedup`` (with a path) is written before each
     commit.
     """
-    from lakehouse.kafka.clients import broker_errors, consumer
+    from lakehouse.platform.kafka.clients import broker_errors, consumer
 
     if not group_id:
         raise ConfigError("the consumer group must not be empty")
@@ -551,7 +551,7 @@ class _TailRun:
         self.assigned: set[TopicPartition] = set()
 
     def run(self, *, max_alerts: int | None, idle_timeout_s: float | None) -> TailReport:
-        from lakehouse.kafka.clients import broker_errors
+        from lakehouse.platform.kafka.clients import broker_errors
 
         report = self.report
         started = last_activity = last_probe = time.monotonic()
@@ -645,7 +645,7 @@ class _TailRun:
         from kafka.errors import CommitFailedError
         from kafka.structs import OffsetAndMetadata
 
-        from lakehouse.kafka.clients import broker_errors
+        from lakehouse.platform.kafka.clients import broker_errors
 
         self._flush_outputs()
         if self.dedup.path is not None and self.dedup.changed:
@@ -679,7 +679,7 @@ class _TailRun:
         that alert, or crashed, would restart at the end again and skip it for good. With
         ``from_beginning`` this commit is what moves the group back to the start.
         """
-        from lakehouse.kafka.clients import broker_errors
+        from lakehouse.platform.kafka.clients import broker_errors
 
         current = set(self.client.assignment())
         added = current - self.assigned
@@ -704,7 +704,7 @@ class _TailRun:
         """An idle poll cannot tell a quiet topic from a dead broker: ask for the end offsets."""
         from kafka.structs import TopicPartition
 
-        from lakehouse.kafka.clients import broker_errors
+        from lakehouse.platform.kafka.clients import broker_errors
 
         partitions = sorted(self.assigned) or [TopicPartition(self.topic, 0)]
         with broker_errors(self.kafka):

@@ -3,7 +3,7 @@
 Offline, :func:`advance` replays each user's silver transactions from an empty history; online,
 the streaming scorer's stateful operator calls it with the history kept in the state store and
 the user's new transactions of a micro-batch. Each transaction's features are computed from the
-history *before* it (see :mod:`lakehouse.features.definitions` for "known at"), so the result
+history *before* it (see :mod:`lakehouse.contract.features` for "known at"), so the result
 does not depend on how the transactions are cut into calls: the parity the feature check and
 the tests verify.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lakehouse.features.definitions import DISTINCT_WINDOWS, HISTORY_S, STATE_FEATURES, USER_WINDOWS
+from lakehouse.contract.features import DISTINCT_WINDOWS, HISTORY_S, STATE_FEATURES, USER_WINDOWS
 
 US = 1_000_000
 #: History columns, in the order the state stores them.

@@ -8,7 +8,7 @@
   merchant day windows, calendar), applied to the offline replay and to every online micro-batch.
 
 All are ``f(df, ...) -> DataFrame``: no reads, writes or starts (those live in
-:mod:`lakehouse.features.build` and :mod:`lakehouse.features.online`).
+:mod:`lakehouse.features.materialize` and :mod:`lakehouse.features.online`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lakehouse.features.definitions import (
+from lakehouse.contract.features import (
     FEATURES,
     LABEL_COLUMNS,
     MERCHANT_DAY_WINDOWS,

@@ -1,7 +1,7 @@
 """Online features: the streaming scorer's path from ``transaction_stream`` to feature rows.
 
 Kafka records are parsed and validated by the same transforms as silver
-(:func:`lakehouse.ingest.parse_records`), then a ``transformWithStateInPandas`` operator keyed
+(:func:`lakehouse.ingest.transforms.parse_records`), then a ``transformWithStateInPandas`` operator keyed
 by Kafka partition keeps, in the RocksDB state store:
 
 - the partition's latest event time, to mark ``late_event`` exactly as silver does (late: older
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pyspark.sql.streaming import StatefulProcessor
 
-from lakehouse.features.definitions import HISTORY_S, PREVIOUS_COLUMNS, STATE_FEATURES
+from lakehouse.contract.features import HISTORY_S, PREVIOUS_COLUMNS, STATE_FEATURES
 from lakehouse.features.history import HISTORY_COLUMNS, US, History, advance, prune
 from lakehouse.features.offline import (
     STATE_INPUT_COLUMNS,
@@ -133,8 +133,8 @@ def online_state_features(kafka: DataFrame, settings: Settings) -> DataFrame:
     accepted). Schema-invalid records are left to silver's quarantine."""
     from pyspark.sql import functions as F
 
-    from lakehouse.ingest import bronze_records, parse_records
-    from lakehouse.schemas import TRANSACTION_FIELDS
+    from lakehouse.ingest.transforms import bronze_records, parse_records
+    from lakehouse.contract.schemas import TRANSACTION_FIELDS
 
     parsed = parse_records(bronze_records(kafka), TRANSACTION_FIELDS, settings.data).where("quarantine_reason IS NULL")
     inputs = with_event_micros(
@@ -160,7 +160,7 @@ class DimensionTables:
     makes no catalog round trip) as each one is at the time of the batch."""
 
     def __init__(self, spark: SparkSession, settings: Settings) -> None:
-        from lakehouse.tables import table_location, table_names
+        from lakehouse.contract.tables import table_location, table_names
 
         names = table_names(settings)
         self.spark = spark

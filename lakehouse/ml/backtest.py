@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from lakehouse.ml import registry
 from lakehouse.ml.metrics import Evaluation
-from lakehouse.ml.train import ScoredWindow, scored, with_label
+from lakehouse.ml.pipeline import ScoredWindow, scored, with_label
 from lakehouse.settings import Settings
-from lakehouse.tables import table_names
+from lakehouse.contract.tables import table_names
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

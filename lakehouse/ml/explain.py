@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lakehouse.features.definitions import FEATURES, NUMERIC_FEATURES
+from lakehouse.contract.features import FEATURES, NUMERIC_FEATURES
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel

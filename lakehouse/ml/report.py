@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame
 
-    from lakehouse.ml.train import ScoredWindow
+    from lakehouse.ml.pipeline import ScoredWindow
 
 
 def feature_importances(model: PipelineModel, scored_df: DataFrame, top: int = 20) -> list[tuple[str, float]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse.schemas import MERCHANT_FIELDS, TRANSACTION_FIELDS, USER_FIELDS, arrow_schema
+from lakehouse.contract.schemas import MERCHANT_FIELDS, TRANSACTION_FIELDS, USER_FIELDS, arrow_schema
 from lakehouse.simulator.simulation import EntityEvent, Simulation
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
-from lakehouse.schemas import MerchantRecord, UserRecord
+from lakehouse.contract.schemas import MerchantRecord, UserRecord
 from lakehouse.settings import SimulatorSettings
 from lakehouse.simulator.entities import CATEGORY_NAMES, DAY_MS, Population, build_population
 from lakehouse.simulator.traffic import DayGenerator, TxBatch

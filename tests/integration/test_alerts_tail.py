@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from lakehouse.alerts.tail import Deduplicator, DeliveryError, FileOutput, TailError, WebhookOutput, close_outputs, tail
-from lakehouse.kafka.clients import admin_client, producer
+from lakehouse.platform.kafka.clients import admin_client, producer
 from lakehouse.settings import Settings
 from tests.unit.test_alerts_tail import sample_alert
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.smoke import consume_json, probe_records, produce_json
+from lakehouse.operations.smoke import consume_json, probe_records, produce_json
 
 pytestmark = pytest.mark.integration
 

@@ -9,12 +9,12 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
-from lakehouse.cli import app
+from lakehouse.cli.app import app
 from lakehouse.errors import ConfigError
-from lakehouse.features.build import build_features
-from lakehouse.importer import import_files, parse_mapping
-from lakehouse.reconcile import reconcile
-from lakehouse.tables import table_names
+from lakehouse.features.materialize import build_features
+from lakehouse.ingest.files import import_files, parse_mapping
+from lakehouse.ingest.reconcile import reconcile
+from lakehouse.contract.tables import table_names
 
 pytestmark = pytest.mark.integration
 

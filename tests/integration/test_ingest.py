@@ -10,15 +10,15 @@ from datetime import date
 
 import pytest
 
-from lakehouse.bench import with_topic_suffix
-from lakehouse.kafka.senders import make_sender
-from lakehouse.kafka.topics import delete_topics, ensure_topics
-from lakehouse.producer import ProduceLimits, produce
-from lakehouse.reconcile import reconcile
+from lakehouse.benchmarks.producer import with_topic_suffix
+from lakehouse.platform.kafka.senders import make_sender
+from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
+from lakehouse.simulator.producer import ProduceLimits, produce
+from lakehouse.ingest.reconcile import reconcile
 from lakehouse.simulator.bad_records import ACCEPTED
 from lakehouse.simulator.simulation import Simulation
-from lakehouse.streams import run_ingest
-from lakehouse.tables import table_names
+from lakehouse.ingest.queries import run_ingest
+from lakehouse.contract.tables import table_names
 
 pytestmark = pytest.mark.integration
 

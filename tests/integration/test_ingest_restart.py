@@ -17,11 +17,11 @@ from datetime import date
 
 import pytest
 
-from lakehouse.bench import with_topic_suffix
-from lakehouse.jvm import POLL_INTERVAL_S
-from lakehouse.kafka.senders import make_sender
-from lakehouse.kafka.topics import delete_topics, ensure_topics
-from lakehouse.producer import ProduceLimits, produce
+from lakehouse.benchmarks.producer import with_topic_suffix
+from lakehouse.platform.jvm import POLL_INTERVAL_S
+from lakehouse.platform.kafka.senders import make_sender
+from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
+from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
 from tests.conftest import PROJECT_DIR
 

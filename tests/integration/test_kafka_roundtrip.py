@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lakehouse.smoke import consume_json, kafka_batch, probe_records, produce_json
+from lakehouse.operations.smoke import consume_json, kafka_batch, probe_records, produce_json
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.admin import NewTopic
 
-from lakehouse.bench import with_topic_suffix
-from lakehouse.kafka.clients import admin_client, client_config
-from lakehouse.kafka.senders import make_sender
-from lakehouse.kafka.topics import delete_topics, ensure_topics
-from lakehouse.producer import ProduceLimits, produce
+from lakehouse.benchmarks.producer import with_topic_suffix
+from lakehouse.platform.kafka.clients import admin_client, client_config
+from lakehouse.platform.kafka.senders import make_sender
+from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
+from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
 
 pytestmark = pytest.mark.integration

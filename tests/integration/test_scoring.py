@@ -21,19 +21,19 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.alerts import ALERT_FIELDS, alert_id
-from lakehouse.features.build import build_features
-from lakehouse.jvm import POLL_INTERVAL_S
-from lakehouse.kafka.clients import consumer
-from lakehouse.kafka.senders import make_sender
-from lakehouse.kafka.topics import delete_topics, ensure_topics
+from lakehouse.contract.alerts import ALERT_FIELDS, alert_id
+from lakehouse.features.materialize import build_features
+from lakehouse.platform.jvm import POLL_INTERVAL_S
+from lakehouse.platform.kafka.clients import consumer
+from lakehouse.platform.kafka.senders import make_sender
+from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.ml import registry
-from lakehouse.ml.score import start_scorer
-from lakehouse.ml.trainer import train
-from lakehouse.producer import ProduceLimits, produce
+from lakehouse.scoring.scorer import start_scorer
+from lakehouse.ml.training import train
+from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from lakehouse.streams import run_ingest
-from lakehouse.tables import table_names
+from lakehouse.ingest.queries import run_ingest
+from lakehouse.contract.tables import table_names
 from tests.conftest import PROJECT_DIR
 from tests.integration.test_ingest import isolated
 

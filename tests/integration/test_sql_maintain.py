@@ -11,8 +11,8 @@ import uuid
 import pytest
 
 from lakehouse.errors import ConfigError
-from lakehouse.maintenance import maintain
-from lakehouse.sql import SqlError, run_sql, write_rows
+from lakehouse.operations.maintenance import maintain
+from lakehouse.operations.sql import SqlError, run_sql, write_rows
 
 pytestmark = pytest.mark.integration
 

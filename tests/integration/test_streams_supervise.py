@@ -1,4 +1,4 @@
-"""How the long-running jobs wait for their queries (`lakehouse.streams.supervise`), on the real
+"""How the long-running jobs wait for their queries (`lakehouse.ingest.queries.supervise`), on the real
 SparkSession: SIGTERM (a service manager's stop) stops every query cleanly, and a query that
 fails ends the wait, stops the others and is reported."""
 
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from lakehouse.jvm import POLL_INTERVAL_S
-from lakehouse.streams import supervise
+from lakehouse.platform.jvm import POLL_INTERVAL_S
+from lakehouse.ingest.queries import supervise
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lakehouse.alerts import ALERT_FIELDS, alert_id
+from lakehouse.contract.alerts import ALERT_FIELDS, alert_id
 from lakehouse.alerts.tail import (
     Deduplicator,
     DeliveryError,

@@ -101,7 +101,7 @@ def test_history_results_do_not_depend_on_how_events_are_cut_into_batches(seed: 
 def test_feature_docs_list_every_feature_as_defined() -> None:
     from pathlib import Path
 
-    from lakehouse.features.definitions import markdown_table
+    from lakehouse.contract.features import markdown_table
 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "features.md").read_text()
-    assert markdown_table() in docs, "regenerate the table in docs/features.md from lakehouse.features.definitions.markdown_table()"
+    assert markdown_table() in docs, "regenerate the table in docs/features.md from lakehouse.contract.features.markdown_table()"

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from lakehouse.features.definitions import FEATURE_NAMES
+from lakehouse.contract.features import FEATURE_NAMES
 from lakehouse.features.offline import merchant_daily_stats, transaction_features
 
 DELAY = 7

@@ -8,8 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from lakehouse.ingest import late_and_duplicates, latest_per_key, parse_records
-from lakehouse.schemas import TRANSACTION_FIELDS, USER_FIELDS
+from lakehouse.ingest.transforms import late_and_duplicates, latest_per_key, parse_records
+from lakehouse.contract.schemas import TRANSACTION_FIELDS, USER_FIELDS
 
 GOOD = {
     "transaction_id": "T1", "user_id": "U1", "merchant_id": "M1", "timestamp": "2026-10-01T12:00:00.000Z",

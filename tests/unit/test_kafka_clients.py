@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lakehouse.kafka.clients import client_config, spark_options
+from lakehouse.platform.kafka.clients import client_config, spark_options
 from lakehouse.settings import load_settings
 
 SASL_ENV = {

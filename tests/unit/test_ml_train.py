@@ -8,9 +8,9 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pytest
 
-from lakehouse.features.definitions import FEATURES
+from lakehouse.contract.features import FEATURES
 from lakehouse.ml.metrics import average_precision
-from lakehouse.ml.train import ScoredWindow, make_pipeline, scored, split_frames, time_split, with_class_weight, with_label
+from lakehouse.ml.pipeline import ScoredWindow, make_pipeline, scored, split_frames, time_split, with_class_weight, with_label
 
 
 def test_time_split_keeps_the_gap_and_the_validation_window(settings) -> None:

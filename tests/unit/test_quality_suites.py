@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lakehouse.quality import QualityError, Validator, load_suite, suite_names, suite_parameters, with_derived_columns
-from lakehouse.schemas import MERCHANT_FIELDS, TRANSACTION_FIELDS, USER_FIELDS
-from lakehouse.tables import feature_columns, silver_columns
+from lakehouse.quality.suites import QualityError, Validator, load_suite, suite_names, suite_parameters, with_derived_columns
+from lakehouse.contract.schemas import MERCHANT_FIELDS, TRANSACTION_FIELDS, USER_FIELDS
+from lakehouse.contract.tables import feature_columns, silver_columns
 
 AS_OF = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EXPECTED_SUITES = ["gold_transaction_features", "silver_merchants", "silver_transactions", "silver_users", "training_set"]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lakehouse.retraining import RetrainingError, Run, outcome, parse_interval_end
+from lakehouse.retraining.steps import RetrainingError, Run, outcome, parse_interval_end
 
 END = datetime(2026, 11, 29, 3, tzinfo=UTC)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from lakehouse.alerts import ALERT_FIELDS, alert_id
-from lakehouse.features.definitions import NUMERIC_FEATURES
+from lakehouse.contract.alerts import ALERT_FIELDS, alert_id
+from lakehouse.contract.features import NUMERIC_FEATURES
 from lakehouse.ml.explain import Profile, reasons
 
 
@@ -57,8 +57,8 @@ def test_profile_survives_its_registry_tag() -> None:
 def test_alert_id_is_the_same_in_spark_and_python_and_the_record_has_every_field(spark) -> None:
     from pyspark.sql import functions as F
 
-    from lakehouse.ml.score import alert_id_column, alert_records
-    from lakehouse.tables import SCORED_COLUMNS
+    from lakehouse.scoring.scorer import alert_id_column, alert_records
+    from lakehouse.contract.tables import SCORED_COLUMNS
 
     ids = ["t-1", "7f3a5e2c-0000-4000-8000-000000000000"]
     got = [r.a for r in spark.createDataFrame([(i,) for i in ids], "t STRING").select(alert_id_column(F.col("t")).alias("a")).collect()]

@@ -8,7 +8,7 @@ import pytest
 
 from lakehouse.errors import PlatformError
 from lakehouse.settings import load_settings
-from lakehouse.spark import ROCKSDB_PROVIDER, spark_conf
+from lakehouse.platform.spark import ROCKSDB_PROVIDER, spark_conf
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_spark_conf_missing_jars_says_how_to_get_them(tmp_path: Path) -> None:
 
 
 def test_spark_sql_shell_uses_the_same_catalog_and_jars(fake_jars: Path, tmp_path: Path) -> None:
-    from lakehouse.spark import spark_sql_shell_command
+    from lakehouse.platform.spark import spark_sql_shell_command
 
     (fake_jars / "derbyclient-10.16.1.1.jar").write_bytes(b"")
     settings = load_settings(

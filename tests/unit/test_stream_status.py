@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from lakehouse.errors import FraudlakeError
-from lakehouse.stream_status import (
+from lakehouse.operations.stream_status import (
     DELTA_END_INDEX,
     HEALTHY,
     NOT_STARTED,

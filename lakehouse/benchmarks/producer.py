@@ -1,0 +1,131 @@
+"""Benchmarks that write their figures to docs/ (never asserted as times in tests).
+
+Machines are noisy: each figure is the median of several runs, with the spread next to it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from lakehouse.platform.kafka.senders import make_sender
+from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
+from lakehouse.simulator.producer import ProduceLimits, produce
+from lakehouse.settings import Settings
+from lakehouse.simulator.simulation import Simulation
+
+
+def machine_description() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    return f"{os.cpu_count()} cores ({cpu}){memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile (NaN without values)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] if ordered else float("nan")
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    runs: list[float]  # records per second
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+
+def with_topic_suffix(settings: Settings, suffix: str) -> Settings:
+    """The same settings with every stream topic renamed ``<name>_<suffix>`` (a benchmark's own topics)."""
+    topics = settings.kafka.topics
+    renamed = topics.model_copy(
+        update={
+            name: getattr(topics, name).model_copy(update={"name": f"{getattr(topics, name).name}_{suffix}"})
+            for name in ("transactions", "users", "merchants", "alerts")
+        }
+    )
+    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topics": renamed})})
+
+
+def bench_generation(settings: Settings, start: date, count: int, repeats: int) -> Series:
+    """Simulator + JSON serialisation alone: how fast records can be made, before any Kafka."""
+    runs = []
+    for repeat in range(repeats):
+        simulation = Simulation(settings.simulator, start, traffic_seed=1000 + repeat)
+        began = time.perf_counter()
+        made, day = 0, settings.simulator.days
+        while made < count:
+            made += len(simulation.transaction_json(simulation.day(day)))
+            day += 1
+        runs.append(made / (time.perf_counter() - began))
+    return Series("generate + serialise (no Kafka)", runs)
+
+
+def bench_producer(settings: Settings, client: str, start: date, count: int, repeats: int) -> Series:
+    """Transactions per second into the real broker (delivery confirmed), each run on fresh topics."""
+    runs = []
+    producer_settings = settings.producer.model_copy(update={"client": client})
+    for repeat in range(repeats):
+        run_settings = with_topic_suffix(settings, f"bench{uuid.uuid4().hex[:8]}")
+        ensure_topics(run_settings.kafka)
+        simulation = Simulation(settings.simulator, start, traffic_seed=2000 + repeat)
+        sender = make_sender(run_settings.kafka, producer_settings)
+        try:
+            report = produce(run_settings, simulation, sender, ProduceLimits(count=count), first_day=settings.simulator.days)
+        finally:
+            sender.close()
+            delete_topics(run_settings.kafka, [t.name for t in run_settings.kafka.topics.all()])
+        if report.failed or report.delivered != report.sent:
+            raise RuntimeError(f"benchmark run lost records: {report}")
+        runs.append(report.transactions / report.elapsed_s)
+    return Series(f"produce with {client}", runs)
+
+
+def write_producer_report(path: Path, series: list[Series], count: int, target: float) -> str:
+    fastest_client = max((s for s in series if s.name.startswith("produce")), key=lambda s: s.median)
+    baseline = next((s for s in series if "kafka-python" in s.name), None)
+    lines = [
+        "# Producer throughput",
+        "",
+        f"Written by `fraudlake bench produce` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
+        f"Machine: {machine_description()}. Broker: the embedded single-node KRaft broker on loopback.",
+        f"Each run sends {count:,} simulated transactions (plus the users and merchants they need) with",
+        "acks=all and idempotence on, and counts a record only when its delivery is confirmed.",
+        "",
+        "| what | median tx/s | runs (tx/s) |",
+        "|---|---:|---|",
+    ]
+    for s in series:
+        lines.append(f"| {s.name} | {s.median:,.0f} | {', '.join(f'{r:,.0f}' for r in s.runs)} |")
+    lines += ["", f"Goal: at least {target:,.0f} transactions/s into the broker. "
+              f"Fastest: {fastest_client.name}, {fastest_client.median:,.0f}/s "
+              f"({'meets' if fastest_client.median >= target else 'misses'} the goal)."]  # fmt: skip
+    if baseline and baseline is not fastest_client:
+        lines.append(
+            f"{fastest_client.name} is {fastest_client.median / baseline.median:.1f}x kafka-python's median, "
+            "which is why `producer.client` defaults to confluent."
+        )
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text

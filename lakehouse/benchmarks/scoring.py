@@ -1,0 +1,323 @@
+"""`fraudlake bench score`: the scorer against the engine's floor, in one run.
+
+The floor is a minimal Spark Structured Streaming query that copies each record from a Kafka
+topic to another (:func:`start_passthrough`), on the same records, with the same partitions,
+trigger and batch size. Measured for both:
+
+- **sustainable throughput**: drain a preloaded topic (``availableNow``, a fresh checkpoint);
+  records over the summed micro-batch durations (query start-up excluded), median of runs;
+- **end-to-end latency at fixed rates**: the producer sends at R transactions/s for D seconds;
+  latency = the output record's broker append time (``LogAppendTime`` topics) minus the input
+  record's creation time (its producer timestamp), per record, after a warm-up. The scorer runs
+  with every transaction alerting (threshold 0), so every transaction is one latency sample and
+  both queries write one output record per input: the scorer's worst case for output.
+
+Everything runs in its own topics, schemas, checkpoints and registry (a small model trained on a
+simulated batch first), so it never touches the user's tables or champion.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lakehouse.contract.alerts import created_ms
+from lakehouse.benchmarks.producer import percentile
+from lakehouse.scoring.scorer import BatchTimings
+from lakehouse.settings import QuerySettings, Settings, TopicSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+PIPELINE, PASSTHROUGH = "scorer", "pass-through"
+WARMUP_S = 10.0
+DRAIN_S = 120.0  # after the producer stops: a pipeline still behind then could not keep up with the rate
+
+
+@dataclass
+class LatencyRun:
+    pipeline: str
+    rate: float
+    sent: int
+    received: int
+    samples_ms: list[float] = field(default_factory=list, repr=False)
+
+    def percentile(self, q: float) -> float:
+        return percentile(self.samples_ms, q)
+
+
+@dataclass
+class ScoreBench:
+    preload: int
+    throughput: dict[str, list[float]] = field(default_factory=dict)  # pipeline → records/s per run
+    latency: list[LatencyRun] = field(default_factory=list)
+    setup: dict[str, float] = field(default_factory=dict)
+    batches: dict[float, list[BatchTimings]] = field(default_factory=dict)  # rate → the scorer's batches
+
+
+def start_passthrough(spark: SparkSession, settings: Settings, *, source: str, target: str, plan, starting_offsets: str = "earliest") -> StreamingQuery:
+    """Kafka → Kafka, value and key as they are, the input's timestamp in a header."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.platform.kafka.clients import spark_options
+    from lakehouse.ingest.queries import start_query
+
+    kafka = (
+        spark.readStream.format("kafka")
+        .options(**spark_options(settings.kafka))
+        .option("subscribe", source)
+        .option("startingOffsets", starting_offsets)
+        .option("maxOffsetsPerTrigger", plan.max_records)
+        .load()
+    )
+    header = F.struct(F.lit("created_ms").alias("key"), F.unix_millis("timestamp").cast("string").cast("binary").alias("value"))
+    out = kafka.select("key", "value", F.array(header).alias("headers"))
+    writer = out.writeStream.format("kafka").options(**spark_options(settings.kafka)).option("topic", target)
+    return start_query(writer, plan, lambda w: w.start())
+
+
+def _created_ms(pipeline: str, message) -> float:
+    if pipeline == PIPELINE:
+        return created_ms(message.value)
+    return float(dict(message.headers)["created_ms"].decode())
+
+
+def _topic(name: str, partitions: int, *, append_time: bool = False) -> TopicSettings:
+    return TopicSettings(
+        name=name, partitions=partitions, replication_factor=1, retention_ms=3_600_000,
+        configs={"message.timestamp.type": "LogAppendTime"} if append_time else {},
+    )  # fmt: skip
+
+
+def bench_score(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    folder: Path,
+    rates: list[float],
+    duration_s: float,
+    preload: int,
+    runs: int,
+    on_progress: Callable[[str], None] = print,
+) -> ScoreBench:
+    from lakehouse.benchmarks.producer import with_topic_suffix
+    from lakehouse.platform.kafka.clients import consumer
+    from lakehouse.platform.kafka.senders import make_sender
+    from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
+    from lakehouse.benchmarks.training import bench_world, drop_world, train_world
+    from lakehouse.scoring.scorer import start_scorer
+    from lakehouse.simulator.producer import ProduceLimits, produce
+    from lakehouse.simulator.simulation import Simulation
+    from lakehouse.ingest.queries import query_plan
+
+    world = bench_world(settings, folder, transactions=30_000, users=2_000, days=24, fraud_rate=0.02)
+    world = world.model_copy(update={
+        "training": settings.training.model_copy(update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 20})}),
+        "spark": settings.spark.model_copy(update={"checkpoint_dir": str(folder / "checkpoints")}),
+    })  # fmt: skip
+    world = with_topic_suffix(world, f"bench{uuid.uuid4().hex[:8]}")  # its own user and merchant topics too
+    sim = world.simulator
+    partitions = settings.kafka.topics.transactions.partitions
+    score_query = settings.streaming.queries.get("score", QuerySettings())
+    bench = ScoreBench(preload=preload)
+    created: list[str] = []
+
+    def timed(name: str, work: Callable[[], object]) -> object:
+        on_progress(f"{name} ...")
+        began = time.perf_counter()
+        out = work()
+        bench.setup[name] = time.perf_counter() - began
+        return out
+
+    start_day = date.today() - timedelta(days=sim.days)
+
+    def run_settings(source: str, alerts: str, checkpoint: str) -> Settings:
+        topics = world.kafka.topics.model_copy(update={
+            "transactions": world.kafka.topics.transactions.model_copy(update={"name": source}),
+            "alerts": world.kafka.topics.alerts.model_copy(update={"name": alerts}),
+        })  # fmt: skip
+        query = score_query.model_copy(update={"checkpoint": checkpoint})
+        return world.model_copy(update={
+            "kafka": world.kafka.model_copy(update={"topics": topics}),
+            "streaming": world.streaming.model_copy(update={"queries": {"score": query}}),
+        })  # fmt: skip
+
+    def fresh_topics(*append_time: bool) -> list[str]:
+        names = [f"bench_score_{uuid.uuid4().hex[:10]}" for _ in append_time]
+        ensure_topics(world.kafka, [_topic(n, partitions, append_time=a) for n, a in zip(names, append_time, strict=True)])
+        created.extend(names)
+        return names
+
+    def send(source: str, limits: ProduceLimits, seed: int) -> int:
+        topics = world.kafka.topics.model_copy(update={"transactions": world.kafka.topics.transactions.model_copy(update={"name": source})})
+        target = world.model_copy(update={"kafka": world.kafka.model_copy(update={"topics": topics})})
+        sender = make_sender(target.kafka, target.producer)
+        try:
+            report = produce(target, Simulation(sim, start_day, traffic_seed=seed), sender, limits, first_day=sim.days)
+        finally:
+            sender.close()
+        if report.failed:
+            raise RuntimeError(f"the benchmark producer lost records: {report.errors[:1]}")
+        return report.transactions
+
+    def begin(pipeline: str, source: str, output: str, *, once: bool, rate: float | None = None) -> StreamingQuery:
+        checkpoint = str(folder / "checkpoints" / uuid.uuid4().hex)
+        run = run_settings(source, output, checkpoint)
+        if pipeline == PIPELINE:
+            record = bench.batches.setdefault(rate, []).append if rate is not None else None
+            return start_scorer(spark, run, once=once, threshold=0.0 if not once else None, on_batch=record)
+        return start_passthrough(spark, run, source=source, target=output, plan=query_plan(run, "score", once=once))
+
+    try:
+        entity_topics = [world.kafka.topics.users, world.kafka.topics.merchants]
+        ensure_topics(world.kafka, entity_topics)
+        created.extend(t.name for t in entity_topics)
+        train_world(spark, world, folder, timed)
+
+        # Throughput: both queries drain the same preloaded topic.
+        (source,) = fresh_topics(False)
+        on_progress(f"preloading {preload:,} transactions")
+        send(source, ProduceLimits(count=preload), seed=101)
+        for pipeline in (PASSTHROUGH, PIPELINE):
+            for run in range(runs):
+                (output,) = fresh_topics(True)
+                query = begin(pipeline, source, output, once=True)
+                query.awaitTermination()
+                if query.exception() is not None:
+                    raise RuntimeError(f"{pipeline} failed: {query.exception()}")
+                progress = [p for p in query.recentProgress if p["numInputRows"]]
+                rows = sum(p["numInputRows"] for p in progress)
+                seconds = sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000
+                bench.throughput.setdefault(pipeline, []).append(rows / seconds)
+                on_progress(f"throughput {pipeline} run {run + 1}: {rows:,} records in {seconds:,.1f} s = {rows / seconds:,.0f}/s")
+
+        # Latency at fixed rates: each pipeline on its own fresh topics, the same records.
+        for rate in rates:
+            for pipeline in (PASSTHROUGH, PIPELINE):
+                source, output = fresh_topics(False, True)
+                query = begin(pipeline, source, output, once=False, rate=rate)
+                try:
+                    result = _latency_run(pipeline, rate, duration_s, query, lambda s=source: send(s, ProduceLimits(duration_s=duration_s, rate=rate), seed=202), consumer(world.kafka, output, group_id=None))
+                finally:
+                    query.stop()
+                bench.latency.append(result)
+                on_progress(
+                    f"latency {pipeline} at {rate:,.0f}/s: p50 {result.percentile(50):,.0f} ms, p95 {result.percentile(95):,.0f} ms, "
+                    f"p99 {result.percentile(99):,.0f} ms ({len(result.samples_ms):,} samples)"
+                )
+    finally:
+        for active in spark.streams.active:
+            active.stop()
+        if created:
+            delete_topics(world.kafka, created)
+        drop_world(spark, world)
+    return bench
+
+
+def _latency_run(pipeline: str, rate: float, duration_s: float, query: StreamingQuery, send: Callable[[], int], reader) -> LatencyRun:
+    """Send at ``rate`` in a thread while reading the output; one sample per output record created
+    after the warm-up."""
+    outcome: dict[str, object] = {}
+
+    def producer() -> None:
+        try:
+            outcome["sent"] = send()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    began_ms = time.time() * 1000
+    thread = threading.Thread(target=producer, name=f"bench-{pipeline}", daemon=True)
+    thread.start()
+    run = LatencyRun(pipeline, rate, sent=0, received=0)
+    deadline = time.monotonic() + duration_s + DRAIN_S
+    try:
+        while True:
+            for records in reader.poll(timeout_ms=500).values():
+                for message in records:
+                    run.received += 1
+                    created = _created_ms(pipeline, message)
+                    if created >= began_ms + WARMUP_S * 1000:
+                        run.samples_ms.append(message.timestamp - created)
+            if "error" in outcome:
+                raise RuntimeError(f"the benchmark producer failed: {outcome['error']}")
+            if not thread.is_alive() and run.received >= int(outcome.get("sent", 0)):
+                break
+            if not query.isActive:
+                raise RuntimeError(f"{pipeline} stopped: {query.exception()}")
+            if time.monotonic() > deadline:  # it cannot keep up with this rate: report what came out
+                break
+    finally:
+        reader.close()
+    run.sent = int(outcome.get("sent", 0))
+    return run
+
+
+def write_score_report(path: Path, bench: ScoreBench, machine: str, settings: Settings, *, duration_s: float) -> str:
+    score_query = settings.streaming.queries.get("score", QuerySettings())
+    throughput = {name: statistics.median(values) for name, values in bench.throughput.items()}
+    ratio = throughput[PIPELINE] / throughput[PASSTHROUGH]
+    lines = [
+        "# Scoring: throughput and end-to-end alert latency",
+        "",
+        f"Written by `fraudlake bench score` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine}.",
+        f"Spark `{settings.spark.master}`, {settings.spark.shuffle_partitions} shuffle partitions; Kafka: the embedded single-node broker on loopback; "
+        f"{settings.kafka.topics.transactions.partitions} partitions per topic; trigger {score_query.trigger or settings.streaming.trigger}; "
+        f"at most {score_query.max_records_per_trigger or settings.streaming.max_records_per_trigger:,} records per micro-batch. "
+        "The scorer: Kafka → parse and validate → online features (stateful, RocksDB) → table features → GBT model → "
+        "reasons → alerts to Kafka and rows to Delta. The pass-through: Kafka → Kafka, records as they are (the engine's floor).",
+        "",
+        f"## Sustainable throughput (drain {bench.preload:,} preloaded transactions; records / summed batch time; median of {len(next(iter(bench.throughput.values())))} runs)",
+        "",
+        "| pipeline | median records/s | runs |",
+        "|---|---:|---|",
+    ]
+    for name, values in bench.throughput.items():
+        lines.append(f"| {name} | {throughput[name]:,.0f} | {', '.join(f'{v:,.0f}' for v in values)} |")
+    lines += [
+        "",
+        f"Scorer / pass-through: **{ratio:.2f}x** (goal: at least 0.5x: {'met' if ratio >= 0.5 else 'not met'}).",
+        "",
+        f"## End-to-end latency at fixed rates (transaction created → output appended in Kafka; {duration_s:g} s per rate, first {WARMUP_S:g} s dropped; every transaction alerts)",
+        "",
+        "| rate (tx/s) | pipeline | records | p50 ms | p95 ms | p99 ms |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for run in bench.latency:
+        behind = "" if run.received >= run.sent else f" (fell behind: {run.received:,} of {run.sent:,} out {DRAIN_S:g} s after the last send)"
+        lines.append(f"| {run.rate:,.0f} | {run.pipeline}{behind} | {len(run.samples_ms):,} | {run.percentile(50):,.0f} | {run.percentile(95):,.0f} | {run.percentile(99):,.0f} |")
+    lines.append("")
+    for rate in sorted({r.rate for r in bench.latency}):
+        pair = {r.pipeline: r for r in bench.latency if r.rate == rate}
+        if len(pair) == 2:
+            p99 = pair[PIPELINE].percentile(99) / pair[PASSTHROUGH].percentile(99)
+            lines.append(f"- at {rate:,.0f}/s: scorer p99 / pass-through p99 = **{p99:.2f}x** (goal: at most 2x: {'met' if p99 <= 2 else 'not met'})")
+    lines += [
+        "",
+        "## Where a scorer micro-batch's time goes (latency runs, median over batches after the first two)",
+        "",
+        "| rate (tx/s) | batches | rows per batch | Kafka + state + table features + model + reasons s | alerts to Kafka s | Delta commit s |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for rate, batches in bench.batches.items():
+        steady = batches[2:] or batches
+        med = {k: statistics.median(getattr(b, k) for b in steady) for k in ("rows", "features_s", "alerts_s", "delta_s")}
+        lines.append(f"| {rate:,.0f} | {len(steady)} | {med['rows']:,.0f} | {med['features_s']:.2f} | {med['alerts_s']:.2f} | {med['delta_s']:.2f} |")
+    lines += ["", "Set-up (not measured above): " + ", ".join(f"{k} {v:,.0f} s" for k, v in bench.setup.items()) + "."]
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    raw = path.with_suffix(".jsonl")
+    with raw.open("w") as out:
+        for run in bench.latency:
+            out.write(json.dumps({**asdict(run), "samples_ms": None, "p50": run.percentile(50), "p95": run.percentile(95), "p99": run.percentile(99)}) + "\n")
+        out.write(json.dumps({"throughput": bench.throughput}) + "\n")
+    return text

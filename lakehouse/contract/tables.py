@@ -1,0 +1,241 @@
+"""The lakehouse tables: names in the catalog, columns, and their creation (idempotent).
+
+    bronze.transactions | users | merchants   raw Kafka records + coordinates, append-only
+    silver.transactions                      clean, typed, deduplicated payments (event_date partitions)
+    silver.user_versions | merchant_versions every accepted profile version, append-only
+    silver.users | merchants                 the latest version per key (MERGE; Change Data Feed on)
+    silver.quarantine                        every rejected record: raw value, coordinates, reason
+    silver.ingest_progress                   per micro-batch and Kafka partition: latest event time
+    silver.transactions_enriched             view: transactions with the user and merchant known so far
+    gold.transaction_features                every silver transaction's features, point in time (+ labels)
+    gold.merchant_daily                      per merchant and day: transactions and frauds
+    gold.scored_transactions                 every transaction the scorer scored: score, model version, alert
+
+The database names come from ``lakehouse.contract.schemas`` in config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lakehouse.contract.schemas import MERCHANT_FIELDS, TRANSACTION_FIELDS, USER_FIELDS, Field
+from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+STREAMS = ("transactions", "users", "merchants")
+#: Columns every silver row and quarantine row carries to trace it to its Kafka record.
+SOURCE_COLUMNS = (
+    ("_topic", "STRING"),
+    ("_partition", "INT"),
+    ("_offset", "BIGINT"),
+    ("_kafka_timestamp", "TIMESTAMP"),
+    ("_ingested_at", "TIMESTAMP"),
+    ("_batch_id", "BIGINT"),
+)
+BRONZE_COLUMNS = (
+    ("key", "STRING"),
+    ("value", "STRING"),
+    ("topic", "STRING"),
+    ("partition", "INT"),
+    ("offset", "BIGINT"),
+    ("kafka_timestamp", "TIMESTAMP"),
+    ("ingested_at", "TIMESTAMP"),
+    ("ingest_date", "DATE"),
+)
+QUARANTINE_COLUMNS = (
+    ("source", "STRING"),
+    ("reason", "STRING"),
+    ("key", "STRING"),
+    ("value", "STRING"),
+    *SOURCE_COLUMNS,
+    ("quarantined_at", "TIMESTAMP"),
+)
+PROGRESS_COLUMNS = (
+    ("source", "STRING"),
+    ("_batch_id", "BIGINT"),
+    ("_topic", "STRING"),
+    ("_partition", "INT"),
+    ("max_event_time", "TIMESTAMP"),
+    ("max_offset", "BIGINT"),
+)
+_SQL_TYPES = {"string": "STRING", "double": "DOUBLE", "int": "INT", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP", "date": "DATE"}
+
+
+def silver_columns(fields: tuple[Field, ...]) -> list[tuple[str, str]]:
+    """Typed contract columns; the transaction's ``timestamp`` becomes ``event_time`` (+ ``event_date``)."""
+    columns = [("event_time" if f.name == "timestamp" else f.name, _SQL_TYPES[f.kind]) for f in fields]
+    if any(f.name == "timestamp" for f in fields):
+        columns.append(("event_date", "DATE"))
+    return columns + list(SOURCE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class TableNames:
+    bronze_schema: str
+    silver_schema: str
+    gold_schema: str
+
+    def bronze(self, stream: str) -> str:
+        return f"{self.bronze_schema}.{stream}"
+
+    def silver(self, stream: str) -> str:
+        return f"{self.silver_schema}.{stream}"
+
+    def versions(self, stream: str) -> str:
+        return f"{self.silver_schema}.{stream[:-1]}_versions"  # users → user_versions
+
+    @property
+    def quarantine(self) -> str:
+        return f"{self.silver_schema}.quarantine"
+
+    @property
+    def progress(self) -> str:
+        return f"{self.silver_schema}.ingest_progress"
+
+    @property
+    def enriched(self) -> str:
+        return f"{self.silver_schema}.transactions_enriched"
+
+    @property
+    def features(self) -> str:
+        return f"{self.gold_schema}.transaction_features"
+
+    @property
+    def merchant_daily(self) -> str:
+        return f"{self.gold_schema}.merchant_daily"
+
+    @property
+    def scored(self) -> str:
+        return f"{self.gold_schema}.scored_transactions"
+
+    @property
+    def retraining_runs(self) -> str:
+        return f"{self.gold_schema}.retraining_runs"
+
+    @property
+    def feature_check(self) -> str:
+        return f"{self.gold_schema}.feature_check_online"
+
+
+def table_names(settings: Settings) -> TableNames:
+    schemas = settings.lakehouse.schemas
+    return TableNames(schemas.bronze, schemas.silver, schemas.gold)
+
+
+def _ddl(name: str, columns, *, partitioned_by: str | None = None, properties: dict[str, str] | None = None) -> str:
+    body = ",\n  ".join(f"`{c}` {t}" for c, t in columns)
+    sql = f"CREATE TABLE IF NOT EXISTS {name} (\n  {body}\n) USING DELTA"
+    if partitioned_by:
+        sql += f" PARTITIONED BY ({partitioned_by})"
+    if properties:
+        sql += " TBLPROPERTIES (" + ", ".join(f"'{k}' = '{v}'" for k, v in properties.items()) + ")"
+    return sql
+
+
+def create_tables(spark: SparkSession, settings: Settings) -> TableNames:
+    """Create the bronze and silver databases, tables and view if missing; existing ones are kept."""
+    names = table_names(settings)
+    hours = settings.lakehouse.history_retention_hours
+    # Keep the log and removed files at least as long as the time-travel window promises.
+    retention = {
+        "delta.logRetentionDuration": f"interval {max(hours, 24 * 30):g} hours",
+        "delta.deletedFileRetentionDuration": f"interval {hours:g} hours",
+    }
+    cdf = {**retention, "delta.enableChangeDataFeed": "true"}
+    for schema in (names.bronze_schema, names.silver_schema, names.gold_schema):
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for stream in STREAMS:
+        spark.sql(_ddl(names.bronze(stream), BRONZE_COLUMNS, partitioned_by="ingest_date", properties=retention))
+    spark.sql(
+        _ddl(names.silver("transactions"), silver_columns(TRANSACTION_FIELDS), partitioned_by="event_date", properties=retention)
+    )
+    for stream, fields in (("users", USER_FIELDS), ("merchants", MERCHANT_FIELDS)):
+        spark.sql(_ddl(names.versions(stream), silver_columns(fields), properties=retention))
+        spark.sql(_ddl(names.silver(stream), silver_columns(fields), properties=cdf))
+    spark.sql(_ddl(names.quarantine, QUARANTINE_COLUMNS, properties=retention))
+    spark.sql(_ddl(names.progress, PROGRESS_COLUMNS, properties=retention))
+    spark.sql(
+        f"""CREATE OR REPLACE VIEW {names.enriched} AS
+        SELECT t.*, u.age AS user_age, u.gender AS user_gender, u.location AS user_location,
+               u.latitude AS user_latitude, u.longitude AS user_longitude, u.signup_date AS user_signup_date,
+               m.name AS merchant_name, m.category AS merchant_category, m.location AS merchant_location,
+               m.latitude AS merchant_latitude, m.longitude AS merchant_longitude
+        FROM {names.silver("transactions")} t
+        LEFT JOIN {names.silver("users")} u ON t.user_id = u.user_id
+        LEFT JOIN {names.silver("merchants")} m ON t.merchant_id = m.merchant_id"""
+    )
+    create_gold_tables(spark, names, retention)
+    return names
+
+
+#: gold.scored_transactions: one row per scored transaction (alert fields filled for alerts only).
+SCORED_COLUMNS = (
+    ("transaction_id", "STRING"),
+    ("user_id", "STRING"),
+    ("merchant_id", "STRING"),
+    ("amount", "DOUBLE"),
+    ("currency", "STRING"),
+    ("event_time", "TIMESTAMP"),
+    ("event_date", "DATE"),
+    ("transaction_created_at", "TIMESTAMP"),
+    ("kafka_partition", "INT"),
+    ("kafka_offset", "BIGINT"),
+    ("score", "DOUBLE"),
+    ("threshold", "DOUBLE"),
+    ("model_version", "INT"),
+    ("is_alert", "BOOLEAN"),
+    ("alert_id", "STRING"),
+    ("reasons", "ARRAY<STRUCT<feature: STRING, value: DOUBLE, text: STRING>>"),
+    ("scored_at", "TIMESTAMP"),
+    ("run_id", "STRING"),
+    ("batch_id", "BIGINT"),
+)
+MERCHANT_DAILY_COLUMNS = (("merchant_id", "STRING"), ("event_date", "DATE"), ("tx_count", "BIGINT"), ("fraud_count", "BIGINT"))
+
+
+#: gold.retraining_runs: one row per retraining run (data interval) of the fraud_model_retraining DAG.
+RETRAINING_COLUMNS = (
+    ("run_key", "STRING"),
+    ("interval_end", "TIMESTAMP"),
+    ("status", "STRING"),  # promoted | kept_champion | gate_failed | incomplete
+    ("stopped_at", "STRING"),  # the failed gates, or the first step that did not run
+    ("features_version", "BIGINT"),
+    ("window_from", "DATE"),
+    ("window_to", "DATE"),
+    ("challenger_version", "INT"),
+    ("champion_before", "INT"),
+    ("champion_after", "INT"),
+    ("challenger_ap", "DOUBLE"),
+    ("champion_ap", "DOUBLE"),
+    ("reason", "STRING"),
+    ("scorer", "STRING"),
+    ("failed_expectations", "ARRAY<STRING>"),
+    ("recorded_at", "TIMESTAMP"),
+    ("state", "STRING"),  # the run's whole state (JSON)
+)
+
+
+def feature_columns() -> list[tuple[str, str]]:
+    from lakehouse.features.offline import feature_table_columns, feature_table_types
+
+    types = feature_table_types()
+    return [(c, types[c]) for c in feature_table_columns()]
+
+
+def create_gold_tables(spark: SparkSession, names: TableNames, properties: dict[str, str]) -> None:
+    spark.sql(_ddl(names.features, feature_columns(), partitioned_by="event_date", properties=properties))
+    spark.sql(_ddl(names.merchant_daily, MERCHANT_DAILY_COLUMNS, properties=properties))
+    spark.sql(_ddl(names.scored, SCORED_COLUMNS, partitioned_by="event_date", properties=properties))
+    spark.sql(_ddl(names.retraining_runs, RETRAINING_COLUMNS, properties=properties))
+
+
+def latest_version(spark: SparkSession, name: str) -> int:
+    """The table's current Delta version (what a job pins to read one consistent snapshot)."""
+    return int(spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").first().version)
+
+
+def table_location(spark: SparkSession, name: str) -> str:
+    return spark.sql(f"DESCRIBE DETAIL {name}").first().location

@@ -1,0 +1,259 @@
+"""The ingest streaming queries: Kafka → bronze (one query per topic) and bronze → silver (one
+``foreachBatch`` query per stream). Every query has a name, its own checkpoint and its trigger
+from config (``streaming``).
+
+Exactly once, end to end:
+- bronze: Spark's Delta sink commits each micro-batch once per (query id, batch id), and the
+  Kafka offsets live in the checkpoint: a restart neither skips nor repeats a Kafka record;
+- silver: each micro-batch appends with Delta's idempotent writes (``txnAppId`` = query name,
+  ``txnVersion`` = batch id), so a batch replayed after a crash is skipped table by table; and
+  everything a batch decides (late, duplicate) depends only on earlier batches' output, so a
+  replay decides the same; the MERGE into the latest-version tables is idempotent by nature
+  (it only applies a strictly newer ``updated_at``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lakehouse.ingest.transforms import (
+    bronze_records,
+    interval_seconds,
+    late_and_duplicates,
+    latest_per_key,
+    parse_records,
+    with_source,
+)
+from lakehouse.platform.kafka.clients import spark_options
+from lakehouse.contract.schemas import MERCHANT_FIELDS, STREAM_KEYS, TRANSACTION_FIELDS, USER_FIELDS
+from lakehouse.settings import QuerySettings, Settings
+from lakehouse.contract.tables import (
+    PROGRESS_COLUMNS,
+    QUARANTINE_COLUMNS,
+    STREAMS,
+    TableNames,
+    create_tables,
+    silver_columns,
+    table_location,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger(__name__)
+
+FIELDS = {"transactions": TRANSACTION_FIELDS, "users": USER_FIELDS, "merchants": MERCHANT_FIELDS}
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    name: str
+    trigger: str
+    checkpoint: str
+    max_records: int
+
+
+def query_plan(settings: Settings, name: str, *, once: bool = False) -> QueryPlan:
+    """Trigger, checkpoint and batch size of one query: its own settings, else the defaults."""
+    streaming = settings.streaming
+    own = streaming.queries.get(name, QuerySettings())
+    trigger = "availableNow" if once else (own.trigger or streaming.trigger)
+    checkpoint = own.checkpoint or f"{settings.checkpoint_dir}/{name}"
+    return QueryPlan(name, trigger, checkpoint, own.max_records_per_trigger or streaming.max_records_per_trigger)
+
+
+def ingest_query_name(layer: str, stream: str) -> str:
+    """The name (and default checkpoint folder) of an ingest query: ``bronze_transactions``, ``silver_users``…"""
+    return f"{layer}_{stream}"
+
+
+def start_query(writer, plan: QueryPlan, start: Callable) -> StreamingQuery:
+    writer = writer.queryName(plan.name).option("checkpointLocation", plan.checkpoint)
+    writer = writer.trigger(availableNow=True) if plan.trigger == "availableNow" else writer.trigger(processingTime=plan.trigger)
+    return start(writer)
+
+
+def start_bronze(spark: SparkSession, settings: Settings, names: TableNames, stream: str, *, once: bool) -> StreamingQuery:
+    topic = getattr(settings.kafka.topics, stream).name
+    plan = query_plan(settings, ingest_query_name("bronze", stream), once=once)
+    source = (
+        spark.readStream.format("kafka")
+        .options(**spark_options(settings.kafka))
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .option("maxOffsetsPerTrigger", plan.max_records)
+        # A gap in the topic (records deleted by retention before we read them) stops the query
+        # loudly instead of skipping data.
+        .option("failOnDataLoss", "true")
+        .load()
+    )
+    writer = bronze_records(source).writeStream.format("delta").outputMode("append")
+    return start_query(writer, plan, lambda w: w.toTable(names.bronze(stream)))
+
+
+class SilverBatch:
+    """The ``foreachBatch`` function of one stream's bronze → silver query."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, names: TableNames, stream: str, query: str) -> None:
+        self.settings = settings
+        self.names = names
+        self.stream = stream
+        self.query = query
+        self.fields = FIELDS[stream]
+        self.key = STREAM_KEYS[stream]
+        self.target = names.silver(stream) if stream == "transactions" else names.versions(stream)
+        self.paths = {name: table_location(spark, name) for name in (self.target, names.quarantine, names.progress)}
+        self.silver_order = [c for c, _ in silver_columns(self.fields)]
+        self.quarantine_order = [c for c, _ in QUARANTINE_COLUMNS]
+
+    def __call__(self, bronze: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import functions as F
+
+        parsed = parse_records(bronze, self.fields, self.settings.data).persist()
+        try:
+            valid = parsed.where("quarantine_reason IS NULL")
+            rejected = parsed.where("quarantine_reason IS NOT NULL")
+            if self.stream == "transactions":
+                checked = self._late_and_duplicates(valid, batch_id).persist()
+                accepted = checked.where("quarantine_reason IS NULL")
+                rejected = rejected.unionByName(checked.where("quarantine_reason IS NOT NULL"))
+                progress_source = valid
+            else:
+                checked, accepted, progress_source = None, valid, None
+            self._append(self.target, with_source(accepted, batch_id).select(*self.silver_order), batch_id)
+            quarantine = with_source(rejected, batch_id).select(
+                F.lit(self.stream).alias("source"),
+                F.col("quarantine_reason").alias("reason"),
+                "key",
+                "value",
+                *[c for c in self.quarantine_order if c.startswith("_")],
+                F.current_timestamp().alias("quarantined_at"),
+            )
+            self._append(self.names.quarantine, quarantine.select(*self.quarantine_order), batch_id)
+            if progress_source is not None:
+                self._append(self.names.progress, self._progress(progress_source, batch_id), batch_id)
+            if self.stream != "transactions":
+                self._merge_latest(with_source(accepted, batch_id).select(*self.silver_order))
+            if checked is not None:
+                checked.unpersist()
+        finally:
+            parsed.unpersist()
+
+    def _append(self, table: str, rows: DataFrame, batch_id: int) -> None:
+        # txnAppId/txnVersion: a batch replayed after a crash is skipped by Delta, table by table.
+        (
+            rows.write.format("delta")
+            .mode("append")
+            .option("txnAppId", f"{self.query}->{table}")
+            .option("txnVersion", batch_id)
+            .save(self.paths[table])
+        )
+
+    def _late_and_duplicates(self, valid: DataFrame, batch_id: int) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        spark = valid.sparkSession
+        prior_max = (
+            spark.table(self.names.progress)
+            .where((F.col("source") == self.stream) & (F.col("_batch_id") < batch_id))
+            .groupBy(F.col("_topic").alias("topic"), F.col("_partition").alias("partition"))
+            .agg(F.max("max_event_time").alias("prior_max_event_time"))
+        )
+        earlier = spark.table(self.names.silver("transactions")).where(F.col("_batch_id") < batch_id)
+        oldest = valid.agg(F.min("event_time")).first()[0]
+        if oldest is not None:
+            # Only event_date partitions within the dedup window are read: the state stays bounded.
+            window = interval_seconds(self.settings.lakehouse.dedup_window_hours * 3600)
+            earlier = earlier.where(F.col("event_date") >= F.to_date(F.lit(oldest) - window))
+        prior_ids = earlier.select("transaction_id")
+        return late_and_duplicates(valid, prior_max, prior_ids, self.settings.lakehouse.watermark_delay_minutes)
+
+    def _progress(self, valid: DataFrame, batch_id: int) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        return (
+            valid.groupBy(F.col("topic").alias("_topic"), F.col("partition").alias("_partition"))
+            .agg(F.max("event_time").alias("max_event_time"), F.max("offset").alias("max_offset"))
+            .select(
+                F.lit(self.stream).alias("source"),
+                F.lit(batch_id).cast("bigint").alias("_batch_id"),
+                "_topic",
+                "_partition",
+                "max_event_time",
+                "max_offset",
+            )
+            .select(*[c for c, _ in PROGRESS_COLUMNS])
+        )
+
+    def _merge_latest(self, versions: DataFrame) -> None:
+        from delta.tables import DeltaTable
+
+        latest = latest_per_key(versions.withColumnRenamed("_partition", "partition").withColumnRenamed("_offset", "offset"), self.key)
+        latest = latest.withColumnRenamed("partition", "_partition").withColumnRenamed("offset", "_offset")
+        target = DeltaTable.forName(versions.sparkSession, self.names.silver(self.stream))
+        (
+            target.alias("t")
+            .merge(latest.alias("s"), f"t.{self.key} = s.{self.key}")
+            .whenMatchedUpdateAll(condition="s.updated_at > t.updated_at")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+
+
+def start_silver(spark: SparkSession, settings: Settings, names: TableNames, stream: str, *, once: bool) -> StreamingQuery:
+    plan = query_plan(settings, ingest_query_name("silver", stream), once=once)
+    source = spark.readStream.option("maxFilesPerTrigger", 1000).table(names.bronze(stream))
+    batch = SilverBatch(spark, settings, names, stream, plan.name)
+    return start_query(source.writeStream.foreachBatch(batch), plan, lambda w: w.start())
+
+
+def run_ingest(spark: SparkSession, settings: Settings, *, once: bool, layers: tuple[str, ...] = ("bronze", "silver")) -> list[StreamingQuery]:
+    """Start the ingest queries. ``once``: drain what is there now (bronze first, then silver) and
+    return when done; otherwise start them all and return the running queries."""
+    names = create_tables(spark, settings)
+    queries: list[StreamingQuery] = []
+    starters = {"bronze": start_bronze, "silver": start_silver}
+    for layer in layers:
+        started = [starters[layer](spark, settings, names, stream, once=once) for stream in STREAMS]
+        if once:  # silver must see everything bronze has landed
+            for query in started:
+                query.awaitTermination()
+                _raise_if_failed(query)
+        queries.extend(started)
+    return queries
+
+
+def supervise(queries: list[StreamingQuery], *, poll_s: float = 1.0) -> list[StreamingQuery]:
+    """Wait until SIGTERM or Ctrl-C, or until a query ends by itself (failed, or drained with
+    availableNow); then stop every query still running. Returns the queries that failed.
+
+    The signals only set a flag that this loop polls: a query stopped from inside a signal handler
+    would re-enter the py4j connection the main thread is waiting on ("reentrant call"), fail, and
+    leave the job with an error instead of a clean stop. Call it from the main thread.
+    """
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda _signum, _frame: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(poll_s) and all(query.isActive for query in queries):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop.is_set():
+        log.info("stopping %s", ", ".join(query.name or query.id for query in queries))
+    for query in queries:
+        if query.isActive:
+            query.stop()  # a micro-batch cut short is not committed: it runs again after a restart
+    return [query for query in queries if query.exception() is not None]
+
+
+def _raise_if_failed(query: StreamingQuery) -> None:
+    error = query.exception()
+    if error is not None:
+        raise RuntimeError(f"streaming query {query.name} failed: {error}")

@@ -1,0 +1,163 @@
+"""Bronze and silver transforms: pure DataFrame → DataFrame functions (no reads, writes or starts),
+used by the streaming queries in :mod:`lakehouse.ingest.queries` and unit-tested on static DataFrames.
+
+Validation gives every record at most one machine-readable ``quarantine_reason``, the first that
+applies in this order: ``malformed_json``, ``missing_field:<name>``, ``bad_type:<name>``, then the
+value rules (``negative_amount``, ``absurd_amount``, ``unknown_currency``, ``invalid_ip``), then,
+for transactions, ``late_event`` and ``duplicate``. A null required field counts as missing.
+Unknown extra fields are ignored (schema drift), and the raw value stays in bronze.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lakehouse.contract.schemas import Field
+from lakehouse.settings import DataContractSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+CORRUPT = "_corrupt_record"
+IPV4 = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
+IPV6 = r"^[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}$"
+
+
+def interval_seconds(seconds: float) -> Column:
+    """A day-time interval literal (for timestamp arithmetic)."""
+    from pyspark.sql import functions as F
+
+    return F.expr(f"make_dt_interval(0, 0, 0, {seconds:.3f})")
+
+
+def bronze_records(kafka: DataFrame) -> DataFrame:
+    """Kafka source rows → bronze rows. Needs key, value, topic, partition, offset, timestamp;
+    adds ingested_at and ingest_date. The value is kept as raw text, whatever it holds."""
+    from pyspark.sql import functions as F
+
+    return kafka.select(
+        F.col("key").cast("string").alias("key"),
+        F.col("value").cast("string").alias("value"),
+        "topic",
+        "partition",
+        "offset",
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.current_timestamp().alias("ingested_at"),
+    ).withColumn("ingest_date", F.to_date("ingested_at"))
+
+
+def _typed(raw: Column, kind: str) -> Column:
+    from pyspark.sql import functions as F
+
+    if kind == "timestamp":
+        return F.try_to_timestamp(raw)
+    if kind == "date":
+        return F.try_to_date(raw)
+    return raw.try_cast({"double": "double", "int": "int", "boolean": "boolean"}.get(kind, "string"))
+
+
+def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataContractSettings) -> DataFrame:
+    """Bronze rows → typed contract columns + ``quarantine_reason`` (null when valid).
+
+    Needs the bronze columns; adds one column per contract field (``timestamp`` becomes
+    ``event_time`` and ``event_date``) and ``quarantine_reason``; keeps the bronze columns."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    # Every field is read as text first, so that "missing" (absent or null) and "wrong type"
+    # (present but not convertible) can be told apart.
+    text_schema = T.StructType(
+        [T.StructField(f.name, T.StringType()) for f in fields] + [T.StructField(CORRUPT, T.StringType())]
+    )
+    parsed = bronze.withColumn(
+        "_json", F.from_json("value", text_schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    )
+    raw = {f.name: F.col("_json").getField(f.name) for f in fields}
+    typed = {f.name: _typed(raw[f.name], f.kind) for f in fields}
+
+    rules: list[tuple[Column, str]] = [
+        (
+            F.col("value").isNull() | (F.trim("value") == "") | F.col("_json").isNull() | F.col("_json").getField(CORRUPT).isNotNull(),
+            "malformed_json",
+        )
+    ]
+    rules += [(raw[f.name].isNull(), f"missing_field:{f.name}") for f in fields if f.required]
+    rules += [(raw[f.name].isNotNull() & typed[f.name].isNull(), f"bad_type:{f.name}") for f in fields if f.kind != "string"]
+    if "amount" in typed:
+        rules += [
+            (typed["amount"] <= 0, "negative_amount"),
+            (typed["amount"] > contract.max_amount, "absurd_amount"),
+        ]
+    if "currency" in typed:
+        rules.append((~typed["currency"].isin(*contract.currencies), "unknown_currency"))
+    if "device_ip" in typed:
+        ip = typed["device_ip"]
+        rules.append((ip.isNotNull() & ~ip.rlike(IPV4) & ~(ip.contains(":") & ip.rlike(IPV6)), "invalid_ip"))
+
+    reason = F.lit(None).cast("string")
+    for condition, name in reversed(rules):  # the first rule that applies wins
+        reason = F.when(F.coalesce(condition, F.lit(False)), F.lit(name)).otherwise(reason)
+
+    columns = [typed[f.name].alias("event_time" if f.name == "timestamp" else f.name) for f in fields]
+    out = parsed.select("*", *columns).withColumn("quarantine_reason", reason).drop("_json")
+    if "timestamp" in typed:
+        out = out.withColumn("event_date", F.to_date("event_time"))
+    return out
+
+
+def late_and_duplicates(valid: DataFrame, prior_max: DataFrame, prior_ids: DataFrame, delay_minutes: float) -> DataFrame:
+    """Mark schema-valid transactions ``late_event`` or ``duplicate`` (else leave the reason null).
+
+    Needs ``valid``: event_time, transaction_id, topic, partition, offset (one micro-batch);
+    ``prior_max``: topic, partition, prior_max_event_time (latest event time seen in earlier
+    batches); ``prior_ids``: transaction_id (accepted in earlier batches, within the dedup window).
+
+    Late means older than the latest event time seen before it *in its Kafka partition* (earlier
+    batches, then earlier offsets of this batch) minus the delay: a definition that depends on the
+    log alone, not on how it was cut into micro-batches, so a replay or restart classifies every
+    record the same way. The first occurrence of a transaction_id (by partition, offset) is kept.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    by_partition = Window.partitionBy("topic", "partition").orderBy("offset").rowsBetween(Window.unboundedPreceding, -1)
+    seen_before = valid.join(F.broadcast(prior_max), ["topic", "partition"], "left").withColumn(
+        "_seen_max", F.greatest(F.col("prior_max_event_time"), F.max("event_time").over(by_partition))
+    )
+    late = F.col("event_time") < F.col("_seen_max") - interval_seconds(delay_minutes * 60)
+    known = prior_ids.select("transaction_id").distinct().withColumn("_known", F.lit(True))
+    return (
+        seen_before.withColumn("_late", F.coalesce(late, F.lit(False)))
+        .join(known, "transaction_id", "left")
+        # Late records do not take part in deduplication: a duplicate of a late record is late too.
+        .withColumn("_rank", F.row_number().over(Window.partitionBy("transaction_id", "_late").orderBy("partition", "offset")))
+        .withColumn(
+            "quarantine_reason",
+            F.when(F.col("_late"), "late_event").when(F.col("_known").isNotNull() | (F.col("_rank") > 1), "duplicate"),
+        )
+        .drop("prior_max_event_time", "_seen_max", "_late", "_known", "_rank")
+    )
+
+
+def latest_per_key(valid: DataFrame, key: str) -> DataFrame:
+    """One row per key: the latest ``updated_at`` (ties: the later Kafka record). Needs key,
+    updated_at, partition, offset."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    latest = Window.partitionBy(key).orderBy(F.col("updated_at").desc(), F.col("partition").desc(), F.col("offset").desc())
+    return valid.withColumn("_rank", F.row_number().over(latest)).where("_rank = 1").drop("_rank")
+
+
+def with_source(df: DataFrame, batch_id: int) -> DataFrame:
+    """Rename the bronze coordinates to the ``_``-prefixed source columns of silver and quarantine."""
+    from pyspark.sql import functions as F
+
+    return (
+        df.withColumnRenamed("topic", "_topic")
+        .withColumnRenamed("partition", "_partition")
+        .withColumnRenamed("offset", "_offset")
+        .withColumnRenamed("kafka_timestamp", "_kafka_timestamp")
+        .withColumnRenamed("ingested_at", "_ingested_at")
+        .withColumn("_batch_id", F.lit(batch_id).cast("bigint"))
+    )

@@ -1,0 +1,224 @@
+"""`fraudlake train`: gold.transaction_features (one pinned Delta version) → a model version in the
+registry, evaluated on the validation window next to two baselines, and promoted only when it
+beats the champion on that same window by ``training.promotion_margin``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lakehouse.contract.features import FEATURE_NAMES
+from lakehouse.ml import registry
+from lakehouse.ml.explain import PROFILE_TAG, learn_profile
+from lakehouse.ml.metrics import Evaluation, average_precision
+from lakehouse.ml.report import feature_importances, write_report
+from lakehouse.ml.pipeline import ScoredWindow, TimeSplit, make_pipeline, scored, split_frames, time_split, with_class_weight, with_label
+from lakehouse.settings import Settings
+from lakehouse.contract.tables import latest_version, table_names
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+RULE_MULTIPLE = 3.0  # the rule baseline alerts when amount > 3x the user's 30-day mean
+
+
+@dataclass(frozen=True)
+class Promotion:
+    promoted: bool
+    champion_before: int | None
+    champion_after: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    version: int
+    split: TimeSplit
+    rows_train: int
+    evaluation: Evaluation
+    baselines: dict[str, float] = field(default_factory=dict)  # name → average precision
+    table_versions: dict[str, int] = field(default_factory=dict)
+    promotion: Promotion | None = None
+    report_path: Path | None = None
+
+
+def baseline_scores(train: DataFrame, validation: DataFrame, settings: Settings) -> dict[str, float]:
+    """Average precision of the two baselines on the validation window: an amount-only logistic
+    regression, and the rule "amount over the user's 30-day mean" used as a score."""
+    y_and_ratio = validation.select("is_fraud", "user_amount_ratio_30d").toPandas()
+    y = y_and_ratio["is_fraud"].fillna(False).to_numpy(bool)
+    ratio = y_and_ratio["user_amount_ratio_30d"].astype(float).fillna(0.0).to_numpy()
+    amount_model = make_pipeline(settings.training, numeric=("amount",), categorical=(), algorithm="logistic_regression").fit(train)
+    amount_window = ScoredWindow.collect(scored(amount_model, with_label(validation)))
+    return {
+        "amount_only_logistic_regression": average_precision(amount_window.y, amount_window.score),
+        f"rule_amount_over_{RULE_MULTIPLE:g}x_user_30d_mean": average_precision(y, ratio),
+    }
+
+
+def train(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    algorithm: str | None = None,
+    promote: bool = True,
+    table_versions: dict[str, int] | None = None,
+) -> TrainResult:
+    """``table_versions`` pins the tables read (a retraining run's pin); default: their latest versions."""
+    table_versions = table_versions or pin_versions(spark, settings)
+    training = settings.training.model_copy(update={"algorithm": algorithm}) if algorithm else settings.training
+    split, train_frame, validation = pinned_split(spark, settings, table_versions, date_from=date_from, date_to=date_to)
+    train_frame, weight = with_class_weight(with_label(train_frame), training.positive_weight)
+    train_frame = train_frame.persist()
+    validation = with_label(validation).persist()
+    try:
+        rows_train = train_frame.count()
+        log.info("training %s on %s rows (%s), fraud weight %.1f", training.algorithm, rows_train, split.describe(), weight)
+        model = make_pipeline(training).fit(train_frame)
+        validation_scored = scored(model, validation)
+        window = ScoredWindow.collect(validation_scored)
+        threshold = window.choose_threshold(training)
+        evaluation = window.evaluate(threshold, training)
+        baselines = baseline_scores(train_frame, validation, settings)
+        params = {
+            "algorithm": training.algorithm, "seed": training.seed, "positive_weight": weight,
+            **{f"{training.algorithm}.{k}": v for k, v in getattr(training, training.algorithm).model_dump().items()},
+            "train_from": split.train_from, "train_to": split.train_to, "validation_from": split.validation_from,
+            "validation_to": split.validation_to, "rows_train": rows_train, "threshold_target": training.threshold.target,
+        }  # fmt: skip
+        metrics = {k: float(v) for k, v in evaluation.as_dict().items() if isinstance(v, int | float)}
+        metrics |= {f"recall.{k}": v for k, v in evaluation.recall_by_scenario.items()}
+        metrics |= {f"baseline_ap.{k}": v for k, v in baselines.items()}
+        tags = {
+            "threshold": repr(threshold), "algorithm": training.algorithm, "features": json.dumps(list(FEATURE_NAMES)),
+            "table_versions": json.dumps(table_versions), "split": split.describe(),
+            # What is typical for each feature among the training window's legitimate rows: the
+            # yardstick of the scorer's alert reasons (lakehouse.ml.explain).
+            PROFILE_TAG: learn_profile(model, train_frame, rows=settings.scoring.profile_rows).to_json(),
+        }  # fmt: skip
+        pending = settings.paths.data_dir / "reports" / f"pending-{uuid.uuid4().hex[:8]}"
+        write_report(
+            pending, title=f"{settings.registry.model_name}: {training.algorithm}", window=window, evaluation=evaluation,
+            baselines=baselines, importances=feature_importances(model, validation_scored),
+            facts={"split": split.describe(), "training rows": f"{rows_train:,}", "fraud weight": f"{weight:.1f}", **{f"table {k}": f"version {v}" for k, v in table_versions.items()}},
+        )  # fmt: skip
+        version = registry.register(settings, model, params=params, metrics=metrics, tags=tags, report_dir=pending)
+        report = pending.with_name(f"model-v{version}")
+        shutil.rmtree(report, ignore_errors=True)
+        pending.rename(report)
+        log.info("training report: %s", report / "index.html")
+        result = TrainResult(version, split, rows_train, evaluation, baselines, table_versions, report_path=report / "index.html")
+        if promote:
+            result = TrainResult(**{**result.__dict__, "promotion": decide_promotion(settings, version, evaluation, validation)})
+        return result
+    finally:
+        train_frame.unpersist()
+        validation.unpersist()
+
+
+def pinned_split(
+    spark: SparkSession, settings: Settings, table_versions: dict[str, int], *, date_from: date | None = None, date_to: date | None = None
+) -> tuple[TimeSplit, DataFrame, DataFrame]:
+    """The time split of the feature table at its pinned version within [date_from, date_to]:
+    (split, training rows, validation rows)."""
+    from pyspark.sql import functions as F
+
+    names = table_names(settings)
+    features = spark.read.format("delta").option("versionAsOf", table_versions[names.features]).table(names.features)
+    if date_from:
+        features = features.where(F.col("event_date") >= F.lit(date_from))
+    if date_to:
+        features = features.where(F.col("event_date") <= F.lit(date_to))
+    first, last = features.agg(F.min("event_date"), F.max("event_date")).first()
+    if first is None:
+        raise registry.RegistryError(f"{names.features} holds no transactions in that range: run `fraudlake features build` first")
+    split = time_split(first, last, settings.training)
+    return (split, *split_frames(features, split))
+
+
+def pin_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """The latest Delta versions of the tables a training reads: one consistent snapshot."""
+    names = table_names(settings)
+    return {name: latest_version(spark, name) for name in (names.features, names.silver("transactions"))}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A challenger against the champion on one validation window (nothing changed yet)."""
+
+    challenger: int
+    champion: int | None
+    challenger_ap: float | None
+    champion_ap: float | None
+    promote: bool
+    reason: str
+
+
+def compare(settings: Settings, version: int, validation: DataFrame) -> Comparison:
+    """Should ``version`` replace the champion? Yes when it loads from the registry, scores, and
+    beats the champion's average precision on the same validation window by the margin (or there is
+    no working champion)."""
+    margin = settings.training.promotion_margin
+    before = registry.champion_version(settings, required=False)
+    try:
+        challenger_ap = _registry_ap(settings, version, validation)
+    except registry.RegistryError as error:
+        return Comparison(version, before, None, None, False, f"refused: {error}")
+    if before is None:
+        return Comparison(version, None, challenger_ap, None, True, f"first model: average precision {challenger_ap:.4f}")
+    if before == version:
+        return Comparison(version, before, challenger_ap, challenger_ap, False, f"version {version} is already the champion")
+    try:
+        champion_ap = _registry_ap(settings, before, validation)
+    except registry.RegistryError as error:
+        reason = f"champion {before} no longer loads ({error}); challenger average precision {challenger_ap:.4f}"
+        return Comparison(version, before, challenger_ap, None, True, reason)
+    if challenger_ap >= champion_ap + margin:
+        reason = f"average precision {challenger_ap:.4f} beats champion {before}'s {champion_ap:.4f} by at least {margin:g}"
+        return Comparison(version, before, challenger_ap, champion_ap, True, reason)
+    reason = f"kept champion {before}: challenger average precision {challenger_ap:.4f} vs {champion_ap:.4f} (margin {margin:g})"
+    return Comparison(version, before, challenger_ap, champion_ap, False, reason)
+
+
+def apply(settings: Settings, comparison: Comparison) -> Promotion:
+    """Carry out a comparison: promote the challenger (only if the champion is still the one it was
+    compared with), or note on the challenger why not. Safe to repeat."""
+    current = registry.champion_version(settings, required=False)
+    if comparison.promote and current == comparison.challenger:
+        return Promotion(True, comparison.champion, current, comparison.reason)  # done before: a repeat
+    if not comparison.promote:
+        registry.annotate(settings, comparison.challenger, comparison.reason)
+        return Promotion(False, current, current, comparison.reason)
+    if current != comparison.champion:
+        reason = f"not promoted: the champion changed from {comparison.champion} to {current} since the comparison"
+        registry.annotate(settings, comparison.challenger, reason)
+        return Promotion(False, current, current, reason)
+    registry.set_champion(settings, comparison.challenger, reason=comparison.reason)
+    return Promotion(True, current, comparison.challenger, comparison.reason)
+
+
+def decide_promotion(settings: Settings, version: int, evaluation: Evaluation, validation: DataFrame) -> Promotion:
+    """Compare ``version`` with the champion on the validation window and act on it; the reason is
+    recorded either way."""
+    return apply(settings, compare(settings, version, validation))
+
+
+def _registry_ap(settings: Settings, version: int, validation: DataFrame) -> float:
+    model = registry.load(settings, version)
+    try:
+        window = ScoredWindow.collect(scored(model, validation))
+    except Exception as exc:  # loads but cannot score these features: as broken as a missing folder
+        raise registry.RegistryError(f"model version {version} cannot score the feature table: {str(exc).splitlines()[0]}") from exc
+    return average_precision(window.y, window.score) if window.y.any() else float(np.nan)

@@ -1,0 +1,79 @@
+"""The local catalog server: Apache Derby's network server as its own JVM (``fraudlake catalog up``).
+
+The Hive metastore in Derby is the persistent catalog of every table. Embedded, Derby admits one
+JVM per database folder; served over the network, the ingest job, the scorer, ``fraudlake sql``
+and the spark-sql shell all share it at once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakehouse.errors import PlatformError
+from lakehouse.platform.jvm import POLL_INTERVAL_S, JvmService, alive, jar_classpath, java_executable, port_open
+from lakehouse.settings import Settings
+
+MAIN_CLASS = "org.apache.derby.drda.NetworkServerControl"
+
+
+@dataclass(frozen=True)
+class CatalogStatus:
+    running: bool
+    pid: int | None
+    address: str
+    folder: Path
+
+
+class LocalCatalogServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.config = settings.spark.catalog_server
+        self.folder = settings.metastore_dir
+        self.address = f"{self.config.host}:{self.config.port}"
+        self.service = JvmService("catalog", self.folder, (MAIN_CLASS, f"-Dderby.system.home={self.folder}"), self.config.stop_timeout_s)
+
+    def _require_local(self) -> None:
+        if self.settings.spark.catalog != "derby-server" or not self.config.enabled:
+            raise PlatformError(
+                f"no local catalog server in the {self.settings.env!r} environment "
+                f"(spark.catalog: {self.settings.spark.catalog}, catalog_server.enabled: {self.config.enabled})"
+            )
+
+    def up(self) -> tuple[CatalogStatus, bool]:
+        """Start the server unless it runs, and wait until it accepts connections."""
+        self._require_local()
+        pid = self.service.running_pid()
+        if pid is None:
+            if port_open(self.config.host, self.config.port):
+                raise PlatformError(
+                    f"port {self.address} is already in use by another process; set spark.catalog_server.port "
+                    "(FRAUDLAKE_SPARK__CATALOG_SERVER__PORT)"
+                )
+            self.folder.mkdir(parents=True, exist_ok=True)
+            command = [
+                java_executable(), f"-Xmx{self.config.heap}", f"-Dderby.system.home={self.folder}",
+                "-Dderby.drda.startNetworkServer=true", "-cp", jar_classpath(self.config.jars_dir, "derbynet-", "Derby"),
+                MAIN_CLASS, "start", "-h", self.config.host, "-p", str(self.config.port), "-noSecurityManager",
+            ]  # fmt: skip
+            pid, started = self.service.launch(command), True
+        else:
+            started = False
+        deadline = time.monotonic() + self.config.start_timeout_s
+        while not port_open(self.config.host, self.config.port):
+            if not alive(pid):
+                self.service.pid_file.unlink(missing_ok=True)
+                raise PlatformError(f"the catalog server exited during start-up:\n{self.service.log_tail()}")
+            if time.monotonic() > deadline:
+                raise PlatformError(f"the catalog server did not listen on {self.address} within {self.config.start_timeout_s:g}s")
+            time.sleep(POLL_INTERVAL_S)
+        return CatalogStatus(True, pid, self.address, self.folder), started
+
+    def down(self) -> bool:
+        self._require_local()
+        return self.service.stop()
+
+    def status(self) -> CatalogStatus:
+        pid = self.service.running_pid() if self.config.enabled else None
+        return CatalogStatus(port_open(self.config.host, self.config.port), pid, self.address, self.folder)

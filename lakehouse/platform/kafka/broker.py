@@ -1,0 +1,178 @@
+"""The embedded single-node Kafka broker (KRaft, combined broker + controller) as its own JVM.
+
+``fraudlake kafka up | down | status`` call :class:`LocalBroker`. Its classpath is the Maven-resolved
+``kafka.broker.jars_dir`` and nothing else (Spark's jars stay apart). Storage is formatted once
+(``kafka.tools.StorageTool format --standalone``); ``server.properties`` is rewritten on every start
+from settings, so a change of ports in config takes effect on the next ``up``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakehouse.errors import BrokerUnavailableError, PlatformError
+from lakehouse.platform.jvm import POLL_INTERVAL_S, JvmService, alive, jar_classpath, java_executable, port_open
+from lakehouse.platform.kafka.topics import list_topics
+from lakehouse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    address: str
+    topics: list[str] | None
+    data_dir: Path
+
+
+class LocalBroker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.kafka = settings.kafka
+        self.config = settings.kafka.broker
+        self.home = settings.broker_data_dir
+        self.log_dirs = self.home / "data"
+        self.logs = self.home / "logs"
+        self.properties_file = self.home / "server.properties"
+        self.service = JvmService("broker", self.home, ("kafka.Kafka", str(self.properties_file)), self.config.stop_timeout_s)
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.config.port}"
+
+    def up(self) -> tuple[BrokerStatus, bool]:
+        """Start the broker unless it runs; wait until it answers metadata. Returns (status, started)."""
+        self._require_embedded()
+        pid = self.service.running_pid()
+        if pid is not None:
+            return self._wait_ready(pid), False
+        for port in (self.config.port, self.config.controller_port):
+            if port_open(self.config.host, port):
+                raise PlatformError(
+                    f"port {self.config.host}:{port} is already in use by another process; "
+                    f"set kafka.broker.port / kafka.broker.controller_port (FRAUDLAKE_KAFKA__BROKER__PORT)"
+                )
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._write_properties()
+        if not self.is_formatted():
+            self._format()
+        pid = self.service.launch(self._jvm("kafka.Kafka", str(self.properties_file), heap=self.config.heap))
+        return self._wait_ready(pid), True
+
+    def down(self) -> bool:
+        """Stop the broker cleanly (SIGTERM: controlled shutdown); True when one was running."""
+        self._require_embedded()
+        return self.service.stop()
+
+    def status(self) -> BrokerStatus:
+        pid = self.service.running_pid() if self.config.enabled else None
+        topics: list[str] | None = None
+        try:
+            topics = list_topics(self._probe_settings(timeout_s=2.0))
+        except BrokerUnavailableError:
+            topics = None
+        return BrokerStatus(pid is not None and topics is not None, pid, self.address, topics, self.home)
+
+    def is_formatted(self) -> bool:
+        return (self.log_dirs / "meta.properties").is_file()
+
+    # ------------------------------------------------------------------ internals
+
+    def _require_embedded(self) -> None:
+        if not self.config.enabled:
+            raise PlatformError(
+                f"the embedded broker is disabled in the {self.settings.env!r} environment "
+                f"(kafka.broker.enabled: false); Kafka is at {self.kafka.bootstrap}"
+            )
+
+    def _jvm(self, main_class: str, *args: str, heap: str = "256m") -> list[str]:
+        return [
+            java_executable(),
+            f"-Xmx{heap}",
+            "-Xms64m",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.config.log4j_config}",
+            f"-Dkafka.logs.dir={self.logs}",
+            "-cp",
+            jar_classpath(self.config.jars_dir, "kafka_2.13-", "Kafka broker"),
+            main_class,
+            *args,
+        ]
+
+    def _server_properties(self) -> dict[str, str]:
+        host, port, cport = self.config.host, self.config.port, self.config.controller_port
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": str(self.config.node_id),
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.quorum.bootstrap.servers": f"{host}:{cport}",
+            "log.dirs": str(self.log_dirs),
+            "num.partitions": "1",
+            # Topics are created from config by `fraudlake topics ensure`; a typo must not create one.
+            "auto.create.topics.enable": "false",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "log.retention.check.interval.ms": "60000",
+        }
+        props.update(self.config.properties)
+        return props
+
+    def _write_properties(self) -> None:
+        lines = ["# Written by fraudlake from settings on each `fraudlake kafka up`; edit conf/, not this file."]
+        lines += [f"{k}={v}" for k, v in self._server_properties().items()]
+        self.properties_file.write_text("\n".join(lines) + "\n")
+
+    def _format(self) -> None:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        command = self._jvm(
+            # "--cluster-id=": an id may start with "-", which the tool's parser would take for an option.
+            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.properties_file), "--standalone"
+        )
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise PlatformError(f"formatting Kafka storage in {self.log_dirs} failed: {result.stdout}{result.stderr}")
+        log.info("formatted Kafka storage in %s (cluster id %s)", self.log_dirs, cluster_id)
+
+    def _wait_ready(self, pid: int) -> BrokerStatus:
+        deadline = time.monotonic() + self.config.start_timeout_s
+        probe = self._probe_settings(timeout_s=1.0)
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if not alive(pid):
+                self.service.pid_file.unlink(missing_ok=True)
+                raise PlatformError(f"the Kafka broker exited during start-up; see {self.logs}:\n{self.service.log_tail()}")
+            try:
+                topics = list_topics(probe)
+                return BrokerStatus(True, pid, self.address, topics, self.home)
+            except BrokerUnavailableError as exc:
+                last_error = exc
+            time.sleep(POLL_INTERVAL_S)
+        raise PlatformError(
+            f"the Kafka broker (pid {pid}) did not answer metadata requests at {self.address} within "
+            f"{self.config.start_timeout_s:g}s ({last_error}); see {self.logs}"
+        )
+
+    def _probe_settings(self, timeout_s: float):
+        kafka = self.kafka.model_copy(update={"connect_timeout_s": timeout_s, "bootstrap_servers": self.address})
+        return kafka

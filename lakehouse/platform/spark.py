@@ -1,0 +1,178 @@
+"""The one SparkSession factory.
+
+Everything comes from :class:`~lakehouse.settings.SparkSettings`: the master URL, the jars (Delta
+and the Kafka connector, resolved by Maven, so nothing is fetched by Ivy at run time), the catalog
+(an embedded Derby metastore locally, a Hive metastore on a cluster), the RocksDB state store and
+any extra ``spark.*`` setting. The same code runs on ``local[*]`` and on a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lakehouse.errors import PlatformError
+from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+REQUIRED_JARS = ("delta-spark_", "spark-sql-kafka-0-10_")
+
+
+def spark_jars(settings: Settings) -> list[Path]:
+    """The jars put on ``spark.jars``; raises when the Maven-resolved folder is missing or incomplete."""
+    folder = settings.spark.jars_dir
+    if folder is None:
+        return []
+    jars = sorted(folder.glob("*.jar")) if folder.is_dir() else []
+    missing = [prefix for prefix in REQUIRED_JARS if not any(j.name.startswith(prefix) for j in jars)]
+    if missing:
+        raise PlatformError(f"Spark jars missing in {folder} ({', '.join(missing)}*): run `make jars` (or `make setup`)")
+    return jars
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Every Spark setting the session is built with (pure: no JVM, no disk writes)."""
+    spark = settings.spark
+    conf: dict[str, str] = {
+        "spark.master": spark.master,
+        "spark.app.name": spark.app_name,
+        "spark.driver.memory": spark.driver_memory,
+        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
+        "spark.default.parallelism": str(spark.shuffle_partitions),
+        "spark.ui.enabled": str(spark.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
+        "spark.sql.warehouse.dir": settings.warehouse_dir,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.streaming.checkpointLocation": settings.checkpoint_dir,
+        # transformWithState with a processing-time TTL otherwise runs empty micro-batches for
+        # ever, so an availableNow query (backfills, the feature check) would never finish; TTL
+        # eviction still happens in every batch that has data.
+        "spark.sql.streaming.noDataMicroBatches.enabled": "false",
+        # RocksDB state: commit a change log per micro-batch instead of a full checkpoint (the
+        # snapshot is uploaded in the background): the scorer's commit drops from seconds to ms.
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # Delta: tables written here are read by batch jobs and streams alike; keep defaults that a
+        # platform team expects (Change Data Feed can be enabled per table).
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    }
+    jars = spark_jars(settings)
+    if jars:
+        conf["spark.jars"] = ",".join(str(j) for j in jars)
+    java_options = ["-Duser.timezone=UTC"]
+    if spark.log4j_config is not None:
+        java_options.append(f"-Dlog4j2.configurationFile={spark.log4j_config.as_uri()}")
+    if spark.catalog == "derby":
+        metastore = settings.metastore_dir
+        conf["spark.sql.catalogImplementation"] = "hive"
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+            f"jdbc:derby:;databaseName={metastore / 'metastore_db'};create=true"
+        )
+        conf["spark.hadoop.datanucleus.schema.autoCreateAll"] = "true"
+        conf["spark.hadoop.hive.metastore.schema.verification"] = "false"
+        java_options.append(f"-Dderby.system.home={metastore}")
+    elif spark.catalog == "derby-server":
+        server = spark.catalog_server
+        conf["spark.sql.catalogImplementation"] = "hive"
+        # The database lives in the server's own folder (derby.system.home), named relative to it.
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby://{server.host}:{server.port}/metastore_db;create=true"
+        conf["spark.hadoop.javax.jdo.option.ConnectionDriverName"] = "org.apache.derby.jdbc.ClientDriver"
+        conf["spark.hadoop.datanucleus.schema.autoCreateAll"] = "true"
+        conf["spark.hadoop.hive.metastore.schema.verification"] = "false"
+        # The metastore client loads its JDBC driver from the driver JVM's own classpath.
+        conf["spark.driver.extraClassPath"] = str(derby_client_jar(settings))
+    elif spark.catalog == "hive-metastore":
+        conf["spark.sql.catalogImplementation"] = "hive"
+        conf["spark.hadoop.hive.metastore.uris"] = str(spark.metastore_uri)
+    else:
+        conf["spark.sql.catalogImplementation"] = "in-memory"
+    if spark.local_ip:
+        conf["spark.driver.host"] = spark.local_ip
+        conf["spark.driver.bindAddress"] = spark.local_ip
+    conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
+    conf.update(spark.conf)
+    return conf
+
+
+def derby_client_jar(settings: Settings) -> Path:
+    folder = settings.spark.catalog_server.jars_dir
+    jars = sorted(folder.glob("derbyclient-*.jar")) if folder.is_dir() else []
+    if not jars:
+        raise PlatformError(f"Derby client jar missing in {folder}: run `make jars` (or `make setup`)")
+    return jars[-1]
+
+
+def build_spark(settings: Settings, *, app_name: str | None = None) -> SparkSession:
+    """Create (or return the running) SparkSession for these settings."""
+    from pyspark.sql import SparkSession
+
+    conf = spark_conf(settings)
+    if app_name:
+        conf["spark.app.name"] = app_name
+    if settings.spark.local_ip:
+        os.environ.setdefault("SPARK_LOCAL_IP", settings.spark.local_ip)
+    # Python workers must run the interpreter (and virtualenv) of the driver.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if settings.spark.catalog == "derby":
+        settings.metastore_dir.mkdir(parents=True, exist_ok=True)
+    if settings.spark.catalog == "derby-server":
+        from lakehouse.platform.jvm import port_open
+
+        server = settings.spark.catalog_server
+        if not port_open(server.host, server.port):
+            hint = " Start it with `fraudlake catalog up`." if server.enabled else ""
+            raise PlatformError(f"catalog server not reachable at {server.host}:{server.port}.{hint}")
+
+    builder = SparkSession.builder
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # the JVM failed to start: say why in one line
+        raise PlatformError(f"Spark failed to start ({settings.spark.master}): {exc}") from exc
+    if settings.spark.catalog == "derby":
+        _check_embedded_catalog(session, settings)
+    log.info("Spark %s session on %s", session.version, settings.spark.master)
+    return session
+
+
+def _check_embedded_catalog(session: SparkSession, settings: Settings) -> None:
+    """Embedded Derby admits one process per metastore folder: say so plainly when another holds it."""
+    try:
+        session.catalog.listDatabases()
+    except Exception as exc:
+        if "metastore" not in str(exc).lower() and "derby" not in str(exc).lower():
+            raise
+        session.stop()
+        raise PlatformError(
+            f"the catalog in {settings.metastore_dir} is in use by another Spark process (embedded Derby "
+            "admits one at a time): stop that job (e.g. a running `fraudlake stream ingest`) and retry, or "
+            "use spark.catalog: hive-metastore for concurrent access"
+        ) from None
+
+
+def spark_sql_shell_command(settings: Settings, *extra: str) -> list[str]:
+    """The command line of pyspark's own ``spark-sql`` shell with this platform's settings, so it
+    sees the same catalog, warehouse, Delta extensions and jars as the jobs."""
+    import pyspark
+
+    shell = Path(pyspark.__file__).parent / "bin" / "spark-sql"
+    conf = spark_conf(settings)
+    command = [str(shell), "--master", conf.pop("spark.master"), "--name", "fraudlake-spark-sql"]
+    if "spark.jars" in conf:
+        command += ["--jars", conf.pop("spark.jars")]
+    command += ["--driver-java-options", conf.pop("spark.driver.extraJavaOptions")]
+    for key, value in conf.items():
+        command += ["--conf", f"{key}={value}"]
+    return command + list(extra)
