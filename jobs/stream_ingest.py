@@ -14,7 +14,8 @@ import sys
 from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.settings import load_settings
 from lakehouse.platform.spark import build_spark
-from lakehouse.ingest.queries import run_ingest, supervise
+from lakehouse.ingest.queries import run_ingest
+from lakehouse.platform.streaming import supervise
 
 log = logging.getLogger("jobs.stream_ingest")
 

@@ -19,7 +19,7 @@ log = logging.getLogger("jobs.stream_score")
 
 def main(argv: list[str] | None = None) -> int:
     from lakehouse.scoring.scorer import start_scorer
-    from lakehouse.ingest.queries import supervise
+    from lakehouse.platform.streaming import supervise
 
     parser = argparse.ArgumentParser(prog="python -m jobs.stream_score", description=__doc__)
     parser.add_argument("--env", default=None, help="config environment (local, test, cluster)")

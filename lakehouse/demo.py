@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from rich.console import Console
 
 from lakehouse.contract.alerts import created_ms
-from lakehouse.benchmarks.producer import percentile
+from lakehouse.platform.measure import percentile
 from lakehouse.errors import FraudlakeError
 from lakehouse.settings import Settings
 from lakehouse.operations.stream_status import checkpoint_offsets, end_offsets, kafka_lag, local_path
@@ -115,10 +115,10 @@ class Jobs:
 
 def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Callable[[int], None]) -> None:
     """Until the scorer has committed everything the transaction topic holds now."""
-    from lakehouse.scoring.scorer import QUERY_NAME
-    from lakehouse.ingest.queries import query_plan
+    from lakehouse.contract.queries import SCORE_QUERY
+    from lakehouse.platform.streaming import query_plan
 
-    checkpoint = local_path(query_plan(settings, QUERY_NAME).checkpoint)
+    checkpoint = local_path(query_plan(settings, SCORE_QUERY).checkpoint)
     topic = settings.kafka.topics.transactions.name
     target = end_offsets(settings, topic).get(topic, {})
     deadline = time.monotonic() + timeout_s

@@ -39,12 +39,6 @@ def machine_description() -> str:
     return f"{os.cpu_count()} cores ({cpu}){memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The nearest-rank ``q``-th percentile (NaN without values)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))] if ordered else float("nan")
-
-
 @dataclass(frozen=True)
 class Series:
     name: str

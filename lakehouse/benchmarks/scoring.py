@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.alerts import created_ms
-from lakehouse.benchmarks.producer import percentile
+from lakehouse.platform.measure import percentile
 from lakehouse.scoring.scorer import BatchTimings
 from lakehouse.settings import QuerySettings, Settings, TopicSettings
 
@@ -69,7 +69,7 @@ def start_passthrough(spark: SparkSession, settings: Settings, *, source: str, t
     from pyspark.sql import functions as F
 
     from lakehouse.platform.kafka.clients import spark_options
-    from lakehouse.ingest.queries import start_query
+    from lakehouse.platform.streaming import start_query
 
     kafka = (
         spark.readStream.format("kafka")
@@ -117,7 +117,7 @@ def bench_score(
     from lakehouse.scoring.scorer import start_scorer
     from lakehouse.simulator.producer import ProduceLimits, produce
     from lakehouse.simulator.simulation import Simulation
-    from lakehouse.ingest.queries import query_plan
+    from lakehouse.platform.streaming import query_plan
 
     world = bench_world(settings, folder, transactions=30_000, users=2_000, days=24, fraud_rate=0.02)
     world = world.model_copy(update={

@@ -96,6 +96,32 @@ LABEL_COLUMNS: tuple[str, ...] = ("is_fraud", "fraud_scenario")
 
 SQL_TYPES = {"double": "DOUBLE", "long": "BIGINT", "int": "INT", "string": "STRING"}
 
+#: The transaction columns carried from silver into the feature table (besides features and labels).
+CARRIED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("transaction_id", "STRING"),
+    ("user_id", "STRING"),
+    ("merchant_id", "STRING"),
+    ("event_time", "TIMESTAMP"),
+    ("event_date", "DATE"),
+    ("amount", "DOUBLE"),
+    ("currency", "STRING"),
+    ("device_ip", "STRING"),
+)
+#: Kafka coordinates: the arrival order the state replays (and the trace back to bronze).
+# (Not "_partition": pandas UDFs rename columns that start with an underscore.)
+ARRIVAL_COLUMNS: tuple[tuple[str, str], ...] = (("kafka_partition", "INT"), ("kafka_offset", "BIGINT"))
+LABEL_TYPES = {"is_fraud": "BOOLEAN", "fraud_scenario": "STRING"}
+
+
+def feature_table_columns() -> list[str]:
+    """Column order of ``gold.transaction_features``."""
+    return [c for c, _ in CARRIED_COLUMNS] + [f.name for f in FEATURES] + list(LABEL_COLUMNS) + [c for c, _ in ARRIVAL_COLUMNS]
+
+
+def feature_table_types() -> dict[str, str]:
+    """SQL type of every column of ``gold.transaction_features``."""
+    return dict(CARRIED_COLUMNS) | dict(ARRIVAL_COLUMNS) | LABEL_TYPES | {f.name: SQL_TYPES[f.kind] for f in FEATURES}
+
 
 def feature(name: str) -> Feature:
     for f in FEATURES:

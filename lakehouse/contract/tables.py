@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lakehouse.contract.features import feature_table_columns, feature_table_types
 from lakehouse.contract.schemas import MERCHANT_FIELDS, TRANSACTION_FIELDS, USER_FIELDS, Field
 from lakehouse.settings import Settings
 
@@ -219,8 +220,6 @@ RETRAINING_COLUMNS = (
 
 
 def feature_columns() -> list[tuple[str, str]]:
-    from lakehouse.features.offline import feature_table_columns, feature_table_types
-
     types = feature_table_types()
     return [(c, types[c]) for c in feature_table_columns()]
 

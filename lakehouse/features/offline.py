@@ -18,12 +18,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lakehouse.contract.features import (
+    ARRIVAL_COLUMNS,
+    CARRIED_COLUMNS,
     FEATURES,
     LABEL_COLUMNS,
+    LABEL_TYPES,
     MERCHANT_DAY_WINDOWS,
     PREVIOUS_COLUMNS,
     SQL_TYPES,
     STATE_FEATURES,
+    feature_table_columns,
+    feature_table_types,
 )
 from lakehouse.features.history import EVENT_COLUMNS, History, advance
 
@@ -33,21 +38,6 @@ if TYPE_CHECKING:
 
 EARTH_RADIUS_KM = 6371.0088
 NIGHT_END_HOUR = 6
-#: The transaction columns carried from silver into the feature table (besides features and labels).
-CARRIED_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("transaction_id", "STRING"),
-    ("user_id", "STRING"),
-    ("merchant_id", "STRING"),
-    ("event_time", "TIMESTAMP"),
-    ("event_date", "DATE"),
-    ("amount", "DOUBLE"),
-    ("currency", "STRING"),
-    ("device_ip", "STRING"),
-)
-#: Kafka coordinates: the arrival order the state replays (and the trace back to bronze).
-# (Not "_partition": pandas UDFs rename columns that start with an underscore.)
-ARRIVAL_COLUMNS: tuple[tuple[str, str], ...] = (("kafka_partition", "INT"), ("kafka_offset", "BIGINT"))
-LABEL_TYPES = {"is_fraud": "BOOLEAN", "fraud_scenario": "STRING"}
 #: What the state step reads of each transaction (and passes on).
 STATE_INPUT_COLUMNS: tuple[tuple[str, str], ...] = (
     *CARRIED_COLUMNS,
@@ -63,11 +53,6 @@ def state_output_ddl() -> str:
     columns += [(f.name, SQL_TYPES[f.kind]) for f in STATE_FEATURES]
     columns += [(name, SQL_TYPES[kind]) for name, kind in PREVIOUS_COLUMNS]
     return ", ".join(f"{name} {sql}" for name, sql in columns)
-
-
-def feature_table_columns() -> list[str]:
-    """Column order of ``gold.transaction_features``."""
-    return [c for c, _ in CARRIED_COLUMNS] + [f.name for f in FEATURES] + list(LABEL_COLUMNS) + [c for c, _ in ARRIVAL_COLUMNS]
 
 
 def with_event_micros(df: DataFrame) -> DataFrame:
@@ -233,11 +218,6 @@ def enrich(
         out = out.withColumn(name, F.coalesce(F.col(name), F.lit(0).cast("bigint")))
     types = feature_table_types()
     return out.select(*[F.col(c).cast(types[c]) for c in feature_table_columns()], *carry)
-
-
-def feature_table_types() -> dict[str, str]:
-    """SQL type of every column of ``gold.transaction_features``."""
-    return dict(CARRIED_COLUMNS) | dict(ARRIVAL_COLUMNS) | LABEL_TYPES | {f.name: SQL_TYPES[f.kind] for f in FEATURES}
 
 
 def transaction_features(

@@ -15,10 +15,6 @@ Exactly once, end to end:
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakehouse.ingest.transforms import (
@@ -29,9 +25,11 @@ from lakehouse.ingest.transforms import (
     parse_records,
     with_source,
 )
+from lakehouse.contract.queries import ingest_query_name
 from lakehouse.platform.kafka.clients import spark_options
+from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
 from lakehouse.contract.schemas import MERCHANT_FIELDS, STREAM_KEYS, TRANSACTION_FIELDS, USER_FIELDS
-from lakehouse.settings import QuerySettings, Settings
+from lakehouse.settings import Settings
 from lakehouse.contract.tables import (
     PROGRESS_COLUMNS,
     QUARANTINE_COLUMNS,
@@ -49,34 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FIELDS = {"transactions": TRANSACTION_FIELDS, "users": USER_FIELDS, "merchants": MERCHANT_FIELDS}
-
-
-@dataclass(frozen=True)
-class QueryPlan:
-    name: str
-    trigger: str
-    checkpoint: str
-    max_records: int
-
-
-def query_plan(settings: Settings, name: str, *, once: bool = False) -> QueryPlan:
-    """Trigger, checkpoint and batch size of one query: its own settings, else the defaults."""
-    streaming = settings.streaming
-    own = streaming.queries.get(name, QuerySettings())
-    trigger = "availableNow" if once else (own.trigger or streaming.trigger)
-    checkpoint = own.checkpoint or f"{settings.checkpoint_dir}/{name}"
-    return QueryPlan(name, trigger, checkpoint, own.max_records_per_trigger or streaming.max_records_per_trigger)
-
-
-def ingest_query_name(layer: str, stream: str) -> str:
-    """The name (and default checkpoint folder) of an ingest query: ``bronze_transactions``, ``silver_users``…"""
-    return f"{layer}_{stream}"
-
-
-def start_query(writer, plan: QueryPlan, start: Callable) -> StreamingQuery:
-    writer = writer.queryName(plan.name).option("checkpointLocation", plan.checkpoint)
-    writer = writer.trigger(availableNow=True) if plan.trigger == "availableNow" else writer.trigger(processingTime=plan.trigger)
-    return start(writer)
 
 
 def start_bronze(spark: SparkSession, settings: Settings, names: TableNames, stream: str, *, once: bool) -> StreamingQuery:
@@ -224,36 +194,6 @@ def run_ingest(spark: SparkSession, settings: Settings, *, once: bool, layers: t
         if once:  # silver must see everything bronze has landed
             for query in started:
                 query.awaitTermination()
-                _raise_if_failed(query)
+                raise_if_failed(query)
         queries.extend(started)
     return queries
-
-
-def supervise(queries: list[StreamingQuery], *, poll_s: float = 1.0) -> list[StreamingQuery]:
-    """Wait until SIGTERM or Ctrl-C, or until a query ends by itself (failed, or drained with
-    availableNow); then stop every query still running. Returns the queries that failed.
-
-    The signals only set a flag that this loop polls: a query stopped from inside a signal handler
-    would re-enter the py4j connection the main thread is waiting on ("reentrant call"), fail, and
-    leave the job with an error instead of a clean stop. Call it from the main thread.
-    """
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda _signum, _frame: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        while not stop.wait(poll_s) and all(query.isActive for query in queries):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if stop.is_set():
-        log.info("stopping %s", ", ".join(query.name or query.id for query in queries))
-    for query in queries:
-        if query.isActive:
-            query.stop()  # a micro-batch cut short is not committed: it runs again after a restart
-    return [query for query in queries if query.exception() is not None]
-
-
-def _raise_if_failed(query: StreamingQuery) -> None:
-    error = query.exception()
-    if error is not None:
-        raise RuntimeError(f"streaming query {query.name} failed: {error}")

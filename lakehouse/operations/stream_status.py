@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.errors import FraudlakeError
-from lakehouse.scoring.scorer import QUERY_NAME as SCORE_QUERY
+from lakehouse.contract.queries import SCORE_QUERY, ingest_query_name
 from lakehouse.settings import Settings
-from lakehouse.ingest.queries import ingest_query_name, query_plan
+from lakehouse.platform.streaming import query_plan
 from lakehouse.contract.tables import STREAMS, table_names
 
 HEALTHY, STALE, NOT_STARTED = "healthy", "stale", "not started"

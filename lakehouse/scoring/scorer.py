@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from lakehouse.contract.queries import SCORE_QUERY
 from lakehouse.contract.alerts import ALERT_FIELDS, ALERT_ID_HEX, ALERT_ID_PREFIX
 from lakehouse.ml import registry
 from lakehouse.ml.explain import PROFILE_TAG, Profile, learn_profile, reasons
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-QUERY_NAME = "score"
 
 
 @dataclass(frozen=True)
@@ -254,12 +254,12 @@ def start_scorer(
     replaces the models' own and ``on_batch`` receives each batch's timings (benchmarks)."""
     from lakehouse.features.online import online_state_features
     from lakehouse.platform.kafka.clients import spark_options
-    from lakehouse.ingest.queries import query_plan, start_query
+    from lakehouse.platform.streaming import query_plan, start_query
 
     create_tables(spark, settings)
     champion = Champion(spark, settings)
     champion.get()
-    plan = query_plan(settings, QUERY_NAME, once=once)
+    plan = query_plan(settings, SCORE_QUERY, once=once)
     kafka = (
         spark.readStream.format("kafka")
         .options(**spark_options(settings.kafka))

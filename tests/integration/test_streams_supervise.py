@@ -1,4 +1,4 @@
-"""How the long-running jobs wait for their queries (`lakehouse.ingest.queries.supervise`), on the real
+"""How the long-running jobs wait for their queries (`lakehouse.platform.streaming.supervise`), on the real
 SparkSession: SIGTERM (a service manager's stop) stops every query cleanly, and a query that
 fails ends the wait, stops the others and is reported."""
 
@@ -12,7 +12,7 @@ import time
 import pytest
 
 from lakehouse.platform.jvm import POLL_INTERVAL_S
-from lakehouse.ingest.queries import supervise
+from lakehouse.platform.streaming import supervise
 
 pytestmark = pytest.mark.integration
 
