@@ -30,22 +30,52 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     validate_silver = BashOperator(
-        task_id="validate_silver", retries=0, bash_command=fraudlake("validate", *DATA_GATES[:3], "--interval-end", INTERVAL_END)
+        task_id="validate_silver",
+        retries=0,
+        bash_command=fraudlake("validate", *DATA_GATES[:3], "--interval-end", INTERVAL_END),
     )
     validate_gold = BashOperator(
-        task_id="validate_gold", retries=0, bash_command=fraudlake("validate", DATA_GATES[3], "--interval-end", INTERVAL_END)
+        task_id="validate_gold",
+        retries=0,
+        bash_command=fraudlake("validate", DATA_GATES[3], "--interval-end", INTERVAL_END),
     )
-    refresh_features = BashOperator(task_id="refresh_features", bash_command=fraudlake("features", "build", "--since", INTERVAL_START_DAY))
-    pin_window = BashOperator(task_id="pin_training_window", bash_command=fraudlake("retrain", "pin", "--interval-end", INTERVAL_END))
+    refresh_features = BashOperator(
+        task_id="refresh_features", bash_command=fraudlake("features", "build", "--since", INTERVAL_START_DAY)
+    )
+    pin_window = BashOperator(
+        task_id="pin_training_window", bash_command=fraudlake("retrain", "pin", "--interval-end", INTERVAL_END)
+    )
     validate_training_set = BashOperator(
-        task_id="validate_training_set", retries=0, bash_command=fraudlake("validate", TRAINING_GATE, "--interval-end", INTERVAL_END)
+        task_id="validate_training_set",
+        retries=0,
+        bash_command=fraudlake("validate", TRAINING_GATE, "--interval-end", INTERVAL_END),
     )
-    train = BashOperator(task_id="train_challenger", bash_command=fraudlake("retrain", "train", "--interval-end", INTERVAL_END))
-    evaluate = BashOperator(task_id="evaluate_challenger", bash_command=fraudlake("retrain", "evaluate", "--interval-end", INTERVAL_END))
-    promote = BashOperator(task_id="promote_if_better", bash_command=fraudlake("retrain", "promote", "--interval-end", INTERVAL_END))
-    reload = BashOperator(task_id="await_scorer_reload", bash_command=fraudlake("retrain", "await-scorer", "--interval-end", INTERVAL_END))
+    train = BashOperator(
+        task_id="train_challenger", bash_command=fraudlake("retrain", "train", "--interval-end", INTERVAL_END)
+    )
+    evaluate = BashOperator(
+        task_id="evaluate_challenger", bash_command=fraudlake("retrain", "evaluate", "--interval-end", INTERVAL_END)
+    )
+    promote = BashOperator(
+        task_id="promote_if_better", bash_command=fraudlake("retrain", "promote", "--interval-end", INTERVAL_END)
+    )
+    reload = BashOperator(
+        task_id="await_scorer_reload", bash_command=fraudlake("retrain", "await-scorer", "--interval-end", INTERVAL_END)
+    )
     record = BashOperator(
-        task_id="record_outcome", trigger_rule="all_done", bash_command=fraudlake("retrain", "record", "--interval-end", INTERVAL_END)
+        task_id="record_outcome",
+        trigger_rule="all_done",
+        bash_command=fraudlake("retrain", "record", "--interval-end", INTERVAL_END),
     )
 
-    [validate_silver, validate_gold] >> refresh_features >> pin_window >> validate_training_set >> train >> evaluate >> promote >> reload >> record
+    (
+        [validate_silver, validate_gold]
+        >> refresh_features
+        >> pin_window
+        >> validate_training_set
+        >> train
+        >> evaluate
+        >> promote
+        >> reload
+        >> record
+    )

@@ -23,7 +23,9 @@ log = logging.getLogger("jobs.build_features")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.build_features", description=__doc__)
     parser.add_argument("--env", default=None, help="config environment (local, test, cluster)")
-    parser.add_argument("--since", type=date.fromisoformat, default=None, help="recompute event days from this date on (default: all)")
+    parser.add_argument(
+        "--since", type=date.fromisoformat, default=None, help="recompute event days from this date on (default: all)"
+    )
     args = parser.parse_args(argv)
     configure_logging()
     with exit_on_error():

@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.stream_score", description=__doc__)
     parser.add_argument("--env", default=None, help="config environment (local, test, cluster)")
     parser.add_argument("--once", action="store_true", help="score what the topic holds now, then exit (availableNow)")
-    parser.add_argument("--starting-offsets", default="earliest", help="where a new scorer starts: earliest (default: warms the user state from the topic) or latest")
+    parser.add_argument(
+        "--starting-offsets",
+        default="earliest",
+        help="where a new scorer starts: earliest (default: warms the user state from the topic) or latest",
+    )
     args = parser.parse_args(argv)
     configure_logging()
     with exit_on_error():
@@ -32,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_spark(settings, app_name="fraudlake-score")
         query = start_scorer(spark, settings, once=args.once, starting_offsets=args.starting_offsets)
 
-        log.info("scorer running: %s → %s (Ctrl-C or SIGTERM stops)", settings.kafka.topics.transactions.name, settings.kafka.topics.alerts.name)
+        log.info(
+            "scorer running: %s → %s (Ctrl-C or SIGTERM stops)",
+            settings.kafka.topics.transactions.name,
+            settings.kafka.topics.alerts.name,
+        )
         if supervise([query]):
             log.error("the scorer failed: %s", query.exception())
             return 1

@@ -21,8 +21,12 @@ log = logging.getLogger("jobs.train_model")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.train_model", description=__doc__)
     parser.add_argument("--env", default=None, help="config environment (local, test, cluster)")
-    parser.add_argument("--from", dest="date_from", type=date.fromisoformat, default=None, help="first event day (default: all)")
-    parser.add_argument("--to", dest="date_to", type=date.fromisoformat, default=None, help="last event day (default: all)")
+    parser.add_argument(
+        "--from", dest="date_from", type=date.fromisoformat, default=None, help="first event day (default: all)"
+    )
+    parser.add_argument(
+        "--to", dest="date_to", type=date.fromisoformat, default=None, help="last event day (default: all)"
+    )
     parser.add_argument("--algorithm", choices=["gbt", "random_forest", "logistic_regression"], default=None)
     parser.add_argument("--no-promote", action="store_true", help="register only; leave the champion as it is")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -31,7 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     with exit_on_error():
         settings = load_settings(args.env)
         spark = build_spark(settings, app_name="fraudlake-train")
-        result = train(spark, settings, date_from=args.date_from, date_to=args.date_to, algorithm=args.algorithm, promote=not args.no_promote)
+        result = train(
+            spark,
+            settings,
+            date_from=args.date_from,
+            date_to=args.date_to,
+            algorithm=args.algorithm,
+            promote=not args.no_promote,
+        )
         summary = {
             "version": result.version,
             "split": result.split.describe(),
@@ -48,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             e = result.evaluation
             print(f"model version {result.version}: {result.split.describe()}, {result.rows_train:,} training rows")
-            print(f"  average precision {e.average_precision:.4f}  ROC AUC {e.roc_auc:.4f}  threshold {e.threshold:.4f}")
-            print(f"  precision {e.precision:.3f}  recall {e.recall:.3f}  daily top-k precision {e.daily_top_k_precision:.3f}  amount recall {e.amount_recall:.3f}")
+            print(
+                f"  average precision {e.average_precision:.4f}  ROC AUC {e.roc_auc:.4f}  threshold {e.threshold:.4f}"
+            )
+            print(
+                f"  precision {e.precision:.3f}  recall {e.recall:.3f}  daily top-k precision {e.daily_top_k_precision:.3f}  amount recall {e.amount_recall:.3f}"
+            )
             for name, ap in result.baselines.items():
                 print(f"  baseline {name}: average precision {ap:.4f}")
             print(f"  {summary['promotion']}")

@@ -80,14 +80,18 @@ class Jobs:
         log = self.logs / f"demo-{module}.log"
         began = time.monotonic()
         with log.open("w") as out:
-            code = subprocess.call(self.command(module, *args), cwd=self.settings.project_dir, stdout=out, stderr=subprocess.STDOUT)
+            code = subprocess.call(
+                self.command(module, *args), cwd=self.settings.project_dir, stdout=out, stderr=subprocess.STDOUT
+            )
         if code != 0:
             raise DemoError(f"{title} failed (exit {code}); see {log}")
         self.console.print(f"  done in {time.monotonic() - began:,.0f} s")
 
     def start(self, name: str, module: str, *args: str) -> subprocess.Popen:
         log = (self.logs / f"demo-{name}.log").open("w")
-        process = subprocess.Popen(self.command(module, *args), cwd=self.settings.project_dir, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            self.command(module, *args), cwd=self.settings.project_dir, stdout=log, stderr=subprocess.STDOUT
+        )
         self.running[name] = process
         self.console.print(f"started {name} (pid {process.pid}, log {log.name} in {self.logs})")
         return process
@@ -95,7 +99,9 @@ class Jobs:
     def check(self) -> None:
         for name, process in self.running.items():
             if process.poll() is not None:
-                raise DemoError(f"the {name} job stopped (exit {process.returncode}); see {self.logs / f'demo-{name}.log'}")
+                raise DemoError(
+                    f"the {name} job stopped (exit {process.returncode}); see {self.logs / f'demo-{name}.log'}"
+                )
 
     def stop_all(self, timeout_s: float = 90) -> None:
         """SIGTERM (the jobs stop their queries between micro-batches), then SIGKILL at the deadline."""
@@ -128,7 +134,9 @@ def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Calla
             return
         jobs.check()
         if time.monotonic() > deadline:
-            raise DemoError(f"the scorer is still {lag:,} transactions behind after {timeout_s:g} s; see {jobs.logs / 'demo-score.log'}")
+            raise DemoError(
+                f"the scorer is still {lag:,} transactions behind after {timeout_s:g} s; see {jobs.logs / 'demo-score.log'}"
+            )
         on_wait(lag)
         time.sleep(POLL_S)
 
@@ -172,18 +180,24 @@ def summarise(settings: Settings, since: datetime, latencies: list[float]) -> Li
         names = table_names(settings)
         live = spark.table(names.scored).where(F.col("transaction_created_at") >= F.lit(since))
         truth = spark.table(names.silver("transactions")).select("transaction_id", "is_fraud")
-        row = live.join(truth, "transaction_id", "left").agg(
-            F.count("*").alias("transactions"),
-            F.sum(F.col("is_fraud").cast("int")).alias("frauds"),
-            F.sum(F.col("is_alert").cast("int")).alias("alerts"),
-            F.sum((F.col("is_alert") & F.col("is_fraud")).cast("int")).alias("true_alerts"),
-        ).first()
+        row = (
+            live.join(truth, "transaction_id", "left")
+            .agg(
+                F.count("*").alias("transactions"),
+                F.sum(F.col("is_fraud").cast("int")).alias("frauds"),
+                F.sum(F.col("is_alert").cast("int")).alias("alerts"),
+                F.sum((F.col("is_alert") & F.col("is_fraud")).cast("int")).alias("true_alerts"),
+            )
+            .first()
+        )
         return LiveSummary(
-            transactions=int(row["transactions"] or 0), frauds=int(row["frauds"] or 0), alerts=int(row["alerts"] or 0),
+            transactions=int(row["transactions"] or 0),
+            frauds=int(row["frauds"] or 0),
+            alerts=int(row["alerts"] or 0),
             true_alerts=int(row["true_alerts"] or 0),
             latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 95, 99)},
             model_version=registry.champion_version(settings, required=False),
-        )  # fmt: skip
+        )
     finally:
         spark.stop()
 
@@ -222,7 +236,9 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
                 finally:
                     sender.close()
                 remember_day(settings, max(history.next_day, resume_day(settings, sim.days)))
-                console.print(f"produced {history.transactions:,} transactions ({history.fraud:,} fraud) over {sim.days} simulated days")
+                console.print(
+                    f"produced {history.transactions:,} transactions ({history.fraud:,} fraud) over {sim.days} simulated days"
+                )
                 jobs.run("ingest the history (bronze → silver)", "stream_ingest", "--once")
                 jobs.run("build the features", "build_features")
                 jobs.run("train and register the first model", "train_model")
@@ -230,7 +246,12 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
             jobs.start("ingest", "stream_ingest")
             jobs.start("score", "stream_score")
             with console.status("the scorer catches up with the topic …") as status:
-                wait_scored(settings, jobs, 1800, lambda lag: status.update(f"the scorer catches up with the topic: {lag:,} to go"))
+                wait_scored(
+                    settings,
+                    jobs,
+                    1800,
+                    lambda lag: status.update(f"the scorer catches up with the topic: {lag:,} to go"),
+                )
 
             console.rule(f"3. live traffic: {rate:g} transactions/s for {duration_s:g} s, fraud rate {fraud_rate:g}")
             live_sim = sim.model_copy(update={"fraud_rate": fraud_rate})
@@ -243,9 +264,17 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
                 assigned.wait(60)
                 sender = make_sender(settings.kafka, settings.producer)
                 try:
-                    simulation = Simulation(live_sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=uuid.uuid4().int % 2**31)
+                    simulation = Simulation(
+                        live_sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=uuid.uuid4().int % 2**31
+                    )
                     first_day = resume_day(settings, sim.days)
-                    produced["report"] = produce(settings, simulation, sender, ProduceLimits(duration_s=duration_s, rate=rate), first_day=first_day)
+                    produced["report"] = produce(
+                        settings,
+                        simulation,
+                        sender,
+                        ProduceLimits(duration_s=duration_s, rate=rate),
+                        first_day=first_day,
+                    )
                     remember_day(settings, produced["report"].next_day)
                     wait_scored(settings, jobs, 600, lambda _lag: None)
                 except BaseException as exc:  # noqa: BLE001 - shown by the main thread
@@ -257,16 +286,22 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
             producer = threading.Thread(target=traffic, name="demo-traffic", daemon=True)
             producer.start()
             report = tail(
-                settings, group_id=f"fraudlake-demo-{uuid.uuid4().hex[:8]}", from_beginning=False,
-                outputs=[TableOutput(console, title="fraud alerts (live)")], stop=stop, on_assigned=lambda _offsets: assigned.set(),
-            )  # fmt: skip
+                settings,
+                group_id=f"fraudlake-demo-{uuid.uuid4().hex[:8]}",
+                from_beginning=False,
+                outputs=[TableOutput(console, title="fraud alerts (live)")],
+                stop=stop,
+                on_assigned=lambda _offsets: assigned.set(),
+            )
             if report.stopped_by == "interrupted":
                 raise KeyboardInterrupt
             producer.join()
             if "error" in produced:
                 raise DemoError(f"live traffic failed: {produced['error']}")
             sent = produced["report"]
-            console.print(f"sent {sent.transactions:,} transactions ({sent.fraud:,} fraud); {report.handled:,} alerts shown")
+            console.print(
+                f"sent {sent.transactions:,} transactions ({sent.fraud:,} fraud); {report.handled:,} alerts shown"
+            )
         finally:
             jobs.stop_all()
         console.rule("4. summary")
@@ -286,7 +321,10 @@ def print_summary(console: Console, settings: Settings, s: LiveSummary) -> None:
         ("alerts", f"{s.alerts:,}"),
         ("precision (alerts that were fraud)", f"{s.precision:.1%}" if s.alerts else "n/a"),
         ("recall (frauds that alerted)", f"{s.recall:.1%}" if s.frauds else "n/a"),
-        *[(f"alert latency {q} (created → appended to {settings.kafka.topics.alerts.name})", f"{v:,.0f} ms") for q, v in s.latency_ms.items()],
+        *[
+            (f"alert latency {q} (created → appended to {settings.kafka.topics.alerts.name})", f"{v:,.0f} ms")
+            for q, v in s.latency_ms.items()
+        ],
         ("model version", str(s.model_version)),
     ]
     for name, value in rows:
@@ -294,7 +332,9 @@ def print_summary(console: Console, settings: Settings, s: LiveSummary) -> None:
     console.print(table)
     report = settings.paths.data_dir / "reports" / f"model-v{s.model_version}" / "index.html"
     console.print("Where to look next:")
-    console.print('  fraudlake sql "SELECT transaction_id, score, model_version, reasons FROM gold.scored_transactions WHERE is_alert ORDER BY score DESC LIMIT 10"')
+    console.print(
+        '  fraudlake sql "SELECT transaction_id, score, model_version, reasons FROM gold.scored_transactions WHERE is_alert ORDER BY score DESC LIMIT 10"'
+    )
     console.print("  fraudlake alerts tail --from-beginning --format json | head")
     console.print("  fraudlake model list")
     if report.exists():

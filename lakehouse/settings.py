@@ -37,6 +37,7 @@ CONTROL_VARIABLES = {"FRAUDLAKE_ENV", "FRAUDLAKE_CONF_DIR", "FRAUDLAKE_ALERTS_WE
 #: Keys that may only come from the environment.
 SECRET_KEYS = {("kafka", "sasl_username"), ("kafka", "sasl_password")}
 
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -304,8 +305,15 @@ class StreamingSettings(_Section):
 
     @model_validator(mode="after")
     def _triggers_valid(self) -> StreamingSettings:
-        for name, trigger in [("trigger", self.trigger), *((f"queries.{k}.trigger", q.trigger) for k, q in self.queries.items())]:
-            if trigger is not None and trigger != "availableNow" and not re.fullmatch(r"\d+(\.\d+)? (second|minute)s?", trigger):
+        for name, trigger in [
+            ("trigger", self.trigger),
+            *((f"queries.{k}.trigger", q.trigger) for k, q in self.queries.items()),
+        ]:
+            if (
+                trigger is not None
+                and trigger != "availableNow"
+                and not re.fullmatch(r"\d+(\.\d+)? (second|minute)s?", trigger)
+            ):
                 raise ValueError(f'{name}: {trigger!r} is neither "availableNow" nor an interval like "5 seconds"')
         return self
 
@@ -343,8 +351,12 @@ class LogisticRegressionSettings(_Section):
 
 
 class ThresholdSettings(_Section):
-    target: Literal["alert_budget", "precision"] = Field(description="How the alert threshold is chosen on validation data.")
-    daily_alerts: int = Field(ge=1, description="The investigators' daily alert budget (also k of the daily top-k precision).")
+    target: Literal["alert_budget", "precision"] = Field(
+        description="How the alert threshold is chosen on validation data."
+    )
+    daily_alerts: int = Field(
+        ge=1, description="The investigators' daily alert budget (also k of the daily top-k precision)."
+    )
     precision: float = Field(gt=0, le=1, description="Target precision when target is precision.")
 
 
@@ -355,7 +367,9 @@ class TrainingSettings(_Section):
     validation_days: int = Field(ge=1)
     positive_weight: float | Literal["balanced"] = Field(description='Weight of a fraud row: "balanced" or a number.')
     threshold: ThresholdSettings
-    promotion_margin: float = Field(ge=0, description="A challenger must beat the champion's average precision by this much.")
+    promotion_margin: float = Field(
+        ge=0, description="A challenger must beat the champion's average precision by this much."
+    )
     gbt: GbtSettings
     random_forest: RandomForestSettings
     logistic_regression: LogisticRegressionSettings
@@ -364,14 +378,19 @@ class TrainingSettings(_Section):
 class RegistrySettings(_Section):
     model_name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     experiment: str
-    tracking_uri: str | None = Field(default=None, description="MLflow tracking/registry URI; default: SQLite under the data dir.")
-    artifact_location: str | None = Field(default=None, description="Where model artifacts go; default: <data_dir>/mlflow/artifacts.")
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking/registry URI; default: SQLite under the data dir."
+    )
+    artifact_location: str | None = Field(
+        default=None, description="Where model artifacts go; default: <data_dir>/mlflow/artifacts."
+    )
 
 
 class ScoringSettings(_Section):
     top_reasons: int = Field(ge=1, le=10, description="Reasons (features that drove the score, in words) per alert.")
     profile_rows: int = Field(
-        ge=100, description="Legitimate feature rows sampled to learn what is typical for each feature (the reasons' yardstick)."
+        ge=100,
+        description="Legitimate feature rows sampled to learn what is typical for each feature (the reasons' yardstick).",
     )
     reload_check_s: float = Field(
         ge=0, description="How often the scorer asks the registry who the champion is (0: before every micro-batch)."
@@ -382,9 +401,13 @@ class QualitySettings(_Section):
     suites_dir: Path = Field(description="Folder of the GX suites (one JSON file per suite).")
     docs_dir: Path | None = Field(default=None, description="Where Data Docs (HTML) go; default: <data_dir>/data_docs.")
     window_days: int = Field(ge=1, description="Event-dated suites look at this many days up to the as-of time.")
-    fraud_rate: tuple[float, float] = Field(description="Bounds [min, max] of the share of fraud among labelled transactions.")
+    fraud_rate: tuple[float, float] = Field(
+        description="Bounds [min, max] of the share of fraud among labelled transactions."
+    )
     freshness_hours: float = Field(gt=0, description="The newest event must be at most this old at the as-of time.")
-    max_null_share: float = Field(ge=0, le=1, description="Null share allowed in optional columns and nullable features.")
+    max_null_share: float = Field(
+        ge=0, le=1, description="Null share allowed in optional columns and nullable features."
+    )
     training_min_rows: int = Field(ge=1, description="Rows a training set needs at least.")
     training_min_frauds: int = Field(ge=1, description="Labelled frauds a training set needs at least.")
 
@@ -397,13 +420,21 @@ class QualitySettings(_Section):
 
 
 class OrchestrationSettings(_Section):
-    retraining_schedule: str = Field(description="Cron of the fraud_model_retraining DAG (each run covers one interval).")
+    retraining_schedule: str = Field(
+        description="Cron of the fraud_model_retraining DAG (each run covers one interval)."
+    )
     maintenance_schedule: str = Field(description="Cron of the fraud_lakehouse_maintenance DAG.")
     start_date: date = Field(description="First data interval the DAGs know (no catch-up before it).")
     catchup: bool = Field(description="Run missed intervals when the scheduler starts late.")
-    training_window_days: int = Field(ge=2, description="A retraining run trains and validates on the last N event days of its interval.")
-    scorer_reload_timeout_s: float = Field(ge=0, description="How long a promotion waits for a running scorer to use the new champion.")
-    airflow_home: Path | None = Field(default=None, description="AIRFLOW_HOME of `make airflow`; default: <data_dir>/airflow.")
+    training_window_days: int = Field(
+        ge=2, description="A retraining run trains and validates on the last N event days of its interval."
+    )
+    scorer_reload_timeout_s: float = Field(
+        ge=0, description="How long a promotion waits for a running scorer to use the new champion."
+    )
+    airflow_home: Path | None = Field(
+        default=None, description="AIRFLOW_HOME of `make airflow`; default: <data_dir>/airflow."
+    )
     airflow_port: int = Field(ge=1, le=65535, description="Port of the local Airflow UI (`make airflow`).")
 
 
@@ -656,8 +687,12 @@ def _resolve_paths(settings: Settings) -> Settings:
     quality = settings.quality.model_copy(
         update={"suites_dir": absolute(settings.quality.suites_dir), "docs_dir": absolute(settings.quality.docs_dir)}
     )
-    orchestration = settings.orchestration.model_copy(update={"airflow_home": absolute(settings.orchestration.airflow_home)})
-    return settings.model_copy(update={"paths": paths, "kafka": kafka, "spark": spark, "quality": quality, "orchestration": orchestration})
+    orchestration = settings.orchestration.model_copy(
+        update={"airflow_home": absolute(settings.orchestration.airflow_home)}
+    )
+    return settings.model_copy(
+        update={"paths": paths, "kafka": kafka, "spark": spark, "quality": quality, "orchestration": orchestration}
+    )
 
 
 def _absolute_uri(value: str | None, root: Path) -> str | None:

@@ -312,7 +312,9 @@ class WebhookOutput:
     def __init__(self, url: str, retries: int = 5, backoff_s: float = 0.5, timeout_s: float = 10) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"webhook URL must be http(s)://host/...: got {redact_url(url) if parts.scheme else 'no scheme'}")
+            raise ConfigError(
+                f"webhook URL must be http(s)://host/...: got {redact_url(url) if parts.scheme else 'no scheme'}"
+            )
         if retries < 1:
             raise ConfigError(f"webhook retries must be at least 1, got {retries}")
         self.display_url = redact_url(url)
@@ -336,7 +338,9 @@ class WebhookOutput:
         alert_id = alert.get("alert_id", "?")
         last = ""
         for attempt in range(1, self.retries + 1):
-            request = urllib.request.Request(self._url, data=body, method="POST", headers={**self._headers, "Idempotency-Key": str(alert_id)})
+            request = urllib.request.Request(
+                self._url, data=body, method="POST", headers={**self._headers, "Idempotency-Key": str(alert_id)}
+            )
             self.attempts += 1
             wait = self.backoff_s * 2 ** (attempt - 1)
             try:
@@ -361,9 +365,18 @@ class WebhookOutput:
                 last = f"{type(exc).__name__}: {exc}"
             if attempt < self.retries:
                 wait = min(wait, MAX_BACKOFF_S)
-                log.warning("webhook %s: %s; attempt %d of %d again in %.1fs", self.display_url, last, attempt + 1, self.retries, wait)
+                log.warning(
+                    "webhook %s: %s; attempt %d of %d again in %.1fs",
+                    self.display_url,
+                    last,
+                    attempt + 1,
+                    self.retries,
+                    wait,
+                )
                 time.sleep(wait)
-        raise DeliveryError(f"webhook {self.display_url} failed for alert {alert_id} after {self.retries} attempt(s): {last}")
+        raise DeliveryError(
+            f"webhook {self.display_url} failed for alert {alert_id} after {self.retries} attempt(s): {last}"
+        )
 
     def close(self) -> None:
         pass
@@ -392,7 +405,9 @@ class TableOutput:
     def _render(self):  # noqa: ANN202 (rich renderable)
         from rich.table import Table
 
-        caption = f"{self.count:,} alert(s) so far, latest {len(self.latest)} shown" if self.count else "waiting for alerts…"
+        caption = (
+            f"{self.count:,} alert(s) so far, latest {len(self.latest)} shown" if self.count else "waiting for alerts…"
+        )
         table = Table(title=self.title, caption=caption, expand=True)
         table.add_column("time (UTC)", no_wrap=True)
         table.add_column("user", no_wrap=True, overflow="ellipsis", max_width=14)
@@ -407,10 +422,14 @@ class TableOutput:
             reason = first.get("text") or first.get("feature", "") if isinstance(first, dict) else str(first)
             when = str(alert.get("event_time") or "").replace("T", " ").rstrip("Z")[:19]
             table.add_row(
-                when, str(alert.get("user_id", "")), str(alert.get("merchant_id", "")),
+                when,
+                str(alert.get("user_id", "")),
+                str(alert.get("merchant_id", "")),
                 f"{_fmt(alert.get('amount'), ',.2f')} {alert.get('currency', '')}",
-                f"[bold red]{_fmt(alert.get('score'), '.3f')}[/]", f"v{alert.get('model_version', '?')}", reason,
-            )  # fmt: skip
+                f"[bold red]{_fmt(alert.get('score'), '.3f')}[/]",
+                f"v{alert.get('model_version', '?')}",
+                reason,
+            )
         return table
 
     def handle(self, alert: dict[str, Any]) -> None:
@@ -504,19 +523,26 @@ def tail(
     topic = settings.kafka.topics.alerts.name
     kafka = settings.kafka
     client = consumer(
-        kafka, group_id=group_id, auto_offset_reset="earliest" if from_beginning else "latest", max_poll_records=MAX_POLL_RECORDS
+        kafka,
+        group_id=group_id,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        max_poll_records=MAX_POLL_RECORDS,
     )
     try:
         with broker_errors(kafka):
             if not client.partitions_for_topic(topic):
-                raise TailError(f"topic {topic} does not exist at {kafka.bootstrap}: create it with `fraudlake topics ensure`")
+                raise TailError(
+                    f"topic {topic} does not exist at {kafka.bootstrap}: create it with `fraudlake topics ensure`"
+                )
             listener = _FromBeginning()
             listener.consumer = client
             if from_beginning:
                 client.subscribe([topic], listener=listener)
             else:
                 client.subscribe([topic])
-        run = _TailRun(settings, client, group_id, outputs, dedup if dedup is not None else Deduplicator(), stop, on_assigned)
+        run = _TailRun(
+            settings, client, group_id, outputs, dedup if dedup is not None else Deduplicator(), stop, on_assigned
+        )
         return run.run(max_alerts=max_alerts, idle_timeout_s=idle_timeout_s)
     finally:
         try:
@@ -601,13 +627,23 @@ class _TailRun:
             committed = ", ".join(f"partition {p} up to {o}" for p, o in sorted(report.committed.items())) or "nothing"
             log.error(
                 "tail of %s stopped by %s after %d new alerts; committed %s; the next tail of group %s reads the rest again",
-                self.topic, type(exc).__name__, report.handled, committed, report.group_id,
-            )  # fmt: skip
+                self.topic,
+                type(exc).__name__,
+                report.handled,
+                committed,
+                report.group_id,
+            )
             raise
         log.debug(
             "tail of %s as %s: %d received, %d new alerts, %d duplicates, %d malformed (stopped: %s)",
-            self.topic, report.group_id, report.received, report.handled, report.duplicates, report.malformed, report.stopped_by,
-        )  # fmt: skip
+            self.topic,
+            report.group_id,
+            report.received,
+            report.handled,
+            report.duplicates,
+            report.malformed,
+            report.stopped_by,
+        )
         return report
 
     def _process(self, record: ConsumerRecord) -> None:
@@ -619,7 +655,13 @@ class _TailRun:
             report.malformed += 1
             if len(report.malformed_records) < MALFORMED_LISTED:
                 report.malformed_records.append((record.partition, record.offset, str(exc)))
-            log.warning("skipped a malformed alert at %s partition %d offset %d: %s", record.topic, record.partition, record.offset, exc)
+            log.warning(
+                "skipped a malformed alert at %s partition %d offset %d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
             return
         alert_id = alert["alert_id"]
         if alert_id in self.dedup:
@@ -692,8 +734,14 @@ class _TailRun:
                 # The poll may already have returned records of the partition: the position is then
                 # past them, and they are not handled yet.
                 records = batch.get(tp)
-                starts[tp] = records[0].offset if records else self.client.position(tp, timeout_ms=self.kafka.request_timeout_ms)
-        log.info("%s: reading partitions %s", self.topic, ", ".join(f"{tp.partition} from offset {o}" for tp, o in starts.items()))
+                starts[tp] = (
+                    records[0].offset if records else self.client.position(tp, timeout_ms=self.kafka.request_timeout_ms)
+                )
+        log.info(
+            "%s: reading partitions %s",
+            self.topic,
+            ", ".join(f"{tp.partition} from offset {o}" for tp, o in starts.items()),
+        )
         self.pending.update({tp: offset for tp, offset in starts.items() if offset is not None})
         self._commit()
         if self.on_assigned is not None:

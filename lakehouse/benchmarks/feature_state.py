@@ -58,7 +58,9 @@ def synthetic_rounds(users: int, per_round: int, seed: int = 7):
             amounts = np.round(rng.gamma(2.0, 25.0, len(ids)) + 0.5, 2)
             merchants = rng.integers(0, 5000, len(ids))
             stamps = np.char.add(np.datetime_as_string(ts.astype("datetime64[ms]"), unit="ms"), "Z")
-            for user, stamp, amount, merchant in zip(ids.tolist(), stamps.tolist(), amounts.tolist(), merchants.tolist(), strict=True):
+            for user, stamp, amount, merchant in zip(
+                ids.tolist(), stamps.tolist(), amounts.tolist(), merchants.tolist(), strict=True
+            ):
                 key = f"U{user:08d}"
                 value = (
                     f'{{"transaction_id":"T{r:05d}{user:08d}","user_id":"{key}","merchant_id":"M{merchant:05d}",'
@@ -152,13 +154,17 @@ def bench_state(
                 )
             )
             if len(points) % 10 == 0:
-                on_progress(f"batch {points[-1].batch}: {points[-1].users_seen:,} users seen, state rows {points[-1].state_rows:,}")
+                on_progress(
+                    f"batch {points[-1].batch}: {points[-1].users_seen:,} users seen, state rows {points[-1].state_rows:,}"
+                )
     finally:
         delete_topics(run.kafka, [t.name for t in run.kafka.topics.all()])
     return points
 
 
-def write_state_report(path: Path, points: list[BatchPoint], *, users: int, per_round: int, ttl_seconds: float, machine: str) -> str:
+def write_state_report(
+    path: Path, points: list[BatchPoint], *, users: int, per_round: int, ttl_seconds: float, machine: str
+) -> str:
     quarter = max(1, len(points) // 4)
     early, late = points[quarter : 2 * quarter], points[-quarter:]
 
@@ -180,7 +186,9 @@ def write_state_report(path: Path, points: list[BatchPoint], *, users: int, per_
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for p in sample:
-        lines.append(f"| {p.batch} | {p.users_seen:,} | {p.state_rows:,} | {p.state_bytes / 2**20:,.1f} | {p.sst_bytes / 2**20:,.1f} | {p.duration_ms:,} |")
+        lines.append(
+            f"| {p.batch} | {p.users_seen:,} | {p.state_rows:,} | {p.state_bytes / 2**20:,.1f} | {p.sst_bytes / 2**20:,.1f} | {p.duration_ms:,} |"
+        )
     if early and late:
         ratio_users = late[-1].users_seen / max(1, early[0].users_seen)
         rows_ratio = median([p.state_rows for p in late]) / max(1, median([p.state_rows for p in early]))

@@ -85,7 +85,9 @@ def bench_producer(settings: Settings, client: str, start: date, count: int, rep
         simulation = Simulation(settings.simulator, start, traffic_seed=2000 + repeat)
         sender = make_sender(run_settings.kafka, producer_settings)
         try:
-            report = produce(run_settings, simulation, sender, ProduceLimits(count=count), first_day=settings.simulator.days)
+            report = produce(
+                run_settings, simulation, sender, ProduceLimits(count=count), first_day=settings.simulator.days
+            )
         finally:
             sender.close()
             delete_topics(run_settings.kafka, [t.name for t in run_settings.kafka.topics.all()])
@@ -111,9 +113,12 @@ def write_producer_report(path: Path, series: list[Series], count: int, target: 
     ]
     for s in series:
         lines.append(f"| {s.name} | {s.median:,.0f} | {', '.join(f'{r:,.0f}' for r in s.runs)} |")
-    lines += ["", f"Goal: at least {target:,.0f} transactions/s into the broker. "
-              f"Fastest: {fastest_client.name}, {fastest_client.median:,.0f}/s "
-              f"({'meets' if fastest_client.median >= target else 'misses'} the goal)."]  # fmt: skip
+    lines += [
+        "",
+        f"Goal: at least {target:,.0f} transactions/s into the broker. "
+        f"Fastest: {fastest_client.name}, {fastest_client.median:,.0f}/s "
+        f"({'meets' if fastest_client.median >= target else 'misses'} the goal).",
+    ]
     if baseline and baseline is not fastest_client:
         lines.append(
             f"{fastest_client.name} is {fastest_client.median / baseline.median:.1f}x kafka-python's median, "

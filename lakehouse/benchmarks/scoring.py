@@ -64,7 +64,9 @@ class ScoreBench:
     batches: dict[float, list[BatchTimings]] = field(default_factory=dict)  # rate → the scorer's batches
 
 
-def start_passthrough(spark: SparkSession, settings: Settings, *, source: str, target: str, plan, starting_offsets: str = "earliest") -> StreamingQuery:
+def start_passthrough(
+    spark: SparkSession, settings: Settings, *, source: str, target: str, plan, starting_offsets: str = "earliest"
+) -> StreamingQuery:
     """Kafka → Kafka, value and key as they are, the input's timestamp in a header."""
     from pyspark.sql import functions as F
 
@@ -79,7 +81,9 @@ def start_passthrough(spark: SparkSession, settings: Settings, *, source: str, t
         .option("maxOffsetsPerTrigger", plan.max_records)
         .load()
     )
-    header = F.struct(F.lit("created_ms").alias("key"), F.unix_millis("timestamp").cast("string").cast("binary").alias("value"))
+    header = F.struct(
+        F.lit("created_ms").alias("key"), F.unix_millis("timestamp").cast("string").cast("binary").alias("value")
+    )
     out = kafka.select("key", "value", F.array(header).alias("headers"))
     writer = out.writeStream.format("kafka").options(**spark_options(settings.kafka)).option("topic", target)
     return start_query(writer, plan, lambda w: w.start())
@@ -93,9 +97,12 @@ def _created_ms(pipeline: str, message) -> float:
 
 def _topic(name: str, partitions: int, *, append_time: bool = False) -> TopicSettings:
     return TopicSettings(
-        name=name, partitions=partitions, replication_factor=1, retention_ms=3_600_000,
+        name=name,
+        partitions=partitions,
+        replication_factor=1,
+        retention_ms=3_600_000,
         configs={"message.timestamp.type": "LogAppendTime"} if append_time else {},
-    )  # fmt: skip
+    )
 
 
 def bench_score(
@@ -120,10 +127,14 @@ def bench_score(
     from lakehouse.platform.streaming import query_plan
 
     world = bench_world(settings, folder, transactions=30_000, users=2_000, days=24, fraud_rate=0.02)
-    world = world.model_copy(update={
-        "training": settings.training.model_copy(update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 20})}),
-        "spark": settings.spark.model_copy(update={"checkpoint_dir": str(folder / "checkpoints")}),
-    })  # fmt: skip
+    world = world.model_copy(
+        update={
+            "training": settings.training.model_copy(
+                update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 20})}
+            ),
+            "spark": settings.spark.model_copy(update={"checkpoint_dir": str(folder / "checkpoints")}),
+        }
+    )
     world = with_topic_suffix(world, f"bench{uuid.uuid4().hex[:8]}")  # its own user and merchant topics too
     sim = world.simulator
     partitions = settings.kafka.topics.transactions.partitions
@@ -141,24 +152,32 @@ def bench_score(
     start_day = date.today() - timedelta(days=sim.days)
 
     def run_settings(source: str, alerts: str, checkpoint: str) -> Settings:
-        topics = world.kafka.topics.model_copy(update={
-            "transactions": world.kafka.topics.transactions.model_copy(update={"name": source}),
-            "alerts": world.kafka.topics.alerts.model_copy(update={"name": alerts}),
-        })  # fmt: skip
+        topics = world.kafka.topics.model_copy(
+            update={
+                "transactions": world.kafka.topics.transactions.model_copy(update={"name": source}),
+                "alerts": world.kafka.topics.alerts.model_copy(update={"name": alerts}),
+            }
+        )
         query = score_query.model_copy(update={"checkpoint": checkpoint})
-        return world.model_copy(update={
-            "kafka": world.kafka.model_copy(update={"topics": topics}),
-            "streaming": world.streaming.model_copy(update={"queries": {"score": query}}),
-        })  # fmt: skip
+        return world.model_copy(
+            update={
+                "kafka": world.kafka.model_copy(update={"topics": topics}),
+                "streaming": world.streaming.model_copy(update={"queries": {"score": query}}),
+            }
+        )
 
     def fresh_topics(*append_time: bool) -> list[str]:
         names = [f"bench_score_{uuid.uuid4().hex[:10]}" for _ in append_time]
-        ensure_topics(world.kafka, [_topic(n, partitions, append_time=a) for n, a in zip(names, append_time, strict=True)])
+        ensure_topics(
+            world.kafka, [_topic(n, partitions, append_time=a) for n, a in zip(names, append_time, strict=True)]
+        )
         created.extend(names)
         return names
 
     def send(source: str, limits: ProduceLimits, seed: int) -> int:
-        topics = world.kafka.topics.model_copy(update={"transactions": world.kafka.topics.transactions.model_copy(update={"name": source})})
+        topics = world.kafka.topics.model_copy(
+            update={"transactions": world.kafka.topics.transactions.model_copy(update={"name": source})}
+        )
         target = world.model_copy(update={"kafka": world.kafka.model_copy(update={"topics": topics})})
         sender = make_sender(target.kafka, target.producer)
         try:
@@ -198,7 +217,9 @@ def bench_score(
                 rows = sum(p["numInputRows"] for p in progress)
                 seconds = sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000
                 bench.throughput.setdefault(pipeline, []).append(rows / seconds)
-                on_progress(f"throughput {pipeline} run {run + 1}: {rows:,} records in {seconds:,.1f} s = {rows / seconds:,.0f}/s")
+                on_progress(
+                    f"throughput {pipeline} run {run + 1}: {rows:,} records in {seconds:,.1f} s = {rows / seconds:,.0f}/s"
+                )
 
         # Latency at fixed rates: each pipeline on its own fresh topics, the same records.
         for rate in rates:
@@ -206,7 +227,14 @@ def bench_score(
                 source, output = fresh_topics(False, True)
                 query = begin(pipeline, source, output, once=False, rate=rate)
                 try:
-                    result = _latency_run(pipeline, rate, duration_s, query, lambda s=source: send(s, ProduceLimits(duration_s=duration_s, rate=rate), seed=202), consumer(world.kafka, output, group_id=None))
+                    result = _latency_run(
+                        pipeline,
+                        rate,
+                        duration_s,
+                        query,
+                        lambda s=source: send(s, ProduceLimits(duration_s=duration_s, rate=rate), seed=202),
+                        consumer(world.kafka, output, group_id=None),
+                    )
                 finally:
                     query.stop()
                 bench.latency.append(result)
@@ -223,7 +251,9 @@ def bench_score(
     return bench
 
 
-def _latency_run(pipeline: str, rate: float, duration_s: float, query: StreamingQuery, send: Callable[[], int], reader) -> LatencyRun:
+def _latency_run(
+    pipeline: str, rate: float, duration_s: float, query: StreamingQuery, send: Callable[[], int], reader
+) -> LatencyRun:
     """Send at ``rate`` in a thread while reading the output; one sample per output record created
     after the warm-up."""
     outcome: dict[str, object] = {}
@@ -292,14 +322,22 @@ def write_score_report(path: Path, bench: ScoreBench, machine: str, settings: Se
         "|---:|---|---:|---:|---:|---:|",
     ]
     for run in bench.latency:
-        behind = "" if run.received >= run.sent else f" (fell behind: {run.received:,} of {run.sent:,} out {DRAIN_S:g} s after the last send)"
-        lines.append(f"| {run.rate:,.0f} | {run.pipeline}{behind} | {len(run.samples_ms):,} | {run.percentile(50):,.0f} | {run.percentile(95):,.0f} | {run.percentile(99):,.0f} |")
+        behind = (
+            ""
+            if run.received >= run.sent
+            else f" (fell behind: {run.received:,} of {run.sent:,} out {DRAIN_S:g} s after the last send)"
+        )
+        lines.append(
+            f"| {run.rate:,.0f} | {run.pipeline}{behind} | {len(run.samples_ms):,} | {run.percentile(50):,.0f} | {run.percentile(95):,.0f} | {run.percentile(99):,.0f} |"
+        )
     lines.append("")
     for rate in sorted({r.rate for r in bench.latency}):
         pair = {r.pipeline: r for r in bench.latency if r.rate == rate}
         if len(pair) == 2:
             p99 = pair[PIPELINE].percentile(99) / pair[PASSTHROUGH].percentile(99)
-            lines.append(f"- at {rate:,.0f}/s: scorer p99 / pass-through p99 = **{p99:.2f}x** (goal: at most 2x: {'met' if p99 <= 2 else 'not met'})")
+            lines.append(
+                f"- at {rate:,.0f}/s: scorer p99 / pass-through p99 = **{p99:.2f}x** (goal: at most 2x: {'met' if p99 <= 2 else 'not met'})"
+            )
     lines += [
         "",
         "## Where a scorer micro-batch's time goes (latency runs, median over batches after the first two)",
@@ -309,8 +347,12 @@ def write_score_report(path: Path, bench: ScoreBench, machine: str, settings: Se
     ]
     for rate, batches in bench.batches.items():
         steady = batches[2:] or batches
-        med = {k: statistics.median(getattr(b, k) for b in steady) for k in ("rows", "features_s", "alerts_s", "delta_s")}
-        lines.append(f"| {rate:,.0f} | {len(steady)} | {med['rows']:,.0f} | {med['features_s']:.2f} | {med['alerts_s']:.2f} | {med['delta_s']:.2f} |")
+        med = {
+            k: statistics.median(getattr(b, k) for b in steady) for k in ("rows", "features_s", "alerts_s", "delta_s")
+        }
+        lines.append(
+            f"| {rate:,.0f} | {len(steady)} | {med['rows']:,.0f} | {med['features_s']:.2f} | {med['alerts_s']:.2f} | {med['delta_s']:.2f} |"
+        )
     lines += ["", "Set-up (not measured above): " + ", ".join(f"{k} {v:,.0f} s" for k, v in bench.setup.items()) + "."]
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,6 +360,17 @@ def write_score_report(path: Path, bench: ScoreBench, machine: str, settings: Se
     raw = path.with_suffix(".jsonl")
     with raw.open("w") as out:
         for run in bench.latency:
-            out.write(json.dumps({**asdict(run), "samples_ms": None, "p50": run.percentile(50), "p95": run.percentile(95), "p99": run.percentile(99)}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        **asdict(run),
+                        "samples_ms": None,
+                        "p50": run.percentile(50),
+                        "p95": run.percentile(95),
+                        "p99": run.percentile(99),
+                    }
+                )
+                + "\n"
+            )
         out.write(json.dumps({"throughput": bench.throughput}) + "\n")
     return text

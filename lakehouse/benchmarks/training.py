@@ -33,17 +33,26 @@ class TrainBench:
 def bench_world(settings: Settings, folder: Path, **simulator: object) -> Settings:
     """The settings of a benchmark's own world: its catalog schemas, registry and simulator."""
     suffix = uuid.uuid4().hex[:8]
-    schemas = settings.lakehouse.schemas.model_copy(update={"bronze": f"bench_bronze_{suffix}", "silver": f"bench_silver_{suffix}", "gold": f"bench_gold_{suffix}"})
-    return settings.model_copy(update={
-        "simulator": settings.simulator.model_copy(update=simulator),
-        "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
-        "registry": settings.registry.model_copy(update={
-            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}", "artifact_location": (folder / "artifacts").as_uri(),
-        }),
-    })  # fmt: skip
+    schemas = settings.lakehouse.schemas.model_copy(
+        update={"bronze": f"bench_bronze_{suffix}", "silver": f"bench_silver_{suffix}", "gold": f"bench_gold_{suffix}"}
+    )
+    return settings.model_copy(
+        update={
+            "simulator": settings.simulator.model_copy(update=simulator),
+            "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
+            "registry": settings.registry.model_copy(
+                update={
+                    "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
+                    "artifact_location": (folder / "artifacts").as_uri(),
+                }
+            ),
+        }
+    )
 
 
-def train_world(spark: SparkSession, world: Settings, folder: Path, stage: Callable[[str, Callable[[], object]], object]) -> TrainResult:
+def train_world(
+    spark: SparkSession, world: Settings, folder: Path, stage: Callable[[str, Callable[[], object]], object]
+) -> TrainResult:
     """The offline path in a benchmark's world, each step timed by ``stage``: simulate → import →
     features → train (the first model becomes champion)."""
     from lakehouse.features.materialize import build_features
@@ -55,10 +64,17 @@ def train_world(spark: SparkSession, world: Settings, folder: Path, stage: Calla
     batch = folder / "batch"
     start = date.today() - timedelta(days=world.simulator.days)
     stage("simulate (Parquet)", lambda: write_offline_batch(Simulation(world.simulator, start), batch))
-    stage("import → bronze, silver", lambda: import_files(
-        spark, world, transactions=str(batch / "transactions.parquet"), users=str(batch / "users.parquet"),
-        merchants=str(batch / "merchants.parquet"), name="bench",
-    ))  # fmt: skip
+    stage(
+        "import → bronze, silver",
+        lambda: import_files(
+            spark,
+            world,
+            transactions=str(batch / "transactions.parquet"),
+            users=str(batch / "users.parquet"),
+            merchants=str(batch / "merchants.parquet"),
+            name="bench",
+        ),
+    )
     stage("features build", lambda: build_features(spark, world))
     return stage("train + evaluate + register", lambda: train(spark, world))
 
@@ -69,7 +85,14 @@ def drop_world(spark: SparkSession, world: Settings) -> None:
 
 
 def bench_train(
-    spark: SparkSession, settings: Settings, *, transactions: int, users: int, days: int, folder: Path, on_progress: Callable[[str], None] = print
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    transactions: int,
+    users: int,
+    days: int,
+    folder: Path,
+    on_progress: Callable[[str], None] = print,
 ) -> TrainBench:
     run = bench_world(settings, folder, transactions=transactions, users=users, days=days)
     bench = TrainBench(transactions, users, days)

@@ -35,8 +35,13 @@ kafka_app = typer.Typer(help="Run the local Kafka broker (KRaft, one JVM): up, d
 topics_app = typer.Typer(help="Kafka topics from config: ensure (create the missing), list.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that write their figures to docs/benchmarks/.", no_args_is_help=True)
-catalog_app = typer.Typer(help="Run the local catalog server (Derby network server, one JVM): up, down, status.", no_args_is_help=True)
-stream_app = typer.Typer(help="Long-running streaming jobs: ingest (Kafka → bronze → silver), score (→ scores and alerts).", no_args_is_help=True)
+catalog_app = typer.Typer(
+    help="Run the local catalog server (Derby network server, one JVM): up, down, status.", no_args_is_help=True
+)
+stream_app = typer.Typer(
+    help="Long-running streaming jobs: ingest (Kafka → bronze → silver), score (→ scores and alerts).",
+    no_args_is_help=True,
+)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
@@ -45,9 +50,13 @@ app.add_typer(stream_app, name="stream")
 app.add_typer(catalog_app, name="catalog")
 model_app = typer.Typer(help="The model registry (MLflow): list, show, promote, rollback.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
-features_app = typer.Typer(help="Transaction features: build the offline table, check it against the online path.", no_args_is_help=True)
+features_app = typer.Typer(
+    help="Transaction features: build the offline table, check it against the online path.", no_args_is_help=True
+)
 app.add_typer(features_app, name="features")
-alerts_app = typer.Typer(help="Fraud alerts from the scorer: tail them to the terminal, a file or a webhook.", no_args_is_help=True)
+alerts_app = typer.Typer(
+    help="Fraud alerts from the scorer: tail them to the terminal, a file or a webhook.", no_args_is_help=True
+)
 app.add_typer(alerts_app, name="alerts")
 
 #: Read by one command only: the webhook URL may hold a token, so job processes never see it.
@@ -70,7 +79,8 @@ def main_options(
         typer.Option("--env", "-e", help="Config environment: local (default), test, cluster. Or FRAUDLAKE_ENV."),
     ] = None,
     conf_dir: Annotated[
-        Path | None, typer.Option("--conf-dir", help="Folder holding base.yaml and the overlays. Or FRAUDLAKE_CONF_DIR.")
+        Path | None,
+        typer.Option("--conf-dir", help="Folder holding base.yaml and the overlays. Or FRAUDLAKE_CONF_DIR."),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, client libraries included.")] = False,
 ) -> None:
@@ -233,8 +243,12 @@ def simulate(
     transactions: Annotated[int | None, typer.Option(help="Transactions in the batch, fraud included.")] = None,
     days: Annotated[int | None, typer.Option(help="Days the batch spans.")] = None,
     start: Annotated[str | None, typer.Option(help="First day, YYYY-MM-DD (default: DAYS before today).")] = None,
-    fraud_rate: Annotated[float | None, typer.Option(help="Share of fraudulent transactions (enrich training sets).")] = None,
-    report: Annotated[bool, typer.Option(help="Also write the per-scenario statistics to docs/simulator-scenarios.md.")] = False,
+    fraud_rate: Annotated[
+        float | None, typer.Option(help="Share of fraudulent transactions (enrich training sets).")
+    ] = None,
+    report: Annotated[
+        bool, typer.Option(help="Also write the per-scenario statistics to docs/simulator-scenarios.md.")
+    ] = False,
 ) -> None:
     """Write an offline batch of labelled transactions, with its users and merchants, as Parquet.
 
@@ -276,12 +290,19 @@ def produce_command(
     rate: Annotated[float | None, typer.Option(help="Target transactions/s (default: as fast as possible).")] = None,
     bad_rate: Annotated[float, typer.Option(help="Share of extra bad records to inject (see the manifest).")] = 0.0,
     manifest: Annotated[Path | None, typer.Option(help="Where to list injected bad records (JSON lines).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Traffic seed (default: random, printed). Users/merchants stay.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Traffic seed (default: random, printed). Users/merchants stay.")
+    ] = None,
     fraud_rate: Annotated[float | None, typer.Option(help="Share of fraudulent transactions.")] = None,
     start_day: Annotated[
-        int | None, typer.Option(help="Simulated day to start at (default: where the last run stopped, else right after the offline batch).")
+        int | None,
+        typer.Option(
+            help="Simulated day to start at (default: where the last run stopped, else right after the offline batch)."
+        ),
     ] = None,
-    client: Annotated[str | None, typer.Option(help="Kafka client: confluent or kafka-python (default: config).")] = None,
+    client: Annotated[
+        str | None, typer.Option(help="Kafka client: confluent or kafka-python (default: config).")
+    ] = None,
     preload: Annotated[bool, typer.Option(help="Fill the topics ahead of a benchmark: unpaced, no live line.")] = False,
 ) -> None:
     """Stream simulated users, merchants and transactions into Kafka, with a live progress line.
@@ -322,13 +343,21 @@ def produce_command(
     )
     try:
         if preload:
-            result = produce(settings, simulation, sender, limits, first_day=first_day, bad_rate=bad_rate, manifest_path=manifest)
+            result = produce(
+                settings, simulation, sender, limits, first_day=first_day, bad_rate=bad_rate, manifest_path=manifest
+            )
         else:
             with Live(console=console, refresh_per_second=4, transient=True) as live:
                 result = produce(
-                    settings, simulation, sender, limits, first_day=first_day, bad_rate=bad_rate,
-                    manifest_path=manifest, on_progress=lambda r: live.update(_progress_line(r)),
-                )  # fmt: skip
+                    settings,
+                    simulation,
+                    sender,
+                    limits,
+                    first_day=first_day,
+                    bad_rate=bad_rate,
+                    manifest_path=manifest,
+                    on_progress=lambda r: live.update(_progress_line(r)),
+                )
     finally:
         sender.close()
     remember_day(settings, result.next_day)
@@ -401,9 +430,20 @@ def bench_state_command(
 
     settings = _settings(ctx)
     list_topics(settings.kafka)  # fail plainly now if the broker is down
-    points = bench_state(_spark(ctx, "fraudlake-bench-state"), settings, users=users, per_round=per_round, ttl_seconds=ttl_seconds, on_progress=console.print)
+    points = bench_state(
+        _spark(ctx, "fraudlake-bench-state"),
+        settings,
+        users=users,
+        per_round=per_round,
+        ttl_seconds=ttl_seconds,
+        on_progress=console.print,
+    )
     path = output or settings.project_dir / "docs" / "benchmarks" / "feature-state.md"
-    console.print(write_state_report(path, points, users=users, per_round=per_round, ttl_seconds=ttl_seconds, machine=machine_description()))
+    console.print(
+        write_state_report(
+            path, points, users=users, per_round=per_round, ttl_seconds=ttl_seconds, machine=machine_description()
+        )
+    )
     console.print(f"written to {path}")
 
 
@@ -427,7 +467,15 @@ def bench_train_command(
 
     settings = _settings(ctx)
     with tempfile.TemporaryDirectory(prefix="fraudlake-bench-train-") as folder:
-        bench = bench_train(_spark(ctx, "fraudlake-bench-train"), settings, transactions=transactions, users=users, days=days, folder=Path(folder), on_progress=console.print)
+        bench = bench_train(
+            _spark(ctx, "fraudlake-bench-train"),
+            settings,
+            transactions=transactions,
+            users=users,
+            days=days,
+            folder=Path(folder),
+            on_progress=console.print,
+        )
     path = output or settings.project_dir / "docs" / "benchmarks" / "training.md"
     console.print(write_train_report(path, bench, machine_description(), settings))
     console.print(f"written to {path}")
@@ -436,7 +484,9 @@ def bench_train_command(
 @bench_app.command("score")
 def bench_score_command(
     ctx: typer.Context,
-    rate: Annotated[list[float] | None, typer.Option(help="Transactions/s of a latency run, repeatable. Default: 50 and 200.")] = None,
+    rate: Annotated[
+        list[float] | None, typer.Option(help="Transactions/s of a latency run, repeatable. Default: 50 and 200.")
+    ] = None,
     duration: Annotated[float, typer.Option(help="Seconds per latency run.")] = 60.0,
     preload: Annotated[int, typer.Option(help="Transactions drained for the throughput figure.")] = 50_000,
     runs: Annotated[int, typer.Option(help="Throughput runs per pipeline (the median is reported).")] = 3,
@@ -458,9 +508,15 @@ def bench_score_command(
     rates = rate or [50.0, 200.0]
     with tempfile.TemporaryDirectory(prefix="fraudlake-bench-score-") as folder:
         bench = bench_score(
-            _spark(ctx, "fraudlake-bench-score"), settings, folder=Path(folder), rates=rates, duration_s=duration,
-            preload=preload, runs=runs, on_progress=console.print,
-        )  # fmt: skip
+            _spark(ctx, "fraudlake-bench-score"),
+            settings,
+            folder=Path(folder),
+            rates=rates,
+            duration_s=duration,
+            preload=preload,
+            runs=runs,
+            on_progress=console.print,
+        )
     path = output or settings.project_dir / "docs" / "benchmarks" / "scoring.md"
     console.print(write_score_report(path, bench, machine_description(), settings, duration_s=duration))
     console.print(f"written to {path}")
@@ -486,7 +542,10 @@ def stream_score(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Score what the topic holds now, then exit.")] = False,
     starting_offsets: Annotated[
-        str, typer.Option(help="Where a new scorer (no checkpoint yet) starts: earliest (warms the user state from the topic) or latest.")
+        str,
+        typer.Option(
+            help="Where a new scorer (no checkpoint yet) starts: earliest (warms the user state from the topic) or latest."
+        ),
     ] = "earliest",
 ) -> None:
     """Score every transaction with the champion model: gold.scored_transactions, and alerts on
@@ -497,7 +556,9 @@ def stream_score(
     """
     if starting_offsets not in ("earliest", "latest"):
         raise ConfigError("--starting-offsets must be earliest or latest")
-    raise typer.Exit(_run_stream_job(ctx, "stream_score", *(["--once"] if once else []), "--starting-offsets", starting_offsets))
+    raise typer.Exit(
+        _run_stream_job(ctx, "stream_score", *(["--once"] if once else []), "--starting-offsets", starting_offsets)
+    )
 
 
 def _run_stream_job(ctx: typer.Context, module: str, *args: str) -> int:
@@ -505,7 +566,9 @@ def _run_stream_job(ctx: typer.Context, module: str, *args: str) -> int:
     well, which then stops its queries cleanly (left to itself, the wait would kill it mid-stop)."""
     import signal
 
-    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: None)  # a handler, not SIG_IGN: the job keeps the default
+    previous = signal.signal(
+        signal.SIGINT, lambda _signum, _frame: None
+    )  # a handler, not SIG_IGN: the job keeps the default
     try:
         return run_job(ctx, module, *args)
     finally:
@@ -517,7 +580,11 @@ def stream_status_command(
     ctx: typer.Context,
     max_idle_s: Annotated[
         float | None,
-        typer.Option("--max-idle-s", min=0, help="A query with records waiting and no commit for this long is stale (default: streaming.max_idle_s)."),
+        typer.Option(
+            "--max-idle-s",
+            min=0,
+            help="A query with records waiting and no commit for this long is stale (default: streaming.max_idle_s).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON instead of a table.")] = False,
 ) -> None:
@@ -544,10 +611,15 @@ def stream_status_command(
         colours = {HEALTHY: "green", NOT_STARTED: "yellow"}
         for q in report.queries:
             table.add_row(
-                q.job, q.query, q.source, "" if q.batch_id is None else str(q.batch_id),
+                q.job,
+                q.query,
+                q.source,
+                "" if q.batch_id is None else str(q.batch_id),
                 q.last_batch_at.strftime("%Y-%m-%d %H:%M:%S") if q.last_batch_at else "",
-                "" if q.lag is None else f"{q.lag:,}", f"[{colours.get(q.state, 'red')}]{q.state}[/]", q.detail,
-            )  # fmt: skip
+                "" if q.lag is None else f"{q.lag:,}",
+                f"[{colours.get(q.state, 'red')}]{q.state}[/]",
+                q.detail,
+            )
         console.print(table)
         console.print(report.summary(), style="green" if report.healthy else "red", highlight=False, markup=False)
     raise typer.Exit(0 if report.healthy else 1)
@@ -562,7 +634,9 @@ def _spark(ctx: typer.Context, app_name: str):
 @features_app.command("build")
 def features_build(
     ctx: typer.Context,
-    since: Annotated[str | None, typer.Option(help="Recompute event days from this date (YYYY-MM-DD) on; default: all.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Recompute event days from this date (YYYY-MM-DD) on; default: all.")
+    ] = None,
 ) -> None:
     """Compute gold.transaction_features (and gold.merchant_daily) from silver, point in time.
 
@@ -574,7 +648,9 @@ def features_build(
 @features_app.command("check")
 def features_check(
     ctx: typer.Context,
-    rebuild: Annotated[bool, typer.Option(help="Rebuild the offline table first (--no-rebuild: compare the table as it is).")] = True,
+    rebuild: Annotated[
+        bool, typer.Option(help="Rebuild the offline table first (--no-rebuild: compare the table as it is).")
+    ] = True,
 ) -> None:
     """Run the topic's transactions through the online path and compare every feature with the
     offline table. Exits 1 when any differs beyond features.tolerance or a transaction is missing.
@@ -591,7 +667,13 @@ def features_check(
     for column in ("feature", "max abs diff", "max rel diff", "null mismatches", "ok"):
         table.add_column(column, justify="left" if column == "feature" else "right")
     for d in report.diffs:
-        table.add_row(d.feature, f"{d.max_abs:.3g}", f"{d.max_rel:.3g}", f"{d.null_mismatches:,}", "yes" if d.ok(report.tolerance) else "NO")
+        table.add_row(
+            d.feature,
+            f"{d.max_abs:.3g}",
+            f"{d.max_rel:.3g}",
+            f"{d.null_mismatches:,}",
+            "yes" if d.ok(report.tolerance) else "NO",
+        )
     console.print(table)
     console.print(
         f"compared {report.compared:,} transactions: offline {report.offline_rows:,}, online {report.online_rows:,}; "
@@ -610,9 +692,16 @@ def import_command(
     transactions: Annotated[str, typer.Option(help="Transactions file (CSV with a header, or Parquet).")],
     users: Annotated[str | None, typer.Option(help="Users file (optional).")] = None,
     merchants: Annotated[str | None, typer.Option(help="Merchants file (optional).")] = None,
-    file_format: Annotated[str | None, typer.Option("--format", help="csv or parquet (default: from the file suffix).")] = None,
-    mapping: Annotated[list[str] | None, typer.Option("--map", help="contract_field=source_column, repeatable (e.g. --map timestamp=tx_time).")] = None,
-    name: Annotated[str | None, typer.Option(help="Name of this import (pseudo-topic import:<name>); default: the file name.")] = None,
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="csv or parquet (default: from the file suffix).")
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="contract_field=source_column, repeatable (e.g. --map timestamp=tx_time)."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Name of this import (pseudo-topic import:<name>); default: the file name.")
+    ] = None,
     currency: Annotated[str | None, typer.Option(help="Currency of every row when the file has none.")] = None,
 ) -> None:
     """Load your own transactions (and users, merchants) into bronze and silver, validated like
@@ -624,9 +713,16 @@ def import_command(
 
     parsed = parse_mapping(mapping or [])
     reports = import_files(
-        _spark(ctx, "fraudlake-import"), _settings(ctx), transactions=transactions, users=users, merchants=merchants,
-        fmt=file_format, mapping=parsed, name=name, currency=currency,
-    )  # fmt: skip
+        _spark(ctx, "fraudlake-import"),
+        _settings(ctx),
+        transactions=transactions,
+        users=users,
+        merchants=merchants,
+        fmt=file_format,
+        mapping=parsed,
+        name=name,
+        currency=currency,
+    )
     for r in reports:
         console.print(f"{r.stream:<13} {r.rows:>10,} rows  {r.accepted:>10,} accepted  {r.quarantined:>8,} quarantined")
 
@@ -636,8 +732,12 @@ def train_command(
     ctx: typer.Context,
     date_from: Annotated[str | None, typer.Option("--from", help="First event day (YYYY-MM-DD); default: all.")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last event day; default: all.")] = None,
-    algorithm: Annotated[str | None, typer.Option(help="gbt, random_forest or logistic_regression (default: training.algorithm).")] = None,
-    promote: Annotated[bool, typer.Option(help="Promote when it beats the champion (--no-promote: register only).")] = True,
+    algorithm: Annotated[
+        str | None, typer.Option(help="gbt, random_forest or logistic_regression (default: training.algorithm).")
+    ] = None,
+    promote: Annotated[
+        bool, typer.Option(help="Promote when it beats the champion (--no-promote: register only).")
+    ] = True,
 ) -> None:
     """Train a model on gold.transaction_features (time split), evaluate it against baselines,
     register it, and promote it when it beats the champion on the same window.
@@ -655,8 +755,12 @@ def backtest_command(
     date_from: Annotated[str, typer.Option("--from", help="First event day (YYYY-MM-DD).")],
     date_to: Annotated[str, typer.Option("--to", help="Last event day (YYYY-MM-DD).")],
     model: Annotated[str, typer.Option(help='A registry version number, or "champion".')] = "champion",
-    as_of_version: Annotated[int | None, typer.Option(help="Read gold.transaction_features as of this Delta version.")] = None,
-    as_of_timestamp: Annotated[str | None, typer.Option(help="... or as of this timestamp (e.g. '2026-11-29 08:00:00').")] = None,
+    as_of_version: Annotated[
+        int | None, typer.Option(help="Read gold.transaction_features as of this Delta version.")
+    ] = None,
+    as_of_timestamp: Annotated[
+        str | None, typer.Option(help="... or as of this timestamp (e.g. '2026-11-29 08:00:00').")
+    ] = None,
 ) -> None:
     """Re-score history with any model on the feature table as it was (time travel); scores go to
     gold.backtest_scores, metrics are printed.
@@ -670,11 +774,18 @@ def backtest_command(
     from lakehouse.ml.backtest import backtest
 
     result = backtest(
-        _spark(ctx, "fraudlake-backtest"), _settings(ctx), model=model, date_from=_date.fromisoformat(date_from),
-        date_to=_date.fromisoformat(date_to), as_of_version=as_of_version, as_of_timestamp=as_of_timestamp,
-    )  # fmt: skip
+        _spark(ctx, "fraudlake-backtest"),
+        _settings(ctx),
+        model=model,
+        date_from=_date.fromisoformat(date_from),
+        date_to=_date.fromisoformat(date_to),
+        as_of_version=as_of_version,
+        as_of_timestamp=as_of_timestamp,
+    )
     e = result.evaluation
-    table = Table(title=f"backtest {result.backtest_id}: model {result.model_version} on features version {result.features_version}")
+    table = Table(
+        title=f"backtest {result.backtest_id}: model {result.model_version} on features version {result.features_version}"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in e.as_dict().items():
@@ -701,7 +812,15 @@ def model_list(ctx: typer.Context) -> None:
         table.add_column(column)
     for v in versions(_settings(ctx)):
         ap = "" if v.average_precision is None else f"{v.average_precision:.4f}"
-        table.add_row(str(v.version), "*" if v.champion else "", v.algorithm, ap, f"{v.threshold:.4f}", v.created_at, v.tags.get("promotion", v.tags.get("promoted", "")))
+        table.add_row(
+            str(v.version),
+            "*" if v.champion else "",
+            v.algorithm,
+            ap,
+            f"{v.threshold:.4f}",
+            v.created_at,
+            v.tags.get("promotion", v.tags.get("promoted", "")),
+        )
     console.print(table)
 
 
@@ -718,7 +837,9 @@ def model_show(ctx: typer.Context, version: Annotated[int, typer.Argument(help="
 
 
 @model_app.command("promote")
-def model_promote(ctx: typer.Context, version: Annotated[int, typer.Argument(help="Version to make champion.")]) -> None:
+def model_promote(
+    ctx: typer.Context, version: Annotated[int, typer.Argument(help="Version to make champion.")]
+) -> None:
     """Make a version champion by hand (it must load and score first); the scorer follows.
 
     Example: fraudlake model promote 3
@@ -752,26 +873,43 @@ def alerts_tail(
         str, typer.Option(help="Consumer group: its committed offsets are where the next tail of the group resumes.")
     ] = "fraudlake-alerts-tail",
     from_beginning: Annotated[
-        bool, typer.Option("--from-beginning", help="Re-read every alert the topic holds (the group's offsets are moved back).")
+        bool,
+        typer.Option(
+            "--from-beginning", help="Re-read every alert the topic holds (the group's offsets are moved back)."
+        ),
     ] = False,
     output_format: Annotated[
-        str | None, typer.Option("--format", help="table (live view) or json (one alert per line on stdout). Default: table on a terminal, else json.")
+        str | None,
+        typer.Option(
+            "--format",
+            help="table (live view) or json (one alert per line on stdout). Default: table on a terminal, else json.",
+        ),
     ] = None,
-    output_file: Annotated[Path | None, typer.Option("--output-file", help="Also append each alert to this file (JSON lines).")] = None,
+    output_file: Annotated[
+        Path | None, typer.Option("--output-file", help="Also append each alert to this file (JSON lines).")
+    ] = None,
     webhook: Annotated[
         str | None,
         typer.Option(
-            envvar="FRAUDLAKE_ALERTS_WEBHOOK", show_envvar=True,
+            envvar="FRAUDLAKE_ALERTS_WEBHOOK",
+            show_envvar=True,
             help="Also POST each alert as JSON to this URL. Give a URL holding a token through the variable, not the shell history.",
         ),
-    ] = None,  # fmt: skip
-    retries: Annotated[int, typer.Option(min=1, help="Webhook attempts per alert (the first included) before the tail stops.")] = 5,
-    max_alerts: Annotated[int | None, typer.Option("--max", min=1, help="Stop after this many new (deduplicated) alerts.")] = None,
+    ] = None,
+    retries: Annotated[
+        int, typer.Option(min=1, help="Webhook attempts per alert (the first included) before the tail stops.")
+    ] = 5,
+    max_alerts: Annotated[
+        int | None, typer.Option("--max", min=1, help="Stop after this many new (deduplicated) alerts.")
+    ] = None,
     idle_timeout: Annotated[
         float | None, typer.Option("--idle-timeout", min=0.1, help="Stop after this many seconds without a new record.")
     ] = None,
     state_file: Annotated[
-        Path | None, typer.Option("--state-file", help="Remember delivered alert ids in this file, to drop duplicates across restarts too.")
+        Path | None,
+        typer.Option(
+            "--state-file", help="Remember delivered alert ids in this file, to drop duplicates across restarts too."
+        ),
     ] = None,
 ) -> None:
     """Follow the fraud alerts topic: drop duplicate alerts (same alert_id), show or deliver each new
@@ -786,7 +924,15 @@ def alerts_tail(
 
     from rich.console import Console as _Console
 
-    from lakehouse.alerts.tail import Deduplicator, FileOutput, JsonLinesOutput, TableOutput, WebhookOutput, close_outputs, tail
+    from lakehouse.alerts.tail import (
+        Deduplicator,
+        FileOutput,
+        JsonLinesOutput,
+        TableOutput,
+        WebhookOutput,
+        close_outputs,
+        tail,
+    )
 
     settings = _settings(ctx)
     output_format = output_format or ("table" if sys.stdout.isatty() else "json")
@@ -806,7 +952,7 @@ def alerts_tail(
         topic = settings.kafka.topics.alerts.name
         where = ", ".join(
             [*([str(output_file)] if output_file else []), *([webhook_output.display_url] if webhook_output else [])]
-        )  # fmt: skip
+        )
         info.print(
             f"tailing {topic} at {settings.kafka.bootstrap} as group {group}"
             f"{' from the beginning' if from_beginning else ''}{f', delivering to {where}' if where else ''}"
@@ -814,7 +960,12 @@ def alerts_tail(
             highlight=False,
         )
         # After the status line: the live table then stays the last thing on screen.
-        outputs.insert(0, TableOutput(console, title=f"fraud alerts · {topic}") if output_format == "table" else JsonLinesOutput(sys.stdout))
+        outputs.insert(
+            0,
+            TableOutput(console, title=f"fraud alerts · {topic}")
+            if output_format == "table"
+            else JsonLinesOutput(sys.stdout),
+        )
         previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service stop: commit, then exit
         # The live table replaced sys.stderr with a proxy that prints above it: log there too, or a
         # warning written behind its back scrambles the table.
@@ -822,9 +973,15 @@ def alerts_tail(
         log_streams = [(h, old) for h in handlers if (old := h.setStream(sys.stderr)) is not None]
         try:
             report = tail(
-                settings, group_id=group, from_beginning=from_beginning, outputs=outputs, max_alerts=max_alerts,
-                idle_timeout_s=idle_timeout, dedup=dedup, stop=stop,
-            )  # fmt: skip
+                settings,
+                group_id=group,
+                from_beginning=from_beginning,
+                outputs=outputs,
+                max_alerts=max_alerts,
+                idle_timeout_s=idle_timeout,
+                dedup=dedup,
+                stop=stop,
+            )
         finally:
             signal.signal(signal.SIGTERM, previous_sigterm)
             for handler, stream in log_streams:
@@ -854,7 +1011,17 @@ def reconcile_command(ctx: typer.Context) -> None:
 
     results = reconcile(_spark(ctx, "fraudlake-reconcile"), _settings(ctx))
     table = Table(title="bronze = silver + quarantine")
-    columns = ["stream", "bronze", "silver", "quarantine", "unaccounted", "double_counted", "orphans", "bronze_duplicates", "ok"]
+    columns = [
+        "stream",
+        "bronze",
+        "silver",
+        "quarantine",
+        "unaccounted",
+        "double_counted",
+        "orphans",
+        "bronze_duplicates",
+        "ok",
+    ]
     for column in columns:
         table.add_column(column, justify="left" if column == "stream" else "right")
     for r in results:
@@ -867,9 +1034,15 @@ def reconcile_command(ctx: typer.Context) -> None:
 @app.command("sql")
 def sql_command(
     ctx: typer.Context,
-    statement: Annotated[str, typer.Argument(help="One Spark SQL statement; tables by name, e.g. silver.transactions.")],
-    output_format: Annotated[str, typer.Option("--format", "-f", help="table (default), csv or json (JSON lines).")] = "table",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write csv/json to this file instead of stdout.")] = None,
+    statement: Annotated[
+        str, typer.Argument(help="One Spark SQL statement; tables by name, e.g. silver.transactions.")
+    ],
+    output_format: Annotated[
+        str, typer.Option("--format", "-f", help="table (default), csv or json (JSON lines).")
+    ] = "table",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write csv/json to this file instead of stdout.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Rows to show in table format (csv/json: all rows unless set).")] = 50,
 ) -> None:
     """Run ad hoc Spark SQL over the catalog tables, time travel included.
@@ -931,14 +1104,17 @@ def sql_shell(ctx: typer.Context) -> None:
 def maintain_command(
     ctx: typer.Context,
     retain_hours: Annotated[
-        float | None, typer.Option(help="VACUUM retention; never below lakehouse.history_retention_hours (the default).")
+        float | None,
+        typer.Option(help="VACUUM retention; never below lakehouse.history_retention_hours (the default)."),
     ] = None,
 ) -> None:
     """OPTIMIZE every bronze, silver and gold table, then VACUUM files older than the retention."""
     from lakehouse.operations.maintenance import maintain
 
     for result in maintain(_spark(ctx, "fraudlake-maintain"), _settings(ctx), retain_hours=retain_hours):
-        console.print(f"{result.table:<40} files {result.files_before:>5} → {result.files_after:<5} version {result.version_after}")
+        console.print(
+            f"{result.table:<40} files {result.files_before:>5} → {result.files_after:<5} version {result.version_after}"
+        )
 
 
 @app.command("demo")

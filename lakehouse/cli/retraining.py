@@ -18,18 +18,32 @@ retrain_app = typer.Typer(
 )
 app.add_typer(retrain_app, name="retrain")
 
-IntervalEnd = Annotated[str, typer.Option("--interval-end", help="End of the run's data interval (ISO 8601, e.g. 2026-11-29T03:00:00+00:00).")]
+IntervalEnd = Annotated[
+    str,
+    typer.Option("--interval-end", help="End of the run's data interval (ISO 8601, e.g. 2026-11-29T03:00:00+00:00)."),
+]
 
 
 @app.command("validate")
 def validate_command(
     ctx: typer.Context,
     suites: Annotated[list[str], typer.Argument(help="Suite names (files in expectations/), or all.")],
-    as_of_version: Annotated[int | None, typer.Option(help="Validate the table as of this Delta version (suites of one table only).")] = None,
-    as_of: Annotated[str | None, typer.Option(help="Reference time of windows and freshness (ISO 8601; default: now).")] = None,
-    date_from: Annotated[str | None, typer.Option("--from", help="training_set: first event day (default: the whole table).")] = None,
+    as_of_version: Annotated[
+        int | None, typer.Option(help="Validate the table as of this Delta version (suites of one table only).")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Reference time of windows and freshness (ISO 8601; default: now).")
+    ] = None,
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="training_set: first event day (default: the whole table).")
+    ] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="training_set: last event day.")] = None,
-    interval_end: Annotated[str | None, typer.Option(help="Gate of a retraining run: its time is the as-of time, training_set checks its pin, results go to its state.")] = None,
+    interval_end: Annotated[
+        str | None,
+        typer.Option(
+            help="Gate of a retraining run: its time is the as-of time, training_set checks its pin, results go to its state."
+        ),
+    ] = None,
 ) -> None:
     """Run Great Expectations suites on the lakehouse tables. Exits 0 only when every expectation
     passes; prints each failed one with the value observed; Data Docs (HTML) go to
@@ -47,19 +61,27 @@ def validate_command(
     names = suite_names(settings) if suites == ["all"] else suites
     loaded = [load_suite(settings, name) for name in names]  # unknown names fail before Spark starts
     if as_of_version is not None and len({s.table for s in loaded}) > 1:
-        raise QualityError("--as-of-version is a version of one table: name suites of a single table (e.g. silver_transactions)")
+        raise QualityError(
+            "--as-of-version is a version of one table: name suites of a single table (e.g. silver_transactions)"
+        )
     run = Run.open(settings, parse_interval_end(interval_end)) if interval_end else None
     reference = run.interval_end if run else (parse_interval_end(as_of) if as_of else None)
-    training = TrainingWindow(date.fromisoformat(date_from), date.fromisoformat(date_to)) if date_from and date_to else None
+    training = (
+        TrainingWindow(date.fromisoformat(date_from), date.fromisoformat(date_to)) if date_from and date_to else None
+    )
     if (date_from is None) != (date_to is None):
         raise QualityError("--from and --to go together")
     pinned = run and any(s.window == "training" for s in loaded)
     results = validate(
-        _spark(ctx, "fraudlake-validate"), settings, loaded, as_of=reference, as_of_version=as_of_version,
+        _spark(ctx, "fraudlake-validate"),
+        settings,
+        loaded,
+        as_of=reference,
+        as_of_version=as_of_version,
         training=run.training_window() if pinned else training,
         training_version=run.state["pin"]["features_version"] if pinned else None,
         run_name=run and f"retraining-{run.key}",
-    )  # fmt: skip
+    )
     if run:
         run.record_gates(results)
     table = Table(title="data-quality gates (Great Expectations)")
@@ -67,7 +89,15 @@ def validate_command(
         table.add_column(column, justify="right" if column in ("rows", "expectations", "failed") else "left")
     for r in results:
         verdict = "[green]passed[/green]" if r.success else "[red]FAILED[/red]"
-        table.add_row(r.suite, f"{r.table} v{r.table_version}", r.window, f"{r.rows:,}", str(r.evaluated), str(len(r.failures)), verdict)
+        table.add_row(
+            r.suite,
+            f"{r.table} v{r.table_version}",
+            r.window,
+            f"{r.rows:,}",
+            str(r.evaluated),
+            str(len(r.failures)),
+            verdict,
+        )
     console.print(table)
     for r in results:
         for f in r.failures:
@@ -131,7 +161,9 @@ def retrain_promote(ctx: typer.Context, interval_end: IntervalEnd) -> None:
 def retrain_await_scorer(
     ctx: typer.Context,
     interval_end: IntervalEnd,
-    timeout: Annotated[float | None, typer.Option(help="Seconds (default: orchestration.scorer_reload_timeout_s).")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds (default: orchestration.scorer_reload_timeout_s).")
+    ] = None,
 ) -> None:
     """After a promotion, wait until a running scorer scores with the new champion (hot reload).
     No scorer running: nothing to wait for (the next start loads the champion)."""
@@ -153,7 +185,9 @@ def retrain_record(ctx: typer.Context, interval_end: IntervalEnd) -> None:
     for line in row["failed_expectations"]:
         console.print(f"  failed: {line}", markup=False, highlight=False, soft_wrap=True)
     if row["status"] not in ("promoted", "kept_champion"):
-        console.print(f"run {run.key} did not complete: {row['status']} at {row['stopped_at']}", markup=False, highlight=False)
+        console.print(
+            f"run {run.key} did not complete: {row['status']} at {row['stopped_at']}", markup=False, highlight=False
+        )
         raise typer.Exit(1)
 
 
@@ -189,12 +223,15 @@ def airflow_command(ctx: typer.Context) -> None:
     airflow = str(Path(sys.executable).with_name("airflow"))
     migrate = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)  # idempotent, seconds
     if migrate.returncode != 0:
-        raise PlatformError(f"airflow db migrate failed in {settings.airflow_home}: {(migrate.stderr or migrate.stdout).strip()[-500:]}")
+        raise PlatformError(
+            f"airflow db migrate failed in {settings.airflow_home}: {(migrate.stderr or migrate.stdout).strip()[-500:]}"
+        )
     command = [airflow, *(ctx.args or ["standalone"])]
     if not ctx.args:
         console.print(
             f"Airflow UI: http://localhost:{settings.orchestration.airflow_port} (user admin; password in "
             f"{settings.airflow_home / 'simple_auth_manager_passwords.json.generated'}); Ctrl-C stops it",
-            markup=False, highlight=False,
-        )  # fmt: skip
+            markup=False,
+            highlight=False,
+        )
     os.execvpe(command[0], command, env)

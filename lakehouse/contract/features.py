@@ -52,37 +52,102 @@ def _user_window_features() -> list[Feature]:
     out: list[Feature] = []
     for w in USER_WINDOWS:
         out += [
-            Feature(f"user_tx_count_{w}", "long", "state", f"The user's transactions known in the {w} before this one."),
-            Feature(f"user_amount_sum_{w}", "double", "state", f"Sum of their amounts over the {w} (in their own currencies)."),
+            Feature(
+                f"user_tx_count_{w}", "long", "state", f"The user's transactions known in the {w} before this one."
+            ),
+            Feature(
+                f"user_amount_sum_{w}",
+                "double",
+                "state",
+                f"Sum of their amounts over the {w} (in their own currencies).",
+            ),
             Feature(f"user_amount_mean_{w}", "double", "state", f"Mean amount over the {w}; null without history."),
         ]
     for w in DISTINCT_WINDOWS:
         out += [
-            Feature(f"user_distinct_merchants_{w}", "long", "state", f"Distinct merchants the user paid in the {w} before."),
-            Feature(f"user_distinct_ips_{w}", "long", "state", f"Distinct device IPs the user paid from in the {w} before."),
+            Feature(
+                f"user_distinct_merchants_{w}", "long", "state", f"Distinct merchants the user paid in the {w} before."
+            ),
+            Feature(
+                f"user_distinct_ips_{w}", "long", "state", f"Distinct device IPs the user paid from in the {w} before."
+            ),
         ]
     return out
 
 
 FEATURES: tuple[Feature, ...] = (
     *_user_window_features(),
-    Feature("user_amount_ratio_30d", "double", "state", "Amount / the user's 30-day mean amount; null without history."),
-    Feature("user_amount_zscore_30d", "double", "state", "(amount - 30-day mean) / 30-day sample std; null under 2 transactions or zero spread."),
-    Feature("seconds_since_prev_tx", "double", "state", "Seconds since the user's previous known transaction (within 30 days), else null."),
-    Feature("is_new_device_ip", "int", "state", "1 when the device IP was not seen for this user in the last 30 days, 0 when it was; null without an IP."),
-    Feature("home_distance_km", "double", "tables", "Great-circle distance from the user's home (profile as of the event) to the merchant; null for online merchants."),
-    Feature("prev_distance_km", "double", "tables", "Distance from the previous transaction's merchant to this one; null if either has no location."),
-    Feature("prev_speed_kmh", "double", "tables", "prev_distance_km over the time since that transaction (at least one minute)."),
-    Feature("merchant_tx_count_1d", "long", "tables", "The merchant's transactions on the day before this transaction's day."),
-    Feature("merchant_tx_count_7d", "long", "tables", "The merchant's transactions in the 7 days before this transaction's day."),
-    Feature("merchant_tx_count_30d", "long", "tables", "The merchant's transactions in the 30 days before this transaction's day."),
-    Feature("merchant_fraud_rate_30d", "double", "tables", "Share of fraud among the merchant's transactions in the 30 days that end feedback_delay_days before this transaction's day; null without transactions."),
+    Feature(
+        "user_amount_ratio_30d", "double", "state", "Amount / the user's 30-day mean amount; null without history."
+    ),
+    Feature(
+        "user_amount_zscore_30d",
+        "double",
+        "state",
+        "(amount - 30-day mean) / 30-day sample std; null under 2 transactions or zero spread.",
+    ),
+    Feature(
+        "seconds_since_prev_tx",
+        "double",
+        "state",
+        "Seconds since the user's previous known transaction (within 30 days), else null.",
+    ),
+    Feature(
+        "is_new_device_ip",
+        "int",
+        "state",
+        "1 when the device IP was not seen for this user in the last 30 days, 0 when it was; null without an IP.",
+    ),
+    Feature(
+        "home_distance_km",
+        "double",
+        "tables",
+        "Great-circle distance from the user's home (profile as of the event) to the merchant; null for online merchants.",
+    ),
+    Feature(
+        "prev_distance_km",
+        "double",
+        "tables",
+        "Distance from the previous transaction's merchant to this one; null if either has no location.",
+    ),
+    Feature(
+        "prev_speed_kmh",
+        "double",
+        "tables",
+        "prev_distance_km over the time since that transaction (at least one minute).",
+    ),
+    Feature(
+        "merchant_tx_count_1d",
+        "long",
+        "tables",
+        "The merchant's transactions on the day before this transaction's day.",
+    ),
+    Feature(
+        "merchant_tx_count_7d",
+        "long",
+        "tables",
+        "The merchant's transactions in the 7 days before this transaction's day.",
+    ),
+    Feature(
+        "merchant_tx_count_30d",
+        "long",
+        "tables",
+        "The merchant's transactions in the 30 days before this transaction's day.",
+    ),
+    Feature(
+        "merchant_fraud_rate_30d",
+        "double",
+        "tables",
+        "Share of fraud among the merchant's transactions in the 30 days that end feedback_delay_days before this transaction's day; null without transactions.",
+    ),
     Feature("hour_of_day", "int", "tables", "Hour of the event (UTC), 0-23."),
     Feature("is_night", "int", "tables", "1 between 00:00 and 05:59 UTC."),
     Feature("is_weekend", "int", "tables", "1 on Saturday and Sunday (UTC)."),
     Feature("user_age_years", "double", "tables", "The user's age at the event: age at signup plus the years since."),
     Feature("account_age_days", "double", "tables", "Days since the user's signup date (UTC midnight) at the event."),
-    Feature("merchant_category", "string", "tables", "The merchant's business category (as of the event).", categorical=True),
+    Feature(
+        "merchant_category", "string", "tables", "The merchant's business category (as of the event).", categorical=True
+    ),
 )
 
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
@@ -115,7 +180,12 @@ LABEL_TYPES = {"is_fraud": "BOOLEAN", "fraud_scenario": "STRING"}
 
 def feature_table_columns() -> list[str]:
     """Column order of ``gold.transaction_features``."""
-    return [c for c, _ in CARRIED_COLUMNS] + [f.name for f in FEATURES] + list(LABEL_COLUMNS) + [c for c, _ in ARRIVAL_COLUMNS]
+    return (
+        [c for c, _ in CARRIED_COLUMNS]
+        + [f.name for f in FEATURES]
+        + list(LABEL_COLUMNS)
+        + [c for c, _ in ARRIVAL_COLUMNS]
+    )
 
 
 def feature_table_types() -> dict[str, str]:

@@ -62,7 +62,14 @@ PROGRESS_COLUMNS = (
     ("max_event_time", "TIMESTAMP"),
     ("max_offset", "BIGINT"),
 )
-_SQL_TYPES = {"string": "STRING", "double": "DOUBLE", "int": "INT", "boolean": "BOOLEAN", "timestamp": "TIMESTAMP", "date": "DATE"}
+_SQL_TYPES = {
+    "string": "STRING",
+    "double": "DOUBLE",
+    "int": "INT",
+    "boolean": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+    "date": "DATE",
+}
 
 
 def silver_columns(fields: tuple[Field, ...]) -> list[tuple[str, str]]:
@@ -151,7 +158,12 @@ def create_tables(spark: SparkSession, settings: Settings) -> TableNames:
     for stream in STREAMS:
         spark.sql(_ddl(names.bronze(stream), BRONZE_COLUMNS, partitioned_by="ingest_date", properties=retention))
     spark.sql(
-        _ddl(names.silver("transactions"), silver_columns(TRANSACTION_FIELDS), partitioned_by="event_date", properties=retention)
+        _ddl(
+            names.silver("transactions"),
+            silver_columns(TRANSACTION_FIELDS),
+            partitioned_by="event_date",
+            properties=retention,
+        )
     )
     for stream, fields in (("users", USER_FIELDS), ("merchants", MERCHANT_FIELDS)):
         spark.sql(_ddl(names.versions(stream), silver_columns(fields), properties=retention))
@@ -194,7 +206,12 @@ SCORED_COLUMNS = (
     ("run_id", "STRING"),
     ("batch_id", "BIGINT"),
 )
-MERCHANT_DAILY_COLUMNS = (("merchant_id", "STRING"), ("event_date", "DATE"), ("tx_count", "BIGINT"), ("fraud_count", "BIGINT"))
+MERCHANT_DAILY_COLUMNS = (
+    ("merchant_id", "STRING"),
+    ("event_date", "DATE"),
+    ("tx_count", "BIGINT"),
+    ("fraud_count", "BIGINT"),
+)
 
 
 #: gold.retraining_runs: one row per retraining run (data interval) of the fraud_model_retraining DAG.

@@ -49,7 +49,12 @@ class History:
 
     @classmethod
     def empty(cls) -> History:
-        return cls(np.empty(0, np.int64), np.empty(0, np.float64), *(np.empty(0, object) for _ in range(3)), np.empty(0, np.int64))
+        return cls(
+            np.empty(0, np.int64),
+            np.empty(0, np.float64),
+            *(np.empty(0, object) for _ in range(3)),
+            np.empty(0, np.int64),
+        )
 
     @classmethod
     def from_state(cls, value: tuple | None) -> History:
@@ -121,7 +126,9 @@ def advance(history: History, events: dict[str, np.ndarray], *, max_events: int)
     return Advanced(out, duplicate, History(*(column[:length] for column in columns)))
 
 
-def _features(t: int, a: float, device_ip, times: np.ndarray, amounts: np.ndarray, merchants: np.ndarray, ips: np.ndarray) -> dict:
+def _features(
+    t: int, a: float, device_ip, times: np.ndarray, amounts: np.ndarray, merchants: np.ndarray, ips: np.ndarray
+) -> dict:
     row: dict = {}
     known = (times <= t) & (times > t - HISTORY_S * US)
     for name, seconds in USER_WINDOWS.items():

@@ -75,7 +75,13 @@ def build_features(spark: SparkSession, settings: Settings, *, since: date | Non
     if rows != silver_rows:
         raise RuntimeError(f"feature rows {rows} != silver transactions {silver_rows} in range: please report this")
     report = BuildReport(rows, silver_rows, silver_version, latest_version(spark, names.features), since)
-    log.info("features: %s rows from silver version %s → %s version %s", rows, silver_version, names.features, report.features_version)
+    log.info(
+        "features: %s rows from silver version %s → %s version %s",
+        rows,
+        silver_version,
+        names.features,
+        report.features_version,
+    )
     return report
 
 
@@ -165,13 +171,19 @@ def compare_features(offline: DataFrame, online: DataFrame, ingested: DataFrame,
 
     key = ["transaction_id"]
     off = offline.select(*key, *[F.col(c).alias(f"off_{c}") for c in FEATURE_NAMES]).persist()
-    on = online.select(*key, F.col("kafka_partition").alias("on_partition"), F.col("kafka_offset").alias("on_offset"), *[F.col(c).alias(f"on_{c}") for c in FEATURE_NAMES]).persist()
+    on = online.select(
+        *key,
+        F.col("kafka_partition").alias("on_partition"),
+        F.col("kafka_offset").alias("on_offset"),
+        *[F.col(c).alias(f"on_{c}") for c in FEATURE_NAMES],
+    ).persist()
     try:
         both = off.join(on, key)
         only_online = on.join(off, key, "left_anti").join(ingested, "on_partition", "left")
         past_ingest = F.col("max_offset").isNull() | (F.col("on_offset") > F.col("max_offset"))
         counts = only_online.agg(
-            F.sum(F.when(past_ingest, 1).otherwise(0)).alias("later"), F.sum(F.when(~past_ingest, 1).otherwise(0)).alias("missing")
+            F.sum(F.when(past_ingest, 1).otherwise(0)).alias("later"),
+            F.sum(F.when(~past_ingest, 1).otherwise(0)).alias("missing"),
         ).first()
         aggregates = []
         for name in FEATURE_NAMES:
@@ -184,11 +196,19 @@ def compare_features(offline: DataFrame, online: DataFrame, ingested: DataFrame,
                 diff = F.abs(a.cast("double") - b.cast("double"))
                 scale = F.greatest(F.abs(a.cast("double")), F.abs(b.cast("double")))
                 rel = F.when(diff == 0, F.lit(0.0)).otherwise(diff / scale)
-                aggregates += [F.coalesce(F.max(diff), F.lit(0.0)).alias(f"abs_{name}"), F.coalesce(F.max(rel), F.lit(0.0)).alias(f"rel_{name}")]
+                aggregates += [
+                    F.coalesce(F.max(diff), F.lit(0.0)).alias(f"abs_{name}"),
+                    F.coalesce(F.max(rel), F.lit(0.0)).alias(f"rel_{name}"),
+                ]
             aggregates.append(F.sum(F.when(mismatched_null, 1).otherwise(0)).alias(f"null_{name}"))
         stats = both.agg(F.count("*").alias("compared"), *aggregates).first()
         diffs = [
-            FeatureDiff(name, float(stats[f"abs_{name}"] or 0.0), float(stats[f"rel_{name}"] or 0.0), int(stats[f"null_{name}"] or 0))
+            FeatureDiff(
+                name,
+                float(stats[f"abs_{name}"] or 0.0),
+                float(stats[f"rel_{name}"] or 0.0),
+                int(stats[f"null_{name}"] or 0),
+            )
             for name in FEATURE_NAMES
         ]
         missing_online = off.join(on, key, "left_anti").count()
@@ -226,5 +246,7 @@ def check_features(spark: SparkSession, settings: Settings, *, rebuild: bool = T
         .groupBy(F.col("_partition").alias("on_partition"))
         .agg(F.max("max_offset").alias("max_offset"))
     )
-    report = compare_features(spark.table(names.features), spark.table(names.feature_check), ingested, settings.features.tolerance)
+    report = compare_features(
+        spark.table(names.features), spark.table(names.feature_check), ingested, settings.features.tolerance
+    )
     return replace(report, late_online=statuses.get("late_event", 0), duplicates_online=statuses.get("duplicate", 0))

@@ -100,7 +100,9 @@ def user_state_features(silver: DataFrame, *, max_events: int) -> DataFrame:
         result = advance(History.empty(), event_arrays(rows), max_events=max_events)
         return state_columns_frame(rows, result.features)[output]
 
-    inputs = with_event_micros(silver.withColumnRenamed("_partition", "kafka_partition").withColumnRenamed("_offset", "kafka_offset"))
+    inputs = with_event_micros(
+        silver.withColumnRenamed("_partition", "kafka_partition").withColumnRenamed("_offset", "kafka_offset")
+    )
     inputs = inputs.select(*[c for c, _ in STATE_INPUT_COLUMNS])
     return inputs.groupBy("user_id").applyInPandas(replay, ddl)
 
@@ -125,7 +127,9 @@ def haversine_km(lat1: Column, lon1: Column, lat2: Column, lon2: Column) -> Colu
     return F.lit(2 * EARTH_RADIUS_KM) * F.asin(F.sqrt(a))
 
 
-def as_of(events: DataFrame, versions: DataFrame, *, key: str, event_key: str, columns: list[str], prefix: str) -> DataFrame:
+def as_of(
+    events: DataFrame, versions: DataFrame, *, key: str, event_key: str, columns: list[str], prefix: str
+) -> DataFrame:
     """Left-join each event with the version of ``key`` in effect at its event time (latest
     ``updated_at`` at or before it; ties: the later Kafka record), columns renamed ``prefix``+name.
     Needs events: transaction_id, event_time, ``event_key``; versions: key, updated_at, columns."""
@@ -150,7 +154,11 @@ def as_of(events: DataFrame, versions: DataFrame, *, key: str, event_key: str, c
         "left",
     )
     rank = F.row_number().over(Window.partitionBy("transaction_id").orderBy(*order))
-    return joined.withColumn("_v_rank", rank).where("_v_rank = 1").drop("_v_rank", *[c for c in chosen.columns if c.startswith("_v_")])
+    return (
+        joined.withColumn("_v_rank", rank)
+        .where("_v_rank = 1")
+        .drop("_v_rank", *[c for c in chosen.columns if c.startswith("_v_")])
+    )
 
 
 def merchant_day_windows(events: DataFrame, daily: DataFrame, *, feedback_delay_days: int) -> DataFrame:
@@ -161,13 +169,15 @@ def merchant_day_windows(events: DataFrame, daily: DataFrame, *, feedback_delay_
 
     keys = events.select("merchant_id", "event_date").distinct()
     span = max(max(MERCHANT_DAY_WINDOWS.values()), feedback_delay_days + 30)
-    d = daily.select(F.col("merchant_id").alias("_d_merchant"), F.col("event_date").alias("_d_date"), "tx_count", "fraud_count")
-    age = F.datediff(F.col("event_date"), F.col("_d_date"))  # 1 = the day before
-    joined = keys.join(
-        d, (F.col("merchant_id") == F.col("_d_merchant")) & (age >= 1) & (age <= span), "left"
+    d = daily.select(
+        F.col("merchant_id").alias("_d_merchant"), F.col("event_date").alias("_d_date"), "tx_count", "fraud_count"
     )
+    age = F.datediff(F.col("event_date"), F.col("_d_date"))  # 1 = the day before
+    joined = keys.join(d, (F.col("merchant_id") == F.col("_d_merchant")) & (age >= 1) & (age <= span), "left")
     sums = [
-        F.coalesce(F.sum(F.when(age <= days, F.col("tx_count"))), F.lit(0)).cast("bigint").alias(f"merchant_tx_count_{name}")
+        F.coalesce(F.sum(F.when(age <= days, F.col("tx_count"))), F.lit(0))
+        .cast("bigint")
+        .alias(f"merchant_tx_count_{name}")
         for name, days in MERCHANT_DAY_WINDOWS.items()
     ]
     labelled = (age > feedback_delay_days) & (age <= feedback_delay_days + 30)
@@ -194,17 +204,45 @@ def enrich(
     before the event's day."""
     from pyspark.sql import functions as F
 
-    out = as_of(state, user_versions, key="user_id", event_key="user_id", columns=["age", "signup_date", "latitude", "longitude"], prefix="u_")
-    out = as_of(out, merchant_versions, key="merchant_id", event_key="merchant_id", columns=["category", "latitude", "longitude"], prefix="m_")
-    out = as_of(out, merchant_versions, key="merchant_id", event_key="prev_merchant_id", columns=["latitude", "longitude"], prefix="p_")
-    out = out.join(merchant_day_windows(out, merchant_daily, feedback_delay_days=feedback_delay_days), ["merchant_id", "event_date"], "left")
+    out = as_of(
+        state,
+        user_versions,
+        key="user_id",
+        event_key="user_id",
+        columns=["age", "signup_date", "latitude", "longitude"],
+        prefix="u_",
+    )
+    out = as_of(
+        out,
+        merchant_versions,
+        key="merchant_id",
+        event_key="merchant_id",
+        columns=["category", "latitude", "longitude"],
+        prefix="m_",
+    )
+    out = as_of(
+        out,
+        merchant_versions,
+        key="merchant_id",
+        event_key="prev_merchant_id",
+        columns=["latitude", "longitude"],
+        prefix="p_",
+    )
+    out = out.join(
+        merchant_day_windows(out, merchant_daily, feedback_delay_days=feedback_delay_days),
+        ["merchant_id", "event_date"],
+        "left",
+    )
 
     hours_since_prev = F.greatest((F.col("time_us") - F.col("prev_time_us")) / F.lit(3.6e9), F.lit(1 / 60))
     prev_distance = haversine_km(F.col("p_latitude"), F.col("p_longitude"), F.col("m_latitude"), F.col("m_longitude"))
     signup_us = F.unix_micros(F.col("u_signup_date").cast("timestamp"))
     hour = F.hour("event_time")
     out = (
-        out.withColumn("home_distance_km", haversine_km(F.col("u_latitude"), F.col("u_longitude"), F.col("m_latitude"), F.col("m_longitude")))
+        out.withColumn(
+            "home_distance_km",
+            haversine_km(F.col("u_latitude"), F.col("u_longitude"), F.col("m_latitude"), F.col("m_longitude")),
+        )
         .withColumn("prev_distance_km", prev_distance)
         .withColumn("prev_speed_kmh", prev_distance / hours_since_prev)
         .withColumn("hour_of_day", hour)

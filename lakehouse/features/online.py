@@ -82,13 +82,17 @@ class UserHistoryProcessor(StatefulProcessor):
     def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        batch = pd.concat(list(rows), ignore_index=True).sort_values("kafka_offset", kind="stable").reset_index(drop=True)
+        batch = (
+            pd.concat(list(rows), ignore_index=True).sort_values("kafka_offset", kind="stable").reset_index(drop=True)
+        )
         if batch.empty:
             return
         times = batch["time_us"].to_numpy(np.int64)
         stored = self.partition_max.get()
         prior = stored[0] if stored is not None else None
-        seen_before = np.maximum.accumulate(np.concatenate([[prior if prior is not None else np.iinfo(np.int64).min], times]))[:-1]
+        seen_before = np.maximum.accumulate(
+            np.concatenate([[prior if prior is not None else np.iinfo(np.int64).min], times])
+        )[:-1]
         has_seen = np.ones(len(times), bool)
         if prior is None:
             has_seen[0] = False
@@ -100,7 +104,9 @@ class UserHistoryProcessor(StatefulProcessor):
         for user_id, positions in _by_user(batch["user_id"].to_numpy()[accepted], accepted):
             history = History.from_state(self.users.getValue((user_id,)))
             result = advance(history, {c: v[positions] for c, v in arrays.items()}, max_events=self.max_events)
-            self.users.updateValue((user_id,), prune(result.history, lateness_us=self.lateness_us, max_events=self.max_events).to_state())
+            self.users.updateValue(
+                (user_id,), prune(result.history, lateness_us=self.lateness_us, max_events=self.max_events).to_state()
+            )
             status[positions[result.duplicate]] = DUPLICATE
             for name, values in result.features.items():
                 column = features.setdefault(name, [None] * len(batch))
@@ -166,7 +172,11 @@ class DimensionTables:
         self.spark = spark
         self.locations = {
             key: table_location(spark, name)
-            for key, name in (("users", names.versions("users")), ("merchants", names.versions("merchants")), ("daily", names.merchant_daily))
+            for key, name in (
+                ("users", names.versions("users")),
+                ("merchants", names.versions("merchants")),
+                ("daily", names.merchant_daily),
+            )
         }
 
     def read(self, key: str) -> DataFrame:

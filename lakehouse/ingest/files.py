@@ -62,7 +62,9 @@ def read_file(spark: SparkSession, path: str, fmt: str | None) -> DataFrame:
     raise ConfigError(f"{path}: unknown format {fmt!r}; use --format csv or parquet")
 
 
-def as_contract_json(rows: DataFrame, stream: str, mapping: dict[str, str], *, currency: str | None, source: str) -> DataFrame:
+def as_contract_json(
+    rows: DataFrame, stream: str, mapping: dict[str, str], *, currency: str | None, source: str
+) -> DataFrame:
     """Source rows → (key, value, _order) with ``value`` the row as contract JSON. Fails naming the
     field when a required one has no source column (nulls inside a column are quarantined per row)."""
     from pyspark.sql import functions as F
@@ -87,7 +89,9 @@ def as_contract_json(rows: DataFrame, stream: str, mapping: dict[str, str], *, c
         elif field.name == "currency" and currency:
             selected.append(F.lit(currency).alias("currency"))
         elif field.required:
-            raise ConfigError(f"{source}: no column for required field {field.name!r} (map one with --map {field.name}=<column>)")
+            raise ConfigError(
+                f"{source}: no column for required field {field.name!r} (map one with --map {field.name}=<column>)"
+            )
     key, order = column_of(STREAM_KEYS[stream]), column_of(ORDER_FIELD[stream])
     return rows.select(
         F.col(f"`{key}`").cast("string").alias("key"),
@@ -96,7 +100,16 @@ def as_contract_json(rows: DataFrame, stream: str, mapping: dict[str, str], *, c
     )
 
 
-def import_stream(spark: SparkSession, settings: Settings, stream: str, rows: DataFrame, mapping: dict[str, str], *, name: str, currency: str | None) -> ImportReport:
+def import_stream(
+    spark: SparkSession,
+    settings: Settings,
+    stream: str,
+    rows: DataFrame,
+    mapping: dict[str, str],
+    *,
+    name: str,
+    currency: str | None,
+) -> ImportReport:
     """One file of one stream → bronze + silver/quarantine through the streams' silver step."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -104,7 +117,9 @@ def import_stream(spark: SparkSession, settings: Settings, stream: str, rows: Da
     from lakehouse.ingest.queries import SilverBatch
     from lakehouse.contract.tables import create_tables, table_location
 
-    records = as_contract_json(rows, stream, mapping, currency=currency, source=f"{name} ({stream})")  # fails before any write
+    records = as_contract_json(
+        rows, stream, mapping, currency=currency, source=f"{name} ({stream})"
+    )  # fails before any write
     names = create_tables(spark, settings)
     # Offsets in event-time order (then file order), so nothing in the file is "late" to itself.
     ordered = records.withColumn("_row", F.monotonically_increasing_id())
@@ -114,7 +129,9 @@ def import_stream(spark: SparkSession, settings: Settings, stream: str, rows: Da
         "value",
         F.lit(f"import:{name}:{stream}").alias("topic"),
         F.lit(0).alias("partition"),
-        (F.row_number().over(Window.orderBy(F.col("_order").asc_nulls_last(), "_row")) - 1).cast("bigint").alias("offset"),
+        (F.row_number().over(Window.orderBy(F.col("_order").asc_nulls_last(), "_row")) - 1)
+        .cast("bigint")
+        .alias("offset"),
         now.alias("kafka_timestamp"),
         now.alias("ingested_at"),
     ).withColumn("ingest_date", F.to_date("ingested_at"))
@@ -125,7 +142,9 @@ def import_stream(spark: SparkSession, settings: Settings, stream: str, rows: Da
         bronze.write.format("delta").mode("append").save(table_location(spark, names.bronze(stream)))
         query = f"import_{stream}"
         SilverBatch(spark, settings, names, stream, query)(bronze, batch_id)
-        quarantined = spark.table(names.quarantine).where(F.col("_batch_id") == batch_id).where(F.col("source") == stream).count()
+        quarantined = (
+            spark.table(names.quarantine).where(F.col("_batch_id") == batch_id).where(F.col("source") == stream).count()
+        )
     finally:
         bronze.unpersist()
     report = ImportReport(stream, total, total - quarantined, quarantined)
@@ -153,5 +172,9 @@ def import_files(
     reports = []
     for stream, path in (("users", users), ("merchants", merchants), ("transactions", transactions)):
         if path:
-            reports.append(import_stream(spark, settings, stream, read_file(spark, path, fmt), mapping, name=name, currency=currency))
+            reports.append(
+                import_stream(
+                    spark, settings, stream, read_file(spark, path, fmt), mapping, name=name, currency=currency
+                )
+            )
     return reports

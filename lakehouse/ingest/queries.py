@@ -49,7 +49,9 @@ log = logging.getLogger(__name__)
 FIELDS = {"transactions": TRANSACTION_FIELDS, "users": USER_FIELDS, "merchants": MERCHANT_FIELDS}
 
 
-def start_bronze(spark: SparkSession, settings: Settings, names: TableNames, stream: str, *, once: bool) -> StreamingQuery:
+def start_bronze(
+    spark: SparkSession, settings: Settings, names: TableNames, stream: str, *, once: bool
+) -> StreamingQuery:
     topic = getattr(settings.kafka.topics, stream).name
     plan = query_plan(settings, ingest_query_name("bronze", stream), once=once)
     source = (
@@ -164,7 +166,9 @@ class SilverBatch:
     def _merge_latest(self, versions: DataFrame) -> None:
         from delta.tables import DeltaTable
 
-        latest = latest_per_key(versions.withColumnRenamed("_partition", "partition").withColumnRenamed("_offset", "offset"), self.key)
+        latest = latest_per_key(
+            versions.withColumnRenamed("_partition", "partition").withColumnRenamed("_offset", "offset"), self.key
+        )
         latest = latest.withColumnRenamed("partition", "_partition").withColumnRenamed("offset", "_offset")
         target = DeltaTable.forName(versions.sparkSession, self.names.silver(self.stream))
         (
@@ -176,14 +180,18 @@ class SilverBatch:
         )
 
 
-def start_silver(spark: SparkSession, settings: Settings, names: TableNames, stream: str, *, once: bool) -> StreamingQuery:
+def start_silver(
+    spark: SparkSession, settings: Settings, names: TableNames, stream: str, *, once: bool
+) -> StreamingQuery:
     plan = query_plan(settings, ingest_query_name("silver", stream), once=once)
     source = spark.readStream.option("maxFilesPerTrigger", 1000).table(names.bronze(stream))
     batch = SilverBatch(spark, settings, names, stream, plan.name)
     return start_query(source.writeStream.foreachBatch(batch), plan, lambda w: w.start())
 
 
-def run_ingest(spark: SparkSession, settings: Settings, *, once: bool, layers: tuple[str, ...] = ("bronze", "silver")) -> list[StreamingQuery]:
+def run_ingest(
+    spark: SparkSession, settings: Settings, *, once: bool, layers: tuple[str, ...] = ("bronze", "silver")
+) -> list[StreamingQuery]:
     """Start the ingest queries. ``once``: drain what is there now (bronze first, then silver) and
     return when done; otherwise start them all and return the running queries."""
     names = create_tables(spark, settings)

@@ -77,12 +77,17 @@ def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataCo
 
     rules: list[tuple[Column, str]] = [
         (
-            F.col("value").isNull() | (F.trim("value") == "") | F.col("_json").isNull() | F.col("_json").getField(CORRUPT).isNotNull(),
+            F.col("value").isNull()
+            | (F.trim("value") == "")
+            | F.col("_json").isNull()
+            | F.col("_json").getField(CORRUPT).isNotNull(),
             "malformed_json",
         )
     ]
     rules += [(raw[f.name].isNull(), f"missing_field:{f.name}") for f in fields if f.required]
-    rules += [(raw[f.name].isNotNull() & typed[f.name].isNull(), f"bad_type:{f.name}") for f in fields if f.kind != "string"]
+    rules += [
+        (raw[f.name].isNotNull() & typed[f.name].isNull(), f"bad_type:{f.name}") for f in fields if f.kind != "string"
+    ]
     if "amount" in typed:
         rules += [
             (typed["amount"] <= 0, "negative_amount"),
@@ -105,7 +110,9 @@ def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataCo
     return out
 
 
-def late_and_duplicates(valid: DataFrame, prior_max: DataFrame, prior_ids: DataFrame, delay_minutes: float) -> DataFrame:
+def late_and_duplicates(
+    valid: DataFrame, prior_max: DataFrame, prior_ids: DataFrame, delay_minutes: float
+) -> DataFrame:
     """Mark schema-valid transactions ``late_event`` or ``duplicate`` (else leave the reason null).
 
     Needs ``valid``: event_time, transaction_id, topic, partition, offset (one micro-batch);
@@ -130,7 +137,9 @@ def late_and_duplicates(valid: DataFrame, prior_max: DataFrame, prior_ids: DataF
         seen_before.withColumn("_late", F.coalesce(late, F.lit(False)))
         .join(known, "transaction_id", "left")
         # Late records do not take part in deduplication: a duplicate of a late record is late too.
-        .withColumn("_rank", F.row_number().over(Window.partitionBy("transaction_id", "_late").orderBy("partition", "offset")))
+        .withColumn(
+            "_rank", F.row_number().over(Window.partitionBy("transaction_id", "_late").orderBy("partition", "offset"))
+        )
         .withColumn(
             "quarantine_reason",
             F.when(F.col("_late"), "late_event").when(F.col("_known").isNotNull() | (F.col("_rank") > 1), "duplicate"),
@@ -145,7 +154,9 @@ def latest_per_key(valid: DataFrame, key: str) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    latest = Window.partitionBy(key).orderBy(F.col("updated_at").desc(), F.col("partition").desc(), F.col("offset").desc())
+    latest = Window.partitionBy(key).orderBy(
+        F.col("updated_at").desc(), F.col("partition").desc(), F.col("offset").desc()
+    )
     return valid.withColumn("_rank", F.row_number().over(latest)).where("_rank = 1").drop("_rank")
 
 

@@ -23,9 +23,21 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 SCORE_COLUMNS = (
-    "backtest_id", "model_version", "features_version", "transaction_id", "user_id", "merchant_id", "event_time",
-    "event_date", "amount", "is_fraud", "fraud_scenario", "score", "threshold", "alert",
-)  # fmt: skip
+    "backtest_id",
+    "model_version",
+    "features_version",
+    "transaction_id",
+    "user_id",
+    "merchant_id",
+    "event_time",
+    "event_date",
+    "amount",
+    "is_fraud",
+    "fraud_scenario",
+    "score",
+    "threshold",
+    "alert",
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +73,9 @@ def backtest(
     elif as_of_timestamp is not None:
         reader = reader.option("timestampAsOf", as_of_timestamp)
     features = reader.table(names.features)
-    features_version = as_of_version if as_of_version is not None else _version_at(spark, names.features, as_of_timestamp)
+    features_version = (
+        as_of_version if as_of_version is not None else _version_at(spark, names.features, as_of_timestamp)
+    )
     window = features.where((F.col("event_date") >= F.lit(date_from)) & (F.col("event_date") <= F.lit(date_to)))
     backtest_id = hashlib.sha1(f"{version}|{date_from}|{date_to}|{features_version}".encode()).hexdigest()[:16]
 

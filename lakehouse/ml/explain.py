@@ -69,14 +69,19 @@ def learn_profile(model: PipelineModel, features: DataFrame, *, rows: int, seed:
     """The profile of a model over a feature table (legitimate rows; every row when unlabelled)."""
     from pyspark.sql import functions as F
 
-    legitimate = features.where(~F.coalesce(F.col("is_fraud"), F.lit(False))) if "is_fraud" in features.columns else features
+    legitimate = (
+        features.where(~F.coalesce(F.col("is_fraud"), F.lit(False))) if "is_fraud" in features.columns else features
+    )
     total = legitimate.count()
     sample = legitimate.sample(fraction=min(1.0, rows / total), seed=seed) if total > rows else legitimate
     numeric = sample.select(*[F.col(c).cast("double").alias(c) for c in NUMERIC_FEATURES])
     quantiles = numeric.approxQuantile(list(NUMERIC_FEATURES), list(PERCENTILES), 0.001)
     return Profile(
         importance=feature_reliance(model, features.limit(1)),
-        percentiles={name: [float(v) for v in q] if q else [None] * len(PERCENTILES) for name, q in zip(NUMERIC_FEATURES, quantiles, strict=True)},
+        percentiles={
+            name: [float(v) for v in q] if q else [None] * len(PERCENTILES)
+            for name, q in zip(NUMERIC_FEATURES, quantiles, strict=True)
+        },
     )
 
 
@@ -100,13 +105,27 @@ def reasons(profile: Profile, top: int) -> Column:
         rarity = F.lit(0)
         words = F.lit("")
         # Strict comparisons against a spread that exists: a value equal to the usual one is never rare.
-        for level, bound, higher in ((RARE, p95, True), (VERY_RARE, p99, True), (RARE, p05, False), (VERY_RARE, p01, False)):
+        for level, bound, higher in (
+            (RARE, p95, True),
+            (VERY_RARE, p99, True),
+            (RARE, p05, False),
+            (VERY_RARE, p01, False),
+        ):
             if (higher and bound > p50) or (not higher and bound < p50):
                 beyond = value > F.lit(bound) if higher else value < F.lit(bound)
                 share = {RARE: 95, VERY_RARE: 99}[level]
                 rarity = F.when(beyond, F.lit(level)).otherwise(rarity)
-                words = F.when(beyond, F.lit(f"; {'higher' if higher else 'lower'} than {share}% of legitimate payments")).otherwise(words)
-        text = F.concat(F.lit(f"{_LABELS[name]}: "), _number(value, name), F.lit(" (typical "), _number(F.lit(p50), name), words, F.lit(")"))
+                words = F.when(
+                    beyond, F.lit(f"; {'higher' if higher else 'lower'} than {share}% of legitimate payments")
+                ).otherwise(words)
+        text = F.concat(
+            F.lit(f"{_LABELS[name]}: "),
+            _number(value, name),
+            F.lit(" (typical "),
+            _number(F.lit(p50), name),
+            words,
+            F.lit(")"),
+        )
         candidates.append(
             F.when(
                 value.isNotNull(),
@@ -121,4 +140,7 @@ def reasons(profile: Profile, top: int) -> Column:
     if not candidates:
         return F.array().cast("array<struct<feature:string,value:double,text:string>>")
     ranked = F.sort_array(F.filter(F.array(*candidates), lambda c: c.isNotNull()), asc=False)
-    return F.transform(F.slice(ranked, 1, top), lambda c: F.struct(c["feature"].alias("feature"), c["value"].alias("value"), c["text"].alias("text")))
+    return F.transform(
+        F.slice(ranked, 1, top),
+        lambda c: F.struct(c["feature"].alias("feature"), c["value"].alias("value"), c["text"].alias("text")),
+    )

@@ -77,7 +77,13 @@ def with_class_weight(train: DataFrame, positive_weight: float | str) -> tuple[D
     return train.withColumn("weight", F.when(F.col(LABEL), F.lit(weight)).otherwise(F.lit(1.0))), weight
 
 
-def make_pipeline(training: TrainingSettings, *, numeric: tuple[str, ...] = NUMERIC_FEATURES, categorical: tuple[str, ...] = CATEGORICAL_FEATURES, algorithm: str | None = None) -> Pipeline:
+def make_pipeline(
+    training: TrainingSettings,
+    *,
+    numeric: tuple[str, ...] = NUMERIC_FEATURES,
+    categorical: tuple[str, ...] = CATEGORICAL_FEATURES,
+    algorithm: str | None = None,
+) -> Pipeline:
     """Fill nulls (sentinel + indicator) → index and one-hot the categories → assemble → (scale, for
     logistic regression) → the configured classifier."""
     from pyspark.ml import Pipeline
@@ -91,7 +97,8 @@ def make_pipeline(training: TrainingSettings, *, numeric: tuple[str, ...] = NUME
     filled = [f"{c}__filled" for c in numeric]
     missing = [f"{c}__missing" for c in numeric]
     fill_sql = ", ".join(
-        f"coalesce(CAST(`{c}` AS DOUBLE), {MISSING_SENTINEL}) AS `{c}__filled`, CAST(`{c}` IS NULL AS DOUBLE) AS `{c}__missing`" for c in numeric
+        f"coalesce(CAST(`{c}` AS DOUBLE), {MISSING_SENTINEL}) AS `{c}__filled`, CAST(`{c}` IS NULL AS DOUBLE) AS `{c}__missing`"
+        for c in numeric
     )
     stages = [SQLTransformer(statement=f"SELECT *, {fill_sql} FROM __THIS__")]
     encoded = []
@@ -102,19 +109,40 @@ def make_pipeline(training: TrainingSettings, *, numeric: tuple[str, ...] = NUME
         ]
         encoded.append(f"{column}__onehot")
     scaled = algorithm == "logistic_regression"  # trees need no scaling
-    stages.append(VectorAssembler(inputCols=filled + missing + encoded, outputCol="features_raw" if scaled else "features", handleInvalid="keep"))
+    stages.append(
+        VectorAssembler(
+            inputCols=filled + missing + encoded,
+            outputCol="features_raw" if scaled else "features",
+            handleInvalid="keep",
+        )
+    )
     common = {"labelCol": "label", "featuresCol": "features", "weightCol": "weight"}
     if scaled:
         stages.append(StandardScaler(inputCol="features_raw", outputCol="features", withMean=True, withStd=True))
         p = training.logistic_regression
-        classifier = LogisticRegression(maxIter=p.max_iter, regParam=p.reg_param, elasticNetParam=p.elastic_net_param, **common)
+        classifier = LogisticRegression(
+            maxIter=p.max_iter, regParam=p.reg_param, elasticNetParam=p.elastic_net_param, **common
+        )
     else:
         if algorithm == "gbt":
             p = training.gbt
-            classifier = GBTClassifier(maxIter=p.max_iter, maxDepth=p.max_depth, stepSize=p.step_size, subsamplingRate=p.subsampling_rate, seed=training.seed, **common)
+            classifier = GBTClassifier(
+                maxIter=p.max_iter,
+                maxDepth=p.max_depth,
+                stepSize=p.step_size,
+                subsamplingRate=p.subsampling_rate,
+                seed=training.seed,
+                **common,
+            )
         elif algorithm == "random_forest":
             p = training.random_forest
-            classifier = RandomForestClassifier(numTrees=p.num_trees, maxDepth=p.max_depth, subsamplingRate=p.subsampling_rate, seed=training.seed, **common)
+            classifier = RandomForestClassifier(
+                numTrees=p.num_trees,
+                maxDepth=p.max_depth,
+                subsamplingRate=p.subsampling_rate,
+                seed=training.seed,
+                **common,
+            )
         else:
             raise ValueError(f"training.algorithm: unknown {algorithm!r} (gbt, random_forest, logistic_regression)")
     stages.append(classifier)
@@ -170,6 +198,12 @@ class ScoredWindow:
 
     def evaluate(self, threshold: float, training: TrainingSettings) -> Evaluation:
         return evaluate(
-            self.y, self.score, threshold=threshold, day=self.day, user=self.user, amount=self.amount,
-            scenario=self.scenario, k=training.threshold.daily_alerts,
-        )  # fmt: skip
+            self.y,
+            self.score,
+            threshold=threshold,
+            day=self.day,
+            user=self.user,
+            amount=self.amount,
+            scenario=self.scenario,
+            k=training.threshold.daily_alerts,
+        )

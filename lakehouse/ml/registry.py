@@ -71,8 +71,12 @@ def client(settings: Settings) -> MlflowClient:
 
 def code_version(project_dir: Path) -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=project_dir, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=project_dir, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=project_dir, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=project_dir, capture_output=True, text=True, timeout=10
+        )
         if out.returncode == 0:
             return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
@@ -115,7 +119,12 @@ def register(
             pip_requirements=["pyspark"],  # recorded for the UI; nothing is installed from it
         )
     version = int(info.registered_model_version)
-    for key, value in {**tags, "created_at": created, "code_version": code_version(settings.project_dir), "run_id": run.info.run_id}.items():
+    for key, value in {
+        **tags,
+        "created_at": created,
+        "code_version": code_version(settings.project_dir),
+        "run_id": run.info.run_id,
+    }.items():
         mlflow_client.set_model_version_tag(settings.registry.model_name, str(version), key, str(value))
     log.info("registered %s version %s", settings.registry.model_name, version)
     return version
@@ -159,7 +168,9 @@ def champion_version(settings: Settings, *, required: bool = True) -> int | None
         return int(client(settings).get_model_version_by_alias(settings.registry.model_name, CHAMPION).version)
     except MlflowException:
         if required:
-            raise RegistryError(f"model {settings.registry.model_name} has no champion yet: train one with `fraudlake train`") from None
+            raise RegistryError(
+                f"model {settings.registry.model_name} has no champion yet: train one with `fraudlake train`"
+            ) from None
         return None
 
 
@@ -172,7 +183,9 @@ def load(settings: Settings, version: int) -> PipelineModel:
         return mlflow.spark.load_model(f"models:/{settings.registry.model_name}/{version}")
     except Exception as exc:  # a corrupt or missing artifact folder, whatever the cause
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RegistryError(f"model {settings.registry.model_name} version {version} cannot be loaded: {first_line}") from exc
+        raise RegistryError(
+            f"model {settings.registry.model_name} version {version} cannot be loaded: {first_line}"
+        ) from exc
 
 
 def set_champion(settings: Settings, version: int, *, reason: str) -> None:
@@ -182,10 +195,14 @@ def set_champion(settings: Settings, version: int, *, reason: str) -> None:
     previous = champion_version(settings, required=False)
     history = _history(mlflow_client, name)
     if previous is not None and previous != version:
-        history.append({"version": previous, "replaced_at": datetime.now(UTC).isoformat(timespec="seconds"), "reason": reason})
+        history.append(
+            {"version": previous, "replaced_at": datetime.now(UTC).isoformat(timespec="seconds"), "reason": reason}
+        )
     mlflow_client.set_registered_model_alias(name, CHAMPION, str(version))
     mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-50:]))
-    mlflow_client.set_model_version_tag(name, str(version), "promoted", f"{datetime.now(UTC).isoformat(timespec='seconds')}: {reason}")
+    mlflow_client.set_model_version_tag(
+        name, str(version), "promoted", f"{datetime.now(UTC).isoformat(timespec='seconds')}: {reason}"
+    )
     log.info("champion of %s: version %s (%s)", name, version, reason)
 
 

@@ -30,7 +30,10 @@ def feature_importances(model: PipelineModel, scored_df: DataFrame, top: int = 2
     column = "features_raw" if "features_raw" in scored_df.columns else "features"
     attrs = scored_df.schema[column].metadata.get("ml_attr", {}).get("attrs", {})
     names = {a["idx"]: a["name"] for group in attrs.values() for a in group}
-    pairs = [(names.get(i, f"slot {i}").replace("__filled", "").replace("__missing", " (missing)"), float(w)) for i, w in enumerate(weights)]
+    pairs = [
+        (names.get(i, f"slot {i}").replace("__filled", "").replace("__missing", " (missing)"), float(w))
+        for i, w in enumerate(weights)
+    ]
     return sorted(pairs, key=lambda p: -p[1])[:top]
 
 
@@ -43,9 +46,15 @@ def _curves(window: ScoredWindow) -> tuple[np.ndarray, ...]:
 
 
 def write_report(
-    folder: Path, *, title: str, window: ScoredWindow, evaluation: Evaluation, baselines: dict[str, float],
-    importances: list[tuple[str, float]], facts: dict[str, str],
-) -> Path:  # fmt: skip
+    folder: Path,
+    *,
+    title: str,
+    window: ScoredWindow,
+    evaluation: Evaluation,
+    baselines: dict[str, float],
+    importances: list[tuple[str, float]],
+    facts: dict[str, str],
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,7 +65,13 @@ def write_report(
 
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(recall, precision)
-    ax.set(xlabel="recall", ylabel="precision", title=f"Precision-recall (AP {evaluation.average_precision:.3f})", xlim=(0, 1), ylim=(0, 1.02))
+    ax.set(
+        xlabel="recall",
+        ylabel="precision",
+        title=f"Precision-recall (AP {evaluation.average_precision:.3f})",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
     fig.tight_layout(), fig.savefig(folder / "precision_recall.png", dpi=90), plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -85,10 +100,18 @@ def write_report(
     fig.tight_layout(), fig.savefig(folder / "scenarios.png", dpi=90), plt.close(fig)
 
     metrics = {k: v for k, v in evaluation.as_dict().items() if not isinstance(v, dict)}
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" if isinstance(v, float) else f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>" for k, v in metrics.items())
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>"
+        if isinstance(v, float)
+        else f"<tr><td>{html.escape(k)}</td><td>{v}</td></tr>"
+        for k, v in metrics.items()
+    )
     rows += "".join(f"<tr><td>baseline AP: {html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in baselines.items())
     fact_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items())
-    images = "".join(f'<img src="{name}.png" alt="{name}">' for name in ("precision_recall", "roc", "scores", "importances", "scenarios"))
+    images = "".join(
+        f'<img src="{name}.png" alt="{name}">'
+        for name in ("precision_recall", "roc", "scores", "importances", "scenarios")
+    )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td{{border:1px solid #ccc;padding:3px 8px}} img{{margin:8px;vertical-align:top}}</style>
 </head><body><h1>{html.escape(title)}</h1><table>{fact_rows}</table><h2>Validation metrics</h2><table>{rows}</table>

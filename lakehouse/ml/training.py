@@ -21,7 +21,16 @@ from lakehouse.ml import registry
 from lakehouse.ml.explain import PROFILE_TAG, learn_profile
 from lakehouse.ml.metrics import Evaluation, average_precision
 from lakehouse.ml.report import feature_importances, write_report
-from lakehouse.ml.pipeline import ScoredWindow, TimeSplit, make_pipeline, scored, split_frames, time_split, with_class_weight, with_label
+from lakehouse.ml.pipeline import (
+    ScoredWindow,
+    TimeSplit,
+    make_pipeline,
+    scored,
+    split_frames,
+    time_split,
+    with_class_weight,
+    with_label,
+)
 from lakehouse.settings import Settings
 from lakehouse.contract.tables import latest_version, table_names
 
@@ -58,7 +67,9 @@ def baseline_scores(train: DataFrame, validation: DataFrame, settings: Settings)
     y_and_ratio = validation.select("is_fraud", "user_amount_ratio_30d").toPandas()
     y = y_and_ratio["is_fraud"].fillna(False).to_numpy(bool)
     ratio = y_and_ratio["user_amount_ratio_30d"].astype(float).fillna(0.0).to_numpy()
-    amount_model = make_pipeline(settings.training, numeric=("amount",), categorical=(), algorithm="logistic_regression").fit(train)
+    amount_model = make_pipeline(
+        settings.training, numeric=("amount",), categorical=(), algorithm="logistic_regression"
+    ).fit(train)
     amount_window = ScoredWindow.collect(scored(amount_model, with_label(validation)))
     return {
         "amount_only_logistic_regression": average_precision(amount_window.y, amount_window.score),
@@ -85,7 +96,9 @@ def train(
     validation = with_label(validation).persist()
     try:
         rows_train = train_frame.count()
-        log.info("training %s on %s rows (%s), fraud weight %.1f", training.algorithm, rows_train, split.describe(), weight)
+        log.info(
+            "training %s on %s rows (%s), fraud weight %.1f", training.algorithm, rows_train, split.describe(), weight
+        )
         model = make_pipeline(training).fit(train_frame)
         validation_scored = scored(model, validation)
         window = ScoredWindow.collect(validation_scored)
@@ -93,35 +106,57 @@ def train(
         evaluation = window.evaluate(threshold, training)
         baselines = baseline_scores(train_frame, validation, settings)
         params = {
-            "algorithm": training.algorithm, "seed": training.seed, "positive_weight": weight,
+            "algorithm": training.algorithm,
+            "seed": training.seed,
+            "positive_weight": weight,
             **{f"{training.algorithm}.{k}": v for k, v in getattr(training, training.algorithm).model_dump().items()},
-            "train_from": split.train_from, "train_to": split.train_to, "validation_from": split.validation_from,
-            "validation_to": split.validation_to, "rows_train": rows_train, "threshold_target": training.threshold.target,
-        }  # fmt: skip
+            "train_from": split.train_from,
+            "train_to": split.train_to,
+            "validation_from": split.validation_from,
+            "validation_to": split.validation_to,
+            "rows_train": rows_train,
+            "threshold_target": training.threshold.target,
+        }
         metrics = {k: float(v) for k, v in evaluation.as_dict().items() if isinstance(v, int | float)}
         metrics |= {f"recall.{k}": v for k, v in evaluation.recall_by_scenario.items()}
         metrics |= {f"baseline_ap.{k}": v for k, v in baselines.items()}
         tags = {
-            "threshold": repr(threshold), "algorithm": training.algorithm, "features": json.dumps(list(FEATURE_NAMES)),
-            "table_versions": json.dumps(table_versions), "split": split.describe(),
+            "threshold": repr(threshold),
+            "algorithm": training.algorithm,
+            "features": json.dumps(list(FEATURE_NAMES)),
+            "table_versions": json.dumps(table_versions),
+            "split": split.describe(),
             # What is typical for each feature among the training window's legitimate rows: the
             # yardstick of the scorer's alert reasons (lakehouse.ml.explain).
             PROFILE_TAG: learn_profile(model, train_frame, rows=settings.scoring.profile_rows).to_json(),
-        }  # fmt: skip
+        }
         pending = settings.paths.data_dir / "reports" / f"pending-{uuid.uuid4().hex[:8]}"
         write_report(
-            pending, title=f"{settings.registry.model_name}: {training.algorithm}", window=window, evaluation=evaluation,
-            baselines=baselines, importances=feature_importances(model, validation_scored),
-            facts={"split": split.describe(), "training rows": f"{rows_train:,}", "fraud weight": f"{weight:.1f}", **{f"table {k}": f"version {v}" for k, v in table_versions.items()}},
-        )  # fmt: skip
+            pending,
+            title=f"{settings.registry.model_name}: {training.algorithm}",
+            window=window,
+            evaluation=evaluation,
+            baselines=baselines,
+            importances=feature_importances(model, validation_scored),
+            facts={
+                "split": split.describe(),
+                "training rows": f"{rows_train:,}",
+                "fraud weight": f"{weight:.1f}",
+                **{f"table {k}": f"version {v}" for k, v in table_versions.items()},
+            },
+        )
         version = registry.register(settings, model, params=params, metrics=metrics, tags=tags, report_dir=pending)
         report = pending.with_name(f"model-v{version}")
         shutil.rmtree(report, ignore_errors=True)
         pending.rename(report)
         log.info("training report: %s", report / "index.html")
-        result = TrainResult(version, split, rows_train, evaluation, baselines, table_versions, report_path=report / "index.html")
+        result = TrainResult(
+            version, split, rows_train, evaluation, baselines, table_versions, report_path=report / "index.html"
+        )
         if promote:
-            result = TrainResult(**{**result.__dict__, "promotion": decide_promotion(settings, version, evaluation, validation)})
+            result = TrainResult(
+                **{**result.__dict__, "promotion": decide_promotion(settings, version, evaluation, validation)}
+            )
         return result
     finally:
         train_frame.unpersist()
@@ -129,7 +164,12 @@ def train(
 
 
 def pinned_split(
-    spark: SparkSession, settings: Settings, table_versions: dict[str, int], *, date_from: date | None = None, date_to: date | None = None
+    spark: SparkSession,
+    settings: Settings,
+    table_versions: dict[str, int],
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
 ) -> tuple[TimeSplit, DataFrame, DataFrame]:
     """The time split of the feature table at its pinned version within [date_from, date_to]:
     (split, training rows, validation rows)."""
@@ -143,7 +183,9 @@ def pinned_split(
         features = features.where(F.col("event_date") <= F.lit(date_to))
     first, last = features.agg(F.min("event_date"), F.max("event_date")).first()
     if first is None:
-        raise registry.RegistryError(f"{names.features} holds no transactions in that range: run `fraudlake features build` first")
+        raise registry.RegistryError(
+            f"{names.features} holds no transactions in that range: run `fraudlake features build` first"
+        )
     split = time_split(first, last, settings.training)
     return (split, *split_frames(features, split))
 
@@ -177,16 +219,22 @@ def compare(settings: Settings, version: int, validation: DataFrame) -> Comparis
     except registry.RegistryError as error:
         return Comparison(version, before, None, None, False, f"refused: {error}")
     if before is None:
-        return Comparison(version, None, challenger_ap, None, True, f"first model: average precision {challenger_ap:.4f}")
+        return Comparison(
+            version, None, challenger_ap, None, True, f"first model: average precision {challenger_ap:.4f}"
+        )
     if before == version:
-        return Comparison(version, before, challenger_ap, challenger_ap, False, f"version {version} is already the champion")
+        return Comparison(
+            version, before, challenger_ap, challenger_ap, False, f"version {version} is already the champion"
+        )
     try:
         champion_ap = _registry_ap(settings, before, validation)
     except registry.RegistryError as error:
         reason = f"champion {before} no longer loads ({error}); challenger average precision {challenger_ap:.4f}"
         return Comparison(version, before, challenger_ap, None, True, reason)
     if challenger_ap >= champion_ap + margin:
-        reason = f"average precision {challenger_ap:.4f} beats champion {before}'s {champion_ap:.4f} by at least {margin:g}"
+        reason = (
+            f"average precision {challenger_ap:.4f} beats champion {before}'s {champion_ap:.4f} by at least {margin:g}"
+        )
         return Comparison(version, before, challenger_ap, champion_ap, True, reason)
     reason = f"kept champion {before}: challenger average precision {challenger_ap:.4f} vs {champion_ap:.4f} (margin {margin:g})"
     return Comparison(version, before, challenger_ap, champion_ap, False, reason)
@@ -220,5 +268,7 @@ def _registry_ap(settings: Settings, version: int, validation: DataFrame) -> flo
     try:
         window = ScoredWindow.collect(scored(model, validation))
     except Exception as exc:  # loads but cannot score these features: as broken as a missing folder
-        raise registry.RegistryError(f"model version {version} cannot score the feature table: {str(exc).splitlines()[0]}") from exc
+        raise registry.RegistryError(
+            f"model version {version} cannot score the feature table: {str(exc).splitlines()[0]}"
+        ) from exc
     return average_precision(window.y, window.score) if window.y.any() else float(np.nan)

@@ -62,9 +62,9 @@ def produce_json(kafka: KafkaSettings, topic: str, records: list[dict], key_fiel
     try:
         with broker_errors(kafka):
             for record in records:
-                client.send(
-                    topic, key=str(record[key_field]).encode(), value=json.dumps(record).encode()
-                ).add_callback(on_success).add_errback(failures.append)
+                client.send(topic, key=str(record[key_field]).encode(), value=json.dumps(record).encode()).add_callback(
+                    on_success
+                ).add_errback(failures.append)
             client.flush(timeout=kafka.request_timeout_ms / 1000)
     finally:
         client.close()

@@ -99,7 +99,9 @@ def local_path(uri: str) -> Path:
     if uri.startswith("file:"):
         return Path("/" + uri.removeprefix("file:").lstrip("/"))
     if "://" in uri:
-        raise FraudlakeError(f"{uri}: fraudlake stream status reads checkpoints and tables in local or mounted folders only")
+        raise FraudlakeError(
+            f"{uri}: fraudlake stream status reads checkpoints and tables in local or mounted folders only"
+        )
     return Path(uri)
 
 
@@ -122,7 +124,9 @@ def checkpoint_offsets(checkpoint: Path) -> dict[int, int] | None:
     batch = last_commit(checkpoint)
     if batch is None:
         return None
-    return {int(partition): int(offset) for topic in batch.source_offset.values() for partition, offset in topic.items()}
+    return {
+        int(partition): int(offset) for topic in batch.source_offset.values() for partition, offset in topic.items()
+    }
 
 
 def end_offsets(settings: Settings, *topics: str) -> dict[str, dict[int, int]]:
@@ -253,10 +257,16 @@ def stream_status(settings: Settings, *, max_idle_s: float | None = None, now: d
         state = classify(idle_s, lag, max_idle_s)
         statuses.append(
             QueryStatus(
-                job=q.job, query=q.name, source=f"kafka {q.topic}" if q.topic else f"delta {q.table}",
-                checkpoint=checkpoints[q.name], batch_id=None if batch is None else batch.batch_id,
-                last_batch_at=None if batch is None else batch.planned_at, idle_s=idle_s, lag=lag, state=state,
+                job=q.job,
+                query=q.name,
+                source=f"kafka {q.topic}" if q.topic else f"delta {q.table}",
+                checkpoint=checkpoints[q.name],
+                batch_id=None if batch is None else batch.batch_id,
+                last_batch_at=None if batch is None else batch.planned_at,
+                idle_s=idle_s,
+                lag=lag,
+                state=state,
                 detail=describe(state, idle_s, lag, max_idle_s, unknown_lag),
-            )  # fmt: skip
+            )
         )
     return StreamStatus(now, max_idle_s, statuses)

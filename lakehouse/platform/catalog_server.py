@@ -32,7 +32,9 @@ class LocalCatalogServer:
         self.config = settings.spark.catalog_server
         self.folder = settings.metastore_dir
         self.address = f"{self.config.host}:{self.config.port}"
-        self.service = JvmService("catalog", self.folder, (MAIN_CLASS, f"-Dderby.system.home={self.folder}"), self.config.stop_timeout_s)
+        self.service = JvmService(
+            "catalog", self.folder, (MAIN_CLASS, f"-Dderby.system.home={self.folder}"), self.config.stop_timeout_s
+        )
 
     def _require_local(self) -> None:
         if self.settings.spark.catalog != "derby-server" or not self.config.enabled:
@@ -53,10 +55,20 @@ class LocalCatalogServer:
                 )
             self.folder.mkdir(parents=True, exist_ok=True)
             command = [
-                java_executable(), f"-Xmx{self.config.heap}", f"-Dderby.system.home={self.folder}",
-                "-Dderby.drda.startNetworkServer=true", "-cp", jar_classpath(self.config.jars_dir, "derbynet-", "Derby"),
-                MAIN_CLASS, "start", "-h", self.config.host, "-p", str(self.config.port), "-noSecurityManager",
-            ]  # fmt: skip
+                java_executable(),
+                f"-Xmx{self.config.heap}",
+                f"-Dderby.system.home={self.folder}",
+                "-Dderby.drda.startNetworkServer=true",
+                "-cp",
+                jar_classpath(self.config.jars_dir, "derbynet-", "Derby"),
+                MAIN_CLASS,
+                "start",
+                "-h",
+                self.config.host,
+                "-p",
+                str(self.config.port),
+                "-noSecurityManager",
+            ]
             pid, started = self.service.launch(command), True
         else:
             started = False
@@ -66,7 +78,9 @@ class LocalCatalogServer:
                 self.service.pid_file.unlink(missing_ok=True)
                 raise PlatformError(f"the catalog server exited during start-up:\n{self.service.log_tail()}")
             if time.monotonic() > deadline:
-                raise PlatformError(f"the catalog server did not listen on {self.address} within {self.config.start_timeout_s:g}s")
+                raise PlatformError(
+                    f"the catalog server did not listen on {self.address} within {self.config.start_timeout_s:g}s"
+                )
             time.sleep(POLL_INTERVAL_S)
         return CatalogStatus(True, pid, self.address, self.folder), started
 

@@ -90,9 +90,13 @@ class JvmService:
         out = open(self.logs / f"{self.name}.out", "ab")  # noqa: SIM115 - handed to the child process
         try:
             process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.home,
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.home,
                 start_new_session=True,  # Ctrl-C in the terminal that started it must not stop it
-            )  # fmt: skip
+            )
         finally:
             out.close()
         self.pid_file.write_text(str(process.pid))

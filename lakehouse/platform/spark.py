@@ -34,7 +34,9 @@ def spark_jars(settings: Settings) -> list[Path]:
     jars = sorted(folder.glob("*.jar")) if folder.is_dir() else []
     missing = [prefix for prefix in REQUIRED_JARS if not any(j.name.startswith(prefix) for j in jars)]
     if missing:
-        raise PlatformError(f"Spark jars missing in {folder} ({', '.join(missing)}*): run `make jars` (or `make setup`)")
+        raise PlatformError(
+            f"Spark jars missing in {folder} ({', '.join(missing)}*): run `make jars` (or `make setup`)"
+        )
     return jars
 
 
@@ -85,7 +87,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         server = spark.catalog_server
         conf["spark.sql.catalogImplementation"] = "hive"
         # The database lives in the server's own folder (derby.system.home), named relative to it.
-        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = f"jdbc:derby://{server.host}:{server.port}/metastore_db;create=true"
+        conf["spark.hadoop.javax.jdo.option.ConnectionURL"] = (
+            f"jdbc:derby://{server.host}:{server.port}/metastore_db;create=true"
+        )
         conf["spark.hadoop.javax.jdo.option.ConnectionDriverName"] = "org.apache.derby.jdbc.ClientDriver"
         conf["spark.hadoop.datanucleus.schema.autoCreateAll"] = "true"
         conf["spark.hadoop.hive.metastore.schema.verification"] = "false"

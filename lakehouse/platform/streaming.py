@@ -39,7 +39,11 @@ def query_plan(settings: Settings, name: str, *, once: bool = False) -> QueryPla
 
 def start_query(writer, plan: QueryPlan, start: Callable) -> StreamingQuery:
     writer = writer.queryName(plan.name).option("checkpointLocation", plan.checkpoint)
-    writer = writer.trigger(availableNow=True) if plan.trigger == "availableNow" else writer.trigger(processingTime=plan.trigger)
+    writer = (
+        writer.trigger(availableNow=True)
+        if plan.trigger == "availableNow"
+        else writer.trigger(processingTime=plan.trigger)
+    )
     return start(writer)
 
 

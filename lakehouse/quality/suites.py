@@ -89,10 +89,15 @@ class SuiteResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "suite": self.suite, "table": self.table, "table_version": self.table_version, "window": self.window,
-            "rows": self.rows, "evaluated": self.evaluated, "success": self.success,
+            "suite": self.suite,
+            "table": self.table,
+            "table_version": self.table_version,
+            "window": self.window,
+            "rows": self.rows,
+            "evaluated": self.evaluated,
+            "success": self.success,
             "failures": [f.__dict__ for f in self.failures],
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,9 @@ def load_suite(settings: Settings, name: str) -> Suite:
     if table not in TABLES:
         raise QualityError(f"suite {path}: meta.fraudlake.table must be one of {', '.join(TABLES)}, got {table!r}")
     if window is not None and window not in WINDOWS:
-        raise QualityError(f"suite {path}: meta.fraudlake.window must be one of {', '.join(WINDOWS)} or absent, got {window!r}")
+        raise QualityError(
+            f"suite {path}: meta.fraudlake.window must be one of {', '.join(WINDOWS)} or absent, got {window!r}"
+        )
     if document.get("name") != name:
         raise QualityError(f"suite {path}: its name is {document.get('name')!r}, expected {name!r} (the file name)")
     return Suite(name, path, table, window, dict(spec.get("columns", {})), document)
@@ -163,17 +170,24 @@ def suite_frame(
 
     name = TABLES[suite.table](table_names(settings))
     if not spark.catalog.tableExists(name):
-        raise QualityError(f"suite {suite.name}: table {name} does not exist yet (run the pipeline that creates it first)")
+        raise QualityError(
+            f"suite {suite.name}: table {name} does not exist yet (run the pipeline that creates it first)"
+        )
     version = latest_version(spark, name) if as_of_version is None else as_of_version
     try:
         frame = spark.read.format("delta").option("versionAsOf", version).table(name)
         frame.schema  # noqa: B018 - resolves the version now, for a clear error
     except Exception as exc:
-        raise QualityError(f"suite {suite.name}: {name} has no version {version} ({str(exc).splitlines()[0]})") from None
+        raise QualityError(
+            f"suite {suite.name}: {name} has no version {version} ({str(exc).splitlines()[0]})"
+        ) from None
     described = "whole table"
     if suite.window == "recent":
         first = as_of.date() - timedelta(days=settings.quality.window_days - 1)
-        frame = frame.where((F.col("event_date") >= F.lit(first)) & (F.col("event_time") <= F.lit(as_of.astimezone(UTC).replace(tzinfo=None))))
+        frame = frame.where(
+            (F.col("event_date") >= F.lit(first))
+            & (F.col("event_time") <= F.lit(as_of.astimezone(UTC).replace(tzinfo=None)))
+        )
         described = f"events {first}..{as_of:%Y-%m-%d %H:%M:%S} UTC"
     elif suite.window == "training" and training is not None:
         frame = frame.where(F.col("event_date").between(F.lit(training.date_from), F.lit(training.date_to)))
@@ -199,7 +213,11 @@ def with_derived_columns(frame: DataFrame, suite: Suite, as_of: datetime) -> Dat
 def _context(settings: Settings):
     """An ephemeral GX context whose validation results and Data Docs live on disk."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults, ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
@@ -214,7 +232,10 @@ def _context(settings: Settings):
         "fraudlake": {
             "class_name": "SiteBuilder",
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(settings.data_docs_dir)},
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(settings.data_docs_dir),
+            },
         }
     }
     return gx.get_context(project_config=config, mode="ephemeral")
@@ -246,11 +267,15 @@ class Validator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.context = _context(settings)
-        self.source = self.context.data_sources.add_spark(name="fraudlake", persist=False)  # check() persists the frame itself
+        self.source = self.context.data_sources.add_spark(
+            name="fraudlake", persist=False
+        )  # check() persists the frame itself
         self.parameters = suite_parameters(settings)
         self._checks = 0
 
-    def check(self, suite: Suite, frame: DataFrame, *, table: str, version: int, window: str, run_name: str | None = None) -> SuiteResult:
+    def check(
+        self, suite: Suite, frame: DataFrame, *, table: str, version: int, window: str, run_name: str | None = None
+    ) -> SuiteResult:
         import great_expectations as gx
         from great_expectations.core.run_identifier import RunIdentifier
 
@@ -260,8 +285,12 @@ class Validator:
             self._checks += 1  # an asset per check: one context may check the same suite twice
             asset = self.source.add_dataframe_asset(name=f"{suite.name}:{table}@v{version}#{self._checks}")
             batch = asset.add_batch_definition_whole_dataframe(suite.name)
-            gx_suite = self.context.suites.add_or_update(gx.ExpectationSuite(**{k: v for k, v in suite.document.items() if k != "id"}))
-            definition = self.context.validation_definitions.add_or_update(gx.ValidationDefinition(name=suite.name, data=batch, suite=gx_suite))
+            gx_suite = self.context.suites.add_or_update(
+                gx.ExpectationSuite(**{k: v for k, v in suite.document.items() if k != "id"})
+            )
+            definition = self.context.validation_definitions.add_or_update(
+                gx.ValidationDefinition(name=suite.name, data=batch, suite=gx_suite)
+            )
             checkpoint = self.context.checkpoints.add_or_update(
                 gx.Checkpoint(
                     name=f"fraudlake-{suite.name}",
@@ -286,8 +315,14 @@ class Validator:
                     continue
                 config = r.expectation_config
                 info = r.exception_info or {}
-                seen = f"an error: {info.get('exception_message')}" if info.get("raised_exception") else observed(r.result or {})
-                failures.append(Failure(config.type, config.kwargs.get("column"), seen, (config.meta or {}).get("notes")))
+                seen = (
+                    f"an error: {info.get('exception_message')}"
+                    if info.get("raised_exception")
+                    else observed(r.result or {})
+                )
+                failures.append(
+                    Failure(config.type, config.kwargs.get("column"), seen, (config.meta or {}).get("notes"))
+                )
         result = SuiteResult(suite.name, table, version, window, rows, evaluated, failures)
         verdict = "passed" if result.success else f"{len(failures)} of {evaluated} expectations failed"
         log.info("suite %s on %s v%s (%s, %s rows): %s", suite.name, table, version, window, rows, verdict)
@@ -315,7 +350,9 @@ def validate(
     results = []
     for suite in suites:
         version = training_version if suite.window == "training" and training_version is not None else as_of_version
-        frame, table, read, window = suite_frame(spark, settings, suite, as_of=as_of, as_of_version=version, training=training)
+        frame, table, read, window = suite_frame(
+            spark, settings, suite, as_of=as_of, as_of_version=version, training=training
+        )
         results.append(validator.check(suite, frame, table=table, version=read, window=window, run_name=run_name))
     return results
 

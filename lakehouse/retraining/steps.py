@@ -56,7 +56,9 @@ def parse_interval_end(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip().replace(" ", "T"))
     except ValueError:
-        raise RetrainingError(f"--interval-end {text!r}: not an ISO 8601 time (e.g. 2026-11-29T03:00:00+00:00)") from None
+        raise RetrainingError(
+            f"--interval-end {text!r}: not an ISO 8601 time (e.g. 2026-11-29T03:00:00+00:00)"
+        ) from None
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
@@ -73,7 +75,11 @@ class Run:
     def open(cls, settings: Settings, interval_end: datetime) -> Run:
         key = interval_end.strftime("%Y%m%dT%H%M%SZ")
         path = settings.paths.data_dir / "retraining" / f"{key}.json"
-        state = json.loads(path.read_text()) if path.is_file() else {"run": key, "interval_end": interval_end.isoformat(), "gates": {}}
+        state = (
+            json.loads(path.read_text())
+            if path.is_file()
+            else {"run": key, "interval_end": interval_end.isoformat(), "gates": {}}
+        )
         return cls(key, interval_end, path, state)
 
     def save(self) -> None:
@@ -137,7 +143,9 @@ def train_challenger(spark: SparkSession, settings: Settings, run: Run) -> dict[
     if run.failed_gates:
         raise RetrainingError(f"run {run.key}: gates failed ({', '.join(run.failed_gates)}); no training")
     if TRAINING_GATE not in run.state["gates"]:
-        raise RetrainingError(f"run {run.key}: the {TRAINING_GATE} gate has not run (fraudlake validate {TRAINING_GATE} --interval-end ...)")
+        raise RetrainingError(
+            f"run {run.key}: the {TRAINING_GATE} gate has not run (fraudlake validate {TRAINING_GATE} --interval-end ...)"
+        )
     existing = [v for v in registry.versions(settings) if v.tags.get(RUN_TAG) == run.key]
     if existing:
         version = max(v.version for v in existing)
@@ -145,14 +153,22 @@ def train_challenger(spark: SparkSession, settings: Settings, run: Run) -> dict[
         run.state["challenger"] = {"version": version, "reused": True}
     else:
         result = train(
-            spark, settings, date_from=date.fromisoformat(pinned["date_from"]), date_to=date.fromisoformat(pinned["date_to"]),
-            promote=False, table_versions=pinned["table_versions"],
-        )  # fmt: skip
+            spark,
+            settings,
+            date_from=date.fromisoformat(pinned["date_from"]),
+            date_to=date.fromisoformat(pinned["date_to"]),
+            promote=False,
+            table_versions=pinned["table_versions"],
+        )
         registry.tag(settings, result.version, RUN_TAG, run.key)
         run.state["challenger"] = {
-            "version": result.version, "split": result.split.describe(), "rows_train": result.rows_train,
-            "average_precision": result.evaluation.average_precision, "report": str(result.report_path), "reused": False,
-        }  # fmt: skip
+            "version": result.version,
+            "split": result.split.describe(),
+            "rows_train": result.rows_train,
+            "average_precision": result.evaluation.average_precision,
+            "report": str(result.report_path),
+            "reused": False,
+        }
     run.save()
     return run.state["challenger"]
 
@@ -167,13 +183,22 @@ def evaluate(spark: SparkSession, settings: Settings, run: Run) -> dict[str, Any
     if run.state.get("promotion", {}).get("promoted"):
         return run.state["evaluation"]  # promoted already: re-evaluating against itself would say "keep"
     split, _, validation = pinned_split(
-        spark, settings, pinned["table_versions"], date_from=date.fromisoformat(pinned["date_from"]), date_to=date.fromisoformat(pinned["date_to"])
-    )  # fmt: skip
+        spark,
+        settings,
+        pinned["table_versions"],
+        date_from=date.fromisoformat(pinned["date_from"]),
+        date_to=date.fromisoformat(pinned["date_to"]),
+    )
     c = compare(settings, challenger["version"], with_label(validation))
     run.state["evaluation"] = {
-        "validation": f"{split.validation_from}..{split.validation_to}", "challenger": c.challenger, "champion": c.champion,
-        "challenger_ap": c.challenger_ap, "champion_ap": c.champion_ap, "promote": c.promote, "reason": c.reason,
-    }  # fmt: skip
+        "validation": f"{split.validation_from}..{split.validation_to}",
+        "challenger": c.challenger,
+        "champion": c.champion,
+        "challenger_ap": c.challenger_ap,
+        "champion_ap": c.champion_ap,
+        "promote": c.promote,
+        "reason": c.reason,
+    }
     run.save()
     return run.state["evaluation"]
 
@@ -183,18 +208,25 @@ def promote(settings: Settings, run: Run) -> dict[str, Any]:
     from lakehouse.ml.training import Comparison, apply
 
     e = run.require("evaluation", "retrain promote")
-    comparison = Comparison(e["challenger"], e["champion"], e["challenger_ap"], e["champion_ap"], e["promote"], e["reason"])
+    comparison = Comparison(
+        e["challenger"], e["champion"], e["challenger_ap"], e["champion_ap"], e["promote"], e["reason"]
+    )
     p = apply(settings, comparison)
     previous = run.state.get("promotion") or {}
     run.state["promotion"] = {
-        "promoted": p.promoted, "champion_before": p.champion_before, "champion_after": p.champion_after, "reason": p.reason,
+        "promoted": p.promoted,
+        "champion_before": p.champion_before,
+        "champion_after": p.champion_after,
+        "reason": p.reason,
         "at": previous.get("at") if previous.get("promoted") else datetime.now(UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
     run.save()
     return run.state["promotion"]
 
 
-def await_scorer(spark: SparkSession, settings: Settings, run: Run, *, timeout_s: float | None = None, poll_s: float = 2.0) -> dict[str, Any]:
+def await_scorer(
+    spark: SparkSession, settings: Settings, run: Run, *, timeout_s: float | None = None, poll_s: float = 2.0
+) -> dict[str, Any]:
     """After a promotion: a running scorer must score with the new champion before the deadline.
 
     "Running" = it scored a transaction in the ``timeout_s`` before the promotion. No running
@@ -204,7 +236,9 @@ def await_scorer(spark: SparkSession, settings: Settings, run: Run, *, timeout_s
     if not p["promoted"]:
         outcome = {"status": "nothing to reload", "detail": "the champion did not change"}
     else:
-        outcome = _watch_scorer(spark, settings, p["champion_after"], datetime.fromisoformat(p["at"]), timeout_s, poll_s)
+        outcome = _watch_scorer(
+            spark, settings, p["champion_after"], datetime.fromisoformat(p["at"]), timeout_s, poll_s
+        )
     run.state["scorer"] = outcome
     run.save()
     if outcome["status"] == "still on the old model":
@@ -212,23 +246,35 @@ def await_scorer(spark: SparkSession, settings: Settings, run: Run, *, timeout_s
     return outcome
 
 
-def _watch_scorer(spark: SparkSession, settings: Settings, version: int, promoted_at: datetime, timeout_s: float, poll_s: float) -> dict[str, Any]:
+def _watch_scorer(
+    spark: SparkSession, settings: Settings, version: int, promoted_at: datetime, timeout_s: float, poll_s: float
+) -> dict[str, Any]:
     from pyspark.sql import functions as F
 
     scored = table_names(settings).scored
     if not spark.catalog.tableExists(scored):
-        return {"status": "no scorer", "detail": f"{scored} does not exist: no scorer has run; the first one loads champion {version}"}
+        return {
+            "status": "no scorer",
+            "detail": f"{scored} does not exist: no scorer has run; the first one loads champion {version}",
+        }
     since = promoted_at.astimezone(UTC).replace(tzinfo=None)
     last = spark.table(scored).agg(F.max("scored_at")).first()[0]
     if last is None or last < since - timedelta(seconds=timeout_s):
-        return {"status": "no scorer", "detail": f"nothing scored since {last or 'ever'}: no scorer is running; the next one loads champion {version}"}
+        return {
+            "status": "no scorer",
+            "detail": f"nothing scored since {last or 'ever'}: no scorer is running; the next one loads champion {version}",
+        }
     deadline = time.monotonic() + timeout_s
     while True:
         row = (
-            spark.table(scored).where(F.col("scored_at") >= F.lit(since))
-            .agg(F.max(F.when(F.col("model_version") == version, F.col("scored_at"))).alias("new"), F.count("*").alias("rows"))
+            spark.table(scored)
+            .where(F.col("scored_at") >= F.lit(since))
+            .agg(
+                F.max(F.when(F.col("model_version") == version, F.col("scored_at"))).alias("new"),
+                F.count("*").alias("rows"),
+            )
             .first()
-        )  # fmt: skip
+        )
         if row.new is not None:
             return {"status": "reloaded", "detail": f"the scorer scores with version {version} since {row.new} UTC"}
         if time.monotonic() >= deadline:
@@ -251,7 +297,11 @@ def outcome(run: Run) -> dict[str, Any]:
     else:
         status = "incomplete"
         stopped_at = next(step for step in ("gates", "pin", "challenger", "evaluation", "promotion") if not s.get(step))
-    failures = [f"{suite}: {f['expectation']} ({f['column']}) observed {f['observed']}" for suite in failed for f in s["gates"][suite]["failures"]]
+    failures = [
+        f"{suite}: {f['expectation']} ({f['column']}) observed {f['observed']}"
+        for suite in failed
+        for f in s["gates"][suite]["failures"]
+    ]
     pinned = s.get("pin") or {}
     return {
         "run_key": run.key,
@@ -282,12 +332,17 @@ def record(spark: SparkSession, settings: Settings, run: Run) -> dict[str, Any]:
 
     row = outcome(run)
     names = create_tables(spark, settings)
-    frame = spark.createDataFrame([tuple(row[c] for c, _ in RETRAINING_COLUMNS)], ", ".join(f"`{c}` {t}" for c, t in RETRAINING_COLUMNS))
+    frame = spark.createDataFrame(
+        [tuple(row[c] for c, _ in RETRAINING_COLUMNS)], ", ".join(f"`{c}` {t}" for c, t in RETRAINING_COLUMNS)
+    )
     (
-        DeltaTable.forName(spark, names.retraining_runs).alias("t")
+        DeltaTable.forName(spark, names.retraining_runs)
+        .alias("t")
         .merge(frame.alias("s"), "t.run_key = s.run_key")
-        .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
-    )  # fmt: skip
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
     run.state["recorded"] = row["status"]
     run.save()
     return row

@@ -50,7 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class ScoringModel:
     version: int
@@ -100,7 +99,11 @@ class Champion:
         except Exception as exc:  # the registry is briefly unreachable: keep scoring with what we have
             if self.current is None or isinstance(exc, registry.RegistryError):
                 raise
-            log.warning("cannot ask the registry for the champion (%s); still scoring with version %s", exc, self.current.version)
+            log.warning(
+                "cannot ask the registry for the champion (%s); still scoring with version %s",
+                exc,
+                self.current.version,
+            )
             return self.current
         if self.current is not None and (version == self.current.version or version in self.refused):
             return self.current
@@ -108,13 +111,22 @@ class Champion:
             candidate = load_scoring_model(self.spark, self.settings, version)
         except registry.RegistryError as error:
             if self.current is None:
-                raise registry.RegistryError(f"{error}. Roll back with `fraudlake model rollback` or promote a working version.") from None
+                raise registry.RegistryError(
+                    f"{error}. Roll back with `fraudlake model rollback` or promote a working version."
+                ) from None
             self.refused[version] = str(error)
-            log.error("champion version %s refused, still scoring with version %s: %s", version, self.current.version, error)
+            log.error(
+                "champion version %s refused, still scoring with version %s: %s", version, self.current.version, error
+            )
             return self.current
         previous = self.current.version if self.current else None
         self.current = candidate
-        log.info("scoring with model version %s (threshold %.4f)%s", version, candidate.threshold, f", was {previous}" if previous else "")
+        log.info(
+            "scoring with model version %s (threshold %.4f)%s",
+            version,
+            candidate.threshold,
+            f", was {previous}" if previous else "",
+        )
         return candidate
 
 
@@ -150,7 +162,9 @@ def alert_records(scored_rows: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     fields = [F.col("scored_at").alias("emitted_at") if name == "emitted_at" else F.col(name) for name in ALERT_FIELDS]
-    return scored_rows.where("is_alert").select(F.col("user_id").alias("key"), F.to_json(F.struct(*fields)).alias("value"))
+    return scored_rows.where("is_alert").select(
+        F.col("user_id").alias("key"), F.to_json(F.struct(*fields)).alias("value")
+    )
 
 
 @dataclass(frozen=True)
@@ -169,9 +183,15 @@ class ScoreBatch:
     """The ``foreachBatch`` function of the scorer (see the module doc)."""
 
     def __init__(
-        self, spark: SparkSession, settings: Settings, champion: Champion, checkpoint: str, *, threshold: float | None = None,
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        champion: Champion,
+        checkpoint: str,
+        *,
+        threshold: float | None = None,
         on_batch: Callable[[BatchTimings], None] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         from lakehouse.features.online import DimensionTables
         from lakehouse.platform.kafka.clients import spark_options
 
@@ -201,7 +221,11 @@ class ScoreBatch:
             # The first batch after a (re)start may be one that already committed its rows
             # before a crash: then send its stored alerts again instead of scoring afresh.
             self.run_id = query_run_id(spark, self.checkpoint)
-            stored = spark.read.format("delta").load(self.location).where((F.col("run_id") == self.run_id) & (F.col("batch_id") == batch_id))
+            stored = (
+                spark.read.format("delta")
+                .load(self.location)
+                .where((F.col("run_id") == self.run_id) & (F.col("batch_id") == batch_id))
+            )
             if not stored.isEmpty():
                 log.info("batch %s was written before a restart: re-sending its stored alerts", batch_id)
                 # The batch's stateful step must still run: Spark checks that every state store
@@ -215,7 +239,11 @@ class ScoreBatch:
             model = replace(model, threshold=self.threshold)
         began = time.perf_counter()
         rows = score_rows(
-            enrich_batch(state_rows, self.settings, self.dimensions), model, top_reasons=self.settings.scoring.top_reasons, run_id=self.run_id, batch_id=batch_id
+            enrich_batch(state_rows, self.settings, self.dimensions),
+            model,
+            top_reasons=self.settings.scoring.top_reasons,
+            run_id=self.run_id,
+            batch_id=batch_id,
         ).persist()
         try:
             scored_rows = rows.count()
@@ -232,11 +260,18 @@ class ScoreBatch:
         finally:
             rows.unpersist()
         self.batches += 1
-        timings = BatchTimings(batch_id, scored_rows, scored_s - began, published_s - scored_s, time.perf_counter() - published_s)
+        timings = BatchTimings(
+            batch_id, scored_rows, scored_s - began, published_s - scored_s, time.perf_counter() - published_s
+        )
         log.info(
             "batch %s: %s rows with model %s; features + score %.2f s, alerts %.2f s, Delta %.2f s",
-            batch_id, scored_rows, model.version, timings.features_s, timings.alerts_s, timings.delta_s,
-        )  # fmt: skip
+            batch_id,
+            scored_rows,
+            model.version,
+            timings.features_s,
+            timings.alerts_s,
+            timings.delta_s,
+        )
         if self.on_batch is not None:
             self.on_batch(timings)
 
@@ -247,7 +282,12 @@ def query_run_id(spark: SparkSession, checkpoint: str) -> str:
 
 
 def start_scorer(
-    spark: SparkSession, settings: Settings, *, once: bool = False, starting_offsets: str = "earliest", threshold: float | None = None,
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    once: bool = False,
+    starting_offsets: str = "earliest",
+    threshold: float | None = None,
     on_batch: Callable[[BatchTimings], None] | None = None,
 ) -> StreamingQuery:
     """Start the scoring query (after loading the champion: no champion, no start). ``threshold``
@@ -269,5 +309,7 @@ def start_scorer(
         .option("failOnDataLoss", "true")
         .load()
     )
-    writer = online_state_features(kafka, settings).writeStream.foreachBatch(ScoreBatch(spark, settings, champion, plan.checkpoint, threshold=threshold, on_batch=on_batch))
+    writer = online_state_features(kafka, settings).writeStream.foreachBatch(
+        ScoreBatch(spark, settings, champion, plan.checkpoint, threshold=threshold, on_batch=on_batch)
+    )
     return start_query(writer, plan, lambda w: w.start())

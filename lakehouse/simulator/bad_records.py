@@ -96,7 +96,9 @@ class BadRecordInjector:
             # A late event only exists once the stream has moved on by more than the lateness.
             if kind == "late_event" and chunk_max - self._first_ts <= self.late_by_ms:
                 continue
-            if (kind == "user_missing_field" and not have_users) or (kind == "merchant_malformed_json" and not have_merchants):
+            if (kind == "user_missing_field" and not have_users) or (
+                kind == "merchant_malformed_json" and not have_merchants
+            ):
                 continue
             return kind
         return "malformed_json"

@@ -34,10 +34,24 @@ CATEGORIES: dict[str, tuple[float, float, float, bool]] = {
 }
 CATEGORY_NAMES = list(CATEGORIES)
 CURRENCY_BY_COUNTRY = {
-    "US": "USD", "CA": "CAD", "GB": "GBP", "JP": "JPY", "CH": "CHF", "SE": "SEK", "NO": "NOK", "DK": "DKK",
-    "PL": "PLN", "BR": "BRL", "MX": "MXN", "IN": "INR", "SG": "SGD", "ZA": "ZAR", "AU": "AUD", "NZ": "NZD",
+    "US": "USD",
+    "CA": "CAD",
+    "GB": "GBP",
+    "JP": "JPY",
+    "CH": "CHF",
+    "SE": "SEK",
+    "NO": "NOK",
+    "DK": "DKK",
+    "PL": "PLN",
+    "BR": "BRL",
+    "MX": "MXN",
+    "IN": "INR",
+    "SG": "SGD",
+    "ZA": "ZAR",
+    "AU": "AUD",
+    "NZ": "NZD",
     **{cc: "EUR" for cc in ("DE", "FR", "IT", "ES", "NL", "BE", "AT", "IE", "PT", "FI", "GR", "SK", "SI", "LU")},
-}  # fmt: skip
+}
 EARTH_RADIUS_KM = 6371.0
 
 
@@ -167,9 +181,11 @@ def build_population(sim: SimulatorSettings, start_ms: int) -> Population:
     usual_hour = np.where(rng.random(n_u) < 0.7, rng.normal(13.5, 2.5, n_u), rng.normal(19.5, 1.5, n_u)) % 24
     hour_spread = rng.uniform(1.5, 4.0, n_u)
     ips = random_public_ipv4(rng, n_u * 3).reshape(n_u, 3)
-    favourites = np.stack(
-        [c[rng.integers(0, len(c), 4)] for c in (city_merchants[h] for h in home_city.tolist())]
-    ) if n_u else np.zeros((0, 4), dtype=int)
+    favourites = (
+        np.stack([c[rng.integers(0, len(c), 4)] for c in (city_merchants[h] for h in home_city.tolist())])
+        if n_u
+        else np.zeros((0, 4), dtype=int)
+    )
     travels = rng.random(n_u) < sim.travel_probability
     trip_city = np.where(travels, rng.choice(n_cities, n_u, p=cities.weight), -1)
     trip_city = np.where(trip_city == home_city, (home_city + 1) % n_cities, trip_city)

@@ -1,9 +1,9 @@
 """The offline batch on disk (``fraudlake simulate``): Parquet files the rest of the platform reads.
 
-    <out>/transactions.parquet   the contract's transaction fields, one row group per day
-    <out>/users.parquet          every version of every user profile in the span (updated_at)
-    <out>/merchants.parquet
-    <out>/manifest.json          seed, span, counts per scenario: what the files hold
+<out>/transactions.parquet   the contract's transaction fields, one row group per day
+<out>/users.parquet          every version of every user profile in the span (updated_at)
+<out>/merchants.parquet
+<out>/manifest.json          seed, span, counts per scenario: what the files hold
 """
 
 from __future__ import annotations

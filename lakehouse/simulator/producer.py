@@ -95,7 +95,11 @@ def produce(
     clock: Callable[[], float] = time.monotonic,
 ) -> ProduceReport:
     topics = settings.kafka.topics
-    topic_of = {"transactions": topics.transactions.name, "users": topics.users.name, "merchants": topics.merchants.name}
+    topic_of = {
+        "transactions": topics.transactions.name,
+        "users": topics.users.name,
+        "merchants": topics.merchants.name,
+    }
     report = ProduceReport(traffic_seed=simulation.traffic_seed, manifest=str(manifest_path) if manifest_path else None)
     injector = BadRecordInjector(
         bad_rate,
@@ -211,7 +215,12 @@ def produce(
 
 def _copy_stats(report: ProduceReport, sender: Sender, elapsed: float) -> None:
     stats = sender.stats
-    report.sent, report.delivered, report.retried, report.failed = stats.sent, stats.delivered, stats.retried, stats.failed
+    report.sent, report.delivered, report.retried, report.failed = (
+        stats.sent,
+        stats.delivered,
+        stats.retried,
+        stats.failed,
+    )
     report.errors = list(stats.errors)
     report.elapsed_s = elapsed
 

@@ -69,9 +69,16 @@ class Simulation:
         currencies = pop.currency_of_merchants(batch.merchant).tolist()
         stamps = iso_ms(batch.ts_ms).tolist()
         rows = zip(
-            batch.transaction_id.tolist(), users, merchants, stamps, batch.amount.tolist(), currencies,
-            batch.device_ip.tolist(), batch.scenario.tolist(), strict=True,
-        )  # fmt: skip
+            batch.transaction_id.tolist(),
+            users,
+            merchants,
+            stamps,
+            batch.amount.tolist(),
+            currencies,
+            batch.device_ip.tolist(),
+            batch.scenario.tolist(),
+            strict=True,
+        )
         # String formatting instead of json.dumps per record: ids, codes and IPs never need escaping.
         return [
             (
@@ -155,7 +162,9 @@ class Simulation:
         pop = self.population
         day_start = self.start_ms + day * DAY_MS
         signups = np.flatnonzero((pop.signup_ms >= day_start) & (pop.signup_ms < day_start + DAY_MS))
-        events = [self.user_record(u, int(pop.home_city[u]), int(pop.signup_ms[u]), moved=False) for u in signups.tolist()]
+        events = [
+            self.user_record(u, int(pop.home_city[u]), int(pop.signup_ms[u]), moved=False) for u in signups.tolist()
+        ]
         for user in np.flatnonzero(pop.move_day == day).tolist():
             events.append(self.user_record(user, int(pop.move_city[user]), self._move_ms(user), moved=True))
         return sorted(events, key=lambda e: e.ts_ms)

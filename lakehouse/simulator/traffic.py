@@ -108,10 +108,14 @@ class TrafficPlan:
         weekday = ((start_ms // DAY_MS + days + 3) % 7).astype(int)  # 1970-01-01 was a Thursday
         n_fraud = round(sim.transactions * sim.fraud_rate)
         shares = sim.scenarios.shares()
-        per_scenario = dict(zip(shares, largest_remainder(n_fraud, np.array(list(shares.values()))).tolist(), strict=True))
+        per_scenario = dict(
+            zip(shares, largest_remainder(n_fraud, np.array(list(shares.values()))).tolist(), strict=True)
+        )
         self.legit = largest_remainder(sim.transactions - n_fraud, WEEKDAY_WEIGHT[weekday])
         self.fraud = {
-            name: largest_remainder(count, np.ones(sim.days)) for name, count in per_scenario.items() if name not in BURSTS
+            name: largest_remainder(count, np.ones(sim.days))
+            for name, count in per_scenario.items()
+            if name not in BURSTS
         }
         self.bursts: dict[str, list[list[int]]] = {}
         for name, field_name in BURSTS.items():
@@ -201,15 +205,22 @@ class DayGenerator:
         pop, sim = self.pop, self.sim
         weights = pop.activity * self.active_users(day)
         users = rng.choice(pop.n_users, n, p=weights / weights.sum())
-        hour = np.where(
-            rng.random(n) < 0.9, pop.usual_hour[users] + rng.normal(0, 1, n) * pop.hour_spread[users], rng.random(n) * 24
-        ) % 24
+        hour = (
+            np.where(
+                rng.random(n) < 0.9,
+                pop.usual_hour[users] + rng.normal(0, 1, n) * pop.hour_spread[users],
+                rng.random(n) * 24,
+            )
+            % 24
+        )
         ts = day_start + (hour * HOUR_MS).astype(np.int64) + rng.integers(0, 60_000, n)
         ts = np.minimum(ts, day_start + DAY_MS - 1)
 
         span_day = day % sim.days
-        travelling = (pop.trip_city[users] >= 0) & (span_day >= pop.trip_start_day[users]) & (
-            span_day < pop.trip_start_day[users] + pop.trip_days[users]
+        travelling = (
+            (pop.trip_city[users] >= 0)
+            & (span_day >= pop.trip_start_day[users])
+            & (span_day < pop.trip_start_day[users] + pop.trip_days[users])
         )
         home = self.home_city(day)[users]
         moved = home != pop.home_city[users]
@@ -226,9 +237,14 @@ class DayGenerator:
             ip = ip.astype(object)
             ip[roaming] = random_public_ipv4(rng, int(roaming.sum()))
         return TxBatch(
-            np.empty(n, dtype=object), ts, users, merchant, self._amounts(rng, users, merchant),
-            ip.astype(object), np.full(n, None, dtype=object),
-        )  # fmt: skip
+            np.empty(n, dtype=object),
+            ts,
+            users,
+            merchant,
+            self._amounts(rng, users, merchant),
+            ip.astype(object),
+            np.full(n, None, dtype=object),
+        )
 
     # ------------------------------------------------------------------ fraud scenarios
 
@@ -267,10 +283,16 @@ class DayGenerator:
             shops = pop.online_merchants
             merchants = rng.choice(shops, size, replace=len(shops) < size)
             # Attempts follow each other by a few seconds: the burst lasts gaps summed, not a window.
-            ts = self._usual_times(rng, user, day_start)[0] + (np.cumsum(rng.uniform(*p.gap_seconds, size)) * 1000).astype(np.int64)
+            ts = self._usual_times(rng, user, day_start)[0] + (
+                np.cumsum(rng.uniform(*p.gap_seconds, size)) * 1000
+            ).astype(np.int64)
             amounts = np.round(rng.uniform(*p.amount, size), 2)
             ip = random_public_ipv4(rng, 1)[0] if rng.random() < p.fraudster_ip_probability else pop.ips[user[0], 0]
-            episodes.append(_Episode("card_testing", ts, np.full(size, user[0]), merchants, amounts, np.full(size, ip, dtype=object)))
+            episodes.append(
+                _Episode(
+                    "card_testing", ts, np.full(size, user[0]), merchants, amounts, np.full(size, ip, dtype=object)
+                )
+            )
         return episodes
 
     def _account_takeover(self, rng, day, day_start, sizes: list[int]) -> list[_Episode]:
@@ -283,10 +305,23 @@ class DayGenerator:
             shops = self._city_shops(self._far_city(rng, int(user[0]), day, p.min_distance_km))
             big = shops[np.isin(pop.category[shops], list(BIG_TICKET))]
             merchants = rng.choice(big if len(big) else shops, size)
-            amounts = np.round(pop.typical_amount(np.full(size, user[0]), merchants) * rng.uniform(*p.amount_multiplier, size), 2)
+            amounts = np.round(
+                pop.typical_amount(np.full(size, user[0]), merchants) * rng.uniform(*p.amount_multiplier, size), 2
+            )
             window = rng.uniform(*p.window_hours) * HOUR_MS
             start = self._usual_times(rng, user, day_start)[0]
-            episodes.append(self._burst("account_takeover", rng, int(user[0]), merchants, start, window, amounts, random_public_ipv4(rng, 1)[0]))
+            episodes.append(
+                self._burst(
+                    "account_takeover",
+                    rng,
+                    int(user[0]),
+                    merchants,
+                    start,
+                    window,
+                    amounts,
+                    random_public_ipv4(rng, 1)[0],
+                )
+            )
         return episodes
 
     def _stolen_card_spree(self, rng, day, day_start, sizes: list[int]) -> list[_Episode]:
@@ -297,10 +332,23 @@ class DayGenerator:
         for size in sizes:
             user = self._victims(rng, day, 1)
             merchants = self._city_merchant(rng, np.full(size, self.home_city(day)[user[0]]))
-            amounts = np.round(pop.typical_amount(np.full(size, user[0]), merchants) * rng.uniform(*p.amount_multiplier, size), 2)
+            amounts = np.round(
+                pop.typical_amount(np.full(size, user[0]), merchants) * rng.uniform(*p.amount_multiplier, size), 2
+            )
             window = rng.uniform(*p.window_minutes) * 60_000
             start = self._usual_times(rng, user, day_start)[0]
-            episodes.append(self._burst("stolen_card_spree", rng, int(user[0]), merchants, start, window, amounts, random_public_ipv4(rng, 1)[0]))
+            episodes.append(
+                self._burst(
+                    "stolen_card_spree",
+                    rng,
+                    int(user[0]),
+                    merchants,
+                    start,
+                    window,
+                    amounts,
+                    random_public_ipv4(rng, 1)[0],
+                )
+            )
         return episodes
 
     def _compromised_merchant(self, rng, day, day_start, n: int) -> list[_Episode]:
@@ -350,7 +398,14 @@ class DayGenerator:
         anchor_amounts = self._amounts(rng, users, anchor_merchants)
         return [
             _Episode(None, anchor_ts, users, anchor_merchants, anchor_amounts, pop.ips[users, 0].astype(object)),
-            _Episode("impossible_travel", anchor_ts + gap, users, far_merchants, amounts, random_public_ipv4(rng, n).astype(object)),
+            _Episode(
+                "impossible_travel",
+                anchor_ts + gap,
+                users,
+                far_merchants,
+                amounts,
+                random_public_ipv4(rng, n).astype(object),
+            ),
         ]
 
 
@@ -366,7 +421,11 @@ class _Episode:
     def batch(self) -> TxBatch:
         n = len(self.ts)
         return TxBatch(
-            np.empty(n, dtype=object), self.ts.astype(np.int64), self.users.astype(np.int64),
-            self.merchants.astype(np.int64), self.amounts.astype(float), self.ips.astype(object),
+            np.empty(n, dtype=object),
+            self.ts.astype(np.int64),
+            self.users.astype(np.int64),
+            self.merchants.astype(np.int64),
+            self.amounts.astype(float),
+            self.ips.astype(object),
             np.full(n, self.scenario, dtype=object),
-        )  # fmt: skip
+        )

@@ -9,9 +9,15 @@ import sys
 from tests.dags.conftest import PROJECT_DIR
 
 RETRAINING_ORDER = [
-    "refresh_features", "pin_training_window", "validate_training_set", "train_challenger",
-    "evaluate_challenger", "promote_if_better", "await_scorer_reload", "record_outcome",
-]  # fmt: skip
+    "refresh_features",
+    "pin_training_window",
+    "validate_training_set",
+    "train_challenger",
+    "evaluate_challenger",
+    "promote_if_better",
+    "await_scorer_reload",
+    "record_outcome",
+]
 
 
 def dagbag():
@@ -46,7 +52,11 @@ def test_dagbag_retraining_dag_gates_before_training_and_always_records(airflow_
 def test_dagbag_maintenance_dag_checks_streams_optimizes_and_reconciles(airflow_environ, settings) -> None:
     dag = dagbag().get_dag("fraud_lakehouse_maintenance")
     commands = {t.task_id: t.bash_command.split(" -m lakehouse ", 1)[1] for t in dag.tasks}
-    assert commands == {"streaming_health": "stream status", "optimize_and_vacuum": "maintain", "reconcile": "reconcile"}
+    assert commands == {
+        "streaming_health": "stream status",
+        "optimize_and_vacuum": "maintain",
+        "reconcile": "reconcile",
+    }
     assert dag.get_task("reconcile").upstream_task_ids == {"optimize_and_vacuum"}
     assert dag.timetable.summary == settings.orchestration.maintenance_schedule
 

@@ -97,9 +97,15 @@ def test_retraining_dag_on_clean_data_promotes_the_better_challenger_and_records
     assert e["promote"] and e["challenger_ap"] >= e["champion_ap"] + world.settings.training.promotion_margin
     assert state["promotion"] == {**state["promotion"], "promoted": True, "champion_before": 1, "champion_after": 2}
     assert registry.champion_version(world.settings) == 2
-    assert state["scorer"]["status"] == "no scorer"  # nothing running here; the hot reload itself: tests/integration/test_scoring.py
+    assert (
+        state["scorer"]["status"] == "no scorer"
+    )  # nothing running here; the hot reload itself: tests/integration/test_scoring.py
     assert state["recorded"] == "promoted"
-    assert log.index("task_id=validate_training_set") < log.index("task_id=train_challenger") < log.index("task_id=promote_if_better")
+    assert (
+        log.index("task_id=validate_training_set")
+        < log.index("task_id=train_challenger")
+        < log.index("task_id=promote_if_better")
+    )
 
     rows = world.table(spark, "gold", "retraining_runs").collect()
     assert [(r.run_key, r.status, r.challenger_version, r.champion_before, r.champion_after) for r in rows] == [
@@ -117,10 +123,12 @@ def test_retraining_dag_with_bad_data_fails_the_gate_never_trains_and_keeps_the_
     # An upstream bug lands in silver: 30% of user_ids lost, and half the transactions labelled fraud.
     from delta.tables import DeltaTable
 
-    DeltaTable.forPath(spark, world.table_path("silver", "transactions")).update(set={
-        "user_id": "CASE WHEN pmod(hash(transaction_id), 10) < 3 THEN NULL ELSE user_id END",
-        "is_fraud": "is_fraud OR pmod(hash(transaction_id, 7), 2) = 0",
-    })  # fmt: skip
+    DeltaTable.forPath(spark, world.table_path("silver", "transactions")).update(
+        set={
+            "user_id": "CASE WHEN pmod(hash(transaction_id), 10) < 3 THEN NULL ELSE user_id END",
+            "is_fraud": "is_fraud OR pmod(hash(transaction_id, 7), 2) = 0",
+        }
+    )
 
     result = world.dags_test(BAD_RUN)
     log = result.stdout + result.stderr
@@ -129,7 +137,10 @@ def test_retraining_dag_with_bad_data_fails_the_gate_never_trains_and_keeps_the_
     state = world.state(BAD_END)
     gate = state["gates"]["silver_transactions"]
     failed = {(f["expectation"], f["column"]): f["observed"] for f in gate["failures"]}
-    assert set(failed) == {("expect_column_values_to_not_be_null", "user_id"), ("expect_column_mean_to_be_between", "fraud_flag")}
+    assert set(failed) == {
+        ("expect_column_values_to_not_be_null", "user_id"),
+        ("expect_column_mean_to_be_between", "fraud_flag"),
+    }
     null_share = float(failed["expect_column_values_to_not_be_null", "user_id"].split("(")[1].split("%")[0])
     assert 25 < null_share < 35, failed
     assert 0.4 < float(failed["expect_column_mean_to_be_between", "fraud_flag"]) < 0.6, failed

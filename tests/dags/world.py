@@ -34,13 +34,21 @@ def main(argv: list[str] | None = None) -> int:
         manifest = write_offline_batch(Simulation(settings.simulator, args.start), args.out)
         spark = build_spark(settings, app_name="fraudlake-dag-world")
         import_files(
-            spark, settings, transactions=str(args.out / "transactions.parquet"), users=str(args.out / "users.parquet"),
-            merchants=str(args.out / "merchants.parquet"), name="dag_world",
-        )  # fmt: skip
+            spark,
+            settings,
+            transactions=str(args.out / "transactions.parquet"),
+            users=str(args.out / "users.parquet"),
+            merchants=str(args.out / "merchants.parquet"),
+            name="dag_world",
+        )
         build_features(spark, settings)
-        stump = settings.training.model_copy(update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 1, "max_depth": 1})})
+        stump = settings.training.model_copy(
+            update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 1, "max_depth": 1})}
+        )
         champion = train(spark, settings.model_copy(update={"training": stump}))
-        print(f"world: {manifest['transactions']} transactions, {manifest['fraud']} fraud; champion version {champion.version}")
+        print(
+            f"world: {manifest['transactions']} transactions, {manifest['fraud']} fraud; champion version {champion.version}"
+        )
         spark.stop()
     return 0
 

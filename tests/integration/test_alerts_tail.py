@@ -28,7 +28,9 @@ FRAUDLAKE = str(Path(sys.executable).parent / "fraudlake")
 def with_alerts_topic(settings: Settings, topic: str) -> Settings:
     kafka = settings.kafka
     alerts = kafka.topics.alerts.model_copy(update={"name": topic})
-    return settings.model_copy(update={"kafka": kafka.model_copy(update={"topics": kafka.topics.model_copy(update={"alerts": alerts})})})
+    return settings.model_copy(
+        update={"kafka": kafka.model_copy(update={"topics": kafka.topics.model_copy(update={"alerts": alerts})})}
+    )
 
 
 def produce(settings: Settings, records: list[tuple[int, str, bytes]]) -> None:
@@ -76,14 +78,25 @@ def alerts_settings(kafka_broker: Settings, make_topic) -> Settings:
     return with_alerts_topic(kafka_broker, make_topic("alerts", partitions=2))
 
 
-def test_alerts_tail_drops_duplicates_and_malformed_and_resumes_after_what_it_committed(alerts_settings, tmp_path) -> None:
+def test_alerts_tail_drops_duplicates_and_malformed_and_resumes_after_what_it_committed(
+    alerts_settings, tmp_path
+) -> None:
     settings = alerts_settings
     alerts = [sample_alert(n) for n in range(5)]
     # Each partition ends with a new alert, so a tail stopping at the 5th has read every record.
-    produce(settings, [
-        record(0, alerts[0]), record(0, alerts[0]), (0, "user-0", b'{"alert_id": "cut'), record(0, alerts[1]), record(0, alerts[2]),
-        record(1, alerts[3]), record(1, alerts[3]), record(1, alerts[4]),
-    ])  # fmt: skip
+    produce(
+        settings,
+        [
+            record(0, alerts[0]),
+            record(0, alerts[0]),
+            (0, "user-0", b'{"alert_id": "cut'),
+            record(0, alerts[1]),
+            record(0, alerts[2]),
+            record(1, alerts[3]),
+            record(1, alerts[3]),
+            record(1, alerts[4]),
+        ],
+    )
     group = f"tail-{uuid.uuid4().hex[:8]}"
     first_file = tmp_path / "first.jsonl"
 
@@ -104,7 +117,9 @@ def test_alerts_tail_drops_duplicates_and_malformed_and_resumes_after_what_it_co
     # Two new alerts: the group reads exactly those.
     new = [sample_alert(n) for n in (10, 11)]
     produce(settings, [record(0, new[0]), record(1, new[1])])
-    later = tail_to_file(settings, tmp_path / "later.jsonl", group_id=group, from_beginning=False, max_alerts=2, idle_timeout_s=20)
+    later = tail_to_file(
+        settings, tmp_path / "later.jsonl", group_id=group, from_beginning=False, max_alerts=2, idle_timeout_s=20
+    )
     assert (later.received, later.handled) == (2, 2)
     assert sorted(read_alerts(tmp_path / "later.jsonl"), key=lambda a: a["transaction_id"]) == new
     assert committed_offsets(settings, group) == {0: 6, 1: 4}
@@ -122,9 +137,14 @@ def test_alerts_tail_new_group_starts_at_the_end_and_reads_what_comes_after_join
         produce(settings, [record(1, fresh)])
 
     report = tail_to_file(
-        settings, tmp_path / "new-group.jsonl", group_id=f"tail-{uuid.uuid4().hex[:8]}", from_beginning=False,
-        max_alerts=1, idle_timeout_s=20, on_assigned=produce_once_joined,
-    )  # fmt: skip
+        settings,
+        tmp_path / "new-group.jsonl",
+        group_id=f"tail-{uuid.uuid4().hex[:8]}",
+        from_beginning=False,
+        max_alerts=1,
+        idle_timeout_s=20,
+        on_assigned=produce_once_joined,
+    )
 
     assert joined.is_set()
     assert (report.received, report.handled, report.stopped_by) == (1, 1, "max_alerts")
@@ -143,7 +163,14 @@ def test_alerts_tail_failed_delivery_is_not_committed_and_read_again(alerts_sett
     failing = [FileOutput(tmp_path / "before-failure.jsonl"), WebhookOutput(server.url(), retries=2, backoff_s=0.001)]
     try:
         with pytest.raises(DeliveryError, match="after 2 attempt"):
-            tail(settings, group_id=group, from_beginning=True, outputs=failing, idle_timeout_s=20, dedup=Deduplicator.load(state))
+            tail(
+                settings,
+                group_id=group,
+                from_beginning=True,
+                outputs=failing,
+                idle_timeout_s=20,
+                dedup=Deduplicator.load(state),
+            )
     finally:
         close_outputs(failing)
         server.stop()
@@ -153,9 +180,14 @@ def test_alerts_tail_failed_delivery_is_not_committed_and_read_again(alerts_sett
 
     # A restart of the group, without --from-beginning, delivers the rest, and nothing twice.
     report = tail_to_file(
-        settings, tmp_path / "retry.jsonl", group_id=group, from_beginning=False, max_alerts=2, idle_timeout_s=20,
+        settings,
+        tmp_path / "retry.jsonl",
+        group_id=group,
+        from_beginning=False,
+        max_alerts=2,
+        idle_timeout_s=20,
         dedup=Deduplicator.load(state),
-    )  # fmt: skip
+    )
 
     assert (report.received, report.handled, report.duplicates) == (2, 2, 0)
     assert read_alerts(tmp_path / "retry.jsonl") == alerts[1:]
@@ -168,8 +200,12 @@ def test_alerts_tail_stopping_at_max_leaves_the_rest_of_the_batch_uncommitted(al
     produce(settings, [record(0, alert) for alert in alerts])  # one poll returns them all
     group = f"tail-{uuid.uuid4().hex[:8]}"
 
-    first = tail_to_file(settings, tmp_path / "first.jsonl", group_id=group, from_beginning=True, max_alerts=2, idle_timeout_s=20)
-    rest = tail_to_file(settings, tmp_path / "rest.jsonl", group_id=group, from_beginning=False, max_alerts=3, idle_timeout_s=20)
+    first = tail_to_file(
+        settings, tmp_path / "first.jsonl", group_id=group, from_beginning=True, max_alerts=2, idle_timeout_s=20
+    )
+    rest = tail_to_file(
+        settings, tmp_path / "rest.jsonl", group_id=group, from_beginning=False, max_alerts=3, idle_timeout_s=20
+    )
 
     assert first.committed == {0: 2, 1: 0} and first.received == 2
     assert read_alerts(tmp_path / "first.jsonl") == alerts[:2]
@@ -210,9 +246,13 @@ def test_alerts_tail_stop_event_ends_the_run(alerts_settings, tmp_path) -> None:
     stop = threading.Event()
 
     report = tail_to_file(
-        alerts_settings, tmp_path / "stopped.jsonl", group_id=f"tail-{uuid.uuid4().hex[:8]}", from_beginning=False,
-        stop=stop, on_assigned=lambda _starts: stop.set(),
-    )  # fmt: skip
+        alerts_settings,
+        tmp_path / "stopped.jsonl",
+        group_id=f"tail-{uuid.uuid4().hex[:8]}",
+        from_beginning=False,
+        stop=stop,
+        on_assigned=lambda _starts: stop.set(),
+    )
 
     assert report.stopped_by == "stop" and report.received == 0
 
@@ -224,7 +264,9 @@ def test_alerts_tail_of_a_missing_topic_is_a_plain_error(kafka_broker, tmp_path)
         tail_to_file(settings, tmp_path / "x.jsonl", group_id="g", from_beginning=False, idle_timeout_s=1)
 
 
-def test_alerts_tail_cli_json_to_stdout_webhook_from_environment_and_state_across_restarts(alerts_settings, cli_env, tmp_path) -> None:
+def test_alerts_tail_cli_json_to_stdout_webhook_from_environment_and_state_across_restarts(
+    alerts_settings, cli_env, tmp_path
+) -> None:
     from tests.unit.test_alerts_tail import ScriptedServer
 
     settings = alerts_settings
@@ -241,13 +283,19 @@ def test_alerts_tail_cli_json_to_stdout_webhook_from_environment_and_state_acros
     try:
         first = subprocess.run(
             [*base, "--group", f"cli-{uuid.uuid4().hex[:8]}", "--max", "3", "--idle-timeout", "20"],
-            env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         # A new group re-reads everything from the beginning: the state file knows every alert.
         second = subprocess.run(
             [*base, "--group", f"cli-{uuid.uuid4().hex[:8]}", "--idle-timeout", "1"],
-            env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         server.stop()
 
@@ -265,7 +313,9 @@ def test_alerts_tail_cli_json_to_stdout_webhook_from_environment_and_state_acros
 
 
 def test_alerts_tail_cli_rejects_an_unknown_format(cli_env) -> None:
-    result = subprocess.run([FRAUDLAKE, "alerts", "tail", "--format", "xml"], env=cli_env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [FRAUDLAKE, "alerts", "tail", "--format", "xml"], env=cli_env, capture_output=True, text=True, timeout=60
+    )
 
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --format 'xml': use table or json"
@@ -277,9 +327,14 @@ def test_alerts_tail_dedup_state_is_saved_before_commit(alerts_settings, tmp_pat
     state = tmp_path / "ids.txt"
 
     report = tail_to_file(
-        settings, tmp_path / "out.jsonl", group_id=f"tail-{uuid.uuid4().hex[:8]}", from_beginning=True,
-        max_alerts=2, idle_timeout_s=20, dedup=Deduplicator.load(state),
-    )  # fmt: skip
+        settings,
+        tmp_path / "out.jsonl",
+        group_id=f"tail-{uuid.uuid4().hex[:8]}",
+        from_beginning=True,
+        max_alerts=2,
+        idle_timeout_s=20,
+        dedup=Deduplicator.load(state),
+    )
 
     assert report.handled == 2
     assert set(state.read_text().split()) == {sample_alert(1)["alert_id"], sample_alert(2)["alert_id"]}

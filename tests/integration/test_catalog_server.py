@@ -33,7 +33,11 @@ def test_catalog_server_shared_by_concurrent_spark_processes(cli_env, tmp_path) 
         # Two Spark drivers at the same time, each with the catalog open.
         both = [
             subprocess.Popen(
-                [*_cli(), "sql", statement, "--format", "csv"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+                [*_cli(), "sql", statement, "--format", "csv"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for statement in ("CREATE TABLE shared_probe.t USING DELTA AS SELECT 1 AS id", "SHOW DATABASES")
         ]

@@ -59,7 +59,13 @@ def test_features_offline_and_online_agree_on_days_with_late_and_out_of_order_ev
     assert report.ok and worst.max_rel <= 1e-9, worst
     # Not trivially equal: history and table joins found something for most transactions.
     table = spark.table(names.features)
-    for condition in ("user_tx_count_24h > 0", "home_distance_km IS NOT NULL", "merchant_category IS NOT NULL", "merchant_tx_count_1d > 0", "is_new_device_ip = 0"):
+    for condition in (
+        "user_tx_count_24h > 0",
+        "home_distance_km IS NOT NULL",
+        "merchant_category IS NOT NULL",
+        "merchant_tx_count_1d > 0",
+        "is_new_device_ip = 0",
+    ):
         assert table.where(condition).count() > silver * 0.3, condition
 
 
@@ -85,7 +91,9 @@ def test_features_check_command_passes_then_fails_on_a_skewed_feature(ingested, 
     # Skew one feature of one transaction in the offline table: the check names it and fails.
     names = table_names(ingested)
     victim = spark.table(names.features).agg({"transaction_id": "min"}).first()[0]
-    spark.sql(f"UPDATE {names.features} SET user_amount_sum_7d = user_amount_sum_7d * 1.000001 + 0.01 WHERE transaction_id = '{victim}'")
+    spark.sql(
+        f"UPDATE {names.features} SET user_amount_sum_7d = user_amount_sum_7d * 1.000001 + 0.01 WHERE transaction_id = '{victim}'"
+    )
     result = runner.invoke(app, ["features", "check", "--no-rebuild"])
     assert result.exit_code == 1, result.output
     assert "differ" in result.output

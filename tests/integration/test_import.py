@@ -26,13 +26,22 @@ a4,c2,s1,not a time,20.00,0
 a5,c1,s1,2026-10-02 12:00:00,999.00,1
 a1,c1,s1,2026-10-01 09:00:00,12.50,0
 """
-MAPPING = ["transaction_id=txn", "user_id=customer", "merchant_id=shop", "timestamp=when", "amount=value", "is_fraud=label"]
+MAPPING = [
+    "transaction_id=txn",
+    "user_id=customer",
+    "merchant_id=shop",
+    "timestamp=when",
+    "amount=value",
+    "is_fraud=label",
+]
 
 
 @pytest.fixture
 def own_schemas(settings, spark):
     suffix = uuid.uuid4().hex[:8]
-    schemas = settings.lakehouse.schemas.model_copy(update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"})
+    schemas = settings.lakehouse.schemas.model_copy(
+        update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"}
+    )
     yield settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas})})
     for schema in schemas.model_dump().values():
         spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -41,7 +50,9 @@ def own_schemas(settings, spark):
 def test_import_csv_with_a_mapping_and_missing_optional_fields(own_schemas, spark, tmp_path) -> None:
     path = tmp_path / "payments.csv"
     path.write_text(CSV)
-    [report] = import_files(spark, own_schemas, transactions=str(path), mapping=parse_mapping(MAPPING), currency="EUR", name="shop_export")
+    [report] = import_files(
+        spark, own_schemas, transactions=str(path), mapping=parse_mapping(MAPPING), currency="EUR", name="shop_export"
+    )
 
     names = table_names(own_schemas)
     assert (report.rows, report.accepted, report.quarantined) == (6, 3, 3)

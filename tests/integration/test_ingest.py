@@ -29,11 +29,16 @@ def isolated(settings, tmp_path, **simulator_changes):
     settings = with_topic_suffix(settings, suffix)
     sim = settings.simulator.model_copy(
         update={
-            "users": 300, "merchants": 90, "cities": 10, "days": 3, "transactions": 6000, "fraud_rate": 0.03,
+            "users": 300,
+            "merchants": 90,
+            "cities": 10,
+            "days": 3,
+            "transactions": 6000,
+            "fraud_rate": 0.03,
             "bad_records": settings.simulator.bad_records.model_copy(update={"late_by_hours": 3}),
             **simulator_changes,
         }
-    )  # fmt: skip
+    )
     schemas = settings.lakehouse.schemas.model_copy(
         update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"}
     )
@@ -51,8 +56,14 @@ def environ_of(settings) -> dict[str, str]:
     """FRAUDLAKE_* variables that make the CLI (and the jobs it starts) load these isolated settings."""
     topics = settings.kafka.topics
     return {
-        **{f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name for name in ("transactions", "users", "merchants", "alerts")},
-        **{f"FRAUDLAKE_LAKEHOUSE__SCHEMAS__{layer.upper()}": schema for layer, schema in settings.lakehouse.schemas.model_dump().items()},
+        **{
+            f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name
+            for name in ("transactions", "users", "merchants", "alerts")
+        },
+        **{
+            f"FRAUDLAKE_LAKEHOUSE__SCHEMAS__{layer.upper()}": schema
+            for layer, schema in settings.lakehouse.schemas.model_dump().items()
+        },
         "FRAUDLAKE_SPARK__CHECKPOINT_DIR": settings.spark.checkpoint_dir,
     }
 
@@ -76,7 +87,9 @@ def test_ingest_lands_every_record_in_silver_or_quarantine_with_its_reason(inges
     simulation = Simulation(settings.simulator, date(2026, 10, 1), traffic_seed=21)
     sender = make_sender(settings.kafka, settings.producer)
     manifest_path = tmp_path / "manifest.jsonl"
-    report = produce(settings, simulation, sender, ProduceLimits(count=5000), first_day=0, bad_rate=0.02, manifest_path=manifest_path)
+    report = produce(
+        settings, simulation, sender, ProduceLimits(count=5000), first_day=0, bad_rate=0.02, manifest_path=manifest_path
+    )
     sender.close()
     manifest = [json.loads(line) for line in manifest_path.read_text().splitlines()]
     assert report.failed == 0 and {m["kind"] for m in manifest} >= {"late_event", "duplicate", "out_of_order"}

@@ -49,7 +49,11 @@ def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen) 
 def test_ingest_killed_mid_stream_restarts_without_loss_or_duplicates(kafka_broker, spark, tmp_path, cli_env) -> None:
     settings = with_topic_suffix(kafka_broker, uuid.uuid4().hex[:8])
     settings = settings.model_copy(
-        update={"simulator": settings.simulator.model_copy(update={"users": 300, "merchants": 90, "cities": 10, "days": 3, "transactions": 6000})}
+        update={
+            "simulator": settings.simulator.model_copy(
+                update={"users": 300, "merchants": 90, "cities": 10, "days": 3, "transactions": 6000}
+            )
+        }
     )
     ensure_topics(settings.kafka)
     topics = settings.kafka.topics
@@ -74,17 +78,27 @@ def test_ingest_killed_mid_stream_restarts_without_loss_or_duplicates(kafka_brok
         "FRAUDLAKE_PATHS__DATA_DIR": str(data),
         "FRAUDLAKE_STREAMING__TRIGGER": "1 second",
         "FRAUDLAKE_STREAMING__MAX_RECORDS_PER_TRIGGER": "600",
-        **{f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name for name in ("transactions", "users", "merchants", "alerts")},
+        **{
+            f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name
+            for name in ("transactions", "users", "merchants", "alerts")
+        },
     }
     command = [sys.executable, "-m", "jobs.stream_ingest", "--env", "test"]
     bronze = data / "warehouse" / "bronze.db" / "transactions"
     silver = data / "warehouse" / "silver.db" / "transactions"
-    job = subprocess.Popen(command, env=env, cwd=PROJECT_DIR, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        command, env=env, cwd=PROJECT_DIR, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for(lambda: delta_count(spark, silver) > 0, 240, "first silver rows", job)
         second = produce(settings, simulation, sender, ProduceLimits(count=1000), first_day=first.next_day)
         sender.close()
-        wait_for(lambda: delta_count(spark, bronze) > first.transactions + len(drifted), 120, "bronze rows of the second run", job)
+        wait_for(
+            lambda: delta_count(spark, bronze) > first.transactions + len(drifted),
+            120,
+            "bronze rows of the second run",
+            job,
+        )
         os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, mid-stream
         job.wait(timeout=60)
         partial = delta_count(spark, silver)

@@ -28,10 +28,15 @@ def run_settings(kafka_broker):
     settings = with_topic_suffix(kafka_broker, uuid.uuid4().hex[:8])
     sim = settings.simulator.model_copy(
         update={
-            "users": 300, "merchants": 90, "cities": 10, "days": 2, "transactions": 4000, "fraud_rate": 0.05,
+            "users": 300,
+            "merchants": 90,
+            "cities": 10,
+            "days": 2,
+            "transactions": 4000,
+            "fraud_rate": 0.05,
             "bad_records": settings.simulator.bad_records.model_copy(update={"late_by_hours": 1}),
         }
-    )  # fmt: skip
+    )
     settings = settings.model_copy(update={"simulator": sim})
     ensure_topics(settings.kafka)
     yield settings
@@ -61,7 +66,9 @@ def test_produce_delivers_every_record_and_reconciles_with_the_manifest(run_sett
     sender = make_sender(run_settings.kafka, run_settings.producer.model_copy(update={"client": client}))
     manifest = tmp_path / "manifest.jsonl"
 
-    report = produce(run_settings, simulation, sender, ProduceLimits(count=3000), first_day=0, bad_rate=0.02, manifest_path=manifest)
+    report = produce(
+        run_settings, simulation, sender, ProduceLimits(count=3000), first_day=0, bad_rate=0.02, manifest_path=manifest
+    )
     sender.close()
 
     entries = [json.loads(line) for line in manifest.read_text().splitlines()]
@@ -132,9 +139,14 @@ def test_produce_interrupted_flushes_what_it_sent(run_settings) -> None:
 
     ticking = iter(range(10**9))
     report = produce(
-        run_settings, simulation, sender, ProduceLimits(count=10**6, rate=2000), first_day=0,
-        on_progress=ctrl_c, clock=lambda: next(ticking) * 0.25,
-    )  # fmt: skip
+        run_settings,
+        simulation,
+        sender,
+        ProduceLimits(count=10**6, rate=2000),
+        first_day=0,
+        on_progress=ctrl_c,
+        clock=lambda: next(ticking) * 0.25,
+    )
     sender.close()
 
     assert report.interrupted and calls == 1

@@ -18,11 +18,15 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def world(settings, spark, tmp_path):
     suffix = uuid.uuid4().hex[:8]
-    schemas = settings.lakehouse.schemas.model_copy(update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"})
-    own = settings.model_copy(update={
-        "paths": settings.paths.model_copy(update={"data_dir": tmp_path}),
-        "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
-    })  # fmt: skip
+    schemas = settings.lakehouse.schemas.model_copy(
+        update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"}
+    )
+    own = settings.model_copy(
+        update={
+            "paths": settings.paths.model_copy(update={"data_dir": tmp_path}),
+            "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
+        }
+    )
     names = create_tables(spark, own)
     yield own, names
     for schema in schemas.model_dump().values():
@@ -31,13 +35,20 @@ def world(settings, spark, tmp_path):
 
 def promoted_run(settings, at: datetime, version: int = 7) -> Run:
     run = Run.open(settings, datetime(2026, 11, 29, 3, tzinfo=UTC))
-    run.state["promotion"] = {"promoted": True, "champion_before": version - 1, "champion_after": version, "reason": "test", "at": at.isoformat()}
+    run.state["promotion"] = {
+        "promoted": True,
+        "champion_before": version - 1,
+        "champion_after": version,
+        "reason": "test",
+        "at": at.isoformat(),
+    }
     return run
 
 
 def score_rows(spark, table: str, *versions_and_times: tuple[int, datetime]) -> None:
     rows = ", ".join(
-        f"('t{i}', {v}, TIMESTAMP '{at.astimezone(UTC):%Y-%m-%d %H:%M:%S}', DATE '2026-11-29')" for i, (v, at) in enumerate(versions_and_times)
+        f"('t{i}', {v}, TIMESTAMP '{at.astimezone(UTC):%Y-%m-%d %H:%M:%S}', DATE '2026-11-29')"
+        for i, (v, at) in enumerate(versions_and_times)
     )
     spark.sql(f"INSERT INTO {table} (transaction_id, model_version, scored_at, event_date) VALUES {rows}")
 
@@ -51,7 +62,13 @@ def test_retraining_await_scorer_without_a_running_scorer_succeeds_at_once(world
 def test_retraining_await_scorer_sees_the_new_champion_in_scored_rows(world, spark) -> None:
     settings, names = world
     promoted = datetime.now(UTC) - timedelta(seconds=30)
-    score_rows(spark, names.scored, (6, promoted - timedelta(seconds=10)), (6, promoted + timedelta(seconds=1)), (7, promoted + timedelta(seconds=2)))
+    score_rows(
+        spark,
+        names.scored,
+        (6, promoted - timedelta(seconds=10)),
+        (6, promoted + timedelta(seconds=1)),
+        (7, promoted + timedelta(seconds=2)),
+    )
     run = promoted_run(settings, promoted)
     assert await_scorer(spark, settings, run, timeout_s=60)["status"] == "reloaded"
     assert Run.open(settings, run.interval_end).state["scorer"]["status"] == "reloaded"

@@ -42,7 +42,9 @@ START = date(2026, 9, 1)
 HISTORY_DAYS = 24
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, alive: Callable[[], bool] = lambda: True) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, alive: Callable[[], bool] = lambda: True
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if not alive():
@@ -65,7 +67,9 @@ def read_alerts(settings, done: Callable[[list[dict]], bool], timeout_s: float =
             if done([value for _, value in records]):
                 return records
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(records)} alerts on {settings.kafka.topics.alerts.name}: not what was expected")
+                raise TimeoutError(
+                    f"{len(records)} alerts on {settings.kafka.topics.alerts.name}: not what was expected"
+                )
     finally:
         reader.close()
 
@@ -78,7 +82,9 @@ def send_day(settings, fraud_rate: float, day: int, count: int, seed: int):
     sim = settings.simulator.model_copy(update={"fraud_rate": fraud_rate})
     sender = make_sender(settings.kafka, settings.producer)
     try:
-        return produce(settings, Simulation(sim, START, traffic_seed=seed), sender, ProduceLimits(count=count), first_day=day)
+        return produce(
+            settings, Simulation(sim, START, traffic_seed=seed), sender, ProduceLimits(count=count), first_day=day
+        )
     finally:
         sender.close()
 
@@ -90,16 +96,23 @@ def world(kafka_broker, spark, tmp_path_factory):
     folder = tmp_path_factory.mktemp("scoring")
     settings = isolated(kafka_broker, folder, days=HISTORY_DAYS, transactions=9000, fraud_rate=0.04)
     training = settings.training
-    settings = settings.model_copy(update={
-        "streaming": settings.streaming.model_copy(update={"max_records_per_trigger": 20000, "queries": {}}),
-        "registry": settings.registry.model_copy(update={
-            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}", "artifact_location": (folder / "artifacts").as_uri(),
-        }),
-        "training": training.model_copy(update={
-            "gbt": training.gbt.model_copy(update={"max_iter": 20}),
-            "threshold": training.threshold.model_copy(update={"daily_alerts": 20}),
-        }),
-    })  # fmt: skip
+    settings = settings.model_copy(
+        update={
+            "streaming": settings.streaming.model_copy(update={"max_records_per_trigger": 20000, "queries": {}}),
+            "registry": settings.registry.model_copy(
+                update={
+                    "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
+                    "artifact_location": (folder / "artifacts").as_uri(),
+                }
+            ),
+            "training": training.model_copy(
+                update={
+                    "gbt": training.gbt.model_copy(update={"max_iter": 20}),
+                    "threshold": training.threshold.model_copy(update={"daily_alerts": 20}),
+                }
+            ),
+        }
+    )
     ensure_topics(settings.kafka)
     history = send_day(settings, 0.04, 0, 9000, seed=5)
     run_ingest(spark, settings, once=True)
@@ -132,7 +145,11 @@ def test_frauds_alert_with_every_field_and_legitimate_traffic_hardly_does(world,
 
     score_once(spark, settings)  # the history: warms the user state, scores every transaction
     scored = spark.table(names.scored)
-    assert scored.count() == scored.select("transaction_id").distinct().count() == spark.table(names.silver("transactions")).count()
+    assert (
+        scored.count()
+        == scored.select("transaction_id").distinct().count()
+        == spark.table(names.silver("transactions")).count()
+    )
     assert scored.where(f"model_version != {champion} OR threshold != {threshold}").count() == 0
     alerts_in_table = scored.where("is_alert").count()
     assert alerts_in_table == scored.where(f"score >= {threshold}").count() > 0
@@ -145,19 +162,30 @@ def test_frauds_alert_with_every_field_and_legitimate_traffic_hardly_does(world,
         assert key == alert["user_id"] and alert["alert_id"] == alert_id(alert["transaction_id"])
         assert alert["score"] >= alert["threshold"] == threshold and alert["model_version"] == champion
         assert 1 <= len(alert["reasons"]) <= settings.scoring.top_reasons
-        assert all(r["text"].startswith(r["text"].split(":")[0]) and ": " in r["text"] and "typical" in r["text"] for r in alert["reasons"]), alert["reasons"]
+        assert all(
+            r["text"].startswith(r["text"].split(":")[0]) and ": " in r["text"] and "typical" in r["text"]
+            for r in alert["reasons"]
+        ), alert["reasons"]
 
     # New days after the history: legitimate-only traffic, then a day with many frauds.
     legit = send_day(settings, 0.0, HISTORY_DAYS, 400, seed=11)
     score_once(spark, settings)
-    fresh = spark.table(names.scored).join(labels(spark, settings), "transaction_id").where(f"event_date >= '{legit.first_event[:10]}'")
+    fresh = (
+        spark.table(names.scored)
+        .join(labels(spark, settings), "transaction_id")
+        .where(f"event_date >= '{legit.first_event[:10]}'")
+    )
     assert fresh.count() == legit.transactions and fresh.where("is_fraud").count() == 0
     false_alerts = fresh.where("is_alert").count()
     assert false_alerts <= 0.03 * legit.transactions, false_alerts
 
     frauds = send_day(settings, 0.25, HISTORY_DAYS + 1, 400, seed=12)
     score_once(spark, settings)
-    day = spark.table(names.scored).join(labels(spark, settings), "transaction_id").where(f"event_date >= '{frauds.first_event[:10]}'")
+    day = (
+        spark.table(names.scored)
+        .join(labels(spark, settings), "transaction_id")
+        .where(f"event_date >= '{frauds.first_event[:10]}'")
+    )
     caught = day.where("is_fraud AND is_alert").count()
     assert frauds.fraud > 50 and caught >= 0.5 * frauds.fraud, (caught, frauds.fraud)
     assert caught >= 0.6 * day.where("is_alert").count()  # most alerts are frauds
@@ -171,7 +199,11 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
     from lakehouse.settings import QuerySettings
 
     settings, _ = world
-    live = settings.model_copy(update={"streaming": settings.streaming.model_copy(update={"queries": {"score": QuerySettings(trigger="1 second")}})})
+    live = settings.model_copy(
+        update={
+            "streaming": settings.streaming.model_copy(update={"queries": {"score": QuerySettings(trigger="1 second")}})
+        }
+    )
     first = registry.champion_version(settings)
     query = start_scorer(spark, live)
     query_id = query.id
@@ -183,7 +215,9 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
     try:
         before = send_day(settings, 0.25, HISTORY_DAYS + 2, 150, seed=21)
         wait_for(scored_all(before), 240, "the first live transactions scored", alive=lambda: query.isActive)
-        assert {r.model_version for r in rows_of_day(spark, settings, before).select("model_version").distinct().collect()} == {first}
+        assert {
+            r.model_version for r in rows_of_day(spark, settings, before).select("model_version").distinct().collect()
+        } == {first}
 
         other = settings.model_copy(update={"training": settings.training.model_copy(update={"seed": 7})})
         challenger = train(spark, other, promote=False).version
@@ -197,13 +231,21 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
         on_kafka = {a["alert_id"]: a for _, a in read_alerts(settings, ids_seen(later_alerts))}
         assert all(on_kafka[i]["model_version"] == challenger for i in later_alerts)
 
-        weak = settings.model_copy(update={"training": settings.training.model_copy(update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 2})})})
+        weak = settings.model_copy(
+            update={
+                "training": settings.training.model_copy(
+                    update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 2})}
+                )
+            }
+        )
         broken = train(spark, weak, promote=False).version
         shutil.rmtree(Path(registry.artifact_path(settings, broken)) / "sparkml" / "stages")
         registry.set_champion(settings, broken, reason="test: a model whose files are damaged")
         refused = send_day(settings, 0.25, HISTORY_DAYS + 4, 150, seed=23)
         wait_for(scored_all(refused), 240, "transactions scored after a broken promotion", alive=lambda: query.isActive)
-        assert {r.model_version for r in rows_of_day(spark, settings, refused).select("model_version").distinct().collect()} == {challenger}
+        assert {
+            r.model_version for r in rows_of_day(spark, settings, refused).select("model_version").distinct().collect()
+        } == {challenger}
         assert query.isActive and query.id == query_id  # never restarted
     finally:
         query.stop()
@@ -211,13 +253,17 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
             registry.set_champion(settings, challenger, reason="test: restore a working champion")
 
 
-def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(world, spark, tmp_path, cli_env, make_topic) -> None:
+def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(
+    world, spark, tmp_path, cli_env, make_topic
+) -> None:
     """The scorer as its own process (its own Spark driver and catalog under a private data
     folder, its own alert topic, sharing the broker and the registry), SIGKILLed mid-stream,
     then restarted."""
     settings, _ = world
     topics = settings.kafka.topics
-    topics = topics.model_copy(update={"alerts": topics.alerts.model_copy(update={"name": make_topic("alerts", partitions=1)})})
+    topics = topics.model_copy(
+        update={"alerts": topics.alerts.model_copy(update={"name": make_topic("alerts", partitions=1)})}
+    )
     settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topics": topics})})
     data = tmp_path / "job-data"
     env = {
@@ -228,19 +274,39 @@ def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(wor
         "FRAUDLAKE_STREAMING__MAX_RECORDS_PER_TRIGGER": "2000",
         "FRAUDLAKE_REGISTRY__TRACKING_URI": settings.registry.tracking_uri,
         "FRAUDLAKE_REGISTRY__ARTIFACT_LOCATION": settings.registry.artifact_location,
-        **{f"FRAUDLAKE_LAKEHOUSE__SCHEMAS__{layer.upper()}": schema for layer, schema in settings.lakehouse.schemas.model_dump().items()},
-        **{f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name for name in ("transactions", "users", "merchants", "alerts")},
+        **{
+            f"FRAUDLAKE_LAKEHOUSE__SCHEMAS__{layer.upper()}": schema
+            for layer, schema in settings.lakehouse.schemas.model_dump().items()
+        },
+        **{
+            f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name
+            for name in ("transactions", "users", "merchants", "alerts")
+        },
     }
 
     def job(module: str, *args: str, attempts: int = 1) -> None:
         for attempt in range(1, attempts + 1):
-            done = subprocess.run([sys.executable, "-m", f"jobs.{module}", "--env", "test", *args], env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=900)
-            errors = [line for line in done.stderr.splitlines() if " ERROR " in line or "Exception" in line or "Error:" in line]
+            done = subprocess.run(
+                [sys.executable, "-m", f"jobs.{module}", "--env", "test", *args],
+                env=env,
+                cwd=PROJECT_DIR,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
+            errors = [
+                line
+                for line in done.stderr.splitlines()
+                if " ERROR " in line or "Exception" in line or "Error:" in line
+            ]
             report = "\n".join(errors[:15]) + "\n...\n" + done.stderr[-1500:]
             if done.returncode == 0:
                 return
             assert attempt < attempts, report
-            warnings.warn(f"jobs.{module} {' '.join(args)} failed (attempt {attempt}), run again as a supervisor would:\n{report}", stacklevel=2)
+            warnings.warn(
+                f"jobs.{module} {' '.join(args)} failed (attempt {attempt}), run again as a supervisor would:\n{report}",
+                stacklevel=2,
+            )
 
     job("stream_ingest", "--once")  # the job's own tables: what the scorer joins with
     job("build_features")
@@ -254,7 +320,9 @@ def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(wor
             return 0
 
     command = [sys.executable, "-m", "jobs.stream_score", "--env", "test"]
-    scorer = subprocess.Popen(command, env=env, cwd=PROJECT_DIR, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scorer = subprocess.Popen(
+        command, env=env, cwd=PROJECT_DIR, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for(lambda: scored_count() > 0, 300, "the first scored batch", alive=lambda: scorer.poll() is None)
         os.killpg(scorer.pid, signal.SIGKILL)  # the driver and its JVM, mid-stream
@@ -275,7 +343,9 @@ def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(wor
     total = rows.count()
     assert partial < total  # the kill really happened mid-stream
     assert total == rows.select("transaction_id").distinct().count()  # every transaction scored once
-    assert rows.where(f"event_date >= '{extra.first_event[:10]}'").count() == extra.transactions  # the days after the others
+    assert (
+        rows.where(f"event_date >= '{extra.first_event[:10]}'").count() == extra.transactions
+    )  # the days after the others
     expected = {r.alert_id for r in rows.where("is_alert").select("alert_id").collect()}
     assert len(expected) > 50
     # Every alert the table holds reached Kafka; repeats (from the replayed batch) share the id and

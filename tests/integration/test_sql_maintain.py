@@ -59,8 +59,12 @@ def test_sql_writes_csv_and_json_lines(spark, versioned_table, fmt) -> None:
 
 def test_maintain_compacts_and_keeps_time_travel(spark, settings, versioned_table) -> None:
     schema, table = versioned_table
-    only_this_schema = settings.lakehouse.schemas.model_copy(update={"bronze": schema, "silver": f"{schema}_none", "gold": f"{schema}_none"})
-    test_settings = settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(update={"schemas": only_this_schema})})
+    only_this_schema = settings.lakehouse.schemas.model_copy(
+        update={"bronze": schema, "silver": f"{schema}_none", "gold": f"{schema}_none"}
+    )
+    test_settings = settings.model_copy(
+        update={"lakehouse": settings.lakehouse.model_copy(update={"schemas": only_this_schema})}
+    )
 
     [result] = maintain(spark, test_settings)
 

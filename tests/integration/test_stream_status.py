@@ -44,7 +44,9 @@ def test_stream_status_reports_lag_per_query_and_stale_queries_exit_1(status_set
 
     drained = by_query(stream_status(settings))
     assert {name: (q.lag, q.state) for name, q in drained.items() if q.job == "ingest"} == {
-        f"{layer}_{stream}": (0, HEALTHY) for layer in ("bronze", "silver") for stream in ("transactions", "users", "merchants")
+        f"{layer}_{stream}": (0, HEALTHY)
+        for layer in ("bronze", "silver")
+        for stream in ("transactions", "users", "merchants")
     }
     assert drained["score"].state == NOT_STARTED and drained["score"].batch_id is None  # no scorer in this test
 
@@ -55,9 +57,13 @@ def test_stream_status_reports_lag_per_query_and_stale_queries_exit_1(status_set
     third = produce(settings, simulation, sender, ProduceLimits(count=70), first_day=second.next_day)
     sender.close()
     expected_lag = {
-        "bronze_transactions": third.transactions, "bronze_users": third.users, "bronze_merchants": third.merchants,
-        "silver_transactions": second.transactions, "silver_users": second.users, "silver_merchants": second.merchants,
-    }  # fmt: skip
+        "bronze_transactions": third.transactions,
+        "bronze_users": third.users,
+        "bronze_merchants": third.merchants,
+        "silver_transactions": second.transactions,
+        "silver_users": second.users,
+        "silver_merchants": second.merchants,
+    }
 
     recent = by_query(stream_status(settings))  # default max idle (300 s): all committed moments ago
     assert {name: q.lag for name, q in recent.items() if q.job == "ingest"} == expected_lag
@@ -69,7 +75,10 @@ def test_stream_status_reports_lag_per_query_and_stale_queries_exit_1(status_set
     queries = {q["query"]: q for q in json.loads(result.stdout)["queries"]}
     assert {name: queries[name]["lag"] for name in expected_lag} == expected_lag
     stale = {name for name, q in queries.items() if q["state"] == STALE}
-    assert stale == {name for name, lag in expected_lag.items() if lag > 0} and {"bronze_transactions", "silver_transactions"} <= stale
+    assert (
+        stale == {name for name, lag in expected_lag.items() if lag > 0}
+        and {"bronze_transactions", "silver_transactions"} <= stale
+    )
     assert "stale: bronze_transactions" in result.stderr and "not started: score" in result.stderr
 
     table = fraudlake("stream", "status", env=env, timeout=120)

@@ -38,7 +38,11 @@ def test_supervise_stops_every_query_cleanly_on_sigterm(spark, tmp_path) -> None
 
     def terminate_once_running() -> None:
         # Only once supervise listens (its handler in place) and both queries committed a batch.
-        wait_for(lambda: signal.getsignal(signal.SIGTERM) is not original and all(q.lastProgress for q in queries), 60, "running queries")
+        wait_for(
+            lambda: signal.getsignal(signal.SIGTERM) is not original and all(q.lastProgress for q in queries),
+            60,
+            "running queries",
+        )
         os.kill(os.getpid(), signal.SIGTERM)
         sent.set()
 

@@ -30,22 +30,37 @@ def trained_world(settings, spark, tmp_path_factory):
     features built; this module's own schemas and registry."""
     folder = tmp_path_factory.mktemp("training")
     suffix = uuid.uuid4().hex[:8]
-    sim = settings.simulator.model_copy(update={"users": 300, "merchants": 90, "cities": 10, "days": 24, "transactions": 9000, "fraud_rate": 0.04})
-    schemas = settings.lakehouse.schemas.model_copy(update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"})
-    world = settings.model_copy(update={
-        "simulator": sim,
-        "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
-        "registry": settings.registry.model_copy(update={
-            "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}", "artifact_location": (folder / "artifacts").as_uri(),
-        }),
-        "training": settings.training.model_copy(update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 20})}),
-    })  # fmt: skip
+    sim = settings.simulator.model_copy(
+        update={"users": 300, "merchants": 90, "cities": 10, "days": 24, "transactions": 9000, "fraud_rate": 0.04}
+    )
+    schemas = settings.lakehouse.schemas.model_copy(
+        update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"}
+    )
+    world = settings.model_copy(
+        update={
+            "simulator": sim,
+            "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
+            "registry": settings.registry.model_copy(
+                update={
+                    "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
+                    "artifact_location": (folder / "artifacts").as_uri(),
+                }
+            ),
+            "training": settings.training.model_copy(
+                update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 20})}
+            ),
+        }
+    )
     batch = folder / "batch"
     manifest = write_offline_batch(Simulation(sim, date(2026, 9, 1)), batch)
     reports = import_files(
-        spark, world, transactions=str(batch / "transactions.parquet"), users=str(batch / "users.parquet"),
-        merchants=str(batch / "merchants.parquet"), name="offline_batch",
-    )  # fmt: skip
+        spark,
+        world,
+        transactions=str(batch / "transactions.parquet"),
+        users=str(batch / "users.parquet"),
+        merchants=str(batch / "merchants.parquet"),
+        name="offline_batch",
+    )
     assert {r.stream: r.quarantined for r in reports} == {"users": 0, "merchants": 0, "transactions": 0}
     assert next(r for r in reports if r.stream == "transactions").accepted == manifest["transactions"]
     build_features(spark, world)
@@ -68,21 +83,35 @@ def test_model_beats_both_baselines_and_becomes_the_first_champion(trained_world
     assert "is_fraud" not in tags["features"] and "fraud_scenario" not in tags["features"]
     report = result.report_path
     assert report.name == "index.html" and "average_precision" in report.read_text()
-    assert {p.name for p in report.parent.glob("*.png")} == {"precision_recall.png", "roc.png", "scores.png", "importances.png", "scenarios.png"}
+    assert {p.name for p in report.parent.glob("*.png")} == {
+        "precision_recall.png",
+        "roc.png",
+        "scores.png",
+        "importances.png",
+        "scenarios.png",
+    }
 
 
 def test_worse_challenger_is_refused_then_promote_and_rollback_move_the_champion(trained_world, spark) -> None:
     champion = registry.champion_version(trained_world)
-    weak = trained_world.model_copy(update={"training": trained_world.training.model_copy(update={
-        "gbt": trained_world.training.gbt.model_copy(update={"max_iter": 1, "max_depth": 1}),
-    })})  # fmt: skip
+    weak = trained_world.model_copy(
+        update={
+            "training": trained_world.training.model_copy(
+                update={
+                    "gbt": trained_world.training.gbt.model_copy(update={"max_iter": 1, "max_depth": 1}),
+                }
+            )
+        }
+    )
     challenger = train(spark, weak)
 
     assert not challenger.promotion.promoted
     assert registry.champion_version(trained_world) == champion
     assert "kept champion" in registry.version_info(trained_world, challenger.version).tags["promotion"]
 
-    registry.promote(trained_world, challenger.version, validate=lambda model: registry.check_scores(spark, trained_world, model))
+    registry.promote(
+        trained_world, challenger.version, validate=lambda model: registry.check_scores(spark, trained_world, model)
+    )
     assert registry.champion_version(trained_world) == challenger.version
     assert registry.rollback(trained_world) == champion
     assert registry.champion_version(trained_world) == champion
@@ -97,7 +126,9 @@ def test_a_corrupt_model_folder_is_rejected_and_never_becomes_champion(trained_w
     shutil.rmtree(stages)  # the Spark model's stages are gone
 
     with pytest.raises(registry.RegistryError, match="cannot be loaded"):
-        registry.promote(trained_world, broken.version, validate=lambda model: registry.check_scores(spark, trained_world, model))
+        registry.promote(
+            trained_world, broken.version, validate=lambda model: registry.check_scores(spark, trained_world, model)
+        )
     features = spark.table(table_names(trained_world).features)
     first, last = features.agg({"event_date": "min"}).first()[0], features.agg({"event_date": "max"}).first()[0]
     _, validation = split_frames(features, time_split(first, last, trained_world.training))
@@ -119,13 +150,31 @@ def test_backtest_rescores_history_as_of_a_table_version(trained_world, spark) -
 
     spark.sql(f"DELETE FROM {names.features} WHERE event_date = '{split.validation_to}'")  # history moves on
     now = backtest(spark, trained_world, model="champion", date_from=split.validation_from, date_to=split.validation_to)
-    then = backtest(spark, trained_world, model=str(champion), date_from=split.validation_from, date_to=split.validation_to, as_of_version=before)
-    again = backtest(spark, trained_world, model=str(champion), date_from=split.validation_from, date_to=split.validation_to, as_of_version=before)
+    then = backtest(
+        spark,
+        trained_world,
+        model=str(champion),
+        date_from=split.validation_from,
+        date_to=split.validation_to,
+        as_of_version=before,
+    )
+    again = backtest(
+        spark,
+        trained_world,
+        model=str(champion),
+        date_from=split.validation_from,
+        date_to=split.validation_to,
+        as_of_version=before,
+    )
 
     assert then.rows == rows_before and now.rows < rows_before
     assert then.backtest_id == again.backtest_id and then.model_version == champion
     stored = spark.table(then.table).where(f"backtest_id = '{then.backtest_id}'")
     assert stored.count() == rows_before  # rerun replaced, not appended
-    assert stored.where("alert").count() == round(then.evaluation.alerts_per_day * len({r.event_date for r in stored.select("event_date").distinct().collect()}))
+    assert stored.where("alert").count() == round(
+        then.evaluation.alerts_per_day * len({r.event_date for r in stored.select("event_date").distinct().collect()})
+    )
     # Same model, same rows as its validation: the same average precision as at training time.
-    assert then.evaluation.average_precision == pytest.approx(registry.versions(trained_world)[champion - 1].average_precision, rel=1e-9)
+    assert then.evaluation.average_precision == pytest.approx(
+        registry.versions(trained_world)[champion - 1].average_precision, rel=1e-9
+    )

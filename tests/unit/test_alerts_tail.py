@@ -43,7 +43,9 @@ def sample_alert(n: int, **overrides: Any) -> dict[str, Any]:
         "score": 0.9,
         "threshold": 0.41,
         "model_version": 3,
-        "reasons": [{"feature": "user_amount_ratio_30d", "value": 14.2, "text": "Amount / the user's 30-day mean amount: 14.20"}],
+        "reasons": [
+            {"feature": "user_amount_ratio_30d", "value": 14.2, "text": "Amount / the user's 30-day mean amount: 14.20"}
+        ],
         "emitted_at": f"2026-11-30T08:{n % 60:02d}:05.004Z",
     }
     return {**alert, **overrides}
@@ -74,11 +76,24 @@ def test_parse_alert_returns_every_field_of_a_complete_alert() -> None:
         (None, "empty record"),
         (b"[1, 2]", "not a JSON object but a JSON list"),
         (encoded({k: v for k, v in sample_alert(1).items() if k != "score"}), "missing field score"),
-        (encoded({k: v for k, v in sample_alert(1).items() if k not in ("score", "user_id")}), "missing fields user_id, score"),
+        (
+            encoded({k: v for k, v in sample_alert(1).items() if k not in ("score", "user_id")}),
+            "missing fields user_id, score",
+        ),
         (encoded(sample_alert(1, alert_id=None)), "alert_id must be a non-empty string, got null"),
         (encoded(sample_alert(1, alert_id="")), "alert_id must be a non-empty string"),
     ],
-    ids=["bad-json", "empty-bytes", "not-utf8", "tombstone", "list", "one-missing", "two-missing", "null-id", "empty-id"],
+    ids=[
+        "bad-json",
+        "empty-bytes",
+        "not-utf8",
+        "tombstone",
+        "list",
+        "one-missing",
+        "two-missing",
+        "null-id",
+        "empty-id",
+    ],
 )
 def test_parse_alert_names_what_is_wrong(value: bytes | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -276,13 +291,18 @@ def test_webhook_always_failing_raises_delivery_error_after_retries_without_secr
 
     message = str(raised.value)
     assert len(server.requests) == 3
-    assert f"webhook http://127.0.0.1:{server.port}/… failed for alert {sample_alert(1)['alert_id']} after 3 attempt(s)" in message
+    assert (
+        f"webhook http://127.0.0.1:{server.port}/… failed for alert {sample_alert(1)['alert_id']} after 3 attempt(s)"
+        in message
+    )
     assert "HTTP 500" in message
     for secret in ("hook-user", "hook-secret", "TOKEN123", "query-secret"):
         assert secret not in message
     # User info is sent as basic authentication, not as part of the request line.
     assert server.requests[0]["path"] == "/services/TOKEN123?token=query-secret"
-    assert server.requests[0]["headers"]["Authorization"] == "Basic " + base64.b64encode(b"hook-user:hook-secret").decode()
+    assert (
+        server.requests[0]["headers"]["Authorization"] == "Basic " + base64.b64encode(b"hook-user:hook-secret").decode()
+    )
     assert isinstance(raised.value, FraudlakeError) and raised.value.exit_code == 5
 
 

@@ -17,7 +17,9 @@ from lakehouse.simulator.simulation import Simulation
 @pytest.fixture(scope="module")
 def clean():
     settings = load_settings("test", environ={})
-    sim = settings.simulator.model_copy(update={"users": 200, "merchants": 60, "cities": 8, "days": 3, "transactions": 3000})
+    sim = settings.simulator.model_copy(
+        update={"users": 200, "merchants": 60, "cities": 8, "days": 3, "transactions": 3000}
+    )
     simulation = Simulation(sim, date(2026, 10, 1))
     batch = simulation.day(2)
     values = simulation.transaction_json(batch)

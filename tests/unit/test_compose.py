@@ -48,7 +48,9 @@ def test_compose_brokers_are_what_the_cluster_overlay_bootstraps_from(compose: d
     assert len(voters) == 1
     node_ids = sorted(int(svc["environment"]["KAFKA_NODE_ID"]) for svc in kafka_services(compose).values())
     assert voters.pop() == ",".join(f"{n}@kafka-{n}:9093" for n in node_ids)
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", svc["environment"]["CLUSTER_ID"]) for svc in kafka_services(compose).values())
+    assert all(
+        re.fullmatch(r"[A-Za-z0-9_-]{22}", svc["environment"]["CLUSTER_ID"]) for svc in kafka_services(compose).values()
+    )
 
 
 def test_compose_replication_fits_the_brokers_and_topics_come_from_conf(compose: dict, cluster) -> None:

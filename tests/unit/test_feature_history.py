@@ -30,12 +30,14 @@ def run(rows: list[tuple], max_events: int = 100):
 
 
 def test_history_windows_count_only_what_was_known_before() -> None:
-    result = run([
-        ("a", 0, 10.0, "m1", "ip1"),
-        ("b", 0.5, 30.0, "m2", "ip1"),
-        ("c", 2, 20.0, "m1", "ip2"),  # a and b are older than 1h
-        ("d", 2.5, 100.0, "m3", None),
-    ])  # fmt: skip
+    result = run(
+        [
+            ("a", 0, 10.0, "m1", "ip1"),
+            ("b", 0.5, 30.0, "m2", "ip1"),
+            ("c", 2, 20.0, "m1", "ip2"),  # a and b are older than 1h
+            ("d", 2.5, 100.0, "m3", None),
+        ]
+    )
     f = result.features
     assert f["user_tx_count_1h"] == [0, 1, 0, 1]
     assert f["user_tx_count_24h"] == [0, 1, 2, 3]
@@ -53,7 +55,14 @@ def test_history_windows_count_only_what_was_known_before() -> None:
 def test_history_out_of_order_event_does_not_see_later_ones_and_arrives_too_late_for_earlier_ones() -> None:
     # "late" happened at 1h but arrived after "x" (2h): x was scored without it, and late only
     # sees what happened before 1h.
-    result = run([("a", 0, 10.0, "m1", "ip1"), ("x", 2, 50.0, "m2", "ip1"), ("late", 1, 7.0, "m3", "ip1"), ("y", 3, 5.0, "m1", "ip1")])
+    result = run(
+        [
+            ("a", 0, 10.0, "m1", "ip1"),
+            ("x", 2, 50.0, "m2", "ip1"),
+            ("late", 1, 7.0, "m3", "ip1"),
+            ("y", 3, 5.0, "m1", "ip1"),
+        ]
+    )
     f = result.features
     assert f["user_tx_count_24h"] == [0, 1, 1, 3]
     assert f["prev_merchant_id"] == [None, "m1", "m1", "m2"]
@@ -79,7 +88,13 @@ def test_history_results_do_not_depend_on_how_events_are_cut_into_batches(seed: 
     hours = np.cumsum(rng.exponential(3.0, n))
     hours[::9] -= rng.random(len(hours[::9])) * 1.5  # out of order within the lateness allowance
     rows = [
-        (f"t{i}", float(h), float(rng.gamma(2, 30)), f"m{rng.integers(0, 15)}", None if rng.random() < 0.1 else f"ip{rng.integers(0, 4)}")
+        (
+            f"t{i}",
+            float(h),
+            float(rng.gamma(2, 30)),
+            f"m{rng.integers(0, 15)}",
+            None if rng.random() < 0.1 else f"ip{rng.integers(0, 4)}",
+        )
         for i, h in enumerate(hours)
     ]
     rows[700] = rows[650]  # a duplicate
@@ -104,4 +119,6 @@ def test_feature_docs_list_every_feature_as_defined() -> None:
     from lakehouse.contract.features import markdown_table
 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "features.md").read_text()
-    assert markdown_table() in docs, "regenerate the table in docs/features.md from lakehouse.contract.features.markdown_table()"
+    assert markdown_table() in docs, (
+        "regenerate the table in docs/features.md from lakehouse.contract.features.markdown_table()"
+    )

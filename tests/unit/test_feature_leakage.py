@@ -27,12 +27,33 @@ def transactions() -> list[tuple]:
             at = START + timedelta(days=day, hours=3 * k)
             i = len(rows)
             fraud = i % 5 == 0
-            rows.append((f"t{i:03d}", user, merchant, at, at.date(), 10.0 + i, "EUR", f"10.0.0.{i % 3}", fraud, "card_testing" if fraud else None, 0, i))
+            rows.append(
+                (
+                    f"t{i:03d}",
+                    user,
+                    merchant,
+                    at,
+                    at.date(),
+                    10.0 + i,
+                    "EUR",
+                    f"10.0.0.{i % 3}",
+                    fraud,
+                    "card_testing" if fraud else None,
+                    0,
+                    i,
+                )
+            )
     return rows
 
 
-USER_ROWS = [("u1", 30, date(2025, 1, 1), 48.85, 2.35, datetime(2025, 1, 1), 0, 0), ("u2", 40, date(2024, 6, 1), 52.52, 13.40, datetime(2024, 6, 1), 0, 1)]
-MERCHANT_ROWS = [("m1", "grocery", 48.86, 2.34, datetime(2024, 1, 1), 0, 0), ("m2", "electronics", 51.50, -0.12, datetime(2024, 1, 1), 0, 1)]
+USER_ROWS = [
+    ("u1", 30, date(2025, 1, 1), 48.85, 2.35, datetime(2025, 1, 1), 0, 0),
+    ("u2", 40, date(2024, 6, 1), 52.52, 13.40, datetime(2024, 6, 1), 0, 1),
+]
+MERCHANT_ROWS = [
+    ("m1", "grocery", 48.86, 2.34, datetime(2024, 1, 1), 0, 0),
+    ("m2", "electronics", 51.50, -0.12, datetime(2024, 1, 1), 0, 1),
+]
 
 
 def features(spark, tx_rows, user_rows=USER_ROWS) -> dict[str, dict]:
@@ -56,11 +77,40 @@ def baseline(spark):
 def test_features_ignore_later_transactions_and_their_labels(spark, baseline) -> None:
     cut = START + timedelta(days=12)
     changed = [
-        (t, u, "m2" if m == "m1" else "m1", at, d, amount * 50, c, "192.168.9.9", not fraud, None if fraud else "account_takeover", p, o)
-        if at >= cut else (t, u, m, at, d, amount, c, ip, fraud, s, p, o)
+        (
+            t,
+            u,
+            "m2" if m == "m1" else "m1",
+            at,
+            d,
+            amount * 50,
+            c,
+            "192.168.9.9",
+            not fraud,
+            None if fraud else "account_takeover",
+            p,
+            o,
+        )
+        if at >= cut
+        else (t, u, m, at, d, amount, c, ip, fraud, s, p, o)
         for t, u, m, at, d, amount, c, ip, fraud, s, p, o in transactions()
     ]
-    changed.append(("late_extra", "u1", "m1", cut + timedelta(minutes=1), cut.date(), 999.0, "EUR", "1.1.1.1", True, "x", 0, 10_000))
+    changed.append(
+        (
+            "late_extra",
+            "u1",
+            "m1",
+            cut + timedelta(minutes=1),
+            cut.date(),
+            999.0,
+            "EUR",
+            "1.1.1.1",
+            True,
+            "x",
+            0,
+            10_000,
+        )
+    )
     after = features(spark, changed)
     earlier = [t for t, *_rest in transactions() if _rest[2] < cut]
     assert earlier and all(after[t] == baseline[t] for t in earlier)
@@ -68,7 +118,9 @@ def test_features_ignore_later_transactions_and_their_labels(spark, baseline) ->
 
 
 def test_labels_after_the_feedback_cutoff_never_reach_a_transaction(spark, baseline) -> None:
-    target = next(t for t, _u, m, at, *_ in transactions() if at.date() == (START + timedelta(days=15)).date() and m == "m1")
+    target = next(
+        t for t, _u, m, at, *_ in transactions() if at.date() == (START + timedelta(days=15)).date() and m == "m1"
+    )
     target_day = (START + timedelta(days=15)).date()
     cutoff = target_day - timedelta(days=DELAY)  # labels of this day and later are not known yet
     flipped = [
@@ -78,7 +130,9 @@ def test_labels_after_the_feedback_cutoff_never_reach_a_transaction(spark, basel
     assert features(spark, flipped)[target] == baseline[target]
 
     old_enough = [
-        (t, u, m, at, d, a, c, ip, not fraud, s, p, o) if d == cutoff - timedelta(days=1) and m == "m1" else (t, u, m, at, d, a, c, ip, fraud, s, p, o)
+        (t, u, m, at, d, a, c, ip, not fraud, s, p, o)
+        if d == cutoff - timedelta(days=1) and m == "m1"
+        else (t, u, m, at, d, a, c, ip, fraud, s, p, o)
         for t, u, m, at, d, a, c, ip, fraud, s, p, o in transactions()
     ]
     assert features(spark, old_enough)[target]["merchant_fraud_rate_30d"] != baseline[target]["merchant_fraud_rate_30d"]

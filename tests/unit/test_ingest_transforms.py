@@ -12,9 +12,16 @@ from lakehouse.ingest.transforms import late_and_duplicates, latest_per_key, par
 from lakehouse.contract.schemas import TRANSACTION_FIELDS, USER_FIELDS
 
 GOOD = {
-    "transaction_id": "T1", "user_id": "U1", "merchant_id": "M1", "timestamp": "2026-10-01T12:00:00.000Z",
-    "amount": 12.5, "currency": "EUR", "device_ip": "81.2.3.4", "is_fraud": False, "fraud_scenario": None,
-}  # fmt: skip
+    "transaction_id": "T1",
+    "user_id": "U1",
+    "merchant_id": "M1",
+    "timestamp": "2026-10-01T12:00:00.000Z",
+    "amount": 12.5,
+    "currency": "EUR",
+    "device_ip": "81.2.3.4",
+    "is_fraud": False,
+    "fraud_scenario": None,
+}
 BRONZE = "key STRING, value STRING, topic STRING, partition INT, offset BIGINT, kafka_timestamp TIMESTAMP, ingested_at TIMESTAMP, ingest_date DATE"
 
 
@@ -67,17 +74,37 @@ def test_parse_records_types_the_contract_fields(spark, settings) -> None:
 
 
 def test_parse_records_users_need_updated_at(spark, settings) -> None:
-    user = {"user_id": "U1", "age": 40, "gender": "F", "location": "Lyon, FR", "latitude": 45.7, "longitude": 4.8,
-            "signup_date": "2020-01-02", "updated_at": "2026-10-01T00:00:00.000Z"}  # fmt: skip
-    values = [json.dumps(user), json.dumps({k: v for k, v in user.items() if k != "updated_at"}), json.dumps({**user, "age": "old"})]
-    reasons = [r.quarantine_reason for r in parse_records(bronze(spark, values), USER_FIELDS, settings.data).orderBy("offset").collect()]
+    user = {
+        "user_id": "U1",
+        "age": 40,
+        "gender": "F",
+        "location": "Lyon, FR",
+        "latitude": 45.7,
+        "longitude": 4.8,
+        "signup_date": "2020-01-02",
+        "updated_at": "2026-10-01T00:00:00.000Z",
+    }
+    values = [
+        json.dumps(user),
+        json.dumps({k: v for k, v in user.items() if k != "updated_at"}),
+        json.dumps({**user, "age": "old"}),
+    ]
+    reasons = [
+        r.quarantine_reason
+        for r in parse_records(bronze(spark, values), USER_FIELDS, settings.data).orderBy("offset").collect()
+    ]
     assert reasons == [None, "missing_field:updated_at", "bad_type:age"]
 
 
 def transactions(spark, rows):
     """rows: (transaction_id, minute of event time, partition, offset)"""
-    data = [(tid, datetime(2026, 10, 1, 12, 0).replace(hour=12 + m // 60, minute=m % 60), "tx", p, o) for tid, m, p, o in rows]
-    return spark.createDataFrame(data, "transaction_id STRING, event_time TIMESTAMP, topic STRING, partition INT, offset BIGINT")
+    data = [
+        (tid, datetime(2026, 10, 1, 12, 0).replace(hour=12 + m // 60, minute=m % 60), "tx", p, o)
+        for tid, m, p, o in rows
+    ]
+    return spark.createDataFrame(
+        data, "transaction_id STRING, event_time TIMESTAMP, topic STRING, partition INT, offset BIGINT"
+    )
 
 
 def decide(spark, batch, prior_max=(), prior_ids=(), delay_minutes=30.0) -> dict[str, str | None]:
@@ -105,7 +132,12 @@ def test_late_uses_earlier_batches_of_the_partition(spark) -> None:
 
 def test_duplicates_keep_the_first_occurrence_and_earlier_batches_count(spark) -> None:
     batch = [("A", 0, 1, 7), ("A", 0, 0, 3), ("B", 1, 0, 4), ("K", 2, 0, 5)]
-    assert decide(spark, batch, prior_ids=["K"]) == {"A@0:3": None, "A@1:7": "duplicate", "B@0:4": None, "K@0:5": "duplicate"}
+    assert decide(spark, batch, prior_ids=["K"]) == {
+        "A@0:3": None,
+        "A@1:7": "duplicate",
+        "B@0:4": None,
+        "K@0:5": "duplicate",
+    }
 
 
 @pytest.mark.parametrize("cut", [1, 2, 3])
@@ -119,6 +151,11 @@ def test_decisions_do_not_depend_on_how_the_log_is_cut_into_batches(spark, cut) 
 
 
 def test_latest_per_key_takes_the_newest_update(spark) -> None:
-    rows = [("U1", datetime(2026, 1, 1), 0, 1), ("U1", datetime(2026, 3, 1), 0, 2), ("U1", datetime(2026, 2, 1), 0, 3), ("U2", datetime(2026, 1, 1), 0, 4)]
+    rows = [
+        ("U1", datetime(2026, 1, 1), 0, 1),
+        ("U1", datetime(2026, 3, 1), 0, 2),
+        ("U1", datetime(2026, 2, 1), 0, 3),
+        ("U2", datetime(2026, 1, 1), 0, 4),
+    ]
     df = spark.createDataFrame(rows, "user_id STRING, updated_at TIMESTAMP, partition INT, offset BIGINT")
     assert {(r.user_id, r.offset) for r in latest_per_key(df, "user_id").collect()} == {("U1", 2), ("U2", 4)}

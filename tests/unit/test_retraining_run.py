@@ -19,11 +19,25 @@ def run(settings, tmp_path) -> Run:
 
 
 def gate(success: bool) -> dict:
-    failures = [] if success else [{"expectation": "expect_column_values_to_not_be_null", "column": "user_id", "observed": "3 of 10 unexpected (30.00%)", "notes": None}]
+    failures = (
+        []
+        if success
+        else [
+            {
+                "expectation": "expect_column_values_to_not_be_null",
+                "column": "user_id",
+                "observed": "3 of 10 unexpected (30.00%)",
+                "notes": None,
+            }
+        ]
+    )
     return {"suite": "x", "success": success, "failures": failures}
 
 
-@pytest.mark.parametrize("text", ["2026-11-29T03:00:00+00:00", "2026-11-29 03:00:00+00:00", "2026-11-29T04:00:00+01:00", "2026-11-29T03:00:00"])
+@pytest.mark.parametrize(
+    "text",
+    ["2026-11-29T03:00:00+00:00", "2026-11-29 03:00:00+00:00", "2026-11-29T04:00:00+01:00", "2026-11-29T03:00:00"],
+)
 def test_retraining_run_interval_end_parses_airflow_renderings(text) -> None:
     assert parse_interval_end(text) == END
 
@@ -49,7 +63,9 @@ def test_retraining_run_outcome_names_where_it_stopped(run) -> None:
     run.state["gates"] = {"silver_transactions": gate(False), "silver_users": gate(True)}
     row = outcome(run)
     assert (row["status"], row["stopped_at"]) == ("gate_failed", "silver_transactions")
-    assert row["failed_expectations"] == ["silver_transactions: expect_column_values_to_not_be_null (user_id) observed 3 of 10 unexpected (30.00%)"]
+    assert row["failed_expectations"] == [
+        "silver_transactions: expect_column_values_to_not_be_null (user_id) observed 3 of 10 unexpected (30.00%)"
+    ]
     assert row["challenger_version"] is None
 
     run.state["gates"] = {"silver_transactions": gate(True)}
@@ -57,7 +73,19 @@ def test_retraining_run_outcome_names_where_it_stopped(run) -> None:
     assert (outcome(run)["status"], outcome(run)["stopped_at"]) == ("incomplete", "challenger")
 
     run.state["challenger"] = {"version": 5}
-    run.state["evaluation"] = {"challenger": 5, "champion": 4, "challenger_ap": 0.5, "champion_ap": 0.6, "promote": False, "reason": "kept"}
+    run.state["evaluation"] = {
+        "challenger": 5,
+        "champion": 4,
+        "challenger_ap": 0.5,
+        "champion_ap": 0.6,
+        "promote": False,
+        "reason": "kept",
+    }
     run.state["promotion"] = {"promoted": False, "champion_before": 4, "champion_after": 4, "reason": "kept champion 4"}
     row = outcome(run)
-    assert (row["status"], row["champion_after"], row["features_version"], str(row["window_to"])) == ("kept_champion", 4, 4, "2026-11-28")
+    assert (row["status"], row["champion_after"], row["features_version"], str(row["window_to"])) == (
+        "kept_champion",
+        4,
+        4,
+        "2026-11-28",
+    )

@@ -11,7 +11,12 @@ from lakehouse.ml.explain import Profile, reasons
 
 
 def profile(**percentiles: list[float]) -> Profile:
-    importance = dict.fromkeys(NUMERIC_FEATURES, 0.0) | {"user_tx_count_1h": 0.2, "amount": 0.0, "user_amount_ratio_30d": 0.5, "home_distance_km": 0.3}
+    importance = dict.fromkeys(NUMERIC_FEATURES, 0.0) | {
+        "user_tx_count_1h": 0.2,
+        "amount": 0.0,
+        "user_amount_ratio_30d": 0.5,
+        "home_distance_km": 0.3,
+    }
     flat = dict.fromkeys(NUMERIC_FEATURES, [0.0, 0.0, 0.0, 0.0, 0.0])
     return Profile(importance, flat | percentiles)
 
@@ -38,8 +43,14 @@ def test_reasons_rank_unusual_values_by_importance_and_say_them_in_words(spark) 
     # importance 0.3) outrank a usual amount ratio, however important the ratio is.
     assert [r.feature for r in very] == ["home_distance_km", "user_tx_count_1h"]
     assert very[0].value == 2000.0
-    assert very[0].text == "Great-circle distance from the user's home (profile as of the event) to the merchant: 2,000.00 (typical 5.00; higher than 99% of legitimate payments)"
-    assert very[1].text == "The user's transactions known in the 1h before this one: 9 (typical 1; higher than 99% of legitimate payments)"
+    assert (
+        very[0].text
+        == "Great-circle distance from the user's home (profile as of the event) to the merchant: 2,000.00 (typical 5.00; higher than 99% of legitimate payments)"
+    )
+    assert (
+        very[1].text
+        == "The user's transactions known in the 1h before this one: 9 (typical 1; higher than 99% of legitimate payments)"
+    )
     # Beyond p95 only: "95%"; the ratio of 3.0 is the most important unusual value here.
     assert out["rare"][0].feature == "user_amount_ratio_30d" and "higher than 95%" in out["rare"][0].text
     # Nothing unusual: the most important features, with no rarity claim.
@@ -61,22 +72,41 @@ def test_alert_id_is_the_same_in_spark_and_python_and_the_record_has_every_field
     from lakehouse.contract.tables import SCORED_COLUMNS
 
     ids = ["t-1", "7f3a5e2c-0000-4000-8000-000000000000"]
-    got = [r.a for r in spark.createDataFrame([(i,) for i in ids], "t STRING").select(alert_id_column(F.col("t")).alias("a")).collect()]
+    got = [
+        r.a
+        for r in spark.createDataFrame([(i,) for i in ids], "t STRING")
+        .select(alert_id_column(F.col("t")).alias("a"))
+        .collect()
+    ]
     assert got == [alert_id(i) for i in ids]
 
     values = {
-        "transaction_id": "t-1", "user_id": "u-1", "merchant_id": "m-1", "amount": 12.5, "currency": "EUR",
-        "score": 0.9, "threshold": 0.5, "model_version": 3, "is_alert": True, "alert_id": alert_id("t-1"),
-        "reasons": [("amount", 12.5, "Amount: 12.50")], "run_id": "r", "batch_id": 1,
-    }  # fmt: skip
+        "transaction_id": "t-1",
+        "user_id": "u-1",
+        "merchant_id": "m-1",
+        "amount": 12.5,
+        "currency": "EUR",
+        "score": 0.9,
+        "threshold": 0.5,
+        "model_version": 3,
+        "is_alert": True,
+        "alert_id": alert_id("t-1"),
+        "reasons": [("amount", 12.5, "Amount: 12.50")],
+        "run_id": "r",
+        "batch_id": 1,
+    }
     ddl = ", ".join(f"{name} {sql}" for name, sql in SCORED_COLUMNS)
     row = tuple(values.get(name) for name, _ in SCORED_COLUMNS)
     no_alert = tuple(False if name == "is_alert" else v for (name, _), v in zip(SCORED_COLUMNS, row, strict=True))
-    scored = spark.createDataFrame([row, no_alert], ddl).withColumn("event_time", F.current_timestamp()).withColumn("transaction_created_at", F.current_timestamp()).withColumn("scored_at", F.current_timestamp())
+    scored = (
+        spark.createDataFrame([row, no_alert], ddl)
+        .withColumn("event_time", F.current_timestamp())
+        .withColumn("transaction_created_at", F.current_timestamp())
+        .withColumn("scored_at", F.current_timestamp())
+    )
     records = alert_records(scored).collect()
     assert len(records) == 1 and records[0].key == "u-1"
     alert = json.loads(records[0].value)
     assert list(alert) == list(ALERT_FIELDS)
     assert alert["reasons"] == [{"feature": "amount", "value": 12.5, "text": "Amount: 12.50"}]
     assert alert["event_time"].endswith("Z") and "T" in alert["emitted_at"]
-

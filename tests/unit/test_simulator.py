@@ -86,9 +86,16 @@ def test_simulation_records_respect_the_contract(settings, default_batch) -> Non
     currencies = set(settings.data.currencies)
     for record in records:
         assert set(record) == {
-            "transaction_id", "user_id", "merchant_id", "timestamp", "amount", "currency", "device_ip", "is_fraud",
+            "transaction_id",
+            "user_id",
+            "merchant_id",
+            "timestamp",
+            "amount",
+            "currency",
+            "device_ip",
+            "is_fraud",
             "fraud_scenario",
-        }  # fmt: skip
+        }
         assert record["amount"] > 0 and record["currency"] in currencies
         assert record["is_fraud"] == (record["fraud_scenario"] is not None)
         assert record["timestamp"].endswith("Z")
@@ -117,7 +124,9 @@ def test_offline_files_identical_for_a_seed(small, tmp_path) -> None:
     assert first == second
     assert first["transactions"] == small.transactions
     for name in ("transactions", "users", "merchants"):
-        assert pq.read_table(tmp_path / "a" / f"{name}.parquet").equals(pq.read_table(tmp_path / "b" / f"{name}.parquet"))
+        assert pq.read_table(tmp_path / "a" / f"{name}.parquet").equals(
+            pq.read_table(tmp_path / "b" / f"{name}.parquet")
+        )
     table = pq.read_table(tmp_path / "a" / "transactions.parquet")
     assert table.num_rows == small.transactions
     assert str(table.schema.field("timestamp").type) == "timestamp[ms, tz=UTC]"

@@ -86,6 +86,8 @@ def test_spark_sql_shell_uses_the_same_catalog_and_jars(fake_jars: Path, tmp_pat
     confs = dict(c.split("=", 1) for c in command[1:] if "=" in c and c.startswith("spark."))
     assert confs["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
     # The local environment shares one catalog server between processes.
-    assert confs["spark.hadoop.javax.jdo.option.ConnectionURL"] == "jdbc:derby://127.0.0.1:1527/metastore_db;create=true"
+    assert (
+        confs["spark.hadoop.javax.jdo.option.ConnectionURL"] == "jdbc:derby://127.0.0.1:1527/metastore_db;create=true"
+    )
     assert confs["spark.driver.extraClassPath"].endswith("derbyclient-10.16.1.1.jar")
     assert command[-2:] == ["-e", "SHOW TABLES"]

@@ -30,7 +30,9 @@ def write_checkpoint(folder, batches: dict[int, dict], committed: list[int], met
     (folder / "offsets").mkdir(parents=True)
     (folder / "commits").mkdir()
     for batch, source in batches.items():
-        (folder / "offsets" / str(batch)).write_text("v1\n" + json.dumps(metadata or {"batchWatermarkMs": 0}) + "\n" + json.dumps(source) + "\n")
+        (folder / "offsets" / str(batch)).write_text(
+            "v1\n" + json.dumps(metadata or {"batchWatermarkMs": 0}) + "\n" + json.dumps(source) + "\n"
+        )
     for batch in committed:
         (folder / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}\n')
         (folder / "commits" / f".{batch}.crc").write_text("")
@@ -38,20 +40,32 @@ def write_checkpoint(folder, batches: dict[int, dict], committed: list[int], met
 
 def test_checkpoint_offsets_reads_the_last_committed_batch(tmp_path) -> None:
     assert checkpoint_offsets(tmp_path) is None
-    batches = {b: {"transaction_stream": o} for b, o in ((0, {"0": 5, "1": 7}), (1, {"0": 9, "1": 12}), (2, {"0": 20, "1": 20}))}
+    batches = {
+        b: {"transaction_stream": o}
+        for b, o in ((0, {"0": 5, "1": 7}), (1, {"0": 9, "1": 12}), (2, {"0": 20, "1": 20}))
+    }
     write_checkpoint(tmp_path, batches, committed=[0, 1])  # batch 2 started but did not commit
     assert checkpoint_offsets(tmp_path) == {0: 9, 1: 12}
 
 
 def test_last_commit_takes_the_batch_timestamp_else_the_commit_file_time(tmp_path) -> None:
     stamped, unstamped = tmp_path / "stamped", tmp_path / "unstamped"
-    write_checkpoint(stamped, {0: {"t": {"0": 3}}}, committed=[0], metadata={"batchWatermarkMs": 0, "batchTimestampMs": 1_796_000_000_000})
+    write_checkpoint(
+        stamped,
+        {0: {"t": {"0": 3}}},
+        committed=[0],
+        metadata={"batchWatermarkMs": 0, "batchTimestampMs": 1_796_000_000_000},
+    )
     write_checkpoint(unstamped, {0: {"t": {"0": 3}}}, committed=[0])
     os.utime(unstamped / "commits" / "0", (1_700_000_000, 1_700_000_000))
 
     assert last_commit(stamped).planned_at == datetime.fromtimestamp(1_796_000_000, UTC)
     batch = last_commit(unstamped)
-    assert (batch.batch_id, batch.planned_at, batch.source_offset) == (0, datetime.fromtimestamp(1_700_000_000, UTC), {"t": {"0": 3}})
+    assert (batch.batch_id, batch.planned_at, batch.source_offset) == (
+        0,
+        datetime.fromtimestamp(1_700_000_000, UTC),
+        {"t": {"0": 3}},
+    )
 
 
 @pytest.mark.parametrize(
@@ -82,14 +96,24 @@ def add(rows: int | None, data_change: bool = True) -> dict:
 
 
 def source_offset(version: int, index: int = -1, starting: bool = False) -> dict:
-    return {"sourceVersion": 1, "reservoirId": "r", "reservoirVersion": version, "index": index, "isStartingVersion": starting}
+    return {
+        "sourceVersion": 1,
+        "reservoirId": "r",
+        "reservoirVersion": version,
+        "index": index,
+        "isStartingVersion": starting,
+    }
 
 
 COMMITS = {
     0: [{"metaData": {"id": "r"}}],
     1: [{"commitInfo": {}}, add(100), add(96)],
     2: [{"commitInfo": {}}, add(40)],
-    3: [{"commitInfo": {"operation": "OPTIMIZE"}}, add(136, data_change=False), {"remove": {"path": "part-40.parquet"}}],
+    3: [
+        {"commitInfo": {"operation": "OPTIMIZE"}},
+        add(136, data_change=False),
+        {"remove": {"path": "part-40.parquet"}},
+    ],
     4: [{"commitInfo": {}}, add(7)],
 }
 
@@ -143,14 +167,24 @@ def test_summary_names_the_stale_and_the_not_started_queries() -> None:
     fine = StreamStatus(now, 300, [status("bronze_users", HEALTHY, "up to date")])
     assert fine.healthy and fine.summary() == "all 1 streaming queries healthy (max idle 300 s)"
     report = StreamStatus(
-        now, 300, [status("bronze_users", HEALTHY, "up to date"), status("score", NOT_STARTED, "no committed batch"), status("bronze_transactions", STALE, "12 records waiting")]
+        now,
+        300,
+        [
+            status("bronze_users", HEALTHY, "up to date"),
+            status("score", NOT_STARTED, "no committed batch"),
+            status("bronze_transactions", STALE, "12 records waiting"),
+        ],
     )
     assert not report.healthy
-    assert report.summary() == "stale: bronze_transactions (12 records waiting) | not started: score (no committed batch)"
+    assert (
+        report.summary() == "stale: bronze_transactions (12 records waiting) | not started: score (no committed batch)"
+    )
     assert json.loads(json.dumps(report.as_json()))["queries"][2]["state"] == STALE
 
 
 def test_local_path_accepts_file_uris_and_refuses_remote_ones() -> None:
     assert local_path("file:/data/cp") == local_path("file:///data/cp") == local_path("/data/cp")
-    with pytest.raises(FraudlakeError, match="s3a://bucket/cp: fraudlake stream status reads .* local or mounted folders only"):
+    with pytest.raises(
+        FraudlakeError, match="s3a://bucket/cp: fraudlake stream status reads .* local or mounted folders only"
+    ):
         local_path("s3a://bucket/cp")

@@ -42,7 +42,9 @@ class LocalBroker:
         self.log_dirs = self.home / "data"
         self.logs = self.home / "logs"
         self.properties_file = self.home / "server.properties"
-        self.service = JvmService("broker", self.home, ("kafka.Kafka", str(self.properties_file)), self.config.stop_timeout_s)
+        self.service = JvmService(
+            "broker", self.home, ("kafka.Kafka", str(self.properties_file)), self.config.stop_timeout_s
+        )
 
     # ------------------------------------------------------------------ public
 
@@ -147,7 +149,12 @@ class LocalBroker:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         command = self._jvm(
             # "--cluster-id=": an id may start with "-", which the tool's parser would take for an option.
-            "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(self.properties_file), "--standalone"
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(self.properties_file),
+            "--standalone",
         )
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
@@ -161,7 +168,9 @@ class LocalBroker:
         while time.monotonic() < deadline:
             if not alive(pid):
                 self.service.pid_file.unlink(missing_ok=True)
-                raise PlatformError(f"the Kafka broker exited during start-up; see {self.logs}:\n{self.service.log_tail()}")
+                raise PlatformError(
+                    f"the Kafka broker exited during start-up; see {self.logs}:\n{self.service.log_tail()}"
+                )
             try:
                 topics = list_topics(probe)
                 return BrokerStatus(True, pid, self.address, topics, self.home)

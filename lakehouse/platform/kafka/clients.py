@@ -38,7 +38,11 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 def unavailable(kafka: KafkaSettings, cause: BaseException | str) -> BrokerUnavailableError:
-    hint = " Start the local one with `fraudlake kafka up`." if kafka.broker.enabled and not kafka.bootstrap_servers else ""
+    hint = (
+        " Start the local one with `fraudlake kafka up`."
+        if kafka.broker.enabled and not kafka.bootstrap_servers
+        else ""
+    )
     return BrokerUnavailableError(
         f"Kafka broker not reachable at {kafka.bootstrap} (waited {kafka.connect_timeout_s:g}s: {cause}).{hint}"
     )
