@@ -7,10 +7,10 @@ import shutil
 import sys
 import uuid
 
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
-from lakehouse.settings import load_settings
 from lakehouse.operations.smoke import run_smoke
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.platform.spark import build_spark
+from lakehouse.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> int:

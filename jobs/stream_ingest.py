@@ -11,11 +11,11 @@ import argparse
 import logging
 import sys
 
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
-from lakehouse.settings import load_settings
-from lakehouse.platform.spark import build_spark
 from lakehouse.ingest.queries import run_ingest
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error
+from lakehouse.platform.spark import build_spark
 from lakehouse.platform.streaming import supervise
+from lakehouse.settings import load_settings
 
 log = logging.getLogger("jobs.stream_ingest")
 

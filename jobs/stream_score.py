@@ -11,15 +11,15 @@ import logging
 import sys
 
 from lakehouse.platform.entrypoint import configure_logging, exit_on_error
-from lakehouse.settings import load_settings
 from lakehouse.platform.spark import build_spark
+from lakehouse.settings import load_settings
 
 log = logging.getLogger("jobs.stream_score")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lakehouse.scoring.scorer import start_scorer
     from lakehouse.platform.streaming import supervise
+    from lakehouse.scoring.scorer import start_scorer
 
     parser = argparse.ArgumentParser(prog="python -m jobs.stream_score", description=__doc__)
     parser.add_argument("--env", default=None, help="config environment (local, test, cluster)")

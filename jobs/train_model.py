@@ -10,10 +10,10 @@ import logging
 import sys
 from datetime import date
 
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.ml.training import train
-from lakehouse.settings import load_settings
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.platform.spark import build_spark
+from lakehouse.settings import load_settings
 
 log = logging.getLogger("jobs.train_model")
 

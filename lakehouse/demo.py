@@ -31,10 +31,10 @@ from datetime import UTC, datetime
 from rich.console import Console
 
 from lakehouse.contract.alerts import created_ms
-from lakehouse.platform.measure import percentile
 from lakehouse.errors import FraudlakeError
-from lakehouse.settings import Settings
 from lakehouse.operations.stream_status import checkpoint_offsets, end_offsets, kafka_lag, local_path
+from lakehouse.platform.measure import percentile
+from lakehouse.settings import Settings
 
 POLL_S = 1.0
 
@@ -171,9 +171,9 @@ def alert_latencies(settings: Settings, since_ms: int) -> list[float]:
 def summarise(settings: Settings, since: datetime, latencies: list[float]) -> LiveSummary:
     from pyspark.sql import functions as F
 
+    from lakehouse.contract.tables import table_names
     from lakehouse.ml import registry
     from lakehouse.platform.spark import build_spark
-    from lakehouse.contract.tables import table_names
 
     spark = build_spark(settings, app_name="fraudlake-demo-summary")
     try:
@@ -218,8 +218,8 @@ def interrupt_as_sigterm() -> Iterator[None]:
 
 def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: float, fraud_rate: float) -> LiveSummary:
     from lakehouse.alerts.tail import TableOutput, tail
-    from lakehouse.platform.kafka.senders import make_sender
     from lakehouse.ml import registry
+    from lakehouse.platform.kafka.senders import make_sender
     from lakehouse.simulator.producer import ProduceLimits, produce, remember_day, resume_day
     from lakehouse.simulator.simulation import Simulation, default_start
 
@@ -277,7 +277,7 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
                     )
                     remember_day(settings, produced["report"].next_day)
                     wait_scored(settings, jobs, 600, lambda _lag: None)
-                except BaseException as exc:  # noqa: BLE001 - shown by the main thread
+                except BaseException as exc:
                     produced["error"] = exc
                 finally:
                     sender.close()

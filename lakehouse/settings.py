@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -412,7 +412,7 @@ class QualitySettings(_Section):
     training_min_frauds: int = Field(ge=1, description="Labelled frauds a training set needs at least.")
 
     @model_validator(mode="after")
-    def _ordered_bounds(self) -> "QualitySettings":
+    def _ordered_bounds(self) -> QualitySettings:
         low, high = self.fraud_rate
         if not 0 <= low <= high <= 1:
             raise ValueError(f"fraud_rate must be [min, max] with 0 <= min <= max <= 1, got {list(self.fraud_rate)}")

@@ -295,7 +295,7 @@ def redact_url(url: str) -> str:
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     # urllib turns a redirected POST into a GET without body: the alert would silently vanish.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
 
@@ -402,7 +402,7 @@ class TableOutput:
         self._live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
         self._live.start()
 
-    def _render(self):  # noqa: ANN202 (rich renderable)
+    def _render(self):
         from rich.table import Table
 
         caption = (
@@ -710,7 +710,7 @@ class _TailRun:
         """Commit what was fully handled before a failure or Ctrl-C; never mask the original error."""
         try:
             self._commit()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             log.warning("could not commit the alerts handled before stopping (%s); they will be delivered again", exc)
 
     def _note_assignment(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
@@ -769,7 +769,7 @@ def close_outputs(outputs: Iterable[AlertOutput]) -> None:
     for output in outputs:
         try:
             output.close()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             error = error or exc
     if error is not None:
         raise error

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
-from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.settings import Settings
+from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
 
 

@@ -117,14 +117,14 @@ def bench_score(
     on_progress: Callable[[str], None] = print,
 ) -> ScoreBench:
     from lakehouse.benchmarks.producer import with_topic_suffix
+    from lakehouse.benchmarks.training import bench_world, drop_world, train_world
     from lakehouse.platform.kafka.clients import consumer
     from lakehouse.platform.kafka.senders import make_sender
     from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
-    from lakehouse.benchmarks.training import bench_world, drop_world, train_world
+    from lakehouse.platform.streaming import query_plan
     from lakehouse.scoring.scorer import start_scorer
     from lakehouse.simulator.producer import ProduceLimits, produce
     from lakehouse.simulator.simulation import Simulation
-    from lakehouse.platform.streaming import query_plan
 
     world = bench_world(settings, folder, transactions=30_000, users=2_000, days=24, fraud_rate=0.02)
     world = world.model_copy(
@@ -261,7 +261,7 @@ def _latency_run(
     def producer() -> None:
         try:
             outcome["sent"] = send()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as exc:
             outcome["error"] = exc
 
     began_ms = time.time() * 1000

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -20,8 +20,8 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.errors import ConfigError
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.settings import ProducerSettings, Settings, SimulatorSettings, load_settings
 
 console = Console()
@@ -424,8 +424,8 @@ def bench_state_command(
 
     Needs the broker (`fraudlake kafka up`). Example: fraudlake bench state --users 1000000 --per-round 20000
     """
-    from lakehouse.benchmarks.producer import machine_description
     from lakehouse.benchmarks.feature_state import bench_state, write_state_report
+    from lakehouse.benchmarks.producer import machine_description
     from lakehouse.platform.kafka.topics import list_topics
 
     settings = _settings(ctx)
@@ -500,8 +500,8 @@ def bench_score_command(
     import tempfile
 
     from lakehouse.benchmarks.producer import machine_description
-    from lakehouse.platform.kafka.topics import list_topics
     from lakehouse.benchmarks.scoring import bench_score, write_score_report
+    from lakehouse.platform.kafka.topics import list_topics
 
     settings = _settings(ctx)
     list_topics(settings.kafka)  # fail plainly now if the broker is down

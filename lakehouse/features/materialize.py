@@ -20,9 +20,9 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.features import CATEGORICAL_FEATURES, FEATURE_NAMES, HISTORY_S
+from lakehouse.contract.tables import create_tables, latest_version, table_names
 from lakehouse.features.offline import merchant_daily_stats, transaction_features
 from lakehouse.settings import Settings
-from lakehouse.contract.tables import create_tables, latest_version, table_names
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -20,7 +20,6 @@ import numpy as np
 from lakehouse.contract.features import (
     ARRIVAL_COLUMNS,
     CARRIED_COLUMNS,
-    FEATURES,
     LABEL_COLUMNS,
     LABEL_TYPES,
     MERCHANT_DAY_WINDOWS,

@@ -139,8 +139,8 @@ def online_state_features(kafka: DataFrame, settings: Settings) -> DataFrame:
     accepted). Schema-invalid records are left to silver's quarantine."""
     from pyspark.sql import functions as F
 
-    from lakehouse.ingest.transforms import bronze_records, parse_records
     from lakehouse.contract.schemas import TRANSACTION_FIELDS
+    from lakehouse.ingest.transforms import bronze_records, parse_records
 
     parsed = parse_records(bronze_records(kafka), TRANSACTION_FIELDS, settings.data).where("quarantine_reason IS NULL")
     inputs = with_event_micros(

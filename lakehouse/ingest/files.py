@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakehouse.errors import ConfigError
 from lakehouse.contract.schemas import MERCHANT_FIELDS, STREAM_KEYS, TRANSACTION_FIELDS, USER_FIELDS
+from lakehouse.errors import ConfigError
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -114,8 +114,8 @@ def import_stream(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from lakehouse.ingest.queries import SilverBatch
     from lakehouse.contract.tables import create_tables, table_location
+    from lakehouse.ingest.queries import SilverBatch
 
     records = as_contract_json(
         rows, stream, mapping, currency=currency, source=f"{name} ({stream})"

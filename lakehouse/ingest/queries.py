@@ -17,19 +17,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from lakehouse.ingest.transforms import (
-    bronze_records,
-    interval_seconds,
-    late_and_duplicates,
-    latest_per_key,
-    parse_records,
-    with_source,
-)
 from lakehouse.contract.queries import ingest_query_name
-from lakehouse.platform.kafka.clients import spark_options
-from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
 from lakehouse.contract.schemas import MERCHANT_FIELDS, STREAM_KEYS, TRANSACTION_FIELDS, USER_FIELDS
-from lakehouse.settings import Settings
 from lakehouse.contract.tables import (
     PROGRESS_COLUMNS,
     QUARANTINE_COLUMNS,
@@ -39,6 +28,17 @@ from lakehouse.contract.tables import (
     silver_columns,
     table_location,
 )
+from lakehouse.ingest.transforms import (
+    bronze_records,
+    interval_seconds,
+    late_and_duplicates,
+    latest_per_key,
+    parse_records,
+    with_source,
+)
+from lakehouse.platform.kafka.clients import spark_options
+from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
+from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

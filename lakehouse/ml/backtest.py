@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
+from lakehouse.contract.tables import table_names
 from lakehouse.ml import registry
 from lakehouse.ml.metrics import Evaluation
 from lakehouse.ml.pipeline import ScoredWindow, scored, with_label
 from lakehouse.settings import Settings
-from lakehouse.contract.tables import table_names
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

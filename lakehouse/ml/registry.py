@@ -246,8 +246,8 @@ def promote(settings: Settings, version: int, *, validate) -> None:
 
 def check_scores(spark, settings: Settings, model: PipelineModel, rows: int = 200) -> None:
     """Score a sample of the feature table; a model that cannot is refused (RegistryError)."""
-    from lakehouse.ml.pipeline import scored, with_label
     from lakehouse.contract.tables import table_names
+    from lakehouse.ml.pipeline import scored, with_label
 
     sample = with_label(spark.table(table_names(settings).features).limit(rows))
     try:

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lakehouse.contract.features import FEATURE_NAMES
+from lakehouse.contract.tables import latest_version, table_names
 from lakehouse.ml import registry
 from lakehouse.ml.explain import PROFILE_TAG, learn_profile
 from lakehouse.ml.metrics import Evaluation, average_precision
-from lakehouse.ml.report import feature_importances, write_report
 from lakehouse.ml.pipeline import (
     ScoredWindow,
     TimeSplit,
@@ -31,8 +31,8 @@ from lakehouse.ml.pipeline import (
     with_class_weight,
     with_label,
 )
+from lakehouse.ml.report import feature_importances, write_report
 from lakehouse.settings import Settings
-from lakehouse.contract.tables import latest_version, table_names
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

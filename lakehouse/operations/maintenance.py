@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lakehouse.contract.tables import table_names
 from lakehouse.errors import ConfigError
 from lakehouse.settings import Settings
-from lakehouse.contract.tables import table_names
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lakehouse.errors import FraudlakeError
 from lakehouse.contract.queries import SCORE_QUERY, ingest_query_name
-from lakehouse.settings import Settings
-from lakehouse.platform.streaming import query_plan
 from lakehouse.contract.tables import STREAMS, table_names
+from lakehouse.errors import FraudlakeError
+from lakehouse.platform.streaming import query_plan
+from lakehouse.settings import Settings
 
 HEALTHY, STALE, NOT_STARTED = "healthy", "stale", "not started"
 #: Delta's ``DeltaSourceOffset.END_INDEX``: the offset is past the last file of its version.

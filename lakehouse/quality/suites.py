@@ -25,9 +25,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lakehouse.contract.tables import table_names
 from lakehouse.errors import FraudlakeError
 from lakehouse.settings import Settings
-from lakehouse.contract.tables import table_names
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -34,13 +34,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from lakehouse.contract.queries import SCORE_QUERY
 from lakehouse.contract.alerts import ALERT_FIELDS, ALERT_ID_HEX, ALERT_ID_PREFIX
+from lakehouse.contract.queries import SCORE_QUERY
+from lakehouse.contract.tables import SCORED_COLUMNS, create_tables, table_location, table_names
 from lakehouse.ml import registry
 from lakehouse.ml.explain import PROFILE_TAG, Profile, learn_profile, reasons
 from lakehouse.ml.pipeline import scored
 from lakehouse.settings import Settings
-from lakehouse.contract.tables import SCORED_COLUMNS, create_tables, table_location, table_names
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel

@@ -50,7 +50,7 @@ CURRENCY_BY_COUNTRY = {
     "ZA": "ZAR",
     "AU": "AUD",
     "NZ": "NZD",
-    **{cc: "EUR" for cc in ("DE", "FR", "IT", "ES", "NL", "BE", "AT", "IE", "PT", "FI", "GR", "SK", "SI", "LU")},
+    **dict.fromkeys(("DE", "FR", "IT", "ES", "NL", "BE", "AT", "IE", "PT", "FI", "GR", "SK", "SI", "LU"), "EUR"),
 }
 EARTH_RADIUS_KM = 6371.0
 

@@ -13,14 +13,14 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.features.materialize import build_features
 from lakehouse.ingest.files import import_files
 from lakehouse.ml.training import train
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error
+from lakehouse.platform.spark import build_spark
 from lakehouse.settings import load_settings
 from lakehouse.simulator.files import write_offline_batch
 from lakehouse.simulator.simulation import Simulation
-from lakehouse.platform.spark import build_spark
 
 
 def main(argv: list[str] | None = None) -> int:

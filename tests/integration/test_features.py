@@ -11,14 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from lakehouse.cli.app import app
-from lakehouse.features.materialize import build_features, check_features
 from lakehouse.contract.features import FEATURE_NAMES
+from lakehouse.contract.tables import table_names
+from lakehouse.features.materialize import build_features, check_features
+from lakehouse.ingest.queries import run_ingest
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from lakehouse.ingest.queries import run_ingest
-from lakehouse.contract.tables import table_names
 from tests.integration.test_ingest import environ_of, isolated
 
 pytestmark = pytest.mark.integration

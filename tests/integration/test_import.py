@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from lakehouse.cli.app import app
+from lakehouse.contract.tables import table_names
 from lakehouse.errors import ConfigError
 from lakehouse.features.materialize import build_features
 from lakehouse.ingest.files import import_files, parse_mapping
 from lakehouse.ingest.reconcile import reconcile
-from lakehouse.contract.tables import table_names
 
 pytestmark = pytest.mark.integration
 

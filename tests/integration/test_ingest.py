@@ -11,14 +11,14 @@ from datetime import date
 import pytest
 
 from lakehouse.benchmarks.producer import with_topic_suffix
+from lakehouse.contract.tables import table_names
+from lakehouse.ingest.queries import run_ingest
+from lakehouse.ingest.reconcile import reconcile
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
-from lakehouse.simulator.producer import ProduceLimits, produce
-from lakehouse.ingest.reconcile import reconcile
 from lakehouse.simulator.bad_records import ACCEPTED
+from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from lakehouse.ingest.queries import run_ingest
-from lakehouse.contract.tables import table_names
 
 pytestmark = pytest.mark.integration
 

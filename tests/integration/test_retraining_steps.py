@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lakehouse.retraining.steps import RetrainingError, Run, await_scorer
 from lakehouse.contract.tables import create_tables
+from lakehouse.retraining.steps import RetrainingError, Run, await_scorer
 
 pytestmark = pytest.mark.integration
 

@@ -22,18 +22,18 @@ from pathlib import Path
 import pytest
 
 from lakehouse.contract.alerts import ALERT_FIELDS, alert_id
+from lakehouse.contract.tables import table_names
 from lakehouse.features.materialize import build_features
+from lakehouse.ingest.queries import run_ingest
+from lakehouse.ml import registry
+from lakehouse.ml.training import train
 from lakehouse.platform.jvm import POLL_INTERVAL_S
 from lakehouse.platform.kafka.clients import consumer
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
-from lakehouse.ml import registry
 from lakehouse.scoring.scorer import start_scorer
-from lakehouse.ml.training import train
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from lakehouse.ingest.queries import run_ingest
-from lakehouse.contract.tables import table_names
 from tests.conftest import PROJECT_DIR
 from tests.integration.test_ingest import isolated
 
@@ -316,7 +316,7 @@ def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(
     def scored_count() -> int:
         try:
             return spark.read.format("delta").load(str(scored_path)).count()
-        except Exception:  # noqa: BLE001 - not created yet
+        except Exception:
             return 0
 
     command = [sys.executable, "-m", "jobs.stream_score", "--env", "test"]

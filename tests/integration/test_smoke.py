@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lakehouse.platform.kafka.topics import list_topics
 from lakehouse.operations.smoke import run_smoke
+from lakehouse.platform.kafka.topics import list_topics
 
 pytestmark = pytest.mark.integration
 

@@ -9,12 +9,12 @@ from datetime import date
 
 import pytest
 
+from lakehouse.ingest.queries import run_ingest
+from lakehouse.operations.stream_status import HEALTHY, NOT_STARTED, STALE, stream_status
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from lakehouse.operations.stream_status import HEALTHY, NOT_STARTED, STALE, stream_status
-from lakehouse.ingest.queries import run_ingest
 from tests.integration.test_broker_cli import fraudlake
 from tests.integration.test_ingest import environ_of, isolated
 

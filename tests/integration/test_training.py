@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.contract.tables import table_names
 from lakehouse.features.materialize import build_features
 from lakehouse.ingest.files import import_files
 from lakehouse.ml import registry
-from lakehouse.ml.training import decide_promotion, train
 from lakehouse.ml.pipeline import split_frames, time_split, with_label
+from lakehouse.ml.training import decide_promotion, train
 from lakehouse.simulator.files import write_offline_batch
 from lakehouse.simulator.simulation import Simulation
-from lakehouse.contract.tables import table_names
 
 pytestmark = pytest.mark.integration
 

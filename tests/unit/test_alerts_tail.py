@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from lakehouse.contract.alerts import ALERT_FIELDS, alert_id
 from lakehouse.alerts.tail import (
     Deduplicator,
     DeliveryError,
@@ -24,6 +23,7 @@ from lakehouse.alerts.tail import (
     redact_url,
     tail,
 )
+from lakehouse.contract.alerts import ALERT_FIELDS, alert_id
 from lakehouse.errors import BrokerUnavailableError, ConfigError, FraudlakeError
 from tests.conftest import free_port
 
@@ -224,7 +224,7 @@ class ScriptedServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                 status = server.statuses[min(len(server.requests), len(server.statuses)) - 1]

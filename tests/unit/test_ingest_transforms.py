@@ -8,8 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from lakehouse.ingest.transforms import late_and_duplicates, latest_per_key, parse_records
 from lakehouse.contract.schemas import TRANSACTION_FIELDS, USER_FIELDS
+from lakehouse.ingest.transforms import late_and_duplicates, latest_per_key, parse_records
 
 GOOD = {
     "transaction_id": "T1",

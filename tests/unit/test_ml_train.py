@@ -91,7 +91,7 @@ def test_pipeline_learns_a_separable_signal_with_class_weights(spark, settings, 
     model = make_pipeline(small, algorithm=algorithm).fit(train)
     window = ScoredWindow.collect(scored(model, with_label(validation)))
 
-    assert window.y.any() and 0 <= window.score.min() and window.score.max() <= 1
+    assert window.y.any() and window.score.min() >= 0 and window.score.max() <= 1
     assert average_precision(window.y, window.score) > 0.8
     threshold = window.choose_threshold(small)
     evaluation = window.evaluate(threshold, small)

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from lakehouse.contract.schemas import MERCHANT_FIELDS, TRANSACTION_FIELDS, USER_FIELDS
+from lakehouse.contract.tables import feature_columns, silver_columns
 from lakehouse.quality.suites import (
     QualityError,
     Validator,
@@ -16,8 +18,6 @@ from lakehouse.quality.suites import (
     suite_parameters,
     with_derived_columns,
 )
-from lakehouse.contract.schemas import MERCHANT_FIELDS, TRANSACTION_FIELDS, USER_FIELDS
-from lakehouse.contract.tables import feature_columns, silver_columns
 
 AS_OF = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EXPECTED_SUITES = [

@@ -68,8 +68,8 @@ def test_profile_survives_its_registry_tag() -> None:
 def test_alert_id_is_the_same_in_spark_and_python_and_the_record_has_every_field(spark) -> None:
     from pyspark.sql import functions as F
 
-    from lakehouse.scoring.scorer import alert_id_column, alert_records
     from lakehouse.contract.tables import SCORED_COLUMNS
+    from lakehouse.scoring.scorer import alert_id_column, alert_records
 
     ids = ["t-1", "7f3a5e2c-0000-4000-8000-000000000000"]
     got = [

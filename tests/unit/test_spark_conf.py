@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from lakehouse.errors import PlatformError
-from lakehouse.settings import load_settings
 from lakehouse.platform.spark import ROCKSDB_PROVIDER, spark_conf
+from lakehouse.settings import load_settings
 
 
 @pytest.fixture
