@@ -13,7 +13,7 @@ FRAUDLAKE := $(BIN)/fraudlake
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: help setup venv jars demo airflow test stop lock clean
+.PHONY: help setup venv jars demo airflow lint test test-fast stop lock clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -57,8 +57,16 @@ stop:  ## Stop the local broker and catalog server (data is kept)
 	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) kafka down
 	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) catalog down
 
-test: setup  ## Run the whole test suite (starts its own broker and Spark session)
+lint: venv  ## ruff (lint + format check) and the layer contract (import-linter)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: setup lint  ## Lint, then the whole test suite (starts its own broker and Spark session)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: setup lint  ## Lint, then the unit lane only (pure transforms, static DataFrames; no broker)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 lock:  ## Re-resolve pyproject.toml's pins and rewrite constraints.txt
 	rm -rf /tmp/fraudlake-lock && $(PYTHON) -m venv /tmp/fraudlake-lock

@@ -25,6 +25,20 @@ for _name in ("kafka", "librdkafka", "py4j"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
+LANES = ("unit", "integration", "dags", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The lane of a test is its folder (so `-m unit` is the fast lane); `spark` marks every test
+    that uses the session's SparkSession, directly or through a fixture."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(PROJECT_DIR / "tests").parts
+        if parts and parts[0] in LANES:
+            item.add_marker(parts[0])
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker("spark")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
