@@ -17,12 +17,12 @@ import statistics
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lakehouse.benchmarks.report import Report, machine_description
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,7 +64,8 @@ def synthetic_rounds(users: int, per_round: int, seed: int = 7):
                 key = f"U{user:08d}"
                 value = (
                     f'{{"transaction_id":"T{r:05d}{user:08d}","user_id":"{key}","merchant_id":"M{merchant:05d}",'
-                    f'"timestamp":"{stamp}","amount":{amount:.2f},"currency":"EUR","device_ip":"10.{user % 250}.{merchant % 250}.1",'
+                    f'"timestamp":"{stamp}","amount":{amount:.2f},"currency":"EUR",'
+                    f'"device_ip":"10.{user % 250}.{merchant % 250}.1",'
                     f'"is_fraud":false,"fraud_scenario":null}}'
                 )
                 records.append((key.encode(), value.encode()))
@@ -154,17 +155,18 @@ def bench_state(
                 )
             )
             if len(points) % 10 == 0:
-                on_progress(
-                    f"batch {points[-1].batch}: {points[-1].users_seen:,} users seen, state rows {points[-1].state_rows:,}"
-                )
+                last = points[-1]
+                on_progress(f"batch {last.batch}: {last.users_seen:,} users seen, state rows {last.state_rows:,}")
     finally:
         delete_topics(run.kafka, [t.name for t in run.kafka.topics.all()])
     return points
 
 
-def write_state_report(
-    path: Path, points: list[BatchPoint], *, users: int, per_round: int, ttl_seconds: float, machine: str
-) -> str:
+def state_report(
+    points: list[BatchPoint], *, users: int, per_round: int, ttl_seconds: float, machine: str | None = None
+) -> Report:
+    """The page of ``fraudlake bench state``: a sample of the points, the growth of users seen next
+    to the growth of the state and of the batch duration; every point as JSON lines next to it."""
     quarter = max(1, len(points) // 4)
     early, late = points[quarter : 2 * quarter], points[-quarter:]
 
@@ -173,36 +175,50 @@ def write_state_report(
 
     step = max(1, len(points) // 16)
     sample = points[::step] + ([points[-1]] if points and points[-1] is not points[::step][-1] else [])
-    lines = [
-        "# Online feature state: bounded as users grow",
-        "",
-        f"Written by `fraudlake bench state` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine}.",
-        f"{users:,} distinct users, {per_round:,} new per round; each pays in two consecutive rounds and never again",
-        f"({sum(p.rows for p in points):,} transactions, one round per micro-batch, {len(points)} batches). The online",
-        "operator (transformWithStateInPandas keyed by Kafka partition, RocksDB) with the user TTL compressed to",
-        f"{ttl_seconds:g} s (production: `features.state_ttl_hours`, 768 h); noop sink, local Spark.",
-        "",
-        "| batch | users seen | state rows | state memory MiB | RocksDB SST MiB | batch ms |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for p in sample:
-        lines.append(
-            f"| {p.batch} | {p.users_seen:,} | {p.state_rows:,} | {p.state_bytes / 2**20:,.1f} | {p.sst_bytes / 2**20:,.1f} | {p.duration_ms:,} |"
-        )
+    report = Report(
+        "feature-state",
+        "Online feature state: bounded as users grow",
+        f"fraudlake bench state --users {users} --per-round {per_round} --ttl-seconds {ttl_seconds:g}",
+        settings={
+            "users": f"{users:,} distinct, {per_round:,} new per round; each pays in two consecutive rounds and never"
+            " again",
+            "stream": f"{sum(p.rows for p in points):,} transactions, one round per micro-batch, {len(points)} batches",
+            "operator": "transformWithStateInPandas keyed by Kafka partition, RocksDB; noop sink, local Spark",
+            "user TTL": f"compressed to {ttl_seconds:g} s (production: `features.state_ttl_hours`, 768 h)",
+        },
+        machine=machine or machine_description(),
+    )
+    report.table(
+        ["batch", "users seen", "state rows", "state memory MiB", "RocksDB SST MiB", "batch ms"],
+        [
+            (
+                p.batch,
+                f"{p.users_seen:,}",
+                f"{p.state_rows:,}",
+                f"{p.state_bytes / 2**20:,.1f}",
+                f"{p.sst_bytes / 2**20:,.1f}",
+                f"{p.duration_ms:,}",
+            )
+            for p in sample
+        ],
+        align="rrrrrr",
+    )
     if early and late:
         ratio_users = late[-1].users_seen / max(1, early[0].users_seen)
-        rows_ratio = median([p.state_rows for p in late]) / max(1, median([p.state_rows for p in early]))
-        time_ratio = median([p.duration_ms for p in late]) / max(1, median([p.duration_ms for p in early]))
-        lines += [
-            "",
-            f"From the second quarter of the run to the last, users seen grow {ratio_users:.1f}x while the median state",
-            f"rows change {rows_ratio:.2f}x ({median([p.state_rows for p in early]):,.0f} → {median([p.state_rows for p in late]):,.0f}) and the",
-            f"median batch duration {time_ratio:.2f}x ({median([p.duration_ms for p in early]):,.0f} ms → {median([p.duration_ms for p in late]):,.0f} ms):",
+        rows_early, rows_late = median([p.state_rows for p in early]), median([p.state_rows for p in late])
+        ms_early, ms_late = median([p.duration_ms for p in early]), median([p.duration_ms for p in late])
+        report.text(
+            f"From the second quarter of the run to the last, users seen grow {ratio_users:.1f}x while the median"
+            " state",
+            f"rows change {rows_late / max(1, rows_early):.2f}x ({rows_early:,.0f} → {rows_late:,.0f}) and the",
+            f"median batch duration {ms_late / max(1, ms_early):.2f}x ({ms_early:,.0f} ms → {ms_late:,.0f} ms):",
             "the state levels off at the users active within the TTL, whatever the number of users seen.",
-        ]
-    lines += ["", "Raw points (JSON lines) are in the `.jsonl` file next to this page."]
-    text = "\n".join(lines) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.with_suffix(".jsonl").write_text("".join(json.dumps(p.__dict__) + "\n" for p in points))
-    return text
+        )
+    report.text("Raw points (JSON lines) are in the `.jsonl` file next to this page.")
+    return report.attach(".jsonl", "".join(json.dumps(p.__dict__) + "\n" for p in points))
+
+
+def write_state_report(
+    path: Path, points: list[BatchPoint], *, users: int, per_round: int, ttl_seconds: float, machine: str
+) -> str:
+    return state_report(points, users=users, per_round=per_round, ttl_seconds=ttl_seconds, machine=machine).write(path)

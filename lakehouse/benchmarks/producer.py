@@ -5,38 +5,19 @@ Machines are noisy: each figure is the median of several runs, with the spread n
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
+from lakehouse.benchmarks.report import Report, machine_description
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.settings import Settings
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-
-
-def machine_description() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        memory = f", {kb / 1024 / 1024:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{os.cpu_count()} cores ({cpu}){memory}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 @dataclass(frozen=True)
@@ -97,34 +78,37 @@ def bench_producer(settings: Settings, client: str, start: date, count: int, rep
     return Series(f"produce with {client}", runs)
 
 
-def write_producer_report(path: Path, series: list[Series], count: int, target: float) -> str:
-    fastest_client = max((s for s in series if s.name.startswith("produce")), key=lambda s: s.median)
+def producer_report(series: list[Series], count: int, target: float, machine: str | None = None) -> Report:
+    """The page of ``fraudlake bench produce``: one row per series, then the goal and the verdict."""
+    report = Report(
+        "producer",
+        "Producer throughput",
+        f"fraudlake bench produce --count {count} --repeats {max((len(s.runs) for s in series), default=0)}",
+        settings={
+            "each run": f"{count:,} simulated transactions (plus the users and merchants they need)",
+            "delivery": "acks=all and idempotence on; a record counts only when its delivery is confirmed",
+            "broker": "the embedded single-node KRaft broker on loopback",
+        },
+        machine=machine or machine_description(),
+    )
+    report.table(
+        ["what", "median tx/s", "runs (tx/s)"],
+        [(s.name, f"{s.median:,.0f}", ", ".join(f"{r:,.0f}" for r in s.runs)) for s in series],
+        align="lrl",
+    )
+    fastest = max((s for s in series if s.name.startswith("produce")), key=lambda s: s.median)
     baseline = next((s for s in series if "kafka-python" in s.name), None)
-    lines = [
-        "# Producer throughput",
-        "",
-        f"Written by `fraudlake bench produce` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
-        f"Machine: {machine_description()}. Broker: the embedded single-node KRaft broker on loopback.",
-        f"Each run sends {count:,} simulated transactions (plus the users and merchants they need) with",
-        "acks=all and idempotence on, and counts a record only when its delivery is confirmed.",
-        "",
-        "| what | median tx/s | runs (tx/s) |",
-        "|---|---:|---|",
+    verdict = [
+        f"Goal: at least {target:,.0f} transactions/s into the broker. Fastest: {fastest.name}, "
+        f"{fastest.median:,.0f}/s ({'meets' if fastest.median >= target else 'misses'} the goal)."
     ]
-    for s in series:
-        lines.append(f"| {s.name} | {s.median:,.0f} | {', '.join(f'{r:,.0f}' for r in s.runs)} |")
-    lines += [
-        "",
-        f"Goal: at least {target:,.0f} transactions/s into the broker. "
-        f"Fastest: {fastest_client.name}, {fastest_client.median:,.0f}/s "
-        f"({'meets' if fastest_client.median >= target else 'misses'} the goal).",
-    ]
-    if baseline and baseline is not fastest_client:
-        lines.append(
-            f"{fastest_client.name} is {fastest_client.median / baseline.median:.1f}x kafka-python's median, "
+    if baseline and baseline is not fastest:
+        verdict.append(
+            f"{fastest.name} is {fastest.median / baseline.median:.1f}x kafka-python's median, "
             "which is why `producer.client` defaults to confluent."
         )
-    text = "\n".join(lines) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return text
+    return report.text(*verdict)
+
+
+def write_producer_report(path: Path, series: list[Series], count: int, target: float) -> str:
+    return producer_report(series, count, target).write(path)

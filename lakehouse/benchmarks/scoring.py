@@ -25,10 +25,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse.benchmarks.report import Report, machine_description
 from lakehouse.contract.alerts import created_ms
 from lakehouse.platform.measure import percentile
 from lakehouse.scoring.scorer import BatchTimings
@@ -218,7 +219,8 @@ def bench_score(
                 seconds = sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000
                 bench.throughput.setdefault(pipeline, []).append(rows / seconds)
                 on_progress(
-                    f"throughput {pipeline} run {run + 1}: {rows:,} records in {seconds:,.1f} s = {rows / seconds:,.0f}/s"
+                    f"throughput {pipeline} run {run + 1}: {rows:,} records in {seconds:,.1f} s"
+                    f" = {rows / seconds:,.0f}/s"
                 )
 
         # Latency at fixed rates: each pipeline on its own fresh topics, the same records.
@@ -232,15 +234,16 @@ def bench_score(
                         rate,
                         duration_s,
                         query,
-                        lambda s=source: send(s, ProduceLimits(duration_s=duration_s, rate=rate), seed=202),
+                        lambda s=source, r=rate: send(s, ProduceLimits(duration_s=duration_s, rate=r), seed=202),
                         consumer(world.kafka, output, group_id=None),
                     )
                 finally:
                     query.stop()
                 bench.latency.append(result)
                 on_progress(
-                    f"latency {pipeline} at {rate:,.0f}/s: p50 {result.percentile(50):,.0f} ms, p95 {result.percentile(95):,.0f} ms, "
-                    f"p99 {result.percentile(99):,.0f} ms ({len(result.samples_ms):,} samples)"
+                    f"latency {pipeline} at {rate:,.0f}/s: p50 {result.percentile(50):,.0f} ms,"
+                    f" p95 {result.percentile(95):,.0f} ms, p99 {result.percentile(99):,.0f} ms"
+                    f" ({len(result.samples_ms):,} samples)"
                 )
     finally:
         for active in spark.streams.active:
@@ -291,86 +294,128 @@ def _latency_run(
     return run
 
 
-def write_score_report(path: Path, bench: ScoreBench, machine: str, settings: Settings, *, duration_s: float) -> str:
+def score_report(bench: ScoreBench, settings: Settings, *, duration_s: float, machine: str | None = None) -> Report:
+    """The page of ``fraudlake bench score``: throughput, latency at each rate and where a scorer
+    micro-batch's time goes, each next to the pass-through; the runs' figures as JSON lines next to it."""
     score_query = settings.streaming.queries.get("score", QuerySettings())
     throughput = {name: statistics.median(values) for name, values in bench.throughput.items()}
     ratio = throughput[PIPELINE] / throughput[PASSTHROUGH]
-    lines = [
-        "# Scoring: throughput and end-to-end alert latency",
-        "",
-        f"Written by `fraudlake bench score` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine}.",
-        f"Spark `{settings.spark.master}`, {settings.spark.shuffle_partitions} shuffle partitions; Kafka: the embedded single-node broker on loopback; "
-        f"{settings.kafka.topics.transactions.partitions} partitions per topic; trigger {score_query.trigger or settings.streaming.trigger}; "
-        f"at most {score_query.max_records_per_trigger or settings.streaming.max_records_per_trigger:,} records per micro-batch. "
-        "The scorer: Kafka → parse and validate → online features (stateful, RocksDB) → table features → GBT model → "
-        "reasons → alerts to Kafka and rows to Delta. The pass-through: Kafka → Kafka, records as they are (the engine's floor).",
-        "",
-        f"## Sustainable throughput (drain {bench.preload:,} preloaded transactions; records / summed batch time; median of {len(next(iter(bench.throughput.values())))} runs)",
-        "",
-        "| pipeline | median records/s | runs |",
-        "|---|---:|---|",
-    ]
-    for name, values in bench.throughput.items():
-        lines.append(f"| {name} | {throughput[name]:,.0f} | {', '.join(f'{v:,.0f}' for v in values)} |")
-    lines += [
-        "",
-        f"Scorer / pass-through: **{ratio:.2f}x** (goal: at least 0.5x: {'met' if ratio >= 0.5 else 'not met'}).",
-        "",
-        f"## End-to-end latency at fixed rates (transaction created → output appended in Kafka; {duration_s:g} s per rate, first {WARMUP_S:g} s dropped; every transaction alerts)",
-        "",
-        "| rate (tx/s) | pipeline | records | p50 ms | p95 ms | p99 ms |",
-        "|---:|---|---:|---:|---:|---:|",
-    ]
-    for run in bench.latency:
-        behind = (
-            ""
-            if run.received >= run.sent
-            else f" (fell behind: {run.received:,} of {run.sent:,} out {DRAIN_S:g} s after the last send)"
-        )
-        lines.append(
-            f"| {run.rate:,.0f} | {run.pipeline}{behind} | {len(run.samples_ms):,} | {run.percentile(50):,.0f} | {run.percentile(95):,.0f} | {run.percentile(99):,.0f} |"
-        )
-    lines.append("")
-    for rate in sorted({r.rate for r in bench.latency}):
+    rates = list(dict.fromkeys(run.rate for run in bench.latency))
+    runs = max((len(values) for values in bench.throughput.values()), default=0)
+    report = Report(
+        "scoring",
+        "Scoring: throughput and end-to-end alert latency",
+        "fraudlake bench score "
+        + "".join(f"--rate {rate:g} " for rate in rates)
+        + f"--duration {duration_s:g} --preload {bench.preload} --runs {runs}",
+        settings={
+            "Spark": f"`{settings.spark.master}`, {settings.spark.shuffle_partitions} shuffle partitions",
+            "Kafka": f"the embedded single-node broker on loopback; {settings.kafka.topics.transactions.partitions}"
+            " partitions per topic",
+            "micro-batches": f"trigger {score_query.trigger or settings.streaming.trigger}; at most"
+            f" {score_query.max_records_per_trigger or settings.streaming.max_records_per_trigger:,} records each",
+            "the scorer": "Kafka → parse and validate → online features (stateful, RocksDB) → table features → GBT"
+            " model → reasons → alerts to Kafka and rows to Delta",
+            "the pass-through": "Kafka → Kafka, records as they are (the engine's floor)",
+        },
+        machine=machine or machine_description(),
+    )
+
+    report.section(
+        f"Sustainable throughput (drain {bench.preload:,} preloaded transactions; records / summed batch time;"
+        f" median of {runs} runs)"
+    )
+    report.table(
+        ["pipeline", "median records/s", "runs"],
+        [
+            (name, f"{throughput[name]:,.0f}", ", ".join(f"{v:,.0f}" for v in values))
+            for name, values in bench.throughput.items()
+        ],
+        align="lrl",
+    )
+    report.text(
+        f"Scorer / pass-through: **{ratio:.2f}x** (goal: at least 0.5x: {'met' if ratio >= 0.5 else 'not met'})."
+    )
+
+    report.section(
+        f"End-to-end latency at fixed rates (transaction created → output appended in Kafka; {duration_s:g} s per"
+        f" rate, first {WARMUP_S:g} s dropped; every transaction alerts)"
+    )
+
+    def behind(run: LatencyRun) -> str:
+        if run.received >= run.sent:
+            return ""
+        return f" (fell behind: {run.received:,} of {run.sent:,} out {DRAIN_S:g} s after the last send)"
+
+    report.table(
+        ["rate (tx/s)", "pipeline", "records", "p50 ms", "p95 ms", "p99 ms"],
+        [
+            (
+                f"{run.rate:,.0f}",
+                f"{run.pipeline}{behind(run)}",
+                f"{len(run.samples_ms):,}",
+                *(f"{run.percentile(q):,.0f}" for q in (50, 95, 99)),
+            )
+            for run in bench.latency
+        ],
+        align="rlrrrr",
+    )
+    verdicts = []
+    for rate in sorted(rates):
         pair = {r.pipeline: r for r in bench.latency if r.rate == rate}
         if len(pair) == 2:
             p99 = pair[PIPELINE].percentile(99) / pair[PASSTHROUGH].percentile(99)
-            lines.append(
-                f"- at {rate:,.0f}/s: scorer p99 / pass-through p99 = **{p99:.2f}x** (goal: at most 2x: {'met' if p99 <= 2 else 'not met'})"
+            verdicts.append(
+                f"- at {rate:,.0f}/s: scorer p99 / pass-through p99 = **{p99:.2f}x** (goal: at most 2x:"
+                f" {'met' if p99 <= 2 else 'not met'})"
             )
-    lines += [
-        "",
-        "## Where a scorer micro-batch's time goes (latency runs, median over batches after the first two)",
-        "",
-        "| rate (tx/s) | batches | rows per batch | Kafka + state + table features + model + reasons s | alerts to Kafka s | Delta commit s |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
+    if verdicts:
+        report.text(*verdicts)
+
+    report.section("Where a scorer micro-batch's time goes (latency runs, median over batches after the first two)")
+    rows = []
     for rate, batches in bench.batches.items():
         steady = batches[2:] or batches
         med = {
             k: statistics.median(getattr(b, k) for b in steady) for k in ("rows", "features_s", "alerts_s", "delta_s")
         }
-        lines.append(
-            f"| {rate:,.0f} | {len(steady)} | {med['rows']:,.0f} | {med['features_s']:.2f} | {med['alerts_s']:.2f} | {med['delta_s']:.2f} |"
-        )
-    lines += ["", "Set-up (not measured above): " + ", ".join(f"{k} {v:,.0f} s" for k, v in bench.setup.items()) + "."]
-    text = "\n".join(lines) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    raw = path.with_suffix(".jsonl")
-    with raw.open("w") as out:
-        for run in bench.latency:
-            out.write(
-                json.dumps(
-                    {
-                        **asdict(run),
-                        "samples_ms": None,
-                        "p50": run.percentile(50),
-                        "p95": run.percentile(95),
-                        "p99": run.percentile(99),
-                    }
-                )
-                + "\n"
+        rows.append(
+            (
+                f"{rate:,.0f}",
+                len(steady),
+                f"{med['rows']:,.0f}",
+                f"{med['features_s']:.2f}",
+                f"{med['alerts_s']:.2f}",
+                f"{med['delta_s']:.2f}",
             )
-        out.write(json.dumps({"throughput": bench.throughput}) + "\n")
-    return text
+        )
+    report.table(
+        [
+            "rate (tx/s)",
+            "batches",
+            "rows per batch",
+            "Kafka + state + table features + model + reasons s",
+            "alerts to Kafka s",
+            "Delta commit s",
+        ],
+        rows,
+        align="rrrrrr",
+    )
+    report.text("Set-up (not measured above): " + ", ".join(f"{k} {v:,.0f} s" for k, v in bench.setup.items()) + ".")
+
+    raw = [
+        {
+            **asdict(run),
+            "samples_ms": None,
+            "p50": run.percentile(50),
+            "p95": run.percentile(95),
+            "p99": run.percentile(99),
+        }
+        for run in bench.latency
+    ]
+    raw.append({"throughput": bench.throughput})
+    return report.attach(".jsonl", "".join(json.dumps(line) + "\n" for line in raw))
+
+
+def write_score_report(path: Path, bench: ScoreBench, machine: str, settings: Settings, *, duration_s: float) -> str:
+    return score_report(bench, settings, duration_s=duration_s, machine=machine).write(path)

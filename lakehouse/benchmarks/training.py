@@ -9,10 +9,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse.benchmarks.report import Report, machine_description
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -112,41 +113,58 @@ def bench_train(
     return bench
 
 
-def write_train_report(path: Path, bench: TrainBench, machine: str, settings: Settings) -> str:
+def train_report(bench: TrainBench, settings: Settings, machine: str | None = None) -> Report:
+    """The page of ``fraudlake bench train``: seconds per stage, the model against the baselines on
+    the same validation window, and its recall per fraud scenario."""
     result = bench.result
     assert result is not None
     e = result.evaluation
-    lines = [
-        "# Training on simulated data",
-        "",
-        f"Written by `fraudlake bench train` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine}; Spark local mode.",
-        f"{bench.transactions:,} simulated transactions ({bench.users:,} users, {bench.days} days, fraud rate "
-        f"{settings.simulator.fraud_rate:g}), through the product's own commands: simulate, import, features build, train.",
-        "",
-        "| stage | seconds |",
-        "|---|---:|",
-        *[f"| {name} | {seconds:,.0f} |" for name, seconds in bench.stages.items()],
-        f"| **total** | **{sum(bench.stages.values()):,.0f}** |",
-        "",
-        f"Model: {settings.training.algorithm}, {result.split.describe()} ({result.rows_train:,} training rows, "
-        f"{settings.training.gap_days}-day gap), threshold chosen for at most {settings.training.threshold.daily_alerts} alerts a day.",
-        "",
-        "| on the validation window | average precision |",
-        "|---|---:|",
-        f"| **model** | **{e.average_precision:.4f}** |",
-        *[f"| baseline: {name.replace('_', ' ')} | {ap:.4f} |" for name, ap in result.baselines.items()],
-        "",
+    daily_alerts = settings.training.threshold.daily_alerts
+    report = Report(
+        "training",
+        "Training on simulated data",
+        f"fraudlake bench train --transactions {bench.transactions} --users {bench.users} --days {bench.days}",
+        settings={
+            "data": f"{bench.transactions:,} simulated transactions ({bench.users:,} users, {bench.days} days, fraud"
+            f" rate {settings.simulator.fraud_rate:g})",
+            "path": "the product's own commands: simulate, import, features build, train; Spark local mode",
+            "model": f"{settings.training.algorithm}, {result.split.describe()} ({result.rows_train:,} training rows,"
+            f" {settings.training.gap_days}-day gap), threshold chosen for at most {daily_alerts} alerts a day",
+        },
+        machine=machine or machine_description(),
+    )
+    report.table(
+        ["stage", "seconds"],
+        [
+            *[(name, f"{seconds:,.0f}") for name, seconds in bench.stages.items()],
+            ("**total**", f"**{sum(bench.stages.values()):,.0f}**"),
+        ],
+        align="lr",
+    )
+    report.table(
+        ["on the validation window", "average precision"],
+        [
+            ("**model**", f"**{e.average_precision:.4f}**"),
+            *[(f"baseline: {name.replace('_', ' ')}", f"{ap:.4f}") for name, ap in result.baselines.items()],
+        ],
+        align="lr",
+    )
+    report.text(
         f"Model at its threshold ({e.threshold:.4f}): ROC AUC {e.roc_auc:.4f}, precision {e.precision:.3f}, recall "
-        f"{e.recall:.3f}, {e.alerts_per_day:.1f} alerts a day, daily top-{settings.training.threshold.daily_alerts} precision "
-        f"{e.daily_top_k_precision:.3f}, fraud amount recall {e.amount_recall:.3f} ({e.frauds:,} frauds in {e.rows:,} validation rows).",
-        "",
-        "| scenario | recall at the threshold |",
-        "|---|---:|",
-        *[f"| {name} | {recall:.3f} |" for name, recall in e.recall_by_scenario.items()],
-    ]
+        f"{e.recall:.3f}, {e.alerts_per_day:.1f} alerts a day, daily top-{daily_alerts} precision "
+        f"{e.daily_top_k_precision:.3f}, fraud amount recall {e.amount_recall:.3f} ({e.frauds:,} frauds in "
+        f"{e.rows:,} validation rows)."
+    )
+    report.table(
+        ["scenario", "recall at the threshold"],
+        [(name, f"{recall:.3f}") for name, recall in e.recall_by_scenario.items()],
+        align="lr",
+    )
     best_baseline = max(result.baselines.values())
-    lines += ["", f"The model's average precision is {e.average_precision / best_baseline:.1f}x the best baseline's."]
-    text = "\n".join(lines) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return text
+    return report.text(
+        f"The model's average precision is {e.average_precision / best_baseline:.1f}x the best baseline's."
+    )
+
+
+def write_train_report(path: Path, bench: TrainBench, machine: str, settings: Settings) -> str:
+    return train_report(bench, settings, machine).write(path)
