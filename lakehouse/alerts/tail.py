@@ -16,37 +16,58 @@ Why it is built this way:
   missed is delivered again.
 * A malformed record can never become valid, so it is logged (partition and offset), counted and
   committed like the others instead of stopping the tail or blocking its partition.
+
+The consumer loop lives here (:func:`tail`: poll, handle, commit; it does Kafka I/O); its parts are
+in :mod:`~lakehouse.alerts.parsing` (pure), :mod:`~lakehouse.alerts.dedup`,
+:mod:`~lakehouse.alerts.outputs` and :mod:`~lakehouse.alerts.webhook`. Their public names are
+re-exported here, where the CLI imports them.
 """
 
 from __future__ import annotations
 
-import base64
-import collections
-import json
 import logging
-import os
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from kafka import ConsumerRebalanceListener
 
-from lakehouse.contract.alerts import ALERT_FIELDS
-from lakehouse.errors import ConfigError, FraudlakeError
+from lakehouse.alerts.dedup import Deduplicator
+from lakehouse.alerts.errors import DeliveryError, TailError
+from lakehouse.alerts.outputs import AlertOutput, FileOutput, JsonLinesOutput, TableOutput, close_outputs
+from lakehouse.alerts.parsing import parse_alert
+from lakehouse.alerts.webhook import MAX_BACKOFF_S, WebhookOutput, redact_url
+from lakehouse.errors import ConfigError
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer
     from kafka.consumer.fetcher import ConsumerRecord
     from kafka.structs import TopicPartition
-    from rich.console import Console
 
     from lakehouse.settings import Settings
+
+__all__ = [
+    "JOIN_GRACE_S",
+    "MALFORMED_LISTED",
+    "MAX_BACKOFF_S",
+    "MAX_POLL_RECORDS",
+    "POLL_TIMEOUT_S",
+    "AlertOutput",
+    "Deduplicator",
+    "DeliveryError",
+    "FileOutput",
+    "JsonLinesOutput",
+    "TableOutput",
+    "TailError",
+    "TailReport",
+    "WebhookOutput",
+    "close_outputs",
+    "parse_alert",
+    "redact_url",
+    "tail",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,389 +80,6 @@ POLL_TIMEOUT_S = 0.5
 JOIN_GRACE_S = 30.0
 #: Malformed records listed in the report (all are counted and logged).
 MALFORMED_LISTED = 100
-#: Cap of one webhook backoff wait, whatever the attempt number or Retry-After says.
-MAX_BACKOFF_S = 30.0
-
-
-class TailError(FraudlakeError):
-    """The tail cannot run as asked: missing topic, unusable output file or state file."""
-
-
-class DeliveryError(TailError):
-    """An output could not take an alert; its offset was not committed, so a restart redelivers it."""
-
-    exit_code = 5
-
-
-# ----------------------------------------------------------------------------- parsing
-
-
-def parse_alert(value: bytes | None) -> dict[str, Any]:
-    """The alert in a record's value, or :class:`ValueError` saying what is wrong with it.
-
-    Fields beyond :data:`~lakehouse.contract.alerts.ALERT_FIELDS` are kept (a newer scorer may add some).
-    """
-    if value is None:
-        raise ValueError("empty record (no value)")
-    try:
-        alert = json.loads(value)
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}): {_preview(value)}") from None
-    if not isinstance(alert, dict):
-        raise ValueError(f"not a JSON object but a JSON {type(alert).__name__}: {_preview(value)}")
-    missing = [name for name in ALERT_FIELDS if name not in alert]
-    if missing:
-        raise ValueError(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    if not isinstance(alert["alert_id"], str) or not alert["alert_id"]:
-        raise ValueError(f"alert_id must be a non-empty string, got {json.dumps(alert['alert_id'])}")
-    return alert
-
-
-def _preview(value: bytes, limit: int = 60) -> str:
-    text = value.decode("utf-8", errors="replace")
-    return repr(text if len(text) <= limit else text[:limit] + "…")
-
-
-# ----------------------------------------------------------------------------- deduplication
-
-
-class Deduplicator:
-    """The last ``capacity`` alert ids, oldest evicted first.
-
-    ``path`` (set by :meth:`load`) is where :meth:`save` writes them, one id per line, so that a
-    restarted tail still recognises alerts it delivered before the restart.
-    """
-
-    def __init__(self, capacity: int = 100_000, *, path: Path | str | None = None) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
-        self.capacity = capacity
-        self.path = Path(path) if path is not None else None
-        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._changed = False
-
-    def __contains__(self, alert_id: object) -> bool:
-        return alert_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def add(self, alert_id: str) -> None:
-        """Remember ``alert_id`` (evicting the oldest beyond capacity)."""
-        if alert_id in self._ids:
-            return
-        self._ids[alert_id] = None
-        self._changed = True
-        while len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-
-    def seen(self, alert_id: str) -> bool:
-        """True when ``alert_id`` was already seen; otherwise remember it and return False."""
-        if alert_id in self._ids:
-            return True
-        self.add(alert_id)
-        return False
-
-    @property
-    def changed(self) -> bool:
-        """Whether ids were added since the last load or save."""
-        return self._changed
-
-    @classmethod
-    def load(cls, path: Path | str, capacity: int = 100_000) -> Deduplicator:
-        """The ids saved at ``path`` (the last ``capacity`` of them); empty when the file does not exist yet."""
-        dedup = cls(capacity, path=path)
-        try:
-            with open(path, encoding="utf-8") as handle:
-                ids = [line.strip() for line in handle]
-        except FileNotFoundError:
-            return dedup
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TailError(f"cannot read the dedup state file {path}: {_reason(exc)}") from None
-        for alert_id in ids[-capacity:]:
-            if alert_id:
-                dedup.add(alert_id)
-        dedup._changed = False
-        log.debug("loaded %d alert ids from %s", len(dedup), path)
-        return dedup
-
-    def save(self, path: Path | str | None = None) -> None:
-        """Write the ids to ``path`` (default: where they were loaded from), atomically."""
-        target = Path(path) if path is not None else self.path
-        if target is None:
-            raise ValueError("no path to save the dedup state to")
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.writelines(f"{alert_id}\n" for alert_id in self._ids)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise TailError(f"cannot write the dedup state file {target}: {_reason(exc)}") from None
-        self._changed = False
-
-
-def _reason(exc: BaseException) -> str:
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-# ----------------------------------------------------------------------------- outputs
-
-
-class AlertOutput(Protocol):
-    """Where handled alerts go. ``handle`` raises (ideally :class:`DeliveryError`) when it cannot take
-    one; ``flush`` (optional) makes what was handled durable and runs before every commit."""
-
-    def handle(self, alert: dict[str, Any]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def _json_line(alert: dict[str, Any]) -> str:
-    return json.dumps(alert, separators=(",", ":"), ensure_ascii=False) + "\n"
-
-
-class JsonLinesOutput:
-    """One compact JSON object per line on a text stream (stdout: pipe it to ``jq``), flushed per alert."""
-
-    def __init__(self, stream: IO[str], name: str = "stdout") -> None:
-        self.stream = stream
-        self.name = name
-        self._broken = False
-
-    def handle(self, alert: dict[str, Any]) -> None:
-        try:
-            self.stream.write(_json_line(alert))
-            self.stream.flush()
-        except BrokenPipeError:
-            self._broken = True
-            raise DeliveryError(f"{self.name} was closed by its reader (broken pipe)") from None
-
-    def flush(self) -> None:
-        if not self._broken:
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self._broken:
-            # Python flushes stdout again at exit; point it at /dev/null so that a reader that left
-            # (`| head`) ends with our one-line error rather than a BrokenPipeError trace.
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, self.stream.fileno())
-            except (OSError, ValueError, AttributeError):
-                pass
-            return
-        self.flush()
-
-
-class FileOutput:
-    """Append alerts as JSON lines to a file; flushed and fsynced before each commit."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (closed in close())
-            # A previous writer killed mid-line left a partial line: start ours on a fresh line.
-            if self._file.tell() > 0:
-                self._file.seek(self._file.tell() - 1)
-                if self._file.read(1) != "\n":
-                    self._file.write("\n")
-        except OSError as exc:
-            raise TailError(f"cannot open the alert file {self.path} for appending: {_reason(exc)}") from None
-
-    def handle(self, alert: dict[str, Any]) -> None:
-        try:
-            self._file.write(_json_line(alert))
-        except OSError as exc:
-            raise DeliveryError(f"cannot write to the alert file {self.path}: {_reason(exc)}") from None
-
-    def flush(self) -> None:
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        except OSError as exc:
-            raise DeliveryError(f"cannot write to the alert file {self.path}: {_reason(exc)}") from None
-
-    def close(self) -> None:
-        if not self._file.closed:
-            try:
-                self.flush()
-            finally:
-                self._file.close()
-
-
-def redact_url(url: str) -> str:
-    """``scheme://host[:port]/…`` of a URL: what may appear in messages and logs.
-
-    User info and query strings hold credentials, and so does the path of many webhooks (Slack,
-    Discord, Teams put the token there), so only the origin is shown.
-    """
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    path = "/…" if parts.path not in ("", "/") or parts.query else ""
-    return f"{parts.scheme}://{host}{port}{path}"
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # urllib turns a redirected POST into a GET without body: the alert would silently vanish.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-class WebhookOutput:
-    """POST each alert as JSON to a URL, retrying what may pass later.
-
-    Connection errors, timeouts, 5xx and 429 are retried with exponential backoff (``backoff_s``,
-    doubling, at most 30 s, or the server's Retry-After when longer); any other 4xx and redirects
-    are permanent. ``retries`` is the number of attempts in all, the first one included. User info
-    in the URL (``https://user:token@host/...``) is sent as HTTP basic authentication. Each request
-    carries the alert id as ``Idempotency-Key``, so the receiver can drop repeats too.
-    """
-
-    def __init__(self, url: str, retries: int = 5, backoff_s: float = 0.5, timeout_s: float = 10) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"webhook URL must be http(s)://host/...: got {redact_url(url) if parts.scheme else 'no scheme'}"
-            )
-        if retries < 1:
-            raise ConfigError(f"webhook retries must be at least 1, got {retries}")
-        self.display_url = redact_url(url)
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.timeout_s = timeout_s
-        netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        if parts.port:
-            netloc += f":{parts.port}"
-        self._url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-        self._headers = {"Content-Type": "application/json", "User-Agent": "fraudlake-alerts-tail"}
-        if parts.username is not None:
-            user = urllib.parse.unquote(parts.username)
-            password = urllib.parse.unquote(parts.password or "")
-            self._headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        self._opener = urllib.request.build_opener(_NoRedirect)
-        self.attempts = 0  # requests sent, all alerts together
-
-    def handle(self, alert: dict[str, Any]) -> None:
-        body = json.dumps(alert, separators=(",", ":"), ensure_ascii=False).encode()
-        alert_id = alert.get("alert_id", "?")
-        last = ""
-        for attempt in range(1, self.retries + 1):
-            request = urllib.request.Request(
-                self._url, data=body, method="POST", headers={**self._headers, "Idempotency-Key": str(alert_id)}
-            )
-            self.attempts += 1
-            wait = self.backoff_s * 2 ** (attempt - 1)
-            try:
-                with self._opener.open(request, timeout=self.timeout_s) as response:
-                    response.read()
-                return
-            except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code} {exc.reason}"
-                retry_after = exc.headers.get("Retry-After", "") if exc.headers else ""
-                exc.close()
-                if exc.code != 429 and exc.code < 500:
-                    kind = "redirected" if 300 <= exc.code < 400 else "rejected"
-                    raise DeliveryError(
-                        f"webhook {self.display_url} {kind} alert {alert_id}: {last} (not retried: the request itself is refused)"
-                    ) from None
-                if retry_after.isdigit():
-                    wait = max(wait, float(retry_after))
-            except (urllib.error.URLError, OSError) as exc:  # refused, reset, DNS, TLS, timeout
-                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-                last = _reason(reason) if isinstance(reason, BaseException) else str(reason)
-            except Exception as exc:  # http.client.HTTPException: a garbled response
-                last = f"{type(exc).__name__}: {exc}"
-            if attempt < self.retries:
-                wait = min(wait, MAX_BACKOFF_S)
-                log.warning(
-                    "webhook %s: %s; attempt %d of %d again in %.1fs",
-                    self.display_url,
-                    last,
-                    attempt + 1,
-                    self.retries,
-                    wait,
-                )
-                time.sleep(wait)
-        raise DeliveryError(
-            f"webhook {self.display_url} failed for alert {alert_id} after {self.retries} attempt(s): {last}"
-        )
-
-    def close(self) -> None:
-        pass
-
-
-def _fmt(value: Any, spec: str) -> str:
-    try:
-        return format(value, spec)
-    except (TypeError, ValueError):
-        return "" if value is None else str(value)
-
-
-class TableOutput:
-    """A live-updating terminal table of the latest ``rows`` alerts, newest first."""
-
-    def __init__(self, console: Console, rows: int = 20, title: str = "fraud alerts") -> None:
-        from rich.live import Live
-
-        self.console = console
-        self.title = title
-        self.latest: collections.deque[dict[str, Any]] = collections.deque(maxlen=rows)
-        self.count = 0
-        self._live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
-        self._live.start()
-
-    def _render(self):
-        from rich.table import Table
-
-        caption = (
-            f"{self.count:,} alert(s) so far, latest {len(self.latest)} shown" if self.count else "waiting for alerts…"
-        )
-        table = Table(title=self.title, caption=caption, expand=True)
-        table.add_column("time (UTC)", no_wrap=True)
-        table.add_column("user", no_wrap=True, overflow="ellipsis", max_width=14)
-        table.add_column("merchant", no_wrap=True, overflow="ellipsis", max_width=14)
-        table.add_column("amount", justify="right", no_wrap=True)
-        table.add_column("score", justify="right", no_wrap=True)
-        table.add_column("model", justify="right", no_wrap=True)
-        table.add_column("top reason", overflow="ellipsis", no_wrap=True, ratio=1)
-        for alert in reversed(self.latest):
-            reasons = alert.get("reasons") or []
-            first = reasons[0] if isinstance(reasons, list) and reasons else {}
-            reason = first.get("text") or first.get("feature", "") if isinstance(first, dict) else str(first)
-            when = str(alert.get("event_time") or "").replace("T", " ").rstrip("Z")[:19]
-            table.add_row(
-                when,
-                str(alert.get("user_id", "")),
-                str(alert.get("merchant_id", "")),
-                f"{_fmt(alert.get('amount'), ',.2f')} {alert.get('currency', '')}",
-                f"[bold red]{_fmt(alert.get('score'), '.3f')}[/]",
-                f"v{alert.get('model_version', '?')}",
-                reason,
-            )
-        return table
-
-    def handle(self, alert: dict[str, Any]) -> None:
-        self.latest.append(alert)
-        self.count += 1
-        self._live.update(self._render())
-
-    def close(self) -> None:
-        self._live.stop()
-
-
-# ----------------------------------------------------------------------------- the tail
 
 
 @dataclass
@@ -580,7 +218,7 @@ class _TailRun:
         from lakehouse.platform.kafka.clients import broker_errors
 
         report = self.report
-        started = last_activity = last_probe = time.monotonic()
+        last_activity = last_probe = time.monotonic()
         joined = False
         try:
             while not report.stopped_by:
@@ -626,7 +264,8 @@ class _TailRun:
             self._commit_after_stop()
             committed = ", ".join(f"partition {p} up to {o}" for p, o in sorted(report.committed.items())) or "nothing"
             log.error(
-                "tail of %s stopped by %s after %d new alerts; committed %s; the next tail of group %s reads the rest again",
+                "tail of %s stopped by %s after %d new alerts; committed %s; "
+                "the next tail of group %s reads the rest again",
                 self.topic,
                 type(exc).__name__,
                 report.handled,
@@ -761,15 +400,3 @@ class _TailRun:
     @staticmethod
     def _describe(offsets: dict[TopicPartition, Any]) -> str:
         return ", ".join(f"partition {tp.partition} up to {om.offset}" for tp, om in sorted(offsets.items()))
-
-
-def close_outputs(outputs: Iterable[AlertOutput]) -> None:
-    """Close every output, even when one fails to (the first error is re-raised)."""
-    error: BaseException | None = None
-    for output in outputs:
-        try:
-            output.close()
-        except BaseException as exc:
-            error = error or exc
-    if error is not None:
-        raise error

@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 
-from lakehouse.alerts.tail import Deduplicator, DeliveryError, FileOutput, TailError, WebhookOutput, close_outputs, tail
+from lakehouse.alerts.dedup import Deduplicator
+from lakehouse.alerts.errors import DeliveryError, TailError
+from lakehouse.alerts.outputs import FileOutput, close_outputs
+from lakehouse.alerts.tail import tail
+from lakehouse.alerts.webhook import WebhookOutput
 from lakehouse.platform.kafka.clients import admin_client, producer
 from lakehouse.settings import Settings
 from tests.unit.test_alerts_tail import sample_alert
@@ -208,6 +212,7 @@ def test_alerts_tail_stopping_at_max_leaves_the_rest_of_the_batch_uncommitted(al
     )
 
     assert first.committed == {0: 2, 1: 0} and first.received == 2
+    assert rest.committed == {0: 5, 1: 0} and rest.received == 3
     assert read_alerts(tmp_path / "first.jsonl") == alerts[:2]
     assert read_alerts(tmp_path / "rest.jsonl") == alerts[2:]
 

@@ -13,16 +13,12 @@ from typing import Any
 
 import pytest
 
-from lakehouse.alerts.tail import (
-    Deduplicator,
-    DeliveryError,
-    FileOutput,
-    JsonLinesOutput,
-    WebhookOutput,
-    parse_alert,
-    redact_url,
-    tail,
-)
+from lakehouse.alerts.dedup import Deduplicator
+from lakehouse.alerts.errors import DeliveryError
+from lakehouse.alerts.outputs import FileOutput, JsonLinesOutput
+from lakehouse.alerts.parsing import parse_alert
+from lakehouse.alerts.tail import tail
+from lakehouse.alerts.webhook import WebhookOutput, redact_url
 from lakehouse.contract.alerts import ALERT_FIELDS, alert_id
 from lakehouse.errors import BrokerUnavailableError, ConfigError, FraudlakeError
 from tests.conftest import free_port
@@ -195,7 +191,7 @@ def test_file_output_that_cannot_open_its_file_is_a_plain_error(tmp_path) -> Non
     blocker = tmp_path / "a-file"
     blocker.write_text("")
 
-    with pytest.raises(FraudlakeError, match="cannot open the alert file .*a-file/alerts.jsonl for appending"):
+    with pytest.raises(FraudlakeError, match=r"cannot open the alert file .*a-file/alerts\.jsonl for appending"):
         FileOutput(blocker / "alerts.jsonl")
 
 
