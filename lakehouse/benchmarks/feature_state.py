@@ -83,14 +83,19 @@ def bench_state(
 ) -> list[BatchPoint]:
     """Produce the synthetic rounds to a fresh topic, then drain it through the online state
     operator one round per micro-batch (noop sink); returns one point per micro-batch."""
-    from lakehouse.benchmarks.producer import with_topic_suffix
     from lakehouse.features.online import online_state_features
+    from lakehouse.platform.isolation import isolated
     from lakehouse.platform.kafka.clients import spark_options
     from lakehouse.platform.kafka.senders import make_sender
     from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 
-    run = with_topic_suffix(settings, f"statebench{uuid.uuid4().hex[:6]}")
-    run = run.model_copy(update={"features": run.features.model_copy(update={"state_ttl_hours": ttl_seconds / 3600})})
+    run = isolated(
+        settings,
+        suffix=f"statebench{uuid.uuid4().hex[:6]}",
+        schemas=False,
+        topics=True,
+        features={"state_ttl_hours": ttl_seconds / 3600},
+    )
     ensure_topics(run.kafka)
     topic = run.kafka.topics.transactions.name
     sender = make_sender(run.kafka, run.producer)

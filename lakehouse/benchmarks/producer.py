@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 from lakehouse.benchmarks.report import Report, machine_description
+from lakehouse.platform.isolation import isolated
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.settings import Settings
@@ -31,15 +32,9 @@ class Series:
 
 
 def with_topic_suffix(settings: Settings, suffix: str) -> Settings:
-    """The same settings with every stream topic renamed ``<name>_<suffix>`` (a benchmark's own topics)."""
-    topics = settings.kafka.topics
-    renamed = topics.model_copy(
-        update={
-            name: getattr(topics, name).model_copy(update={"name": f"{getattr(topics, name).name}_{suffix}"})
-            for name in ("transactions", "users", "merchants", "alerts")
-        }
-    )
-    return settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topics": renamed})})
+    """The same settings with every stream topic renamed ``<name>_<suffix>``; kept for the tests
+    that import it from here (new code: :func:`lakehouse.platform.isolation.isolated`)."""
+    return isolated(settings, suffix=suffix, schemas=False, topics=True)
 
 
 def bench_generation(settings: Settings, start: date, count: int, repeats: int) -> Series:
@@ -61,7 +56,7 @@ def bench_producer(settings: Settings, client: str, start: date, count: int, rep
     runs = []
     producer_settings = settings.producer.model_copy(update={"client": client})
     for repeat in range(repeats):
-        run_settings = with_topic_suffix(settings, f"bench{uuid.uuid4().hex[:8]}")
+        run_settings = isolated(settings, suffix=f"bench{uuid.uuid4().hex[:8]}", schemas=False, topics=True)
         ensure_topics(run_settings.kafka)
         simulation = Simulation(settings.simulator, start, traffic_seed=2000 + repeat)
         sender = make_sender(run_settings.kafka, producer_settings)

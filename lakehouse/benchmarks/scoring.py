@@ -117,8 +117,8 @@ def bench_score(
     runs: int,
     on_progress: Callable[[str], None] = print,
 ) -> ScoreBench:
-    from lakehouse.benchmarks.producer import with_topic_suffix
-    from lakehouse.benchmarks.training import bench_world, drop_world, train_world
+    from lakehouse.benchmarks.training import bench_world, train_world
+    from lakehouse.platform.isolation import drop_schemas, updated
     from lakehouse.platform.kafka.clients import consumer
     from lakehouse.platform.kafka.senders import make_sender
     from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
@@ -127,16 +127,14 @@ def bench_score(
     from lakehouse.simulator.producer import ProduceLimits, produce
     from lakehouse.simulator.simulation import Simulation
 
-    world = bench_world(settings, folder, transactions=30_000, users=2_000, days=24, fraud_rate=0.02)
-    world = world.model_copy(
-        update={
-            "training": settings.training.model_copy(
-                update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 20})}
-            ),
-            "spark": settings.spark.model_copy(update={"checkpoint_dir": str(folder / "checkpoints")}),
-        }
+    world = bench_world(
+        settings,
+        folder,
+        topics=True,  # its own user and merchant topics too
+        checkpoint_dir=folder / "checkpoints",
+        simulator={"transactions": 30_000, "users": 2_000, "days": 24, "fraud_rate": 0.02},
+        training={"gbt": {"max_iter": 20}},
     )
-    world = with_topic_suffix(world, f"bench{uuid.uuid4().hex[:8]}")  # its own user and merchant topics too
     sim = world.simulator
     partitions = settings.kafka.topics.transactions.partitions
     score_query = settings.streaming.queries.get("score", QuerySettings())
@@ -153,18 +151,13 @@ def bench_score(
     start_day = date.today() - timedelta(days=sim.days)
 
     def run_settings(source: str, alerts: str, checkpoint: str) -> Settings:
-        topics = world.kafka.topics.model_copy(
-            update={
-                "transactions": world.kafka.topics.transactions.model_copy(update={"name": source}),
-                "alerts": world.kafka.topics.alerts.model_copy(update={"name": alerts}),
-            }
-        )
         query = score_query.model_copy(update={"checkpoint": checkpoint})
-        return world.model_copy(
-            update={
-                "kafka": world.kafka.model_copy(update={"topics": topics}),
-                "streaming": world.streaming.model_copy(update={"queries": {"score": query}}),
-            }
+        return updated(
+            world,
+            {
+                "kafka": {"topics": {"transactions": {"name": source}, "alerts": {"name": alerts}}},
+                "streaming": {"queries": {"score": query}},
+            },
         )
 
     def fresh_topics(*append_time: bool) -> list[str]:
@@ -176,10 +169,7 @@ def bench_score(
         return names
 
     def send(source: str, limits: ProduceLimits, seed: int) -> int:
-        topics = world.kafka.topics.model_copy(
-            update={"transactions": world.kafka.topics.transactions.model_copy(update={"name": source})}
-        )
-        target = world.model_copy(update={"kafka": world.kafka.model_copy(update={"topics": topics})})
+        target = updated(world, {"kafka": {"topics": {"transactions": {"name": source}}}})
         sender = make_sender(target.kafka, target.producer)
         try:
             report = produce(target, Simulation(sim, start_day, traffic_seed=seed), sender, limits, first_day=sim.days)
@@ -250,7 +240,7 @@ def bench_score(
             active.stop()
         if created:
             delete_topics(world.kafka, created)
-        drop_world(spark, world)
+        drop_schemas(spark, world)
     return bench
 
 

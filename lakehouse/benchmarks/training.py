@@ -6,7 +6,6 @@ touches the user's tables or champion."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.benchmarks.report import Report, machine_description
+from lakehouse.platform.isolation import drop_schemas, isolated
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,24 +31,10 @@ class TrainBench:
     result: TrainResult | None = None
 
 
-def bench_world(settings: Settings, folder: Path, **simulator: object) -> Settings:
-    """The settings of a benchmark's own world: its catalog schemas, registry and simulator."""
-    suffix = uuid.uuid4().hex[:8]
-    schemas = settings.lakehouse.schemas.model_copy(
-        update={"bronze": f"bench_bronze_{suffix}", "silver": f"bench_silver_{suffix}", "gold": f"bench_gold_{suffix}"}
-    )
-    return settings.model_copy(
-        update={
-            "simulator": settings.simulator.model_copy(update=simulator),
-            "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
-            "registry": settings.registry.model_copy(
-                update={
-                    "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
-                    "artifact_location": (folder / "artifacts").as_uri(),
-                }
-            ),
-        }
-    )
+def bench_world(settings: Settings, folder: Path, **changes: object) -> Settings:
+    """The settings of a benchmark's own world: its catalog schemas (``bench_<layer>_<suffix>``)
+    and its registry in ``folder``; ``changes`` as :func:`lakehouse.platform.isolation.isolated`'s."""
+    return isolated(settings, schema_prefix="bench_", registry_dir=folder, **changes)
 
 
 def train_world(
@@ -80,11 +66,6 @@ def train_world(
     return stage("train + evaluate + register", lambda: train(spark, world))
 
 
-def drop_world(spark: SparkSession, world: Settings) -> None:
-    for schema in world.lakehouse.schemas.model_dump().values():
-        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
 def bench_train(
     spark: SparkSession,
     settings: Settings,
@@ -95,7 +76,7 @@ def bench_train(
     folder: Path,
     on_progress: Callable[[str], None] = print,
 ) -> TrainBench:
-    run = bench_world(settings, folder, transactions=transactions, users=users, days=days)
+    run = bench_world(settings, folder, simulator={"transactions": transactions, "users": users, "days": days})
     bench = TrainBench(transactions, users, days)
 
     def stage(name: str, work: Callable[[], object]) -> object:
@@ -109,7 +90,7 @@ def bench_train(
     try:
         bench.result = train_world(spark, run, folder, stage)
     finally:
-        drop_world(spark, run)
+        drop_schemas(spark, run)
     return bench
 
 

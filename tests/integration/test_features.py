@@ -15,6 +15,7 @@ from lakehouse.contract.features import FEATURE_NAMES
 from lakehouse.contract.tables import table_names
 from lakehouse.features.materialize import build_features, check_features
 from lakehouse.ingest.queries import run_ingest
+from lakehouse.platform.isolation import drop_schemas
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.simulator.producer import ProduceLimits, produce
@@ -41,8 +42,7 @@ def ingested(kafka_broker, spark, tmp_path_factory):
     run_ingest(spark, settings, once=True)
     yield settings
     delete_topics(settings.kafka, [t.name for t in settings.kafka.topics.all()])
-    for schema in settings.lakehouse.schemas.model_dump().values():
-        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    drop_schemas(spark, settings)
 
 
 def test_features_offline_and_online_agree_on_days_with_late_and_out_of_order_events(ingested, spark) -> None:
@@ -92,7 +92,8 @@ def test_features_check_command_passes_then_fails_on_a_skewed_feature(ingested, 
     names = table_names(ingested)
     victim = spark.table(names.features).agg({"transaction_id": "min"}).first()[0]
     spark.sql(
-        f"UPDATE {names.features} SET user_amount_sum_7d = user_amount_sum_7d * 1.000001 + 0.01 WHERE transaction_id = '{victim}'"
+        f"UPDATE {names.features} SET user_amount_sum_7d = user_amount_sum_7d * 1.000001 + 0.01"
+        f" WHERE transaction_id = '{victim}'"
     )
     result = runner.invoke(app, ["features", "check", "--no-rebuild"])
     assert result.exit_code == 1, result.output

@@ -4,8 +4,6 @@ quarantine with their reason, counts reconcile), and features are computed for i
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from typer.testing import CliRunner
 
@@ -15,6 +13,7 @@ from lakehouse.errors import ConfigError
 from lakehouse.features.materialize import build_features
 from lakehouse.ingest.files import import_files, parse_mapping
 from lakehouse.ingest.reconcile import reconcile
+from lakehouse.platform.isolation import drop_schemas, isolated
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +37,9 @@ MAPPING = [
 
 @pytest.fixture
 def own_schemas(settings, spark):
-    suffix = uuid.uuid4().hex[:8]
-    schemas = settings.lakehouse.schemas.model_copy(
-        update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"}
-    )
-    yield settings.model_copy(update={"lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas})})
-    for schema in schemas.model_dump().values():
-        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    own = isolated(settings)
+    yield own
+    drop_schemas(spark, own)
 
 
 def test_import_csv_with_a_mapping_and_missing_optional_fields(own_schemas, spark, tmp_path) -> None:

@@ -4,16 +4,15 @@ quarantine reason for a produced set holding every kind of bad record."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
 from datetime import date
 
 import pytest
 
-from lakehouse.benchmarks.producer import with_topic_suffix
 from lakehouse.contract.tables import table_names
 from lakehouse.ingest.queries import run_ingest
 from lakehouse.ingest.reconcile import reconcile
+from lakehouse.platform import isolation
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.simulator.bad_records import ACCEPTED
@@ -25,30 +24,21 @@ pytestmark = pytest.mark.integration
 
 def isolated(settings, tmp_path, **simulator_changes):
     """The session settings with this test's own topics, catalog schemas, checkpoints, small world."""
-    suffix = uuid.uuid4().hex[:8]
-    settings = with_topic_suffix(settings, suffix)
-    sim = settings.simulator.model_copy(
-        update={
+    return isolation.isolated(
+        settings,
+        topics=True,
+        checkpoint_dir=tmp_path / "checkpoints",
+        simulator={
             "users": 300,
             "merchants": 90,
             "cities": 10,
             "days": 3,
             "transactions": 6000,
             "fraud_rate": 0.03,
-            "bad_records": settings.simulator.bad_records.model_copy(update={"late_by_hours": 3}),
+            "bad_records": {"late_by_hours": 3},
             **simulator_changes,
-        }
-    )
-    schemas = settings.lakehouse.schemas.model_copy(
-        update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"}
-    )
-    return settings.model_copy(
-        update={
-            "simulator": sim,
-            "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
-            "spark": settings.spark.model_copy(update={"checkpoint_dir": str(tmp_path / "checkpoints")}),
-            "streaming": settings.streaming.model_copy(update={"max_records_per_trigger": 1500}),
-        }
+        },
+        streaming={"max_records_per_trigger": 1500},
     )
 
 
@@ -74,8 +64,7 @@ def ingest_settings(kafka_broker, spark, tmp_path):
     ensure_topics(settings.kafka)
     yield settings
     delete_topics(settings.kafka, [t.name for t in settings.kafka.topics.all()])
-    for schema in settings.lakehouse.schemas.model_dump().values():
-        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    isolation.drop_schemas(spark, settings)
 
 
 def count(spark, table: str, where: str = "true") -> int:

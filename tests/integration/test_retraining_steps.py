@@ -4,12 +4,12 @@ fine; a scorer still on the old model fails the step."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from lakehouse.contract.tables import create_tables
+from lakehouse.platform.isolation import drop_schemas, isolated
 from lakehouse.retraining.steps import RetrainingError, Run, await_scorer
 
 pytestmark = pytest.mark.integration
@@ -17,20 +17,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def world(settings, spark, tmp_path):
-    suffix = uuid.uuid4().hex[:8]
-    schemas = settings.lakehouse.schemas.model_copy(
-        update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"}
-    )
-    own = settings.model_copy(
-        update={
-            "paths": settings.paths.model_copy(update={"data_dir": tmp_path}),
-            "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
-        }
-    )
+    own = isolated(settings, data_dir=tmp_path)
     names = create_tables(spark, own)
     yield own, names
-    for schema in schemas.model_dump().values():
-        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    drop_schemas(spark, own)
 
 
 def promoted_run(settings, at: datetime, version: int = 7) -> Run:
@@ -78,5 +68,5 @@ def test_retraining_await_scorer_fails_when_the_scorer_keeps_the_old_model(world
     settings, names = world
     promoted = datetime.now(UTC) - timedelta(seconds=30)
     score_rows(spark, names.scored, (6, promoted - timedelta(seconds=10)), (6, promoted + timedelta(seconds=5)))
-    with pytest.raises(RetrainingError, match="none with version 7 within 0.5 s"):
+    with pytest.raises(RetrainingError, match=r"none with version 7 within 0\.5 s"):
         await_scorer(spark, settings, promoted_run(settings, promoted), timeout_s=0.5, poll_s=0.1)

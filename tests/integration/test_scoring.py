@@ -27,6 +27,7 @@ from lakehouse.features.materialize import build_features
 from lakehouse.ingest.queries import run_ingest
 from lakehouse.ml import registry
 from lakehouse.ml.training import train
+from lakehouse.platform import isolation
 from lakehouse.platform.jvm import POLL_INTERVAL_S
 from lakehouse.platform.kafka.clients import consumer
 from lakehouse.platform.kafka.senders import make_sender
@@ -94,24 +95,12 @@ def world(kafka_broker, spark, tmp_path_factory):
     """24 simulated days (300 users, 4% fraud) produced to this module's topics, ingested,
     featurised and trained on: a champion with an alert budget of 20 a day."""
     folder = tmp_path_factory.mktemp("scoring")
-    settings = isolated(kafka_broker, folder, days=HISTORY_DAYS, transactions=9000, fraud_rate=0.04)
-    training = settings.training
-    settings = settings.model_copy(
-        update={
-            "streaming": settings.streaming.model_copy(update={"max_records_per_trigger": 20000, "queries": {}}),
-            "registry": settings.registry.model_copy(
-                update={
-                    "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
-                    "artifact_location": (folder / "artifacts").as_uri(),
-                }
-            ),
-            "training": training.model_copy(
-                update={
-                    "gbt": training.gbt.model_copy(update={"max_iter": 20}),
-                    "threshold": training.threshold.model_copy(update={"daily_alerts": 20}),
-                }
-            ),
-        }
+    settings = isolation.isolated(
+        isolated(kafka_broker, folder, days=HISTORY_DAYS, transactions=9000, fraud_rate=0.04),
+        schemas=False,  # already its own
+        registry_dir=folder,
+        streaming={"max_records_per_trigger": 20000, "queries": {}},
+        training={"gbt": {"max_iter": 20}, "threshold": {"daily_alerts": 20}},
     )
     ensure_topics(settings.kafka)
     history = send_day(settings, 0.04, 0, 9000, seed=5)
@@ -121,8 +110,7 @@ def world(kafka_broker, spark, tmp_path_factory):
     assert first.promotion.promoted
     yield settings.model_copy(update={"paths": settings.paths}), history
     delete_topics(settings.kafka, [t.name for t in settings.kafka.topics.all()])
-    for schema in settings.lakehouse.schemas.model_dump().values():
-        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    isolation.drop_schemas(spark, settings)
 
 
 def score_once(spark, settings) -> None:
@@ -138,7 +126,7 @@ def labels(spark, settings):
 
 
 def test_frauds_alert_with_every_field_and_legitimate_traffic_hardly_does(world, spark) -> None:
-    settings, history = world
+    settings, _ = world
     names = table_names(settings)
     champion = registry.champion_version(settings)
     threshold = float(registry.version_info(settings, champion).tags["threshold"])
@@ -304,7 +292,8 @@ def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(
                 return
             assert attempt < attempts, report
             warnings.warn(
-                f"jobs.{module} {' '.join(args)} failed (attempt {attempt}), run again as a supervisor would:\n{report}",
+                f"jobs.{module} {' '.join(args)} failed (attempt {attempt}), run again as a supervisor would:"
+                f"\n{report}",
                 stacklevel=2,
             )
 

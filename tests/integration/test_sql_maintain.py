@@ -13,6 +13,7 @@ import pytest
 from lakehouse.errors import ConfigError
 from lakehouse.operations.maintenance import maintain
 from lakehouse.operations.sql import SqlError, run_sql, write_rows
+from lakehouse.platform.isolation import isolated
 
 pytestmark = pytest.mark.integration
 
@@ -59,12 +60,8 @@ def test_sql_writes_csv_and_json_lines(spark, versioned_table, fmt) -> None:
 
 def test_maintain_compacts_and_keeps_time_travel(spark, settings, versioned_table) -> None:
     schema, table = versioned_table
-    only_this_schema = settings.lakehouse.schemas.model_copy(
-        update={"bronze": schema, "silver": f"{schema}_none", "gold": f"{schema}_none"}
-    )
-    test_settings = settings.model_copy(
-        update={"lakehouse": settings.lakehouse.model_copy(update={"schemas": only_this_schema})}
-    )
+    only_this_schema = {"bronze": schema, "silver": f"{schema}_none", "gold": f"{schema}_none"}
+    test_settings = isolated(settings, schemas=False, lakehouse={"schemas": only_this_schema})
 
     [result] = maintain(spark, test_settings)
 

@@ -11,6 +11,7 @@ import pytest
 
 from lakehouse.ingest.queries import run_ingest
 from lakehouse.operations.stream_status import HEALTHY, NOT_STARTED, STALE, stream_status
+from lakehouse.platform.isolation import drop_schemas
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.simulator.producer import ProduceLimits, produce
@@ -27,8 +28,7 @@ def status_settings(kafka_broker, spark, tmp_path):
     ensure_topics(settings.kafka)
     yield settings
     delete_topics(settings.kafka, [t.name for t in settings.kafka.topics.all()])
-    for schema in settings.lakehouse.schemas.model_dump().values():
-        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    drop_schemas(spark, settings)
 
 
 def by_query(report) -> dict:

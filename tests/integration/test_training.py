@@ -6,7 +6,6 @@ champion, and a corrupt model folder never becomes champion."""
 from __future__ import annotations
 
 import shutil
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from lakehouse.ingest.files import import_files
 from lakehouse.ml import registry
 from lakehouse.ml.pipeline import split_frames, time_split, with_label
 from lakehouse.ml.training import decide_promotion, train
+from lakehouse.platform.isolation import drop_schemas, isolated
 from lakehouse.simulator.files import write_offline_batch
 from lakehouse.simulator.simulation import Simulation
 
@@ -29,30 +29,14 @@ def trained_world(settings, spark, tmp_path_factory):
     """24 simulated days (300 users, 4% fraud) imported from the simulator's Parquet files, with
     features built; this module's own schemas and registry."""
     folder = tmp_path_factory.mktemp("training")
-    suffix = uuid.uuid4().hex[:8]
-    sim = settings.simulator.model_copy(
-        update={"users": 300, "merchants": 90, "cities": 10, "days": 24, "transactions": 9000, "fraud_rate": 0.04}
-    )
-    schemas = settings.lakehouse.schemas.model_copy(
-        update={"bronze": f"bronze_{suffix}", "silver": f"silver_{suffix}", "gold": f"gold_{suffix}"}
-    )
-    world = settings.model_copy(
-        update={
-            "simulator": sim,
-            "lakehouse": settings.lakehouse.model_copy(update={"schemas": schemas}),
-            "registry": settings.registry.model_copy(
-                update={
-                    "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
-                    "artifact_location": (folder / "artifacts").as_uri(),
-                }
-            ),
-            "training": settings.training.model_copy(
-                update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 20})}
-            ),
-        }
+    world = isolated(
+        settings,
+        registry_dir=folder,
+        simulator={"users": 300, "merchants": 90, "cities": 10, "days": 24, "transactions": 9000, "fraud_rate": 0.04},
+        training={"gbt": {"max_iter": 20}},
     )
     batch = folder / "batch"
-    manifest = write_offline_batch(Simulation(sim, date(2026, 9, 1)), batch)
+    manifest = write_offline_batch(Simulation(world.simulator, date(2026, 9, 1)), batch)
     reports = import_files(
         spark,
         world,
@@ -65,8 +49,7 @@ def trained_world(settings, spark, tmp_path_factory):
     assert next(r for r in reports if r.stream == "transactions").accepted == manifest["transactions"]
     build_features(spark, world)
     yield world
-    for schema in schemas.model_dump().values():
-        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    drop_schemas(spark, world)
 
 
 def test_model_beats_both_baselines_and_becomes_the_first_champion(trained_world, spark) -> None:
