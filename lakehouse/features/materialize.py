@@ -121,17 +121,10 @@ def run_online_features(spark: SparkSession, settings: Settings, target: str) ->
     """Drain ``transaction_stream`` from the earliest offset through the online path into
     ``target`` (replaced); returns the count of rows per status."""
     from lakehouse.features.online import DimensionTables, enrich_batch, online_state_features
-    from lakehouse.platform.kafka.clients import spark_options
+    from lakehouse.platform.kafka.clients import kafka_stream
 
     spark.sql(f"DROP TABLE IF EXISTS {target}")
-    kafka = (
-        spark.readStream.format("kafka")
-        .options(**spark_options(settings.kafka))
-        .option("subscribe", settings.kafka.topics.transactions.name)
-        .option("startingOffsets", "earliest")
-        .option("failOnDataLoss", "true")
-        .load()
-    )
+    kafka = kafka_stream(spark, settings.kafka, settings.kafka.topics.transactions.name)
     statuses: dict[str, int] = {}
     tables = DimensionTables(spark, settings)
     checkpoint = f"{settings.checkpoint_dir}/feature_check/{uuid.uuid4().hex}"

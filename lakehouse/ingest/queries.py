@@ -36,7 +36,7 @@ from lakehouse.ingest.transforms import (
     parse_records,
     with_source,
 )
-from lakehouse.platform.kafka.clients import spark_options
+from lakehouse.platform.kafka.clients import kafka_stream
 from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
 from lakehouse.settings import Settings
 
@@ -54,17 +54,7 @@ def start_bronze(
 ) -> StreamingQuery:
     topic = getattr(settings.kafka.topics, stream).name
     plan = query_plan(settings, ingest_query_name("bronze", stream), once=once)
-    source = (
-        spark.readStream.format("kafka")
-        .options(**spark_options(settings.kafka))
-        .option("subscribe", topic)
-        .option("startingOffsets", "earliest")
-        .option("maxOffsetsPerTrigger", plan.max_records)
-        # A gap in the topic (records deleted by retention before we read them) stops the query
-        # loudly instead of skipping data.
-        .option("failOnDataLoss", "true")
-        .load()
-    )
+    source = kafka_stream(spark, settings.kafka, topic, max_records=plan.max_records)
     writer = bronze_records(source).writeStream.format("delta").outputMode("append")
     return start_query(writer, plan, lambda w: w.toTable(names.bronze(stream)))
 

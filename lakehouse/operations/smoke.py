@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakehouse.errors import FraudlakeError
-from lakehouse.platform.kafka.clients import broker_errors, consumer, producer, spark_options
+from lakehouse.platform.kafka.clients import broker_errors, consumer, kafka_batch, producer
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
+from lakehouse.platform.waits import wait_until
 from lakehouse.settings import KafkaSettings, Settings, TopicSettings
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -77,30 +77,27 @@ def consume_json(kafka: KafkaSettings, topic: str, expected: int, timeout_s: flo
     """Read ``expected`` JSON records from the start of ``topic``, or fail clearly at the deadline."""
     client = consumer(kafka, topic, group_id=f"fraudlake-smoke-{uuid.uuid4().hex[:8]}", consumer_timeout_ms=1000)
     received: list[dict] = []
-    deadline = time.monotonic() + timeout_s
+
+    def received_all() -> bool:
+        for batch in client.poll(timeout_ms=500).values():  # the poll itself waits for records
+            received.extend(json.loads(message.value) for message in batch)
+        return len(received) >= expected
+
     try:
         with broker_errors(kafka):
-            while len(received) < expected:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"consumed {len(received)} of {expected} records from {topic} in {timeout_s:g}s")
-                for batch in client.poll(timeout_ms=500).values():
-                    received.extend(json.loads(message.value) for message in batch)
+            wait_until(
+                received_all,
+                timeout_s=timeout_s,
+                what=f"{expected} records on {topic}",
+                poll_s=0,
+                on_timeout=lambda: TimeoutError(
+                    f"consumed {len(received)} of {expected} records from {topic} in {timeout_s:g}s"
+                ),
+            )
             client.commit()
     finally:
         client.close()
     return received
-
-
-def kafka_batch(spark: SparkSession, kafka: KafkaSettings, topic: str) -> DataFrame:
-    """A batch read of a whole topic with Spark's Kafka source (earliest to latest offsets)."""
-    return (
-        spark.read.format("kafka")
-        .options(**spark_options(kafka))
-        .option("subscribe", topic)
-        .option("startingOffsets", "earliest")
-        .option("endingOffsets", "latest")
-        .load()
-    )
 
 
 def run_smoke(

@@ -7,12 +7,12 @@ and the spark-sql shell all share it at once.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.errors import PlatformError
-from lakehouse.platform.jvm import POLL_INTERVAL_S, JvmService, alive, jar_classpath, java_executable, port_open
+from lakehouse.platform.jvm import JvmService, alive, jar_classpath, java_executable, port_open
+from lakehouse.platform.waits import wait_until
 from lakehouse.settings import Settings
 
 MAIN_CLASS = "org.apache.derby.drda.NetworkServerControl"
@@ -72,16 +72,21 @@ class LocalCatalogServer:
             pid, started = self.service.launch(command), True
         else:
             started = False
-        deadline = time.monotonic() + self.config.start_timeout_s
-        while not port_open(self.config.host, self.config.port):
+
+        def still_alive() -> None:
             if not alive(pid):
                 self.service.pid_file.unlink(missing_ok=True)
                 raise PlatformError(f"the catalog server exited during start-up:\n{self.service.log_tail()}")
-            if time.monotonic() > deadline:
-                raise PlatformError(
-                    f"the catalog server did not listen on {self.address} within {self.config.start_timeout_s:g}s"
-                )
-            time.sleep(POLL_INTERVAL_S)
+
+        wait_until(
+            lambda: port_open(self.config.host, self.config.port),
+            timeout_s=self.config.start_timeout_s,
+            what=f"the catalog server listening on {self.address}",
+            check=still_alive,
+            on_timeout=lambda: PlatformError(
+                f"the catalog server did not listen on {self.address} within {self.config.start_timeout_s:g}s"
+            ),
+        )
         return CatalogStatus(True, pid, self.address, self.folder), started
 
     def down(self) -> bool:

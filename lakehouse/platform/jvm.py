@@ -4,20 +4,22 @@ one log folder, start detached, stop with SIGTERM then SIGKILL after a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from lakehouse.errors import PlatformError
+from lakehouse.platform.waits import wait_until
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL_S = 0.25
+#: After SIGKILL, how long to wait for the process to be gone.
+KILL_TIMEOUT_S = 10
 
 
 def java_executable() -> str:
@@ -109,16 +111,13 @@ class JvmService:
         if pid is None:
             return False
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout_s
-        while alive(pid):
-            if time.monotonic() > deadline:
-                log.warning("%s pid %d did not stop within %ss; killing it", self.name, pid, self.stop_timeout_s)
-                os.kill(pid, signal.SIGKILL)
-                kill_deadline = time.monotonic() + 10
-                while alive(pid) and time.monotonic() < kill_deadline:
-                    time.sleep(POLL_INTERVAL_S)
-                break
-            time.sleep(POLL_INTERVAL_S)
+        try:
+            wait_until(lambda: not alive(pid), timeout_s=self.stop_timeout_s, what=f"{self.name} stopping")
+        except TimeoutError:
+            log.warning("%s pid %d did not stop within %ss; killing it", self.name, pid, self.stop_timeout_s)
+            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                wait_until(lambda: not alive(pid), timeout_s=KILL_TIMEOUT_S, what=f"{self.name} killed")
         self.pid_file.unlink(missing_ok=True)
         return True
 

@@ -11,19 +11,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from datetime import date
 
 import pytest
 
 from lakehouse.benchmarks.producer import with_topic_suffix
-from lakehouse.platform.jvm import POLL_INTERVAL_S
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
+from lakehouse.platform.waits import wait_until
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
 from tests.conftest import PROJECT_DIR
+from tests.helpers import still_running
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +33,6 @@ def delta_count(spark, path) -> int:
         return spark.read.format("delta").load(str(path)).count()
     except Exception:
         return 0
-
-
-def wait_for(condition, timeout_s: float, what: str, process: subprocess.Popen) -> None:
-    """Poll ``condition`` until it holds; fail clearly at the deadline or if the job dies first."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"ingest job exited early ({process.returncode}) while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not seen within {timeout_s:g}s")
-        time.sleep(POLL_INTERVAL_S)
 
 
 def test_ingest_killed_mid_stream_restarts_without_loss_or_duplicates(kafka_broker, spark, tmp_path, cli_env) -> None:
@@ -89,15 +78,16 @@ def test_ingest_killed_mid_stream_restarts_without_loss_or_duplicates(kafka_brok
     job = subprocess.Popen(
         command, env=env, cwd=PROJECT_DIR, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    alive = still_running(job, "the ingest job")
     try:
-        wait_for(lambda: delta_count(spark, silver) > 0, 240, "first silver rows", job)
+        wait_until(lambda: delta_count(spark, silver) > 0, timeout_s=240, what="first silver rows", check=alive)
         second = produce(settings, simulation, sender, ProduceLimits(count=1000), first_day=first.next_day)
         sender.close()
-        wait_for(
+        wait_until(
             lambda: delta_count(spark, bronze) > first.transactions + len(drifted),
-            120,
-            "bronze rows of the second run",
-            job,
+            timeout_s=120,
+            what="bronze rows of the second run",
+            check=alive,
         )
         os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, mid-stream
         job.wait(timeout=60)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from lakehouse.operations.smoke import consume_json, kafka_batch, probe_records, produce_json
+from lakehouse.operations.smoke import consume_json, probe_records, produce_json
+from lakehouse.platform.kafka.clients import kafka_batch
 
 pytestmark = pytest.mark.integration
 

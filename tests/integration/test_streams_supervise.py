@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 
 import pytest
 
-from lakehouse.platform.jvm import POLL_INTERVAL_S
 from lakehouse.platform.streaming import supervise
+from lakehouse.platform.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +22,6 @@ def rate_query(spark, checkpoint, on_batch=None):
     return writer.option("checkpointLocation", str(checkpoint)).trigger(processingTime="200 milliseconds").start()
 
 
-def wait_for(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not seen within {timeout_s:g}s")
-        time.sleep(POLL_INTERVAL_S)
-
-
 def test_supervise_stops_every_query_cleanly_on_sigterm(spark, tmp_path) -> None:
     queries = [rate_query(spark, tmp_path / name) for name in ("a", "b")]
     original = signal.getsignal(signal.SIGTERM)
@@ -38,10 +29,10 @@ def test_supervise_stops_every_query_cleanly_on_sigterm(spark, tmp_path) -> None
 
     def terminate_once_running() -> None:
         # Only once supervise listens (its handler in place) and both queries committed a batch.
-        wait_for(
+        wait_until(
             lambda: signal.getsignal(signal.SIGTERM) is not original and all(q.lastProgress for q in queries),
-            60,
-            "running queries",
+            timeout_s=60,
+            what="running queries",
         )
         os.kill(os.getpid(), signal.SIGTERM)
         sent.set()

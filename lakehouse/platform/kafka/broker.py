@@ -11,14 +11,14 @@ from __future__ import annotations
 import base64
 import logging
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.errors import BrokerUnavailableError, PlatformError
-from lakehouse.platform.jvm import POLL_INTERVAL_S, JvmService, alive, jar_classpath, java_executable, port_open
+from lakehouse.platform.jvm import JvmService, alive, jar_classpath, java_executable, port_open
 from lakehouse.platform.kafka.topics import list_topics
+from lakehouse.platform.waits import wait_until
 from lakehouse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -162,24 +162,32 @@ class LocalBroker:
         log.info("formatted Kafka storage in %s (cluster id %s)", self.log_dirs, cluster_id)
 
     def _wait_ready(self, pid: int) -> BrokerStatus:
-        deadline = time.monotonic() + self.config.start_timeout_s
         probe = self._probe_settings(timeout_s=1.0)
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
+        last_error: list[Exception] = []
+
+        def still_alive() -> None:
             if not alive(pid):
                 self.service.pid_file.unlink(missing_ok=True)
                 raise PlatformError(
                     f"the Kafka broker exited during start-up; see {self.logs}:\n{self.service.log_tail()}"
                 )
+
+        def answering() -> BrokerStatus | None:
             try:
-                topics = list_topics(probe)
-                return BrokerStatus(True, pid, self.address, topics, self.home)
+                return BrokerStatus(True, pid, self.address, list_topics(probe), self.home)
             except BrokerUnavailableError as exc:
-                last_error = exc
-            time.sleep(POLL_INTERVAL_S)
-        raise PlatformError(
-            f"the Kafka broker (pid {pid}) did not answer metadata requests at {self.address} within "
-            f"{self.config.start_timeout_s:g}s ({last_error}); see {self.logs}"
+                last_error[:] = [exc]
+                return None
+
+        return wait_until(
+            answering,
+            timeout_s=self.config.start_timeout_s,
+            what=f"the Kafka broker answering at {self.address}",
+            check=still_alive,
+            on_timeout=lambda: PlatformError(
+                f"the Kafka broker (pid {pid}) did not answer metadata requests at {self.address} within "
+                f"{self.config.start_timeout_s:g}s ({last_error[0] if last_error else None}); see {self.logs}"
+            ),
         )
 
     def _probe_settings(self, timeout_s: float):

@@ -1,5 +1,5 @@
-"""The one Kafka client factory: producers, consumers, admin clients and Spark source options,
-all built from :class:`~lakehouse.settings.KafkaSettings`.
+"""The one Kafka client factory: producers, consumers, admin clients, Spark's Kafka source and its
+options, all built from :class:`~lakehouse.settings.KafkaSettings`.
 
 A broker that does not answer becomes :class:`~lakehouse.errors.BrokerUnavailableError` with a
 message that says where we looked and what to do, instead of a client stack trace.
@@ -10,13 +10,16 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from lakehouse.errors import BrokerUnavailableError
 from lakehouse.settings import KafkaSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +101,40 @@ def spark_options(kafka: KafkaSettings) -> dict[str, str]:
         options["kafka.sasl.mechanism"] = kafka.sasl_mechanism
         options["kafka.sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
     return options
+
+
+def kafka_stream(
+    spark: SparkSession,
+    kafka: KafkaSettings,
+    topic: str,
+    *,
+    max_records: int | None = None,
+    starting_offsets: str = "earliest",
+) -> DataFrame:
+    """Spark's Kafka streaming source on ``topic``: the one place every streaming job sets it up.
+
+    A gap in the topic (records deleted by retention before they were read) stops the query loudly
+    (``failOnDataLoss``) instead of skipping data; ``max_records`` bounds a micro-batch.
+    """
+    reader = (
+        spark.readStream.format("kafka")
+        .options(**spark_options(kafka))
+        .option("subscribe", topic)
+        .option("startingOffsets", starting_offsets)
+        .option("failOnDataLoss", "true")
+    )
+    if max_records is not None:
+        reader = reader.option("maxOffsetsPerTrigger", max_records)
+    return reader.load()
+
+
+def kafka_batch(spark: SparkSession, kafka: KafkaSettings, topic: str) -> DataFrame:
+    """A batch read of a whole topic with Spark's Kafka source (earliest to latest offsets)."""
+    return (
+        spark.read.format("kafka")
+        .options(**spark_options(kafka))
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .option("endingOffsets", "latest")
+        .load()
+    )
