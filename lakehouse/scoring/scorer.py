@@ -31,7 +31,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.alerts import ALERT_FIELDS, ALERT_ID_HEX, ALERT_ID_PREFIX
@@ -170,7 +170,8 @@ def alert_records(scored_rows: DataFrame) -> DataFrame:
 @dataclass(frozen=True)
 class BatchTimings:
     """Where one micro-batch's time went (seconds): Kafka read, online state, table features,
-    model and reasons (``features_s``); appending the alerts; the Delta commit."""
+    model and reasons (``features_s``); appending the alerts; the Delta commit. Logged for every
+    batch and handed to the scorer's ``on_batch`` hook."""
 
     batch_id: int
     rows: int
@@ -189,13 +190,11 @@ class ScoreBatch:
         champion: Champion,
         checkpoint: str,
         *,
-        threshold: float | None = None,
         on_batch: Callable[[BatchTimings], None] | None = None,
     ) -> None:
         from lakehouse.features.online import DimensionTables
         from lakehouse.platform.kafka.clients import spark_options
 
-        self.threshold = threshold  # replaces the model's (the benchmark alerts on everything)
         self.on_batch = on_batch
         self.settings = settings
         self.champion = champion
@@ -235,8 +234,6 @@ class ScoreBatch:
                 self.publish(stored)
                 return
         model = self.champion.get()
-        if self.threshold is not None:
-            model = replace(model, threshold=self.threshold)
         began = time.perf_counter()
         rows = score_rows(
             enrich_batch(state_rows, self.settings, self.dimensions),
@@ -287,11 +284,13 @@ def start_scorer(
     *,
     once: bool = False,
     starting_offsets: str = "earliest",
-    threshold: float | None = None,
     on_batch: Callable[[BatchTimings], None] | None = None,
 ) -> StreamingQuery:
-    """Start the scoring query (after loading the champion: no champion, no start). ``threshold``
-    replaces the models' own and ``on_batch`` receives each batch's timings (benchmarks)."""
+    """Start the scoring query (after loading the champion: no champion, no start).
+
+    ``on_batch`` is an observability hook: it receives each scored micro-batch's
+    :class:`BatchTimings` after its Delta commit, in the driver (to export metrics, show progress,
+    or collect a benchmark's figures). It must be quick: the next batch waits for it."""
     from lakehouse.features.online import online_state_features
     from lakehouse.platform.kafka.clients import spark_options
     from lakehouse.platform.streaming import query_plan, start_query
@@ -310,6 +309,6 @@ def start_scorer(
         .load()
     )
     writer = online_state_features(kafka, settings).writeStream.foreachBatch(
-        ScoreBatch(spark, settings, champion, plan.checkpoint, threshold=threshold, on_batch=on_batch)
+        ScoreBatch(spark, settings, champion, plan.checkpoint, on_batch=on_batch)
     )
     return start_query(writer, plan, lambda w: w.start())
