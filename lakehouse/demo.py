@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -33,6 +32,7 @@ from rich.console import Console
 from lakehouse.contract.alerts import created_ms
 from lakehouse.errors import FraudlakeError
 from lakehouse.operations.stream_status import checkpoint_offsets, end_offsets, kafka_lag, local_path
+from lakehouse.platform.jobs import run_job, start_job
 from lakehouse.platform.measure import percentile
 from lakehouse.settings import Settings
 
@@ -71,27 +71,20 @@ class Jobs:
         self.logs = settings.paths.data_dir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
 
-    def command(self, module: str, *args: str) -> list[str]:
-        return [sys.executable, "-m", f"jobs.{module}", "--env", self.settings.env, *args]
-
     def run(self, title: str, module: str, *args: str) -> None:
         """Run a job to completion (its output goes to its log)."""
         self.console.print(f"[bold]{title}[/bold] …")
         log = self.logs / f"demo-{module}.log"
         began = time.monotonic()
         with log.open("w") as out:
-            code = subprocess.call(
-                self.command(module, *args), cwd=self.settings.project_dir, stdout=out, stderr=subprocess.STDOUT
-            )
+            code = run_job(self.settings, module, *args, stdout=out, stderr=subprocess.STDOUT)
         if code != 0:
             raise DemoError(f"{title} failed (exit {code}); see {log}")
         self.console.print(f"  done in {time.monotonic() - began:,.0f} s")
 
     def start(self, name: str, module: str, *args: str) -> subprocess.Popen:
         log = (self.logs / f"demo-{name}.log").open("w")
-        process = subprocess.Popen(
-            self.command(module, *args), cwd=self.settings.project_dir, stdout=log, stderr=subprocess.STDOUT
-        )
+        process = start_job(self.settings, module, *args, stdout=log, stderr=subprocess.STDOUT)
         self.running[name] = process
         self.console.print(f"started {name} (pid {process.pid}, log {log.name} in {self.logs})")
         return process
