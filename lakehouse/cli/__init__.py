@@ -1,5 +1,6 @@
-"""The ``fraudlake`` command line: one Typer app with a sub-app per command group."""
+"""The ``fraudlake`` command line: one Typer app (:mod:`lakehouse.cli.root`) assembled from a
+sub-app per command group (the other modules of this package)."""
 
-from lakehouse.cli.app import app, main
+from lakehouse.cli.root import app, main
 
 __all__ = ["app", "main"]

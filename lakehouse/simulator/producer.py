@@ -54,6 +54,14 @@ class ProduceReport:
         return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
+def progress_line(report: ProduceReport) -> str:
+    """One line on a run so far (or at its end): sent, rate, delivered, retried, failed, elapsed."""
+    return (
+        f"sent {report.sent:,} · {report.rate:,.0f}/s · delivered {report.delivered:,} · "
+        f"retried {report.retried:,} · failed {report.failed:,} · {report.elapsed_s:,.1f}s"
+    )
+
+
 @dataclass(frozen=True)
 class ProduceLimits:
     count: int | None = None  # clean transactions to send

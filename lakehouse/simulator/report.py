@@ -293,6 +293,11 @@ def write_report(path: Path, sim: Simulation, batch: TxBatch) -> pd.DataFrame:
     return stats
 
 
+def write_simulation_report(path: Path, sim: Simulation) -> pd.DataFrame:
+    """:func:`write_report` on the simulation's whole offline batch (simulated again, day by day)."""
+    return write_report(path, sim, TxBatch.concat([batch for _, batch in sim.offline_batch()]))
+
+
 def _meta_line(meta: dict) -> str:
     parts = []
     if "seed" in meta:

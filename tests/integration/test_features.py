@@ -10,7 +10,7 @@ from datetime import date
 import pytest
 from typer.testing import CliRunner
 
-from lakehouse.cli.app import app
+from lakehouse.cli import app
 from lakehouse.contract.features import FEATURE_NAMES
 from lakehouse.contract.tables import table_names
 from lakehouse.features.materialize import build_features, check_features

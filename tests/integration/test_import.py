@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from lakehouse.cli.app import app
+from lakehouse.cli import app
 from lakehouse.contract.tables import table_names
 from lakehouse.errors import ConfigError
 from lakehouse.features.materialize import build_features

@@ -1,0 +1,152 @@
+"""Benchmarks that write their figures to docs/benchmarks/: ``fraudlake bench produce|state|train|score``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lakehouse.cli.common import console, settings_of, spark_session
+
+app = typer.Typer()
+bench_app = typer.Typer(help="Benchmarks that write their figures to docs/benchmarks/.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("produce")
+def bench_produce(
+    ctx: typer.Context,
+    count: Annotated[int, typer.Option(help="Transactions per run.")] = 200_000,
+    repeats: Annotated[int, typer.Option(help="Runs per client (the median is reported).")] = 3,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/producer.md.")] = None,
+) -> None:
+    """Producer throughput into the real broker, both Kafka clients, written to docs/.
+
+    Needs the broker (`fraudlake kafka up`). Example: fraudlake bench produce --count 200000 --repeats 3
+    """
+    from lakehouse.benchmarks.producer import bench_generation, bench_producer, write_producer_report
+    from lakehouse.platform.kafka.topics import list_topics
+    from lakehouse.simulator.simulation import default_start
+
+    settings = settings_of(ctx)
+    list_topics(settings.kafka)  # fail plainly now if the broker is down
+    start = default_start(settings.simulator, datetime.now(UTC).date())
+    series = [bench_generation(settings, start, count, repeats)]
+    for client in ("confluent", "kafka-python"):
+        console.print(f"benchmarking {client} ...")
+        series.append(bench_producer(settings, client, start, count, repeats))
+    path = output or settings.project_dir / "docs" / "benchmarks" / "producer.md"
+    console.print(write_producer_report(path, series, count, target=20_000))
+    console.print(f"written to {path}")
+
+
+@bench_app.command("state")
+def bench_state_command(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option(help="Distinct users streamed (each pays twice).")] = 1_000_000,
+    per_round: Annotated[int, typer.Option(help="New users per round (one round per micro-batch).")] = 20_000,
+    ttl_seconds: Annotated[float, typer.Option(help="User state TTL for the run (compressed clock).")] = 60.0,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/feature-state.md.")] = None,
+) -> None:
+    """Online feature state size and micro-batch duration as distinct users grow, written to docs/.
+
+    Needs the broker (`fraudlake kafka up`). Example: fraudlake bench state --users 1000000 --per-round 20000
+    """
+    from lakehouse.benchmarks.feature_state import bench_state, write_state_report
+    from lakehouse.benchmarks.producer import machine_description
+    from lakehouse.platform.kafka.topics import list_topics
+
+    settings = settings_of(ctx)
+    list_topics(settings.kafka)  # fail plainly now if the broker is down
+    points = bench_state(
+        spark_session(ctx, "fraudlake-bench-state"),
+        settings,
+        users=users,
+        per_round=per_round,
+        ttl_seconds=ttl_seconds,
+        on_progress=console.print,
+    )
+    path = output or settings.project_dir / "docs" / "benchmarks" / "feature-state.md"
+    console.print(
+        write_state_report(
+            path, points, users=users, per_round=per_round, ttl_seconds=ttl_seconds, machine=machine_description()
+        )
+    )
+    console.print(f"written to {path}")
+
+
+@bench_app.command("train")
+def bench_train_command(
+    ctx: typer.Context,
+    transactions: Annotated[int, typer.Option(help="Simulated transactions.")] = 1_000_000,
+    users: Annotated[int, typer.Option(help="Simulated users.")] = 20_000,
+    days: Annotated[int, typer.Option(help="Simulated days (training + gap + validation).")] = 45,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/training.md.")] = None,
+) -> None:
+    """Time the offline path (simulate → import → features → train) and compare the model with the
+    baselines, in its own schemas and registry; written to docs/.
+
+    Example: fraudlake bench train --transactions 1000000
+    """
+    import tempfile
+
+    from lakehouse.benchmarks.producer import machine_description
+    from lakehouse.benchmarks.training import bench_train, write_train_report
+
+    settings = settings_of(ctx)
+    with tempfile.TemporaryDirectory(prefix="fraudlake-bench-train-") as folder:
+        bench = bench_train(
+            spark_session(ctx, "fraudlake-bench-train"),
+            settings,
+            transactions=transactions,
+            users=users,
+            days=days,
+            folder=Path(folder),
+            on_progress=console.print,
+        )
+    path = output or settings.project_dir / "docs" / "benchmarks" / "training.md"
+    console.print(write_train_report(path, bench, machine_description(), settings))
+    console.print(f"written to {path}")
+
+
+@bench_app.command("score")
+def bench_score_command(
+    ctx: typer.Context,
+    rate: Annotated[
+        list[float] | None, typer.Option(help="Transactions/s of a latency run, repeatable. Default: 50 and 200.")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="Seconds per latency run.")] = 60.0,
+    preload: Annotated[int, typer.Option(help="Transactions drained for the throughput figure.")] = 50_000,
+    runs: Annotated[int, typer.Option(help="Throughput runs per pipeline (the median is reported).")] = 3,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/scoring.md.")] = None,
+) -> None:
+    """The scorer's sustainable throughput and end-to-end alert latency (p50/p95/p99 at fixed
+    rates) next to a minimal Spark Kafka → Kafka pass-through on the same records; written to docs/.
+
+    Needs the broker (`fraudlake kafka up`). Example: fraudlake bench score --rate 100 --rate 500 --duration 60
+    """
+    import tempfile
+
+    from lakehouse.benchmarks.producer import machine_description
+    from lakehouse.benchmarks.scoring import bench_score, write_score_report
+    from lakehouse.platform.kafka.topics import list_topics
+
+    settings = settings_of(ctx)
+    list_topics(settings.kafka)  # fail plainly now if the broker is down
+    rates = rate or [50.0, 200.0]
+    with tempfile.TemporaryDirectory(prefix="fraudlake-bench-score-") as folder:
+        bench = bench_score(
+            spark_session(ctx, "fraudlake-bench-score"),
+            settings,
+            folder=Path(folder),
+            rates=rates,
+            duration_s=duration,
+            preload=preload,
+            runs=runs,
+            on_progress=console.print,
+        )
+    path = output or settings.project_dir / "docs" / "benchmarks" / "scoring.md"
+    console.print(write_score_report(path, bench, machine_description(), settings, duration_s=duration))
+    console.print(f"written to {path}")
