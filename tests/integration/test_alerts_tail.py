@@ -164,7 +164,7 @@ def test_alerts_tail_failed_delivery_is_not_committed_and_read_again(alerts_sett
     group = f"tail-{uuid.uuid4().hex[:8]}"
     state = tmp_path / "ids.txt"
     server = ScriptedServer([200, 503])  # the first alert goes through, then the webhook is down
-    failing = [FileOutput(tmp_path / "before-failure.jsonl"), WebhookOutput(server.url(), retries=2, backoff_s=0.001)]
+    failing = [FileOutput(tmp_path / "before-failure.jsonl"), WebhookOutput(server.url(), retries=2, backoff_s=0)]
     try:
         with pytest.raises(DeliveryError, match="after 2 attempt"):
             tail(
