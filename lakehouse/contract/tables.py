@@ -246,12 +246,3 @@ def create_gold_tables(spark: SparkSession, names: TableNames, properties: dict[
     spark.sql(_ddl(names.merchant_daily, MERCHANT_DAILY_COLUMNS, properties=properties))
     spark.sql(_ddl(names.scored, SCORED_COLUMNS, partitioned_by="event_date", properties=properties))
     spark.sql(_ddl(names.retraining_runs, RETRAINING_COLUMNS, properties=properties))
-
-
-def latest_version(spark: SparkSession, name: str) -> int:
-    """The table's current Delta version (what a job pins to read one consistent snapshot)."""
-    return int(spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").first().version)
-
-
-def table_location(spark: SparkSession, name: str) -> str:
-    return spark.sql(f"DESCRIBE DETAIL {name}").first().location

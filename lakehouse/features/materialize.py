@@ -20,8 +20,9 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.features import CATEGORICAL_FEATURES, FEATURE_NAMES, HISTORY_S
-from lakehouse.contract.tables import create_tables, latest_version, table_names
+from lakehouse.contract.tables import create_tables, table_names
 from lakehouse.features.offline import merchant_daily_stats, transaction_features
+from lakehouse.platform.delta import latest_version, read_pinned
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,9 +45,8 @@ def build_features(spark: SparkSession, settings: Settings, *, since: date | Non
     from pyspark.sql import functions as F
 
     names = create_tables(spark, settings)
-    silver_version = latest_version(spark, names.silver("transactions"))
     # Pin one silver version for the whole job, so the counts below reconcile exactly.
-    silver = spark.read.format("delta").option("versionAsOf", silver_version).table(names.silver("transactions"))
+    silver, silver_version = read_pinned(spark, names.silver("transactions"))
     merchant_daily_stats(silver).write.format("delta").mode("overwrite").saveAsTable(names.merchant_daily)
 
     source = silver

@@ -166,7 +166,8 @@ class DimensionTables:
     makes no catalog round trip) as each one is at the time of the batch."""
 
     def __init__(self, spark: SparkSession, settings: Settings) -> None:
-        from lakehouse.contract.tables import table_location, table_names
+        from lakehouse.contract.tables import table_names
+        from lakehouse.platform.delta import table_location
 
         names = table_names(settings)
         self.spark = spark

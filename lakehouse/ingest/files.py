@@ -114,8 +114,9 @@ def import_stream(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from lakehouse.contract.tables import create_tables, table_location
+    from lakehouse.contract.tables import create_tables
     from lakehouse.ingest.queries import SilverBatch
+    from lakehouse.platform.delta import table_location
 
     records = as_contract_json(
         rows, stream, mapping, currency=currency, source=f"{name} ({stream})"

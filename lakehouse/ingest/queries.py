@@ -26,7 +26,6 @@ from lakehouse.contract.tables import (
     TableNames,
     create_tables,
     silver_columns,
-    table_location,
 )
 from lakehouse.ingest.transforms import (
     bronze_records,
@@ -36,6 +35,7 @@ from lakehouse.ingest.transforms import (
     parse_records,
     with_source,
 )
+from lakehouse.platform.delta import append_once, table_location
 from lakehouse.platform.kafka.clients import kafka_stream
 from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
 from lakehouse.settings import Settings
@@ -108,14 +108,8 @@ class SilverBatch:
             parsed.unpersist()
 
     def _append(self, table: str, rows: DataFrame, batch_id: int) -> None:
-        # txnAppId/txnVersion: a batch replayed after a crash is skipped by Delta, table by table.
-        (
-            rows.write.format("delta")
-            .mode("append")
-            .option("txnAppId", f"{self.query}->{table}")
-            .option("txnVersion", batch_id)
-            .save(self.paths[table])
-        )
+        # A batch replayed after a crash is skipped by Delta, table by table.
+        append_once(rows, self.paths[table], app_id=f"{self.query}->{table}", batch_id=batch_id)
 
     def _late_and_duplicates(self, valid: DataFrame, batch_id: int) -> DataFrame:
         from pyspark.sql import functions as F

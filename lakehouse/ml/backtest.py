@@ -17,6 +17,7 @@ from lakehouse.contract.tables import table_names
 from lakehouse.ml import registry
 from lakehouse.ml.metrics import Evaluation
 from lakehouse.ml.pipeline import ScoredWindow, scored, with_label
+from lakehouse.platform.delta import read_version
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -67,12 +68,7 @@ def backtest(
     version = registry.champion_version(settings) if model == "champion" else int(model)
     threshold = registry.version_info(settings, version).threshold
     names = table_names(settings)
-    reader = spark.read.format("delta")
-    if as_of_version is not None:
-        reader = reader.option("versionAsOf", as_of_version)
-    elif as_of_timestamp is not None:
-        reader = reader.option("timestampAsOf", as_of_timestamp)
-    features = reader.table(names.features)
+    features = read_version(spark, names.features, version=as_of_version, timestamp=as_of_timestamp)
     features_version = (
         as_of_version if as_of_version is not None else _version_at(spark, names.features, as_of_timestamp)
     )

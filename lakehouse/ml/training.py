@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lakehouse.contract.features import FEATURE_NAMES
-from lakehouse.contract.tables import latest_version, table_names
+from lakehouse.contract.tables import table_names
 from lakehouse.ml import registry
 from lakehouse.ml.explain import PROFILE_TAG, learn_profile
 from lakehouse.ml.metrics import Evaluation, average_precision
@@ -32,6 +32,7 @@ from lakehouse.ml.pipeline import (
     with_label,
 )
 from lakehouse.ml.report import feature_importances, write_report
+from lakehouse.platform.delta import latest_version, read_version
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ def pinned_split(
     from pyspark.sql import functions as F
 
     names = table_names(settings)
-    features = spark.read.format("delta").option("versionAsOf", table_versions[names.features]).table(names.features)
+    features = read_version(spark, names.features, version=table_versions[names.features])
     if date_from:
         features = features.where(F.col("event_date") >= F.lit(date_from))
     if date_to:

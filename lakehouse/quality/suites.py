@@ -166,7 +166,7 @@ def suite_frame(
     """The DataFrame a suite validates: (frame, table name, Delta version read, window described)."""
     from pyspark.sql import functions as F
 
-    from lakehouse.contract.tables import latest_version
+    from lakehouse.platform.delta import latest_version, read_version
 
     name = TABLES[suite.table](table_names(settings))
     if not spark.catalog.tableExists(name):
@@ -175,7 +175,7 @@ def suite_frame(
         )
     version = latest_version(spark, name) if as_of_version is None else as_of_version
     try:
-        frame = spark.read.format("delta").option("versionAsOf", version).table(name)
+        frame = read_version(spark, name, version=version)
         frame.schema  # noqa: B018 - resolves the version now, for a clear error
     except Exception as exc:
         raise QualityError(
