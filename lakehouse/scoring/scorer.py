@@ -36,10 +36,11 @@ from typing import TYPE_CHECKING
 
 from lakehouse.contract.alerts import ALERT_FIELDS, ALERT_ID_HEX, ALERT_ID_PREFIX
 from lakehouse.contract.queries import SCORE_QUERY
-from lakehouse.contract.tables import SCORED_COLUMNS, create_tables, table_location, table_names
+from lakehouse.contract.tables import SCORED_COLUMNS, create_tables, table_names
 from lakehouse.ml import registry
 from lakehouse.ml.explain import PROFILE_TAG, Profile, learn_profile, reasons
 from lakehouse.ml.pipeline import scored
+from lakehouse.platform.delta import table_location
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
