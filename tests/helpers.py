@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
+
+#: The checkout under test (the folder holding conf/, jobs/ and lakehouse/).
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def still_running(process: subprocess.Popen, name: str) -> Callable[[], None]:
