@@ -53,7 +53,7 @@ class Profile:
 
 def feature_reliance(model: PipelineModel, sample: DataFrame) -> dict[str, float]:
     """The model's importance per numeric feature (value slot + missing indicator), summing to 1."""
-    from lakehouse.ml.report import feature_importances
+    from lakehouse.ml.pipeline import feature_importances
 
     slots = feature_importances(model, model.transform(sample), top=10_000)
     reliance = dict.fromkeys(NUMERIC_FEATURES, 0.0)

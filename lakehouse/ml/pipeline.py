@@ -97,7 +97,8 @@ def make_pipeline(
     filled = [f"{c}__filled" for c in numeric]
     missing = [f"{c}__missing" for c in numeric]
     fill_sql = ", ".join(
-        f"coalesce(CAST(`{c}` AS DOUBLE), {MISSING_SENTINEL}) AS `{c}__filled`, CAST(`{c}` IS NULL AS DOUBLE) AS `{c}__missing`"
+        f"coalesce(CAST(`{c}` AS DOUBLE), {MISSING_SENTINEL}) AS `{c}__filled`, "
+        f"CAST(`{c}` IS NULL AS DOUBLE) AS `{c}__missing`"
         for c in numeric
     )
     stages = [SQLTransformer(statement=f"SELECT *, {fill_sql} FROM __THIS__")]
@@ -207,3 +208,21 @@ class ScoredWindow:
             scenario=self.scenario,
             k=training.threshold.daily_alerts,
         )
+
+
+def feature_importances(model: PipelineModel, scored_df: DataFrame, top: int = 20) -> list[tuple[str, float]]:
+    """Importance per assembled slot (trees: featureImportances; logistic regression: |coefficient|
+    on standardised inputs), named from the assembler's metadata, largest first."""
+    classifier = model.stages[-1]
+    if hasattr(classifier, "featureImportances"):
+        weights = classifier.featureImportances.toArray()
+    else:
+        weights = np.abs(classifier.coefficients.toArray())
+    column = "features_raw" if "features_raw" in scored_df.columns else "features"
+    attrs = scored_df.schema[column].metadata.get("ml_attr", {}).get("attrs", {})
+    names = {a["idx"]: a["name"] for group in attrs.values() for a in group}
+    pairs = [
+        (names.get(i, f"slot {i}").replace("__filled", "").replace("__missing", " (missing)"), float(w))
+        for i, w in enumerate(weights)
+    ]
+    return sorted(pairs, key=lambda p: -p[1])[:top]

@@ -13,28 +13,7 @@ import numpy as np
 from lakehouse.ml.metrics import Evaluation
 
 if TYPE_CHECKING:
-    from pyspark.ml import PipelineModel
-    from pyspark.sql import DataFrame
-
     from lakehouse.ml.pipeline import ScoredWindow
-
-
-def feature_importances(model: PipelineModel, scored_df: DataFrame, top: int = 20) -> list[tuple[str, float]]:
-    """Importance per assembled slot (trees: featureImportances; logistic regression: |coefficient|
-    on standardised inputs), named from the assembler's metadata, largest first."""
-    classifier = model.stages[-1]
-    if hasattr(classifier, "featureImportances"):
-        weights = classifier.featureImportances.toArray()
-    else:
-        weights = np.abs(classifier.coefficients.toArray())
-    column = "features_raw" if "features_raw" in scored_df.columns else "features"
-    attrs = scored_df.schema[column].metadata.get("ml_attr", {}).get("attrs", {})
-    names = {a["idx"]: a["name"] for group in attrs.values() for a in group}
-    pairs = [
-        (names.get(i, f"slot {i}").replace("__filled", "").replace("__missing", " (missing)"), float(w))
-        for i, w in enumerate(weights)
-    ]
-    return sorted(pairs, key=lambda p: -p[1])[:top]
 
 
 def _curves(window: ScoredWindow) -> tuple[np.ndarray, ...]:
@@ -113,7 +92,8 @@ def write_report(
         for name in ("precision_recall", "roc", "scores", "importances", "scenarios")
     )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td{{border:1px solid #ccc;padding:3px 8px}} img{{margin:8px;vertical-align:top}}</style>
+<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
+td{{border:1px solid #ccc;padding:3px 8px}} img{{margin:8px;vertical-align:top}}</style>
 </head><body><h1>{html.escape(title)}</h1><table>{fact_rows}</table><h2>Validation metrics</h2><table>{rows}</table>
 <h2>Plots</h2>{images}</body></html>"""
     (folder / "index.html").write_text(page)

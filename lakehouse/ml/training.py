@@ -24,6 +24,7 @@ from lakehouse.ml.metrics import Evaluation, average_precision
 from lakehouse.ml.pipeline import (
     ScoredWindow,
     TimeSplit,
+    feature_importances,
     make_pipeline,
     scored,
     split_frames,
@@ -31,7 +32,7 @@ from lakehouse.ml.pipeline import (
     with_class_weight,
     with_label,
 )
-from lakehouse.ml.report import feature_importances, write_report
+from lakehouse.ml.report import write_report
 from lakehouse.platform.delta import latest_version, read_version
 from lakehouse.settings import Settings
 
@@ -237,7 +238,10 @@ def compare(settings: Settings, version: int, validation: DataFrame) -> Comparis
             f"average precision {challenger_ap:.4f} beats champion {before}'s {champion_ap:.4f} by at least {margin:g}"
         )
         return Comparison(version, before, challenger_ap, champion_ap, True, reason)
-    reason = f"kept champion {before}: challenger average precision {challenger_ap:.4f} vs {champion_ap:.4f} (margin {margin:g})"
+    reason = (
+        f"kept champion {before}: challenger average precision {challenger_ap:.4f} vs {champion_ap:.4f} "
+        f"(margin {margin:g})"
+    )
     return Comparison(version, before, challenger_ap, champion_ap, False, reason)
 
 
