@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  average precision {e.average_precision:.4f}  ROC AUC {e.roc_auc:.4f}  threshold {e.threshold:.4f}"
             )
             print(
-                f"  precision {e.precision:.3f}  recall {e.recall:.3f}  daily top-k precision {e.daily_top_k_precision:.3f}  amount recall {e.amount_recall:.3f}"
+                f"  precision {e.precision:.3f}  recall {e.recall:.3f}  daily top-k precision "
+                f"{e.daily_top_k_precision:.3f}  amount recall {e.amount_recall:.3f}"
             )
             for name, ap in result.baselines.items():
                 print(f"  baseline {name}: average precision {ap:.4f}")

@@ -128,7 +128,8 @@ def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Calla
         jobs.check()
         if time.monotonic() > deadline:
             raise DemoError(
-                f"the scorer is still {lag:,} transactions behind after {timeout_s:g} s; see {jobs.logs / 'demo-score.log'}"
+                f"the scorer is still {lag:,} transactions behind after {timeout_s:g} s; see "
+                f"{jobs.logs / 'demo-score.log'}"
             )
         on_wait(lag)
         time.sleep(POLL_S)
@@ -230,7 +231,8 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
                     sender.close()
                 remember_day(settings, max(history.next_day, resume_day(settings, sim.days)))
                 console.print(
-                    f"produced {history.transactions:,} transactions ({history.fraud:,} fraud) over {sim.days} simulated days"
+                    f"produced {history.transactions:,} transactions ({history.fraud:,} fraud) over {sim.days} "
+                    "simulated days"
                 )
                 jobs.run("ingest the history (bronze → silver)", "stream_ingest", "--once")
                 jobs.run("build the features", "build_features")
@@ -326,7 +328,8 @@ def print_summary(console: Console, settings: Settings, s: LiveSummary) -> None:
     report = settings.paths.data_dir / "reports" / f"model-v{s.model_version}" / "index.html"
     console.print("Where to look next:")
     console.print(
-        '  fraudlake sql "SELECT transaction_id, score, model_version, reasons FROM gold.scored_transactions WHERE is_alert ORDER BY score DESC LIMIT 10"'
+        '  fraudlake sql "SELECT transaction_id, score, model_version, reasons FROM gold.scored_transactions WHERE '
+        'is_alert ORDER BY score DESC LIMIT 10"'
     )
     console.print("  fraudlake alerts tail --from-beginning --format json | head")
     console.print("  fraudlake model list")

@@ -300,7 +300,8 @@ class StreamingSettings(_Section):
     max_idle_s: float = Field(
         default=300,
         ge=0,
-        description="`fraudlake stream status`: a query with records waiting whose last commit is older than this is stale.",
+        description="`fraudlake stream status`: a query with records waiting whose last commit is older than this "
+        "is stale.",
     )
 
     @model_validator(mode="after")
@@ -390,7 +391,8 @@ class ScoringSettings(_Section):
     top_reasons: int = Field(ge=1, le=10, description="Reasons (features that drove the score, in words) per alert.")
     profile_rows: int = Field(
         ge=100,
-        description="Legitimate feature rows sampled to learn what is typical for each feature (the reasons' yardstick).",
+        description="Legitimate feature rows sampled to learn what is typical for each feature "
+        "(the reasons' yardstick).",
     )
     reload_check_s: float = Field(
         ge=0, description="How often the scorer asks the registry who the champion is (0: before every micro-batch)."

@@ -11,7 +11,8 @@ One alert per transaction whose score is at or over its model's threshold::
       "transaction_created_at": "2026-11-30T08:12:03.250Z", # when it was written to transaction_stream
       "score": 0.93, "threshold": 0.41, "model_version": 3,
       "reasons": [{"feature": "user_amount_ratio_30d", "value": 14.2,
-                   "text": "Amount / the user's 30-day mean amount: 14.20 (typical 0.98; higher than 99% of legitimate payments)"}, …],
+                   "text": "Amount / the user's 30-day mean amount: 14.20 (typical 0.98; higher than 99% of
+                            legitimate payments)"}, …],
       "emitted_at": "2026-11-30T08:12:05.004Z"            # when the scorer decided the alert
     }
 

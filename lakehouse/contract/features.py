@@ -102,7 +102,8 @@ FEATURES: tuple[Feature, ...] = (
         "home_distance_km",
         "double",
         "tables",
-        "Great-circle distance from the user's home (profile as of the event) to the merchant; null for online merchants.",
+        "Great-circle distance from the user's home (profile as of the event) to the merchant; null for online "
+        "merchants.",
     ),
     Feature(
         "prev_distance_km",
@@ -138,7 +139,8 @@ FEATURES: tuple[Feature, ...] = (
         "merchant_fraud_rate_30d",
         "double",
         "tables",
-        "Share of fraud among the merchant's transactions in the 30 days that end feedback_delay_days before this transaction's day; null without transactions.",
+        "Share of fraud among the merchant's transactions in the 30 days that end feedback_delay_days before this "
+        "transaction's day; null without transactions.",
     ),
     Feature("hour_of_day", "int", "tables", "Hour of the event (UTC), 0-23."),
     Feature("is_night", "int", "tables", "1 between 00:00 and 05:59 UTC."),

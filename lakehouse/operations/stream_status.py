@@ -171,10 +171,10 @@ def delta_pending_rows(table: Path, offset: Mapping[str, Any]) -> int | None:
             return None
         rows += added
         current += 1
-    if current == first and (log / "_last_checkpoint").exists():
-        # Nothing after `first`, or its log files were cleaned up behind a later checkpoint.
-        if json.loads((log / "_last_checkpoint").read_text())["version"] >= first:
-            return None
+    # Nothing after `first`, or its log files were cleaned up behind a later checkpoint.
+    last_checkpoint = log / "_last_checkpoint"
+    if current == first and last_checkpoint.exists() and json.loads(last_checkpoint.read_text())["version"] >= first:
+        return None
     return rows
 
 

@@ -257,7 +257,8 @@ def observed(result: dict[str, Any]) -> str:
     if "unexpected_count" in result:
         examples = result.get("partial_unexpected_list") or []
         shown = f", e.g. {examples[:5]}" if examples else ""
-        return f"{result['unexpected_count']:,} of {result.get('element_count', 0):,} unexpected ({result.get('unexpected_percent') or 0:.2f}%){shown}"
+        share = result.get("unexpected_percent") or 0
+        return f"{result['unexpected_count']:,} of {result.get('element_count', 0):,} unexpected ({share:.2f}%){shown}"
     return "no value (see Data Docs)"
 
 

@@ -144,7 +144,8 @@ def train_challenger(spark: SparkSession, settings: Settings, run: Run) -> dict[
         raise RetrainingError(f"run {run.key}: gates failed ({', '.join(run.failed_gates)}); no training")
     if TRAINING_GATE not in run.state["gates"]:
         raise RetrainingError(
-            f"run {run.key}: the {TRAINING_GATE} gate has not run (fraudlake validate {TRAINING_GATE} --interval-end ...)"
+            f"run {run.key}: the {TRAINING_GATE} gate has not run "
+            f"(fraudlake validate {TRAINING_GATE} --interval-end ...)"
         )
     existing = [v for v in registry.versions(settings) if v.tags.get(RUN_TAG) == run.key]
     if existing:
@@ -262,7 +263,8 @@ def _watch_scorer(
     if last is None or last < since - timedelta(seconds=timeout_s):
         return {
             "status": "no scorer",
-            "detail": f"nothing scored since {last or 'ever'}: no scorer is running; the next one loads champion {version}",
+            "detail": f"nothing scored since {last or 'ever'}: no scorer is running; "
+            f"the next one loads champion {version}",
         }
     deadline = time.monotonic() + timeout_s
     while True:
@@ -280,7 +282,8 @@ def _watch_scorer(
         if time.monotonic() >= deadline:
             return {
                 "status": "still on the old model",
-                "detail": f"the scorer scored {row.rows:,} transactions since the promotion but none with version {version} within {timeout_s:g} s",
+                "detail": f"the scorer scored {row.rows:,} transactions since the promotion "
+                f"but none with version {version} within {timeout_s:g} s",
             }
         time.sleep(poll_s)  # polling the table with a deadline: the scorer reloads before its next batch
 

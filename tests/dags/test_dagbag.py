@@ -3,6 +3,7 @@ settings, and do no work at parse time (no Spark, GX, MLflow or Kafka client imp
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -37,7 +38,7 @@ def test_dagbag_retraining_dag_gates_before_training_and_always_records(airflow_
     tasks = {t.task_id: t for t in dag.tasks}
     assert set(tasks) == {"validate_silver", "validate_gold", *RETRAINING_ORDER}
     assert tasks["refresh_features"].upstream_task_ids == {"validate_silver", "validate_gold"}
-    for before, after in zip(RETRAINING_ORDER, RETRAINING_ORDER[1:], strict=False):
+    for before, after in itertools.pairwise(RETRAINING_ORDER):
         assert tasks[after].upstream_task_ids == {before}, after
     assert tasks["record_outcome"].trigger_rule == "all_done"
     for gate in ("validate_silver", "validate_gold", "validate_training_set"):
@@ -66,7 +67,8 @@ def test_dagbag_parsing_does_no_heavy_work() -> None:
         "import runpy, sys\n"
         "for f in ('fraud_model_retraining', 'fraud_lakehouse_maintenance'):\n"
         f"    runpy.run_path({str(PROJECT_DIR / 'dags')!r} + '/' + f + '.py')\n"
-        "print(sorted(m for m in ('pyspark', 'great_expectations', 'mlflow', 'delta', 'kafka', 'confluent_kafka') if m in sys.modules))\n"
+        "heavy = ('pyspark', 'great_expectations', 'mlflow', 'delta', 'kafka', 'confluent_kafka')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=PROJECT_DIR)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         champion = train(spark, settings.model_copy(update={"training": stump}))
         print(
-            f"world: {manifest['transactions']} transactions, {manifest['fraud']} fraud; champion version {champion.version}"
+            f"world: {manifest['transactions']} transactions, {manifest['fraud']} fraud; "
+            f"champion version {champion.version}"
         )
         spark.stop()
     return 0

@@ -28,14 +28,14 @@ from lakehouse.ingest.queries import run_ingest
 from lakehouse.ml import registry
 from lakehouse.ml.training import train
 from lakehouse.platform import isolation
-from lakehouse.platform.jvm import POLL_INTERVAL_S
 from lakehouse.platform.kafka.clients import consumer
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
+from lakehouse.platform.waits import wait_until
 from lakehouse.scoring.scorer import start_scorer
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.conftest import PROJECT_DIR
+from tests.helpers import PROJECT_DIR, still_running
 from tests.integration.test_ingest import isolated
 
 pytestmark = pytest.mark.integration
@@ -43,16 +43,12 @@ START = date(2026, 9, 1)
 HISTORY_DAYS = 24
 
 
-def wait_for(
-    condition: Callable[[], bool], timeout_s: float, what: str, alive: Callable[[], bool] = lambda: True
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if not alive():
-            raise AssertionError(f"the scorer stopped while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not seen within {timeout_s:g}s")
-        time.sleep(POLL_INTERVAL_S)
+def running(query) -> Callable[[], None]:
+    def check() -> None:
+        if not query.isActive:
+            raise AssertionError(f"the scorer stopped: {query.exception()}")
+
+    return check
 
 
 def read_alerts(settings, done: Callable[[list[dict]], bool], timeout_s: float = 120) -> list[tuple[str, dict]]:
@@ -202,7 +198,7 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
 
     try:
         before = send_day(settings, 0.25, HISTORY_DAYS + 2, 150, seed=21)
-        wait_for(scored_all(before), 240, "the first live transactions scored", alive=lambda: query.isActive)
+        wait_until(scored_all(before), timeout_s=240, what="the first live transactions scored", check=running(query))
         assert {
             r.model_version for r in rows_of_day(spark, settings, before).select("model_version").distinct().collect()
         } == {first}
@@ -211,7 +207,9 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
         challenger = train(spark, other, promote=False).version
         registry.promote(settings, challenger, validate=lambda model: registry.check_scores(spark, settings, model))
         after = send_day(settings, 0.25, HISTORY_DAYS + 3, 150, seed=22)
-        wait_for(scored_all(after), 240, "transactions scored after the promotion", alive=lambda: query.isActive)
+        wait_until(
+            scored_all(after), timeout_s=240, what="transactions scored after the promotion", check=running(query)
+        )
         rows = rows_of_day(spark, settings, after)
         assert {r.model_version for r in rows.select("model_version").distinct().collect()} == {challenger}
         later_alerts = {r.alert_id for r in rows.where("is_alert").select("alert_id").collect()}
@@ -230,7 +228,12 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
         shutil.rmtree(Path(registry.artifact_path(settings, broken)) / "sparkml" / "stages")
         registry.set_champion(settings, broken, reason="test: a model whose files are damaged")
         refused = send_day(settings, 0.25, HISTORY_DAYS + 4, 150, seed=23)
-        wait_for(scored_all(refused), 240, "transactions scored after a broken promotion", alive=lambda: query.isActive)
+        wait_until(
+            scored_all(refused),
+            timeout_s=240,
+            what="transactions scored after a broken promotion",
+            check=running(query),
+        )
         assert {
             r.model_version for r in rows_of_day(spark, settings, refused).select("model_version").distinct().collect()
         } == {challenger}
@@ -313,7 +316,12 @@ def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(
         command, env=env, cwd=PROJECT_DIR, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_for(lambda: scored_count() > 0, 300, "the first scored batch", alive=lambda: scorer.poll() is None)
+        wait_until(
+            lambda: scored_count() > 0,
+            timeout_s=300,
+            what="the first scored batch",
+            check=still_running(scorer, "the scorer"),
+        )
         os.killpg(scorer.pid, signal.SIGKILL)  # the driver and its JVM, mid-stream
         scorer.wait(timeout=60)
         partial = scored_count()

@@ -22,7 +22,10 @@ GOOD = {
     "is_fraud": False,
     "fraud_scenario": None,
 }
-BRONZE = "key STRING, value STRING, topic STRING, partition INT, offset BIGINT, kafka_timestamp TIMESTAMP, ingested_at TIMESTAMP, ingest_date DATE"
+BRONZE = (
+    "key STRING, value STRING, topic STRING, partition INT, offset BIGINT, kafka_timestamp TIMESTAMP, "
+    "ingested_at TIMESTAMP, ingest_date DATE"
+)
 
 
 def bronze(spark, values: list[str | None], partition: int = 0):

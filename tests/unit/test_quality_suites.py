@@ -65,7 +65,7 @@ def test_quality_suites_parse_as_gx_suites(settings) -> None:
 
 
 def test_quality_unknown_or_broken_suite_is_a_clear_error(settings, tmp_path) -> None:
-    with pytest.raises(QualityError, match="unknown suite 'silver_txn'.*silver_transactions"):
+    with pytest.raises(QualityError, match=r"unknown suite 'silver_txn'.*silver_transactions"):
         load_suite(settings, "silver_txn")
     (tmp_path / "broken.json").write_text('{"name": "broken", ')
     (tmp_path / "nowhere.json").write_text(

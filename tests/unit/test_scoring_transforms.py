@@ -17,7 +17,7 @@ def profile(**percentiles: list[float]) -> Profile:
         "user_amount_ratio_30d": 0.5,
         "home_distance_km": 0.3,
     }
-    flat = dict.fromkeys(NUMERIC_FEATURES, [0.0, 0.0, 0.0, 0.0, 0.0])
+    flat = {name: [0.0, 0.0, 0.0, 0.0, 0.0] for name in NUMERIC_FEATURES}
     return Profile(importance, flat | percentiles)
 
 
@@ -45,11 +45,12 @@ def test_reasons_rank_unusual_values_by_importance_and_say_them_in_words(spark) 
     assert very[0].value == 2000.0
     assert (
         very[0].text
-        == "Great-circle distance from the user's home (profile as of the event) to the merchant: 2,000.00 (typical 5.00; higher than 99% of legitimate payments)"
+        == "Great-circle distance from the user's home (profile as of the event) to the merchant: 2,000.00 "
+        "(typical 5.00; higher than 99% of legitimate payments)"
     )
     assert (
-        very[1].text
-        == "The user's transactions known in the 1h before this one: 9 (typical 1; higher than 99% of legitimate payments)"
+        very[1].text == "The user's transactions known in the 1h before this one: 9 "
+        "(typical 1; higher than 99% of legitimate payments)"
     )
     # Beyond p95 only: "95%"; the ratio of 3.0 is the most important unusual value here.
     assert out["rare"][0].feature == "user_amount_ratio_30d" and "higher than 95%" in out["rare"][0].text

@@ -185,6 +185,6 @@ def test_summary_names_the_stale_and_the_not_started_queries() -> None:
 def test_local_path_accepts_file_uris_and_refuses_remote_ones() -> None:
     assert local_path("file:/data/cp") == local_path("file:///data/cp") == local_path("/data/cp")
     with pytest.raises(
-        FraudlakeError, match="s3a://bucket/cp: fraudlake stream status reads .* local or mounted folders only"
+        FraudlakeError, match=r"s3a://bucket/cp: fraudlake stream status reads .* local or mounted folders only"
     ):
         local_path("s3a://bucket/cp")
