@@ -34,6 +34,7 @@ from lakehouse.errors import FraudlakeError
 from lakehouse.operations.stream_status import checkpoint_offsets, end_offsets, kafka_lag, local_path
 from lakehouse.platform.jobs import run_job, start_job
 from lakehouse.platform.measure import percentile
+from lakehouse.platform.waits import Deadline, wait_until
 from lakehouse.settings import Settings
 
 POLL_S = 1.0
@@ -101,10 +102,10 @@ class Jobs:
         for process in self.running.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
+        deadline = Deadline(timeout_s)
         for name, process in self.running.items():
             try:
-                process.wait(timeout=max(1.0, deadline - time.monotonic()))
+                process.wait(timeout=max(1.0, deadline.remaining()))
             except subprocess.TimeoutExpired:
                 self.console.print(f"{name} did not stop in time: killed")
                 process.kill()
@@ -120,19 +121,25 @@ def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Calla
     checkpoint = local_path(query_plan(settings, SCORE_QUERY).checkpoint)
     topic = settings.kafka.topics.transactions.name
     target = end_offsets(settings, topic).get(topic, {})
-    deadline = time.monotonic() + timeout_s
-    while True:
-        lag = kafka_lag(checkpoint_offsets(checkpoint) or {}, target)
-        if lag == 0:
-            return
-        jobs.check()
-        if time.monotonic() > deadline:
-            raise DemoError(
-                f"the scorer is still {lag:,} transactions behind after {timeout_s:g} s; see "
-                f"{jobs.logs / 'demo-score.log'}"
-            )
-        on_wait(lag)
-        time.sleep(POLL_S)
+    lag = [-1]
+
+    def caught_up() -> bool:
+        lag[0] = kafka_lag(checkpoint_offsets(checkpoint) or {}, target)
+        if lag[0] > 0:
+            on_wait(lag[0])
+        return lag[0] == 0
+
+    wait_until(
+        caught_up,
+        timeout_s=timeout_s,
+        what="the scorer catching up",
+        poll_s=POLL_S,
+        check=jobs.check,
+        on_timeout=lambda: DemoError(
+            f"the scorer is still {lag[0]:,} transactions behind after {timeout_s:g} s; see "
+            f"{jobs.logs / 'demo-score.log'}"
+        ),
+    )
 
 
 def alert_latencies(settings: Settings, since_ms: int) -> list[float]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.contract.tables import table_names
 from lakehouse.errors import FraudlakeError
+from lakehouse.platform.waits import wait_until
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -266,8 +266,9 @@ def _watch_scorer(
             "detail": f"nothing scored since {last or 'ever'}: no scorer is running; "
             f"the next one loads champion {version}",
         }
-    deadline = time.monotonic() + timeout_s
-    while True:
+    seen = [0]
+
+    def reloaded() -> dict[str, str] | None:
         row = (
             spark.table(scored)
             .where(F.col("scored_at") >= F.lit(since))
@@ -277,15 +278,20 @@ def _watch_scorer(
             )
             .first()
         )
-        if row.new is not None:
-            return {"status": "reloaded", "detail": f"the scorer scores with version {version} since {row.new} UTC"}
-        if time.monotonic() >= deadline:
-            return {
-                "status": "still on the old model",
-                "detail": f"the scorer scored {row.rows:,} transactions since the promotion "
-                f"but none with version {version} within {timeout_s:g} s",
-            }
-        time.sleep(poll_s)  # polling the table with a deadline: the scorer reloads before its next batch
+        seen[0] = row.rows
+        if row.new is None:
+            return None
+        return {"status": "reloaded", "detail": f"the scorer scores with version {version} since {row.new} UTC"}
+
+    # Polling the table with a deadline: the scorer reloads before its next batch.
+    try:
+        return wait_until(reloaded, timeout_s=timeout_s, what=f"version {version} in {scored}", poll_s=poll_s)
+    except TimeoutError:
+        return {
+            "status": "still on the old model",
+            "detail": f"the scorer scored {seen[0]:,} transactions since the promotion "
+            f"but none with version {version} within {timeout_s:g} s",
+        }
 
 
 def outcome(run: Run) -> dict[str, Any]:
