@@ -31,12 +31,6 @@ class Series:
         return statistics.median(self.runs)
 
 
-def with_topic_suffix(settings: Settings, suffix: str) -> Settings:
-    """The same settings with every stream topic renamed ``<name>_<suffix>``; kept for the tests
-    that import it from here (new code: :func:`lakehouse.platform.isolation.isolated`)."""
-    return isolated(settings, suffix=suffix, schemas=False, topics=True)
-
-
 def bench_generation(settings: Settings, start: date, count: int, repeats: int) -> Series:
     """Simulator + JSON serialisation alone: how fast records can be made, before any Kafka."""
     runs = []

@@ -55,7 +55,7 @@ def bench_state_command(
     Needs the broker (`fraudlake kafka up`). Example: fraudlake bench state --users 1000000 --per-round 20000
     """
     from lakehouse.benchmarks.feature_state import bench_state, write_state_report
-    from lakehouse.benchmarks.producer import machine_description
+    from lakehouse.benchmarks.report import machine_description
     from lakehouse.platform.kafka.topics import list_topics
 
     settings = settings_of(ctx)
@@ -92,7 +92,7 @@ def bench_train_command(
     """
     import tempfile
 
-    from lakehouse.benchmarks.producer import machine_description
+    from lakehouse.benchmarks.report import machine_description
     from lakehouse.benchmarks.training import bench_train, write_train_report
 
     settings = settings_of(ctx)
@@ -129,7 +129,7 @@ def bench_score_command(
     """
     import tempfile
 
-    from lakehouse.benchmarks.producer import machine_description
+    from lakehouse.benchmarks.report import machine_description
     from lakehouse.benchmarks.scoring import bench_score, write_score_report
     from lakehouse.platform.kafka.topics import list_topics
 

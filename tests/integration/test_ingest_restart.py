@@ -11,12 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from datetime import date
 
 import pytest
 
-from lakehouse.benchmarks.producer import with_topic_suffix
+from lakehouse.platform.isolation import isolated
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.platform.waits import wait_until
@@ -36,7 +35,7 @@ def delta_count(spark, path) -> int:
 
 
 def test_ingest_killed_mid_stream_restarts_without_loss_or_duplicates(kafka_broker, spark, tmp_path, cli_env) -> None:
-    settings = with_topic_suffix(kafka_broker, uuid.uuid4().hex[:8])
+    settings = isolated(kafka_broker, schemas=False, topics=True)
     settings = settings.model_copy(
         update={
             "simulator": settings.simulator.model_copy(

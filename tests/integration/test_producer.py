@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.admin import NewTopic
 
-from lakehouse.benchmarks.producer import with_topic_suffix
+from lakehouse.platform.isolation import isolated
 from lakehouse.platform.kafka.clients import admin_client, client_config
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def run_settings(kafka_broker):
     """Session settings with this test's own topics and a small world."""
-    settings = with_topic_suffix(kafka_broker, uuid.uuid4().hex[:8])
+    settings = isolated(kafka_broker, schemas=False, topics=True)
     sim = settings.simulator.model_copy(
         update={
             "users": 300,
