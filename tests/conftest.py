@@ -6,10 +6,8 @@ real ``fraudlake`` CLI) inherit.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from lakehouse.settings import Settings, TopicSettings, load_settings
+from tests.helpers import PROJECT_DIR, environ_set, free_port
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The test session is an entry point: quiet the client libraries that narrate every connection
 # attempt (a failing test's captured log should show our messages, not kafka-python's retries).
 for _name in ("kafka", "librdkafka", "py4j"):
@@ -39,12 +37,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker("spark")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def test_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """FRAUDLAKE_* variables of this test session (also exported to os.environ for subprocesses)."""
@@ -61,21 +53,6 @@ def test_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     }
     with environ_set(values):
         yield values
-
-
-@contextlib.contextmanager
-def environ_set(values: dict[str, str]) -> Iterator[None]:
-    """``values`` in os.environ (subprocesses inherit them) until the block ends, then as before."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import subprocess
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from lakehouse.platform import isolation
 
 #: The checkout under test (the folder holding conf/, jobs/ and lakehouse/).
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -18,3 +24,69 @@ def still_running(process: subprocess.Popen, name: str) -> Callable[[], None]:
             raise AssertionError(f"{name} exited early ({process.returncode})")
 
     return check
+
+
+#: The real CLI and Airflow of this virtualenv (tests run them as their own processes).
+FRAUDLAKE = str(Path(sys.executable).parent / "fraudlake")
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def fraudlake(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FRAUDLAKE, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def environ_set(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in os.environ (subprocesses inherit them) until the block ends, then as before."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def ingest_world(settings, tmp_path, **simulator_changes):
+    """The session settings with this test's own topics, catalog schemas, checkpoints, small world."""
+    return isolation.isolated(
+        settings,
+        topics=True,
+        checkpoint_dir=tmp_path / "checkpoints",
+        simulator={
+            "users": 300,
+            "merchants": 90,
+            "cities": 10,
+            "days": 3,
+            "transactions": 6000,
+            "fraud_rate": 0.03,
+            "bad_records": {"late_by_hours": 3},
+            **simulator_changes,
+        },
+        streaming={"max_records_per_trigger": 1500},
+    )
+
+
+def environ_of(settings) -> dict[str, str]:
+    """FRAUDLAKE_* variables that make the CLI (and the jobs it starts) load these isolated settings."""
+    topics = settings.kafka.topics
+    return {
+        **{
+            f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name
+            for name in ("transactions", "users", "merchants", "alerts")
+        },
+        **{
+            f"FRAUDLAKE_LAKEHOUSE__SCHEMAS__{layer.upper()}": schema
+            for layer, schema in settings.lakehouse.schemas.model_dump().items()
+        },
+        "FRAUDLAKE_SPARK__CHECKPOINT_DIR": settings.spark.checkpoint_dir,
+    }

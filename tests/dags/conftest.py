@@ -4,16 +4,11 @@ dags/ folder, no examples. Set before anything imports Airflow (it reads its con
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import environ_set
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+from tests.helpers import AIRFLOW, PROJECT_DIR, environ_set
 
 
 @pytest.fixture(scope="session")

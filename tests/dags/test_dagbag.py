@@ -7,7 +7,7 @@ import itertools
 import subprocess
 import sys
 
-from tests.dags.conftest import PROJECT_DIR
+from tests.helpers import PROJECT_DIR
 
 RETRAINING_ORDER = [
     "refresh_features",

@@ -15,9 +15,7 @@ import pytest
 
 from lakehouse.ml import registry
 from lakehouse.settings import Settings, load_settings
-from tests.dags.conftest import AIRFLOW, PROJECT_DIR
-
-pytestmark = pytest.mark.integration
+from tests.helpers import AIRFLOW, PROJECT_DIR
 
 #: Airflow infers the latest complete daily interval before the logical date: [D-2 03:00, D-1 03:00).
 CLEAN_RUN, CLEAN_END = "2026-10-25", "2026-10-24T03:00:00+00:00"

@@ -18,49 +18,14 @@ from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.simulator.bad_records import ACCEPTED
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
+from tests.helpers import ingest_world
 
 pytestmark = pytest.mark.integration
 
 
-def isolated(settings, tmp_path, **simulator_changes):
-    """The session settings with this test's own topics, catalog schemas, checkpoints, small world."""
-    return isolation.isolated(
-        settings,
-        topics=True,
-        checkpoint_dir=tmp_path / "checkpoints",
-        simulator={
-            "users": 300,
-            "merchants": 90,
-            "cities": 10,
-            "days": 3,
-            "transactions": 6000,
-            "fraud_rate": 0.03,
-            "bad_records": {"late_by_hours": 3},
-            **simulator_changes,
-        },
-        streaming={"max_records_per_trigger": 1500},
-    )
-
-
-def environ_of(settings) -> dict[str, str]:
-    """FRAUDLAKE_* variables that make the CLI (and the jobs it starts) load these isolated settings."""
-    topics = settings.kafka.topics
-    return {
-        **{
-            f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name
-            for name in ("transactions", "users", "merchants", "alerts")
-        },
-        **{
-            f"FRAUDLAKE_LAKEHOUSE__SCHEMAS__{layer.upper()}": schema
-            for layer, schema in settings.lakehouse.schemas.model_dump().items()
-        },
-        "FRAUDLAKE_SPARK__CHECKPOINT_DIR": settings.spark.checkpoint_dir,
-    }
-
-
 @pytest.fixture
 def ingest_settings(kafka_broker, spark, tmp_path):
-    settings = isolated(kafka_broker, tmp_path)
+    settings = ingest_world(kafka_broker, tmp_path)
     ensure_topics(settings.kafka)
     yield settings
     delete_topics(settings.kafka, [t.name for t in settings.kafka.topics.all()])

@@ -4,21 +4,13 @@ plain errors when the broker is down or the config is wrong."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from lakehouse.operations.smoke import consume_json, probe_records, produce_json
+from tests.helpers import fraudlake
 
 pytestmark = pytest.mark.integration
-
-FRAUDLAKE = str(Path(sys.executable).parent / "fraudlake")
-
-
-def fraudlake(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FRAUDLAKE, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def pid_of(output: str) -> int:

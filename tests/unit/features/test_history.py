@@ -118,7 +118,7 @@ def test_feature_docs_list_every_feature_as_defined() -> None:
 
     from lakehouse.contract.features import markdown_table
 
-    docs = (Path(__file__).resolve().parents[2] / "docs" / "features.md").read_text()
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "features.md").read_text()
     assert markdown_table() in docs, (
         "regenerate the table in docs/features.md from lakehouse.contract.features.markdown_table()"
     )

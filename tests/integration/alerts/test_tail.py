@@ -22,7 +22,7 @@ from lakehouse.alerts.tail import tail
 from lakehouse.alerts.webhook import WebhookOutput
 from lakehouse.platform.kafka.clients import admin_client, producer
 from lakehouse.settings import Settings
-from tests.unit.test_alerts_tail import sample_alert
+from tests.alert_helpers import ScriptedServer, sample_alert
 
 pytestmark = pytest.mark.integration
 
@@ -156,7 +156,6 @@ def test_alerts_tail_new_group_starts_at_the_end_and_reads_what_comes_after_join
 
 
 def test_alerts_tail_failed_delivery_is_not_committed_and_read_again(alerts_settings, tmp_path) -> None:
-    from tests.unit.test_alerts_tail import ScriptedServer
 
     settings = alerts_settings
     alerts = [sample_alert(n) for n in range(3)]
@@ -272,7 +271,6 @@ def test_alerts_tail_of_a_missing_topic_is_a_plain_error(kafka_broker, tmp_path)
 def test_alerts_tail_cli_json_to_stdout_webhook_from_environment_and_state_across_restarts(
     alerts_settings, cli_env, tmp_path
 ) -> None:
-    from tests.unit.test_alerts_tail import ScriptedServer
 
     settings = alerts_settings
     alerts = [sample_alert(n) for n in range(3)]

@@ -35,8 +35,7 @@ from lakehouse.platform.waits import wait_until
 from lakehouse.scoring.scorer import start_scorer
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.helpers import PROJECT_DIR, still_running
-from tests.integration.test_ingest import isolated
+from tests.helpers import PROJECT_DIR, ingest_world, still_running
 
 pytestmark = pytest.mark.integration
 START = date(2026, 9, 1)
@@ -92,7 +91,7 @@ def world(kafka_broker, spark, tmp_path_factory):
     featurised and trained on: a champion with an alert budget of 20 a day."""
     folder = tmp_path_factory.mktemp("scoring")
     settings = isolation.isolated(
-        isolated(kafka_broker, folder, days=HISTORY_DAYS, transactions=9000, fraud_rate=0.04),
+        ingest_world(kafka_broker, folder, days=HISTORY_DAYS, transactions=9000, fraud_rate=0.04),
         schemas=False,  # already its own
         registry_dir=folder,
         streaming={"max_records_per_trigger": 20000, "queries": {}},

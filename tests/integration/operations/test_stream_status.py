@@ -16,15 +16,14 @@ from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.integration.test_broker_cli import fraudlake
-from tests.integration.test_ingest import environ_of, isolated
+from tests.helpers import environ_of, fraudlake, ingest_world
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def status_settings(kafka_broker, spark, tmp_path):
-    settings = isolated(kafka_broker, tmp_path, users=60, merchants=20, cities=5, days=2, transactions=600)
+    settings = ingest_world(kafka_broker, tmp_path, users=60, merchants=20, cities=5, days=2, transactions=600)
     ensure_topics(settings.kafka)
     yield settings
     delete_topics(settings.kafka, [t.name for t in settings.kafka.topics.all()])

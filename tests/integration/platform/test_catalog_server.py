@@ -7,8 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import free_port
-from tests.integration.test_broker_cli import fraudlake
+from tests.helpers import FRAUDLAKE, fraudlake, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +53,5 @@ def test_catalog_server_shared_by_concurrent_spark_processes(cli_env, tmp_path) 
 
 
 def _cli() -> list[str]:
-    from tests.integration.test_broker_cli import FRAUDLAKE
 
     return [FRAUDLAKE]

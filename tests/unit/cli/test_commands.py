@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from lakehouse.cli import app
 
-RECORD = Path(__file__).resolve().parents[1] / "data" / "cli_commands.json"
+RECORD = Path(__file__).resolve().parents[2] / "data" / "cli_commands.json"
 
 
 def _json_default(value: Any) -> Any:

@@ -13,18 +13,13 @@ import subprocess
 import sys
 from datetime import date
 
-import pytest
-
 from lakehouse.platform.isolation import isolated
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.platform.waits import wait_until
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.conftest import PROJECT_DIR
-from tests.helpers import still_running
-
-pytestmark = pytest.mark.integration
+from tests.helpers import PROJECT_DIR, still_running
 
 
 def delta_count(spark, path) -> int:

@@ -20,7 +20,7 @@ from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.integration.test_ingest import environ_of, isolated
+from tests.helpers import environ_of, ingest_world
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def ingested(kafka_broker, spark, tmp_path_factory):
     """Three simulated days with 3% bad records (late, out-of-order, duplicates...) produced to
     this module's topics and ingested into its own schemas."""
     folder = tmp_path_factory.mktemp("features")
-    settings = isolated(kafka_broker, folder)
+    settings = ingest_world(kafka_broker, folder)
     ensure_topics(settings.kafka)
     simulation = Simulation(settings.simulator, date(2026, 10, 1), traffic_seed=31)
     sender = make_sender(settings.kafka, settings.producer)
