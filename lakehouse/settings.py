@@ -135,6 +135,9 @@ class SparkSettings(_Section):
     app_name: str
     local_ip: str | None = Field(default=None, description="SPARK_LOCAL_IP for a local driver.")
     driver_memory: str = Field(pattern=r"^\d+[kmgKMG]$")
+    driver_java_options: list[str] = Field(
+        default_factory=list, description="Extra JVM options of the driver (e.g. GC flags), after Fraudlake's own."
+    )
     shuffle_partitions: int = Field(ge=1)
     ui_enabled: bool
     jars_dir: Path | None = Field(default=None, description="Jars put on spark.jars (Delta, Kafka connector).")

@@ -103,7 +103,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     if spark.local_ip:
         conf["spark.driver.host"] = spark.local_ip
         conf["spark.driver.bindAddress"] = spark.local_ip
-    conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
+    conf["spark.driver.extraJavaOptions"] = " ".join([*java_options, *spark.driver_java_options])
     conf.update(spark.conf)
     return conf
 
