@@ -6,8 +6,11 @@ real ``fraudlake`` CLI) inherit.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import subprocess
+import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.settings import Settings, TopicSettings, load_settings
-from tests.helpers import PROJECT_DIR, environ_set, free_port
+from tests.helpers import PREVIOUS_RELEASE, PROJECT_DIR, environ_set, free_port
 
 # The test session is an entry point: quiet the client libraries that narrate every connection
 # attempt (a failing test's captured log should show our messages, not kafka-python's retries).
@@ -105,3 +108,18 @@ def make_topic(kafka_broker: Settings) -> Iterator[Callable[..., str]]:
 def cli_env(test_environ: dict[str, str]) -> dict[str, str]:
     """The environment for running the real ``fraudlake`` CLI against this session's platform."""
     return {**os.environ, **test_environ}
+
+
+@pytest.fixture(scope="session")
+def previous_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The previous release's code and config (``PREVIOUS_RELEASE``), unpacked from git."""
+    folder = tmp_path_factory.mktemp("previous-release")
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", PREVIOUS_RELEASE, "lakehouse", "jobs", "conf"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+    )
+    assert archive.returncode == 0, f"the previous release {PREVIOUS_RELEASE} is not in git: {archive.stderr!r}"
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder

@@ -90,3 +90,20 @@ def environ_of(settings) -> dict[str, str]:
         },
         "FRAUDLAKE_SPARK__CHECKPOINT_DIR": settings.spark.checkpoint_dir,
     }
+
+
+#: The last commit before the restructuring (issue 14): the release whose checkpoints must resume.
+PREVIOUS_RELEASE = "3c5cf6c52c158bf9a8ef0409036058cb81596ea7"
+
+
+def release_environ(code: Path, env: dict[str, str]) -> dict[str, str]:
+    """``env`` for running the release unpacked in ``code`` (``python -m jobs.<name>`` with
+    ``cwd=code``): its own code and conf/, this checkout's jars."""
+    jars = {
+        "FRAUDLAKE_SPARK__JARS_DIR": PROJECT_DIR / ".jars" / "spark",
+        "FRAUDLAKE_KAFKA__BROKER__JARS_DIR": PROJECT_DIR / ".jars" / "kafka",
+        "FRAUDLAKE_SPARK__CATALOG_SERVER__JARS_DIR": PROJECT_DIR / ".jars" / "catalog",
+    }
+    own = {**env, "PYTHONPATH": str(code), "FRAUDLAKE_CONF_DIR": str(code / "conf")}
+    own.update({name: str(folder) for name, folder in jars.items()})
+    return own

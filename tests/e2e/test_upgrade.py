@@ -9,55 +9,29 @@ rest, with the same data folder: nothing lost, nothing twice.
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
-import tarfile
 from datetime import date
 from pathlib import Path
-
-import pytest
 
 from lakehouse.platform.isolation import isolated
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.helpers import PROJECT_DIR
-
-#: The last commit before the restructuring (issue 14): the release whose checkpoints must resume.
-PREVIOUS_RELEASE = "3c5cf6c52c158bf9a8ef0409036058cb81596ea7"
-
-
-@pytest.fixture(scope="module")
-def previous_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The previous release's code and config, unpacked from git."""
-    folder = tmp_path_factory.mktemp("previous-release")
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", PREVIOUS_RELEASE, "lakehouse", "jobs", "conf"],
-        cwd=PROJECT_DIR,
-        capture_output=True,
-    )
-    assert archive.returncode == 0, f"the previous release {PREVIOUS_RELEASE} is not in git: {archive.stderr!r}"
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(folder, filter="data")
-    return folder
+from tests.helpers import PROJECT_DIR, release_environ
 
 
 def run_job(code: Path, env: dict[str, str], *args: str) -> None:
-    """``python -m <args>`` with ``code`` first on the path (its own conf/, this checkout's jars)."""
-    jars = {
-        "FRAUDLAKE_SPARK__JARS_DIR": PROJECT_DIR / ".jars" / "spark",
-        "FRAUDLAKE_KAFKA__BROKER__JARS_DIR": PROJECT_DIR / ".jars" / "kafka",
-        "FRAUDLAKE_SPARK__CATALOG_SERVER__JARS_DIR": PROJECT_DIR / ".jars" / "catalog",
-    }
-    own = {
-        **env,
-        "PYTHONPATH": str(code),
-        "FRAUDLAKE_CONF_DIR": str(code / "conf"),
-        **{k: str(v) for k, v in jars.items()},
-    }
-    done = subprocess.run([sys.executable, "-m", *args], env=own, cwd=code, capture_output=True, text=True, timeout=600)
+    """``python -m <args>`` from the release in ``code``."""
+    done = subprocess.run(
+        [sys.executable, "-m", *args],
+        env=release_environ(code, env),
+        cwd=code,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, f"{' '.join(args)} ({code}) failed:\n{done.stderr[-3000:]}"
 
 

@@ -35,7 +35,7 @@ from lakehouse.platform.waits import wait_until
 from lakehouse.scoring.scorer import start_scorer
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.helpers import PROJECT_DIR, ingest_world, still_running
+from tests.helpers import PROJECT_DIR, ingest_world, release_environ, still_running
 
 pytestmark = pytest.mark.integration
 START = date(2026, 9, 1)
@@ -244,11 +244,15 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
 
 
 def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(
-    world, spark, tmp_path, cli_env, make_topic
+    world, spark, tmp_path, cli_env, make_topic, previous_release
 ) -> None:
     """The scorer as its own process (its own Spark driver and catalog under a private data
     folder, its own alert topic, sharing the broker and the registry), SIGKILLed mid-stream,
-    then restarted."""
+    then restarted.
+
+    The killed scorer runs the previous release (its code from git) and the restart runs this one:
+    an upgrade right after a crash, the hardest case for the checkpoint, whose query name, state
+    layout and ``txnAppId`` strings must have stayed the same."""
     settings, _ = world
     topics = settings.kafka.topics
     topics = topics.model_copy(
@@ -312,7 +316,12 @@ def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(
 
     command = [sys.executable, "-m", "jobs.stream_score", "--env", "test"]
     scorer = subprocess.Popen(
-        command, env=env, cwd=PROJECT_DIR, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        env=release_environ(previous_release, env),
+        cwd=previous_release,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_until(
