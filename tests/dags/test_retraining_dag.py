@@ -77,6 +77,7 @@ def world(airflow_environ, tmp_path_factory) -> World:
     return w
 
 
+@pytest.mark.slow
 def test_retraining_dag_on_clean_data_promotes_the_better_challenger_and_records_it(world: World, spark) -> None:
     result = world.dags_test(CLEAN_RUN)
     log = ok(result) + result.stderr
@@ -115,6 +116,7 @@ def test_retraining_dag_on_clean_data_promotes_the_better_challenger_and_records
     assert len(registry.versions(world.settings)) == versions
 
 
+@pytest.mark.slow
 def test_retraining_dag_with_bad_data_fails_the_gate_never_trains_and_keeps_the_champion(world: World, spark) -> None:
     champion, versions = registry.champion_version(world.settings), len(registry.versions(world.settings))
     # An upstream bug lands in silver: 30% of user_ids lost, and half the transactions labelled fraud.

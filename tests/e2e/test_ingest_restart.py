@@ -13,6 +13,8 @@ import subprocess
 import sys
 from datetime import date
 
+import pytest
+
 from lakehouse.platform.isolation import isolated
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
@@ -29,6 +31,7 @@ def delta_count(spark, path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_ingest_killed_mid_stream_restarts_without_loss_or_duplicates(kafka_broker, spark, tmp_path, cli_env) -> None:
     settings = isolated(kafka_broker, schemas=False, topics=True)
     settings = settings.model_copy(

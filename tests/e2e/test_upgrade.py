@@ -14,6 +14,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from lakehouse.platform.isolation import isolated
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
@@ -35,6 +37,7 @@ def run_job(code: Path, env: dict[str, str], *args: str) -> None:
     assert done.returncode == 0, f"{' '.join(args)} ({code}) failed:\n{done.stderr[-3000:]}"
 
 
+@pytest.mark.slow
 def test_ingest_resumes_from_the_previous_releases_checkpoints(
     kafka_broker, spark, tmp_path, cli_env, previous_release
 ) -> None:

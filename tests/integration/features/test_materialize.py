@@ -45,6 +45,7 @@ def ingested(kafka_broker, spark, tmp_path_factory):
     drop_schemas(spark, settings)
 
 
+@pytest.mark.slow
 def test_features_offline_and_online_agree_on_days_with_late_and_out_of_order_events(ingested, spark) -> None:
     settings = ingested
     report = check_features(spark, settings)
@@ -69,6 +70,7 @@ def test_features_offline_and_online_agree_on_days_with_late_and_out_of_order_ev
         assert table.where(condition).count() > silver * 0.3, condition
 
 
+@pytest.mark.slow
 def test_features_build_since_a_day_rewrites_the_same_rows(ingested, spark) -> None:
     settings = ingested
     names = table_names(settings)
@@ -79,6 +81,7 @@ def test_features_build_since_a_day_rewrites_the_same_rows(ingested, spark) -> N
     assert sorted(spark.table(names.features).collect()) == before
 
 
+@pytest.mark.slow
 def test_features_check_command_passes_then_fails_on_a_skewed_feature(ingested, spark, monkeypatch) -> None:
     for key, value in environ_of(ingested).items():
         monkeypatch.setenv(key, value)

@@ -73,6 +73,7 @@ def test_ingest_lands_every_record_in_silver_or_quarantine_with_its_reason(inges
     assert all(r.ok for r in reconcile(spark, settings)), reconcile(spark, settings)
 
 
+@pytest.mark.slow
 def test_ingest_rerun_is_idempotent_and_profile_changes_update_latest_keeping_history(ingest_settings, spark) -> None:
     settings = ingest_settings
     simulation = Simulation(

@@ -12,6 +12,7 @@ from tests.helpers import FRAUDLAKE, fraudlake, free_port
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_catalog_server_shared_by_concurrent_spark_processes(cli_env, tmp_path) -> None:
     env = {
         **cli_env,

@@ -120,6 +120,7 @@ def labels(spark, settings):
     return spark.table(table_names(settings).silver("transactions")).select("transaction_id", "is_fraud")
 
 
+@pytest.mark.slow
 def test_frauds_alert_with_every_field_and_legitimate_traffic_hardly_does(world, spark) -> None:
     settings, _ = world
     names = table_names(settings)
@@ -178,6 +179,7 @@ def rows_of_day(spark, settings, report):
     return spark.table(table_names(settings).scored).where(f"event_date = '{report.first_event[:10]}'")
 
 
+@pytest.mark.slow
 def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(world, spark) -> None:
     from lakehouse.settings import QuerySettings
 
@@ -243,6 +245,7 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
             registry.set_champion(settings, challenger, reason="test: restore a working champion")
 
 
+@pytest.mark.slow
 def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(
     world, spark, tmp_path, cli_env, make_topic, previous_release
 ) -> None:
