@@ -16,12 +16,14 @@ from lakehouse.platform import isolation
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-def still_running(process: subprocess.Popen, name: str) -> Callable[[], None]:
-    """A ``check`` for :func:`lakehouse.platform.waits.wait_until`: give up as soon as the job died."""
+def still_running(process: subprocess.Popen, name: str, log: Path | None = None) -> Callable[[], None]:
+    """A ``check`` for :func:`lakehouse.platform.waits.wait_until`: give up as soon as the job died
+    (with the end of its ``log``, when it writes one, so the failure says why)."""
 
     def check() -> None:
         if process.poll() is not None:
-            raise AssertionError(f"{name} exited early ({process.returncode})")
+            tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+            raise AssertionError(f"{name} exited early ({process.returncode})\n{tail}")
 
     return check
 

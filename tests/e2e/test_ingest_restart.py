@@ -72,10 +72,10 @@ def test_ingest_killed_mid_stream_restarts_without_loss_or_duplicates(kafka_brok
     command = [sys.executable, "-m", "jobs.stream_ingest", "--env", "test"]
     bronze = data / "warehouse" / "bronze.db" / "transactions"
     silver = data / "warehouse" / "silver.db" / "transactions"
-    job = subprocess.Popen(
-        command, env=env, cwd=PROJECT_DIR, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    alive = still_running(job, "the ingest job")
+    log = tmp_path / "ingest-job.log"
+    with log.open("w") as out:
+        job = subprocess.Popen(command, env=env, cwd=PROJECT_DIR, start_new_session=True, stdout=out, stderr=out)
+    alive = still_running(job, "the ingest job", log)
     try:
         wait_until(lambda: delta_count(spark, silver) > 0, timeout_s=240, what="first silver rows", check=alive)
         second = produce(settings, simulation, sender, ProduceLimits(count=1000), first_day=first.next_day)
