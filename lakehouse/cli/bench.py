@@ -130,7 +130,8 @@ def bench_score_command(
     import tempfile
 
     from lakehouse.benchmarks.report import machine_description
-    from lakehouse.benchmarks.scoring import bench_score, write_score_report
+    from lakehouse.benchmarks.scoring import bench_score
+    from lakehouse.benchmarks.scoring_report import write_score_report
     from lakehouse.platform.kafka.topics import list_topics
 
     settings = settings_of(ctx)
