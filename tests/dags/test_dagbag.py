@@ -43,6 +43,7 @@ def test_dagbag_retraining_dag_gates_before_training_and_always_records(airflow_
     assert tasks["record_outcome"].trigger_rule == "all_done"
     for gate in ("validate_silver", "validate_gold", "validate_training_set"):
         assert tasks[gate].retries == 0, gate  # bad data is not transient
+    assert tasks["record_outcome"].retries == 0  # its failure is the run's verdict, not a fault to retry
     for task in dag.tasks:  # no logic in the DAG: each task is one fraudlake command
         assert f"{sys.executable} -m lakehouse " in task.bash_command, task.task_id
     assert "data_interval_end" in tasks["train_challenger"].bash_command
