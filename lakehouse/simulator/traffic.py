@@ -9,6 +9,10 @@ weekly pattern.
 Each fraud scenario is visible only in history (velocity, departure from the user's own habits,
 a merchant's recent past), never in one giveaway field: legitimate traffic also has tiny online
 amounts, big purchases, travel, new device IPs and night payments.
+
+One module on purpose, although it passes 400 lines: :class:`DayGenerator` is one thing. The
+scenarios are written against the legitimate traffic they hide in (the same city merchant index,
+amount model, usual hours and home cities), and a day is only exact when both are planned together.
 """
 
 from __future__ import annotations
