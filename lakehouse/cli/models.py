@@ -136,7 +136,9 @@ def model_promote(
 
     settings = settings_of(ctx)
     spark = spark_session(ctx, "fraudlake-model")
-    registry.promote(settings, version, validate=lambda model: registry.check_scores(spark, settings, model))
+    registry.promote(
+        settings, version, validate=lambda model: registry.check_scores(spark, settings, model, version=version)
+    )
     console.print(f"champion: version {version}")
 
 

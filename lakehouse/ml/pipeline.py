@@ -164,6 +164,19 @@ def scored(model: PipelineModel, df: DataFrame) -> DataFrame:
     return model.transform(df).withColumn("score", vector_to_array(F.col("probability")).getItem(1))
 
 
+def clear_of_scores(score: np.ndarray, threshold: float) -> float:
+    """The same alerts on this window, with the threshold half-way between the scores on either side
+    of it: no score sits on it, so a rounding difference of 1e-16 between two ways of computing a
+    score (MLlib's and the compiled model's, :mod:`lakehouse.ml.compiled`) cannot flip a decision."""
+    score = np.asarray(score, float)
+    above, below = score[score >= threshold], score[score < threshold]
+    if not len(above):
+        return threshold  # nothing alerts here: no score on it either
+    if not len(below):
+        return float(max(0.0, above.min() - 1e-6))  # everything alerts: stay just under the lowest score
+    return float((above.min() + below.max()) / 2)
+
+
 @dataclass(frozen=True)
 class ScoredWindow:
     """One window's labels, scores and evaluation columns, on the driver (a validation window is
@@ -194,8 +207,10 @@ class ScoredWindow:
     def choose_threshold(self, training: TrainingSettings) -> float:
         target = training.threshold
         if target.target == "precision":
-            return threshold_for_precision(self.y, self.score, target.precision)
-        return threshold_for_budget(self.score, self.days(), target.daily_alerts)
+            chosen = threshold_for_precision(self.y, self.score, target.precision)
+        else:
+            chosen = threshold_for_budget(self.score, self.days(), target.daily_alerts)
+        return clear_of_scores(self.score, chosen)
 
     def evaluate(self, threshold: float, training: TrainingSettings) -> Evaluation:
         return evaluate(

@@ -25,10 +25,15 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from pyspark.ml import PipelineModel
 
+    from lakehouse.ml.compiled import CompiledModel
+
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"
+#: The compiled (numpy) form of a version, in its run's artifacts, and the record of its check.
+COMPILED_ARTIFACT = "compiled/model.json"
+PARITY_TAG = "compiled_parity"
 
 
 class RegistryError(FraudlakeError):
@@ -94,8 +99,10 @@ def register(
     metrics: dict[str, float],
     tags: dict[str, str],
     report_dir: Path | None = None,
+    compiled: str | None = None,
 ) -> int:
-    """Log the model, its parameters and metrics in a run and register it as a new version."""
+    """Log the model, its parameters and metrics in a run and register it as a new version
+    (``compiled``: the model's numpy form as JSON, :mod:`lakehouse.ml.compiled`, kept beside it)."""
     import mlflow
     import mlflow.spark
 
@@ -112,6 +119,8 @@ def register(
         mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # NaN metrics are left out
         if report_dir is not None and report_dir.exists():
             mlflow.log_artifacts(str(report_dir), artifact_path="report")
+        if compiled is not None:
+            mlflow.log_text(compiled, COMPILED_ARTIFACT)
         info = mlflow.spark.log_model(
             model,
             artifact_path="model",
@@ -244,18 +253,53 @@ def promote(settings: Settings, version: int, *, validate) -> None:
     set_champion(settings, version, reason="promoted by hand")
 
 
-def check_scores(spark, settings: Settings, model: PipelineModel, rows: int = 200) -> None:
-    """Score a sample of the feature table; a model that cannot is refused (RegistryError)."""
+def check_scores(
+    spark, settings: Settings, model: PipelineModel, rows: int = 200, *, version: int | None = None
+) -> None:
+    """Score a sample of the feature table; a model that cannot is refused (RegistryError). The
+    model's compiled form (stored with ``version``, or compiled now) must give the same scores on
+    the sample (:func:`lakehouse.ml.compiled.verify`), or the model is refused too."""
     from lakehouse.contract.tables import table_names
+    from lakehouse.ml.compiled import NotCompilable, verify
     from lakehouse.ml.pipeline import scored, with_label
 
-    sample = with_label(spark.table(table_names(settings).features).limit(rows))
+    sample = with_label(spark.table(table_names(settings).features).limit(rows)).persist()
     try:
-        scores = [r.score for r in scored(model, sample).select("score").collect()]
-    except Exception as exc:
-        raise RegistryError(f"the model cannot score the feature table: {str(exc).strip().splitlines()[0]}") from exc
-    if any(s is None or not 0.0 <= s <= 1.0 for s in scores):
-        raise RegistryError("the model returns scores outside [0, 1]")
+        try:
+            scores = [r.score for r in scored(model, sample).select("score").collect()]
+        except Exception as exc:
+            raise RegistryError(
+                f"the model cannot score the feature table: {str(exc).strip().splitlines()[0]}"
+            ) from exc
+        if any(s is None or not 0.0 <= s <= 1.0 for s in scores):
+            raise RegistryError("the model returns scores outside [0, 1]")
+        try:
+            compiled = compiled_model(settings, version, model)
+        except NotCompilable as exc:
+            log.warning("model version %s has no compiled form (%s): MLlib only", version, exc)
+            return
+        threshold = float(version_info(settings, version).threshold) if version is not None else 0.5
+        check = verify(model, compiled, sample, threshold)
+        if not check.passed:
+            raise RegistryError(f"the model's compiled form does not give MLlib's scores: {check.describe()}")
+    finally:
+        sample.unpersist()
+
+
+def compiled_model(settings: Settings, version: int | None, model: PipelineModel) -> CompiledModel:
+    """The version's stored compiled form; compiled from ``model`` when it has none (older versions)."""
+    from lakehouse.ml.compiled import CompiledModel
+    from lakehouse.ml.compiler import compile_pipeline
+
+    if version is not None:
+        import mlflow.artifacts
+
+        run_id = version_info(settings, version).run_id
+        try:
+            return CompiledModel.from_json(mlflow.artifacts.load_text(f"runs:/{run_id}/{COMPILED_ARTIFACT}"))
+        except Exception as exc:  # not stored (a version from before), or unreadable: compile again
+            log.info("model version %s: no stored compiled form (%s); compiling it", version, type(exc).__name__)
+    return compile_pipeline(model)
 
 
 def artifact_path(settings: Settings, version: int) -> str:

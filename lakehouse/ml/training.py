@@ -37,6 +37,7 @@ from lakehouse.platform.delta import latest_version, read_version
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,11 @@ def train(
                 **{f"table {k}": f"version {v}" for k, v in table_versions.items()},
             },
         )
-        version = registry.register(settings, model, params=params, metrics=metrics, tags=tags, report_dir=pending)
+        compiled, parity = compile_and_verify(model, validation, threshold)
+        tags[registry.PARITY_TAG] = json.dumps(parity)
+        version = registry.register(
+            settings, model, params=params, metrics=metrics, tags=tags, report_dir=pending, compiled=compiled
+        )
         report = pending.with_name(f"model-v{version}")
         shutil.rmtree(report, ignore_errors=True)
         pending.rename(report)
@@ -211,15 +216,25 @@ class Comparison:
 
 
 def compare(settings: Settings, version: int, validation: DataFrame) -> Comparison:
-    """Should ``version`` replace the champion? Yes when it loads from the registry, scores, and
-    beats the champion's average precision on the same validation window by the margin (or there is
-    no working champion)."""
+    """Should ``version`` replace the champion? Yes when it loads from the registry, scores (its
+    compiled form exactly as MLlib, when it has one), and beats the champion's average precision on
+    the same validation window by the margin (or there is no working champion)."""
     margin = settings.training.promotion_margin
     before = registry.champion_version(settings, required=False)
     try:
         challenger_ap = _registry_ap(settings, version, validation)
     except registry.RegistryError as error:
         return Comparison(version, before, None, None, False, f"refused: {error}")
+    parity = json.loads(registry.version_info(settings, version).tags.get(registry.PARITY_TAG, "{}"))
+    if parity.get("passed") is False and not parity.get("detail", "").startswith("not compiled"):
+        return Comparison(
+            version,
+            before,
+            challenger_ap,
+            None,
+            False,
+            f"refused: its compiled form differs from MLlib ({parity['detail']})",
+        )
     if before is None:
         return Comparison(
             version, None, challenger_ap, None, True, f"first model: average precision {challenger_ap:.4f}"
@@ -260,6 +275,21 @@ def apply(settings: Settings, comparison: Comparison) -> Promotion:
         return Promotion(False, current, current, reason)
     registry.set_champion(settings, comparison.challenger, reason=comparison.reason)
     return Promotion(True, current, comparison.challenger, comparison.reason)
+
+
+def compile_and_verify(model: PipelineModel, validation: DataFrame, threshold: float) -> tuple[str | None, dict]:
+    """The model's numpy form (JSON) and its check against MLlib on the validation window."""
+    from lakehouse.ml.compiled import NotCompilable, verify
+    from lakehouse.ml.compiler import compile_pipeline
+
+    try:
+        compiled = compile_pipeline(model)
+    except NotCompilable as exc:
+        log.warning("the model is not compiled (%s): it scores with MLlib only", exc)
+        return None, {"passed": False, "detail": f"not compiled: {exc}"}
+    check = verify(model, compiled, validation, threshold)
+    log.info("compiled model vs MLlib on the validation window: %s", check.describe())
+    return compiled.to_json(), {"passed": check.passed, "detail": check.describe()}
 
 
 def decide_promotion(settings: Settings, version: int, evaluation: Evaluation, validation: DataFrame) -> Promotion:

@@ -63,7 +63,7 @@ def load_scoring_model(spark: SparkSession, settings: Settings, version: int) ->
     """Load a version, check it scores the feature table, read its threshold and reason profile
     (learnt and kept as a tag the first time). RegistryError when it cannot serve."""
     model = registry.load(settings, version)
-    registry.check_scores(spark, settings, model)
+    registry.check_scores(spark, settings, model, version=version)
     tags = registry.version_info(settings, version).tags
     try:
         threshold = float(tags["threshold"])

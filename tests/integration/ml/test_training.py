@@ -5,6 +5,7 @@ champion, and a corrupt model folder never becomes champion."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date
 from pathlib import Path
@@ -15,6 +16,7 @@ from lakehouse.contract.tables import table_names
 from lakehouse.features.materialize import build_features
 from lakehouse.ingest.files import import_files
 from lakehouse.ml import registry
+from lakehouse.ml.compiled import CompiledModel
 from lakehouse.ml.pipeline import split_frames, time_split, with_label
 from lakehouse.ml.training import decide_promotion, train
 from lakehouse.platform.isolation import drop_schemas, isolated
@@ -64,6 +66,13 @@ def test_model_beats_both_baselines_and_becomes_the_first_champion(trained_world
     tags = registry.version_info(trained_world, result.version).tags
     assert {"threshold", "features", "table_versions", "code_version", "created_at", "algorithm"} <= set(tags)
     assert "is_fraud" not in tags["features"] and "fraud_scenario" not in tags["features"]
+    # Its numpy form is stored with it and gave MLlib's scores and decisions on the validation window.
+    parity = json.loads(tags[registry.PARITY_TAG])
+    assert parity["passed"] and "0 alert decisions differ, 0 within" in parity["detail"], parity
+    import mlflow.artifacts
+
+    stored = mlflow.artifacts.load_text(f"runs:/{tags['run_id']}/{registry.COMPILED_ARTIFACT}")
+    assert CompiledModel.from_json(stored).algorithm == trained_world.training.algorithm
     report = result.report_path
     assert report.name == "index.html" and "average_precision" in report.read_text()
     assert {p.name for p in report.parent.glob("*.png")} == {

@@ -3,6 +3,8 @@ and each configured MLlib pipeline on a small static DataFrame of feature rows."
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -60,8 +62,16 @@ def feature_rows(n: int, seed: int) -> list[dict]:
     return rows
 
 
-@pytest.mark.parametrize("algorithm", ["gbt", "random_forest", "logistic_regression"])
-def test_pipeline_learns_a_separable_signal_with_class_weights(spark, settings, algorithm) -> None:
+@dataclass(frozen=True)
+class Fitted:
+    algorithm: str
+    training: object
+    model: object
+    validation: object
+    weight: float
+
+
+def feature_frame(spark, rows: list[dict]):
     from pyspark.sql import types as T
 
     kinds = {"double": T.DoubleType(), "long": T.LongType(), "int": T.IntegerType(), "string": T.StringType()}
@@ -76,24 +86,83 @@ def test_pipeline_learns_a_separable_signal_with_class_weights(spark, settings, 
             T.StructField("fraud_scenario", T.StringType()),
         ]
     )
-    frame = spark.createDataFrame(feature_rows(1200, seed=5), schema)
+    return spark.createDataFrame(rows, schema)
+
+
+@pytest.fixture(scope="module", params=["gbt", "random_forest", "logistic_regression"])
+def fitted(request, spark, settings) -> Fitted:
+    """Each configured pipeline fitted once on the same small static frame."""
+    frame = feature_frame(spark, feature_rows(1200, seed=5))
     split = time_split(date(2026, 10, 1), date(2026, 10, 30), settings.training)
     train, validation = split_frames(frame, split)
     train, weight = with_class_weight(with_label(train), "balanced")
-    assert weight > 5  # about 92/8
-
     small = settings.training.model_copy(
         update={
             "gbt": settings.training.gbt.model_copy(update={"max_iter": 5}),
             "random_forest": settings.training.random_forest.model_copy(update={"num_trees": 10}),
         }
     )
-    model = make_pipeline(small, algorithm=algorithm).fit(train)
-    window = ScoredWindow.collect(scored(model, with_label(validation)))
+    model = make_pipeline(small, algorithm=request.param).fit(train)
+    return Fitted(request.param, small, model, validation, weight)
+
+
+def test_pipeline_learns_a_separable_signal_with_class_weights(fitted: Fitted) -> None:
+    assert fitted.weight > 5  # about 92/8
+    window = ScoredWindow.collect(scored(fitted.model, with_label(fitted.validation)))
 
     assert window.y.any() and window.score.min() >= 0 and window.score.max() <= 1
     assert average_precision(window.y, window.score) > 0.8
-    threshold = window.choose_threshold(small)
-    evaluation = window.evaluate(threshold, small)
-    assert evaluation.alerts_per_day <= small.threshold.daily_alerts
+    threshold = window.choose_threshold(fitted.training)
+    evaluation = window.evaluate(threshold, fitted.training)
+    assert evaluation.alerts_per_day <= fitted.training.threshold.daily_alerts
     assert set(evaluation.recall_by_scenario) == {"amount_anomaly"}
+
+
+def hostile_rows() -> list[dict]:
+    """Rows no training set holds: nulls everywhere, NaN, infinities, extremes, unseen categories."""
+    rows = []
+    specials = [None, float("nan"), float("inf"), -float("inf"), 1e308, -1e308, 0.0, -1.0]
+    for i, value in enumerate(specials):
+        row = {f.name: None for f in FEATURES}
+        for f in FEATURES:
+            if f.kind == "double":
+                row[f.name] = value
+            elif f.kind in ("long", "int"):
+                row[f.name] = None if value is None else [0, 2**31 - 1, -(2**31), 1][i % 4]
+            else:
+                row[f.name] = [
+                    None,
+                    "grocery",
+                    "never-seen",
+                    "",
+                    "\ufffd\x00",
+                ][i % 5]
+        row.update(transaction_id=f"h{i}", user_id="u", event_date=date(2026, 10, 30), amount=1.0, is_fraud=False)
+        row["fraud_scenario"] = None
+        rows.append(row)
+    return rows
+
+
+def test_compiled_model_gives_mllibs_scores_and_decisions_on_every_row(fitted: Fitted, spark) -> None:
+    from lakehouse.ml.compiled import CompiledModel, verify
+    from lakehouse.ml.compiler import compile_pipeline
+
+    compiled = CompiledModel.from_json(compile_pipeline(fitted.model).to_json())  # what the registry stores
+    validation = with_label(fitted.validation)
+    window = ScoredWindow.collect(scored(fitted.model, validation))
+    threshold = window.choose_threshold(fitted.training)
+    on_validation = verify(fitted.model, compiled, validation, threshold)
+    assert on_validation.rows == window.y.size > 100
+    assert on_validation.passed and on_validation.at_threshold == 0, on_validation.describe()
+
+    hostile = verify(fitted.model, compiled, with_label(feature_frame(spark, hostile_rows())), threshold)
+    assert hostile.rows == len(hostile_rows())
+    assert hostile.passed, hostile.describe()
+
+    # The check can fail: the same model with its output nudged by 1e-6 is refused.
+    nudged = dataclasses.replace(compiled, intercept=compiled.intercept + 1e-6)
+    if compiled.algorithm != "logistic_regression":
+        nudged = dataclasses.replace(
+            compiled, forest=dataclasses.replace(compiled.forest, value=compiled.forest.value + 1e-6)
+        )
+    assert not verify(fitted.model, nudged, validation, threshold).passed
