@@ -109,3 +109,19 @@ def release_environ(code: Path, env: dict[str, str]) -> dict[str, str]:
     own = {**env, "PYTHONPATH": str(code), "FRAUDLAKE_CONF_DIR": str(code / "conf")}
     own.update({name: str(folder) for name, folder in jars.items()})
     return own
+
+
+#: Static-frame schemas of silver transactions and the profile versions (feature transform tests).
+TX = (
+    "transaction_id string, user_id string, merchant_id string, event_time timestamp, event_date date, "
+    "amount double, currency string, device_ip string, is_fraud boolean, fraud_scenario string, "
+    "_partition int, _offset bigint"
+)
+USERS = (
+    "user_id string, age int, signup_date date, latitude double, longitude double, updated_at timestamp, "
+    "_partition int, _offset bigint"
+)
+MERCHANTS = (
+    "merchant_id string, category string, latitude double, longitude double, updated_at timestamp, "
+    "_partition int, _offset bigint"
+)

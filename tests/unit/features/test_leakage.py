@@ -11,22 +11,10 @@ import pytest
 
 from lakehouse.contract.features import FEATURE_NAMES
 from lakehouse.features.offline import merchant_daily_stats, transaction_features
+from tests.helpers import MERCHANTS, TX, USERS
 
 DELAY = 7
 START = datetime(2026, 10, 1, 9, 0)
-TX = (
-    "transaction_id string, user_id string, merchant_id string, event_time timestamp, event_date date, "
-    "amount double, currency string, device_ip string, is_fraud boolean, fraud_scenario string, "
-    "_partition int, _offset bigint"
-)
-USERS = (
-    "user_id string, age int, signup_date date, latitude double, longitude double, updated_at timestamp, "
-    "_partition int, _offset bigint"
-)
-MERCHANTS = (
-    "merchant_id string, category string, latitude double, longitude double, updated_at timestamp, "
-    "_partition int, _offset bigint"
-)
 
 
 def transactions() -> list[tuple]:

@@ -1,0 +1,238 @@
+"""The table-based features in numpy and pandas, from dimension snapshots held in memory: the
+vectorised twin of :func:`lakehouse.features.offline.enrich`, for a Python step that must not
+plan a Spark join per micro-batch (issue 15's scorer).
+
+A :class:`Snapshot` holds the user and merchant versions and the merchant daily statistics as
+sorted arrays, read once at a known Delta version of each table and replaced when a table moves
+on. :func:`table_features` then computes, for a batch of state rows, exactly what ``enrich``
+computes in Spark:
+
+- profiles and merchants *as of the event time*: the latest ``updated_at`` at or before it, ties
+  broken by the later Kafka record (``_partition``, ``_offset``); a null key or ``updated_at``
+  matches nothing;
+- the merchant day windows from whole days before the event's day, and the fraud rate of the 30
+  days that end ``feedback_delay_days`` before it (prefix sums per merchant);
+- distances, speed, calendar and ages in UTC, with Spark's null rules (``greatest`` skips a null).
+
+Everything is keyed by event time in epoch microseconds (``time_us``) and days since the epoch,
+so a date in year 1 or 9999 is an ordinary integer here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lakehouse.contract.features import MERCHANT_DAY_WINDOWS, feature_table_columns, feature_table_types
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DAY_US = 86_400 * 1_000_000
+EARTH_RADIUS_KM = 6371.0088
+NIGHT_END_HOUR = 6
+
+
+@dataclass(frozen=True)
+class Versions:
+    """One versioned dimension: for each key, its versions by ``updated_at`` (ties resolved)."""
+
+    frame: pd.DataFrame  # key, updated_us, then the value columns; sorted by updated_us
+
+    @classmethod
+    def build(cls, rows: pd.DataFrame, key: str, columns: list[str]) -> Versions:
+        """``rows``: key, updated_at (µs since the epoch, nullable), _partition, _offset, columns."""
+        frame = rows[rows[key].notna() & rows["updated_at"].notna()]
+        frame = frame.assign(updated_us=frame["updated_at"].astype("int64"))
+        frame = frame.sort_values([key, "updated_us", "_partition", "_offset"], kind="stable", na_position="first")
+        frame = frame.drop_duplicates([key, "updated_us"], keep="last")  # same instant: the later record
+        frame = frame[[key, "updated_us", *columns]].rename(columns={key: "key"})
+        return cls(frame.sort_values("updated_us", kind="stable").reset_index(drop=True))
+
+    def as_of(self, keys: pd.Series, times_us: np.ndarray, prefix: str) -> pd.DataFrame:
+        """For each (key, time): the version in effect, its columns renamed ``prefix`` + name; a
+        row of nulls when there is none (or the key is null). Same index as ``keys``."""
+        import pandas as pd
+
+        columns = [c for c in self.frame.columns if c not in ("key", "updated_us")]
+        events = pd.DataFrame(
+            {"key": keys.to_numpy(object), "t": np.asarray(times_us, np.int64), "row": np.arange(len(keys))}
+        )
+        known = events[events["key"].notna()].sort_values("t", kind="stable")
+        matched = pd.merge_asof(
+            known, self.frame, left_on="t", right_on="updated_us", by="key", direction="backward"
+        )  # backward includes equal times: "at or before"
+        out = matched.set_index("row")[columns].reindex(np.arange(len(keys)))
+        for column in columns:  # a missing match is None in object columns, NaN in numeric ones
+            if out[column].dtype == object:
+                out[column] = out[column].astype(object).where(out[column].notna(), None)
+        out.index = keys.index
+        return out.add_prefix(prefix)
+
+
+@dataclass(frozen=True)
+class DailyCounts:
+    """Per merchant: cumulative transactions and frauds by day, for window sums in O(log n)."""
+
+    frame: pd.DataFrame  # key, day, cum_tx, cum_fraud; sorted by day
+
+    @classmethod
+    def build(cls, daily: pd.DataFrame) -> DailyCounts:
+        """``daily``: merchant_id, day (days since the epoch), tx_count, fraud_count."""
+        frame = daily[daily["merchant_id"].notna()]
+        frame = frame.assign(
+            day=frame["day"].astype(np.int64),
+            tx_count=frame["tx_count"].fillna(0).astype(np.int64),
+            fraud_count=frame["fraud_count"].fillna(0).astype(np.int64),
+        ).sort_values(["merchant_id", "day"], kind="stable")
+        grouped = frame.groupby("merchant_id", sort=False)
+        frame = frame.assign(
+            cum_tx=grouped["tx_count"].cumsum().astype(np.int64),
+            cum_fraud=grouped["fraud_count"].cumsum().astype(np.int64),
+        )
+        frame = frame[["merchant_id", "day", "cum_tx", "cum_fraud"]].rename(columns={"merchant_id": "key"})
+        return cls(frame.sort_values("day", kind="stable").reset_index(drop=True))
+
+    def through(self, keys: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cumulative (transactions, frauds) of each key up to and including each day (0 before)."""
+        import pandas as pd
+
+        events = pd.DataFrame({"key": keys, "day": np.asarray(days, np.int64), "row": np.arange(len(keys))})
+        known = events[events["key"].notna()].sort_values("day", kind="stable")
+        matched = pd.merge_asof(known, self.frame, on="day", by="key", direction="backward")
+        tx, fraud = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64)
+        rows = matched["row"].to_numpy()
+        tx[rows] = matched["cum_tx"].fillna(0).to_numpy(np.int64)
+        fraud[rows] = matched["cum_fraud"].fillna(0).to_numpy(np.int64)
+        return tx, fraud
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The dimension tables as of known Delta versions (``versions``: table → version)."""
+
+    users: Versions
+    merchants: Versions
+    daily: DailyCounts
+    versions: dict[str, int]
+
+    @classmethod
+    def build(
+        cls, users: pd.DataFrame, merchants: pd.DataFrame, daily: pd.DataFrame, versions: dict[str, int]
+    ) -> Snapshot:
+        return cls(
+            Versions.build(users, "user_id", ["age", "signup_day", "latitude", "longitude"]),
+            Versions.build(merchants, "merchant_id", ["category", "latitude", "longitude"]),
+            DailyCounts.build(daily),
+            dict(versions),
+        )
+
+
+def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """As :func:`lakehouse.features.offline.haversine_km` (differences first, then radians)."""
+    lat1, lon1, lat2, lon2 = (np.asarray(a, np.float64) for a in (lat1, lon1, lat2, lon2))
+    a = np.sin(np.radians(lat2 - lat1) / 2) ** 2 + np.cos(np.radians(lat1)) * np.cos(np.radians(lat2)) * (
+        np.sin(np.radians(lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a))
+
+
+def _floats(series: pd.Series) -> np.ndarray:
+    return series.astype("Float64").to_numpy(np.float64, na_value=np.nan)
+
+
+def table_features(state: pd.DataFrame, snapshot: Snapshot, *, feedback_delay_days: int) -> pd.DataFrame:
+    """State rows (:func:`lakehouse.features.offline.state_output_ddl`, with ``time_us``) → the
+    feature table's columns, in its order and types (nullable pandas dtypes)."""
+    import pandas as pd
+
+    time_us = state["time_us"].to_numpy(np.int64)
+    day = np.floor_divide(time_us, DAY_US)
+    user = snapshot.users.as_of(state["user_id"], time_us, "u_")
+    merchant = snapshot.merchants.as_of(state["merchant_id"], time_us, "m_")
+    previous = snapshot.merchants.as_of(state["prev_merchant_id"], time_us, "p_")
+
+    m_lat, m_lon = _floats(merchant["m_latitude"]), _floats(merchant["m_longitude"])
+    prev_distance = haversine_km(_floats(previous["p_latitude"]), _floats(previous["p_longitude"]), m_lat, m_lon)
+    prev_us = state["prev_time_us"].astype("Float64").to_numpy(np.float64, na_value=np.nan)
+    hours = (time_us - prev_us) / 3.6e9
+    hours = np.where(np.isnan(hours), 1 / 60, np.maximum(hours, 1 / 60))  # Spark's greatest skips a null
+    signup_us = _floats(user["u_signup_day"]) * DAY_US
+    account_age_days = (time_us - signup_us) / 86_400e6
+    hour = np.floor_divide(np.mod(time_us, DAY_US), 3_600_000_000)
+    weekday = np.mod(day + 4, 7)  # 0 = Sunday (1970-01-01 was a Thursday)
+
+    keys = state["merchant_id"].to_numpy(object)
+    before_tx, _ = snapshot.daily.through(keys, day - 1)
+    counts = {}
+    for name, days in MERCHANT_DAY_WINDOWS.items():
+        start_tx, _ = snapshot.daily.through(keys, day - 1 - days)
+        counts[f"merchant_tx_count_{name}"] = before_tx - start_tx
+    end_tx, end_fraud = snapshot.daily.through(keys, day - 1 - feedback_delay_days)
+    start_tx, start_fraud = snapshot.daily.through(keys, day - 1 - feedback_delay_days - 30)
+    counted, frauds = end_tx - start_tx, end_fraud - start_fraud
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(counted > 0, frauds / np.where(counted > 0, counted, 1), np.nan)
+
+    values = {
+        "home_distance_km": haversine_km(_floats(user["u_latitude"]), _floats(user["u_longitude"]), m_lat, m_lon),
+        "prev_distance_km": prev_distance,
+        "prev_speed_kmh": prev_distance / hours,
+        "hour_of_day": hour,
+        "is_night": (hour < NIGHT_END_HOUR).astype(np.int64),
+        "is_weekend": np.isin(weekday, (0, 6)).astype(np.int64),
+        "account_age_days": account_age_days,
+        "user_age_years": _floats(user["u_age"]) + account_age_days / 365.25,
+        "merchant_category": merchant["m_category"].to_numpy(object),
+        "merchant_fraud_rate_30d": rate,
+        **counts,
+    }
+    types = feature_table_types()
+    out = {}
+    for column in feature_table_columns():
+        raw = values[column] if column in values else state[column]
+        out[column] = _typed(raw, types[column], len(state))
+    return pd.DataFrame(out, index=state.index)
+
+
+def _typed(values, sql: str, rows: int):
+    """Values as the feature table's SQL type in a nullable pandas array (a NaN left by a missing
+    input is a null, as Spark's arithmetic on a null gives a null)."""
+    import pandas as pd
+
+    series = values.reset_index(drop=True) if isinstance(values, pd.Series) else pd.Series(values)
+    if sql == "DOUBLE":
+        return series.astype("Float64").array
+    if sql in ("BIGINT", "INT"):
+        return series.astype("Float64").astype("Int64" if sql == "BIGINT" else "Int32").array
+    if sql == "BOOLEAN":
+        return series.astype("boolean").array
+    return series.to_numpy(object) if rows else np.empty(0, object)
+
+
+def snapshot_from_frames(users, merchants, daily, versions: dict[str, int]) -> Snapshot:
+    """A :class:`Snapshot` from Spark DataFrames of ``silver.user_versions``,
+    ``silver.merchant_versions`` and ``gold.merchant_daily`` (collected to the driver: these are
+    the dimensions, not the facts)."""
+    from pyspark.sql import functions as F
+
+    def micros(column: str):
+        return F.unix_micros(F.col(column)).alias(column)
+
+    users_pd = users.select(
+        "user_id",
+        micros("updated_at"),
+        "_partition",
+        "_offset",
+        "age",
+        F.unix_date("signup_date").alias("signup_day"),
+        "latitude",
+        "longitude",
+    ).toPandas()
+    merchants_pd = merchants.select(
+        "merchant_id", micros("updated_at"), "_partition", "_offset", "category", "latitude", "longitude"
+    ).toPandas()
+    daily_pd = daily.select("merchant_id", F.unix_date("event_date").alias("day"), "tx_count", "fraud_count").toPandas()
+    return Snapshot.build(users_pd, merchants_pd, daily_pd, versions)
