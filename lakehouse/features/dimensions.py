@@ -26,13 +26,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lakehouse.contract.features import MERCHANT_DAY_WINDOWS, feature_table_columns, feature_table_types
+from lakehouse.features.offline import EARTH_RADIUS_KM, NIGHT_END_HOUR
 
 if TYPE_CHECKING:
     import pandas as pd
 
 DAY_US = 86_400 * 1_000_000
-EARTH_RADIUS_KM = 6371.0088
-NIGHT_END_HOUR = 6
 
 
 @dataclass(frozen=True)
@@ -193,11 +192,11 @@ def table_features(state: pd.DataFrame, snapshot: Snapshot, *, feedback_delay_da
     out = {}
     for column in feature_table_columns():
         raw = values[column] if column in values else state[column]
-        out[column] = _typed(raw, types[column], len(state))
+        out[column] = _typed(raw, types[column])
     return pd.DataFrame(out, index=state.index)
 
 
-def _typed(values, sql: str, rows: int):
+def _typed(values, sql: str):
     """Values as the feature table's SQL type in a nullable pandas array (a NaN left by a missing
     input is a null, as Spark's arithmetic on a null gives a null)."""
     import pandas as pd
@@ -209,7 +208,7 @@ def _typed(values, sql: str, rows: int):
         return series.astype("Float64").astype("Int64" if sql == "BIGINT" else "Int32").array
     if sql == "BOOLEAN":
         return series.astype("boolean").array
-    return series.to_numpy(object) if rows else np.empty(0, object)
+    return series.to_numpy(object)
 
 
 def snapshot_from_frames(users, merchants, daily, versions: dict[str, int]) -> Snapshot:

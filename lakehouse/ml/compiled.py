@@ -25,6 +25,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,10 +52,13 @@ class Categorical:
     labels: tuple[str, ...]
     width: int  # the one-hot vector's size
 
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.labels)}
+
     def encode(self, values: np.ndarray) -> np.ndarray:
         """Object array of strings/None → (rows, width) one-hot block."""
-        index = {label: i for i, label in enumerate(self.labels)}
-        unknown = len(self.labels)
+        index, unknown = self._index, len(self.labels)
         codes = np.fromiter(
             (index.get(v, unknown) if v is not None else unknown for v in values), np.int64, len(values)
         )
@@ -182,7 +186,7 @@ class CompiledModel:
             forest = Forest(
                 roots=np.asarray(f["roots"], np.int64),
                 feature=np.asarray(f["feature"], np.int64),
-                threshold=np.asarray([_float_value(v) for v in f["threshold"]], np.float64),
+                threshold=np.asarray([float(v) for v in f["threshold"]], np.float64),
                 categories=np.asarray(f["categories"], np.int64),
                 categorical=np.asarray(f["categorical"], bool),
                 left=np.asarray(f["left"], np.int64),
@@ -210,10 +214,6 @@ class CompiledModel:
 
 def _float_json(value: float) -> float | str:
     return value if math.isfinite(value) else repr(value)
-
-
-def _float_value(value: float | str) -> float:
-    return float(value)
 
 
 def arrow_inputs(table, model: CompiledModel) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[str, np.ndarray]]:
@@ -264,9 +264,9 @@ def verify(model: PipelineModel, compiled: CompiledModel, frame, threshold: floa
     mine = compiled.score_arrow(table)
     if not len(theirs):
         return Verification(0, 0.0, 0)
-    difference = np.abs(mine - theirs)
-    difference = np.where(np.isnan(mine) & np.isnan(theirs), 0.0, difference)
-    worst = float(np.nanmax(np.where(np.isnan(difference), np.inf, difference)))
+    # NaN on both sides agrees; NaN on one side only is an infinite difference.
+    difference = np.where(np.isnan(mine) & np.isnan(theirs), 0.0, np.abs(mine - theirs))
+    worst = float(np.nan_to_num(difference, nan=np.inf).max())
     # A score on the threshold itself is decided by the last bit of two engines' arithmetic (their
     # sums and exp round differently): such ties are counted apart. Thresholds are chosen clear of
     # every validation score (lakehouse.ml.pipeline.clear_of_scores), so there are none there.

@@ -273,32 +273,31 @@ def check_scores(
             ) from exc
         if any(s is None or not 0.0 <= s <= 1.0 for s in scores):
             raise RegistryError("the model returns scores outside [0, 1]")
+        info = version_info(settings, version) if version is not None else None
         try:
-            compiled = compiled_model(settings, version, model)
+            compiled = compiled_model(info, model)
         except NotCompilable as exc:
             log.warning("model version %s has no compiled form (%s): MLlib only", version, exc)
             return
-        threshold = float(version_info(settings, version).threshold) if version is not None else 0.5
-        check = verify(model, compiled, sample, threshold)
+        check = verify(model, compiled, sample, info.threshold if info is not None else 0.5)
         if not check.passed:
             raise RegistryError(f"the model's compiled form does not give MLlib's scores: {check.describe()}")
     finally:
         sample.unpersist()
 
 
-def compiled_model(settings: Settings, version: int | None, model: PipelineModel) -> CompiledModel:
+def compiled_model(info: ModelVersionInfo | None, model: PipelineModel) -> CompiledModel:
     """The version's stored compiled form; compiled from ``model`` when it has none (older versions)."""
     from lakehouse.ml.compiled import CompiledModel
     from lakehouse.ml.compiler import compile_pipeline
 
-    if version is not None:
+    if info is not None:
         import mlflow.artifacts
 
-        run_id = version_info(settings, version).run_id
         try:
-            return CompiledModel.from_json(mlflow.artifacts.load_text(f"runs:/{run_id}/{COMPILED_ARTIFACT}"))
+            return CompiledModel.from_json(mlflow.artifacts.load_text(f"runs:/{info.run_id}/{COMPILED_ARTIFACT}"))
         except Exception as exc:  # not stored (a version from before), or unreadable: compile again
-            log.info("model version %s: no stored compiled form (%s); compiling it", version, type(exc).__name__)
+            log.info("model version %s: no stored compiled form (%s); compiling it", info.version, type(exc).__name__)
     return compile_pipeline(model)
 
 

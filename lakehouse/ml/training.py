@@ -226,7 +226,7 @@ def compare(settings: Settings, version: int, validation: DataFrame) -> Comparis
     except registry.RegistryError as error:
         return Comparison(version, before, None, None, False, f"refused: {error}")
     parity = json.loads(registry.version_info(settings, version).tags.get(registry.PARITY_TAG, "{}"))
-    if parity.get("passed") is False and not parity.get("detail", "").startswith("not compiled"):
+    if parity.get("compiled") and not parity["passed"]:
         return Comparison(
             version,
             before,
@@ -286,10 +286,10 @@ def compile_and_verify(model: PipelineModel, validation: DataFrame, threshold: f
         compiled = compile_pipeline(model)
     except NotCompilable as exc:
         log.warning("the model is not compiled (%s): it scores with MLlib only", exc)
-        return None, {"passed": False, "detail": f"not compiled: {exc}"}
+        return None, {"compiled": False, "passed": False, "detail": f"not compiled: {exc}"}
     check = verify(model, compiled, validation, threshold)
     log.info("compiled model vs MLlib on the validation window: %s", check.describe())
-    return compiled.to_json(), {"passed": check.passed, "detail": check.describe()}
+    return compiled.to_json(), {"compiled": True, "passed": check.passed, "detail": check.describe()}
 
 
 def decide_promotion(settings: Settings, version: int, evaluation: Evaluation, validation: DataFrame) -> Promotion:
