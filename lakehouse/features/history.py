@@ -94,71 +94,186 @@ def advance(history: History, events: dict[str, np.ndarray], *, max_events: int)
     """Features of each event (given in arrival order) from the history before it; returns the
     history with the accepted events appended. An event whose transaction_id is already in the
     history (or earlier in ``events``) is a duplicate: no features, not appended."""
-    n_old, n_new = len(history), len(events["time_us"])
-    columns = [np.empty(n_old + n_new, dtype=old.dtype) for old in history.columns()]
-    for target, old in zip(columns, history.columns(), strict=True):
-        target[:n_old] = old
-    time_us, amount, merchant, ip, txid, seq = columns
-    seen = set(history.transaction_id.tolist())
-    next_seq = int(history.seq[-1]) + 1 if n_old else 0
+    users = np.zeros(len(events["time_us"]), np.int64)
+    features, duplicate, histories = advance_users([history], users, events, max_events=max_events)
+    return Advanced(features, duplicate, histories[0])
+
+
+#: Pairs (event, earlier entry) evaluated at once: bounds the working arrays of one step.
+MAX_PAIRS = 2_000_000
+
+
+def advance_users(
+    histories: list[History], users: np.ndarray, events: dict[str, np.ndarray], *, max_events: int
+) -> tuple[dict[str, list], np.ndarray, list[History]]:
+    """:func:`advance` for many users at once: ``users[i]`` is the index in ``histories`` of
+    event ``i``'s user (events in arrival order). Returns each event's features (None for
+    duplicates), the duplicate flags, and each user's history after the events.
+
+    Vectorised over the whole batch: every user's history and new events are laid end to end
+    (one segment per user, in arrival order), each accepted event is paired with the entries it
+    may see (the earlier entries of its segment within its last ``max_events`` arrivals), and
+    every feature is a masked reduction over those pairs. A sum runs over the event's own entries
+    in arrival order (``np.add.reduceat`` on the compacted pairs), so it does not depend on the
+    other events of the call: the result is the same however the events are cut into calls."""
+    n_users, n_new = len(histories), len(users)
+    users = np.asarray(users, np.int64)
+    order = np.argsort(users, kind="stable")  # new events grouped by user, arrival order kept
+    new_count = np.bincount(users, minlength=n_users)
+    old_count = np.array([len(h) for h in histories], np.int64)
+    size = old_count + new_count
+    seg_start = np.concatenate([[0], np.cumsum(size)[:-1]]).astype(np.int64)
+    total = int(size.sum())
+    # Where each history entry and each new event goes in the laid-out arrays.
+    is_new = np.zeros(total, bool)
+    new_at = seg_start[users[order]] + old_count[users[order]] + _rank_within(users[order])
+    is_new[new_at] = True
+    columns = {}
+    for index, (name, kind) in enumerate(HISTORY_COLUMNS):
+        dtype = np.int64 if kind == "long" else np.float64 if kind == "double" else object
+        laid = np.empty(total, dtype)
+        old_values = [h.columns()[index] for h in histories]
+        if any(len(v) for v in old_values):
+            laid[~is_new] = np.concatenate(old_values)
+        if name != "seq":
+            laid[new_at] = np.asarray(events[name], dtype)[order]
+        columns[name] = laid
+    segment = np.repeat(np.arange(n_users), size)
+    # Duplicates: a transaction_id seen earlier in its user's segment (history or new events).
+    import pandas as pd
+
+    repeated = pd.DataFrame({"u": segment, "tx": columns["transaction_id"]}).duplicated().to_numpy()
+    duplicate = np.zeros(n_new, bool)
+    duplicate[order] = repeated[new_at]
+    keep = ~repeated
+    # Arrival numbers of the accepted new events continue each user's sequence.
+    last_seq = np.array([int(h.seq[-1]) if len(h) else -1 for h in histories], np.int64)
+    accepted_new = is_new & keep
+    columns["seq"][accepted_new] = last_seq[segment[accepted_new]] + 1 + _rank_within(segment[accepted_new])
+    laid = {name: values[keep] for name, values in columns.items()}
+    segment, is_new = segment[keep], is_new[keep]
+    kept_size = np.bincount(segment, minlength=n_users)
+    kept_start = np.concatenate([[0], np.cumsum(kept_size)[:-1]]).astype(np.int64)
+    # Where each accepted event sits in ``events`` (its features go there).
+    event_of = np.full(total, -1, np.int64)
+    event_of[new_at] = order
+    event_at = event_of[keep][is_new]
+
     out: dict[str, list] = {f.name: [None] * n_new for f in STATE_FEATURES}
     out["prev_merchant_id"] = [None] * n_new
     out["prev_time_us"] = [None] * n_new
-    duplicate = np.zeros(n_new, bool)
-    length = n_old
-    for i in range(n_new):
-        tx = events["transaction_id"][i]
-        if tx in seen:
-            duplicate[i] = True
-            continue
-        t, a = int(events["time_us"][i]), float(events["amount"][i])
-        # The previous max_events arrivals (pruned ones were never visible to this event anyway).
-        start = int(np.searchsorted(seq[:length], next_seq - max_events))
-        window = slice(start, length)
-        row = _features(t, a, events["device_ip"][i], time_us[window], amount[window], merchant[window], ip[window])
-        for name, value in row.items():
-            out[name][i] = value
-        time_us[length], amount[length], merchant[length] = t, a, events["merchant_id"][i]
-        ip[length], txid[length], seq[length] = events["device_ip"][i], tx, next_seq
-        seen.add(tx)
-        next_seq += 1
-        length += 1
-    return Advanced(out, duplicate, History(*(column[:length] for column in columns)))
+    rows = np.flatnonzero(is_new)
+    if len(rows):
+        seq = laid["seq"]
+        # The first entry each event may see: its segment's start, or max_events arrivals back.
+        key = segment.astype(np.float64) * 2.0**41 + seq  # segments apart, seq ascending within one
+        first = np.searchsorted(key, segment[rows] * 2.0**41 + (seq[rows] - max_events))
+        first = np.maximum(first, kept_start[segment[rows]])
+        codes = {"merchant_id": _codes(laid["merchant_id"]), "device_ip": _codes(laid["device_ip"])}
+        pairs = rows - first
+        bounds = np.concatenate([[0], np.cumsum(pairs)])
+        begin = 0
+        while begin < len(rows):
+            end = int(np.searchsorted(bounds, bounds[begin] + MAX_PAIRS, side="right")) - 1
+            end = max(end, begin + 1)
+            _pair_features(laid, codes, rows[begin:end], first[begin:end], event_at[begin:end], out)
+            begin = end
+    after = [
+        History(*(laid[name][kept_start[u] : kept_start[u] + kept_size[u]] for name, _ in HISTORY_COLUMNS))
+        for u in range(n_users)
+    ]
+    return out, duplicate, after
 
 
-def _features(
-    t: int, a: float, device_ip, times: np.ndarray, amounts: np.ndarray, merchants: np.ndarray, ips: np.ndarray
-) -> dict:
-    row: dict = {}
-    known = (times <= t) & (times > t - HISTORY_S * US)
+def _rank_within(groups: np.ndarray) -> np.ndarray:
+    """0, 1, 2... within each run of equal values of a grouped (sorted) array."""
+    if not len(groups):
+        return np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], groups[1:] != groups[:-1]]))
+    lengths = np.diff(np.concatenate([starts, [len(groups)]]))
+    return np.arange(len(groups)) - np.repeat(starts, lengths)
+
+
+def _codes(values: np.ndarray) -> np.ndarray:
+    """Integer codes of strings (None → -1): cheap to compare."""
+    import pandas as pd
+
+    return pd.factorize(values, use_na_sentinel=True)[0].astype(np.int64)
+
+
+def _segment_sum(values: np.ndarray, event: np.ndarray, n: int) -> np.ndarray:
+    """Per event 0..n-1: the sum of its ``values`` (grouped by event, in order); 0 when none."""
+    out = np.zeros(n)
+    if len(values):
+        starts = np.flatnonzero(np.concatenate([[True], event[1:] != event[:-1]]))
+        out[event[starts]] = np.add.reduceat(values, starts)
+    return out
+
+
+def _pair_features(
+    laid: dict[str, np.ndarray],
+    codes: dict[str, np.ndarray],
+    rows: np.ndarray,
+    first: np.ndarray,
+    event_at: np.ndarray,
+    out: dict[str, list],
+) -> None:
+    """The features of the events at ``rows`` (laid-out indices) from the entries ``first..row``."""
+    n = len(rows)
+    lengths = rows - first
+    event = np.repeat(np.arange(n), lengths)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    entry = np.arange(int(lengths.sum())) - np.repeat(offsets, lengths) + np.repeat(first, lengths)
+    times, amounts = laid["time_us"][entry], laid["amount"][entry]
+    t = laid["time_us"][rows]
+    known = (times <= t[event]) & (times > t[event] - HISTORY_S * US)
+    values: dict[str, np.ndarray] = {}
     for name, seconds in USER_WINDOWS.items():
-        in_window = known & (times > t - seconds * US)
-        count = int(in_window.sum())
-        total = float(amounts[in_window].sum()) if count else 0.0
-        row[f"user_tx_count_{name}"] = count
-        row[f"user_amount_sum_{name}"] = total
-        row[f"user_amount_mean_{name}"] = total / count if count else None
+        inside = known & (times > t[event] - seconds * US)
+        count = np.bincount(event[inside], minlength=n)
+        total = _segment_sum(amounts[inside], event[inside], n)
+        values[f"user_tx_count_{name}"] = count
+        values[f"user_amount_sum_{name}"] = total
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values[f"user_amount_mean_{name}"] = np.where(count > 0, total / count, np.nan)
         if name in DISTINCT_WINDOWS:
-            row[f"user_distinct_merchants_{name}"] = len(set(merchants[in_window].tolist()))
-            row[f"user_distinct_ips_{name}"] = len({x for x in ips[in_window].tolist() if x is not None})
-    count = row["user_tx_count_30d"]
-    mean = row["user_amount_mean_30d"]
-    row["user_amount_ratio_30d"] = a / mean if mean else None
-    std = float(np.std(amounts[known], ddof=1)) if count >= 2 else 0.0
-    row["user_amount_zscore_30d"] = (a - mean) / std if std > 0 else None
-    if count:
-        index = np.flatnonzero(known)
-        latest = index[len(index) - 1 - int(np.argmax(times[index][::-1]))]  # ties: the later arrival
-        row["seconds_since_prev_tx"] = (t - int(times[latest])) / US
-        row["prev_merchant_id"] = merchants[latest]
-        row["prev_time_us"] = int(times[latest])
-    else:
-        row["seconds_since_prev_tx"] = row["prev_merchant_id"] = row["prev_time_us"] = None
-    if device_ip is None:
-        row["is_new_device_ip"] = None
-    else:
-        row["is_new_device_ip"] = 0 if device_ip in set(ips[known].tolist()) else 1
-    return row
+            for column, label in (("merchant_id", "merchants"), ("device_ip", "ips")):
+                chosen = codes[column][entry[inside]]
+                named = chosen >= 0
+                span = int(codes[column].max(initial=0)) + 1
+                distinct = np.unique(event[inside][named] * span + chosen[named]) // span
+                values[f"user_distinct_{label}_{name}"] = np.bincount(distinct, minlength=n)
+    count, mean = values["user_tx_count_30d"], values["user_amount_mean_30d"]
+    a = laid["amount"][rows]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values["user_amount_ratio_30d"] = np.where((count > 0) & (mean != 0), a / mean, np.nan)
+        squares = _segment_sum((amounts[known] - mean[event[known]]) ** 2, event[known], n)
+        std = np.where(count >= 2, np.sqrt(squares / np.maximum(count - 1, 1)), 0.0)
+        values["user_amount_zscore_30d"] = np.where(std > 0, (a - mean) / std, np.nan)
+    # The latest known entry (ties: the later arrival).
+    latest = np.full(n, -1, np.int64)
+    if known.any():
+        k_event, k_times, k_entry = event[known], times[known], entry[known]
+        best = np.full(n, np.iinfo(np.int64).min)
+        np.maximum.at(best, k_event, k_times)
+        on_top = k_times == best[k_event]
+        np.maximum.at(latest, k_event[on_top], k_entry[on_top])
+    has = latest >= 0
+    values["seconds_since_prev_tx"] = np.where(has, (t - laid["time_us"][np.maximum(latest, 0)]) / US, np.nan)
+    own_ip = codes["device_ip"][rows]
+    same_ip = known & (codes["device_ip"][entry] == own_ip[event])
+    seen_ip = np.bincount(event[same_ip], minlength=n) > 0
+    positions = event_at.tolist()
+    for name, column in values.items():
+        target = out[name]
+        for position, value in zip(positions, column.tolist(), strict=True):
+            target[position] = None if value != value else value  # NaN: no value
+    is_new_ip = np.where(seen_ip, 0, 1).tolist()
+    for k, position in enumerate(positions):
+        out["is_new_device_ip"][position] = None if own_ip[k] < 0 else is_new_ip[k]
+        if has[k]:
+            out["prev_merchant_id"][position] = laid["merchant_id"][latest[k]]
+            out["prev_time_us"][position] = int(laid["time_us"][latest[k]])
 
 
 def prune(history: History, *, lateness_us: int, max_events: int) -> History:

@@ -29,7 +29,7 @@ from lakehouse.contract.features import (
     feature_table_columns,
     feature_table_types,
 )
-from lakehouse.features.history import EVENT_COLUMNS, History, advance
+from lakehouse.features.history import EVENT_COLUMNS, History, advance_users
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,25 +85,36 @@ def event_arrays(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     return arrays
 
 
-def user_state_features(silver: DataFrame, *, max_events: int) -> DataFrame:
+def user_state_features(silver: DataFrame, *, max_events: int, buckets: int | None = None) -> DataFrame:
     """Silver transactions → the state features of each, replaying every user's transactions in
     arrival order (Kafka partition, offset) from an empty history.
 
+    Users are spread over ``buckets`` groups (by a hash of user_id; default: twice the shuffle
+    partitions), and each group runs through :func:`advance_users` in one call, the kernel the
+    scorer runs per micro-batch.
+
     Needs the carried, arrival and label columns; returns them plus the state features and the
     previous-transaction columns (:func:`state_output_ddl`)."""
+    from pyspark.sql import functions as F
+
     ddl = state_output_ddl()
     output = [c.strip().split(" ")[0] for c in ddl.split(",")]
 
     def replay(rows: pd.DataFrame) -> pd.DataFrame:
         rows = rows.sort_values(["kafka_partition", "kafka_offset"], kind="stable").reset_index(drop=True)
-        result = advance(History.empty(), event_arrays(rows), max_events=max_events)
-        return state_columns_frame(rows, result.features)[output]
+        user_ids, users = np.unique(rows["user_id"].to_numpy().astype(str), return_inverse=True)
+        histories = [History.empty() for _ in range(len(user_ids))]
+        features, _, _ = advance_users(histories, users, event_arrays(rows), max_events=max_events)
+        return state_columns_frame(rows, features)[output]
 
     inputs = with_event_micros(
         silver.withColumnRenamed("_partition", "kafka_partition").withColumnRenamed("_offset", "kafka_offset")
     )
     inputs = inputs.select(*[c for c, _ in STATE_INPUT_COLUMNS])
-    return inputs.groupBy("user_id").applyInPandas(replay, ddl)
+    if buckets is None:
+        buckets = 2 * int(silver.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    bucket = F.pmod(F.xxhash64("user_id"), F.lit(buckets))
+    return inputs.groupBy(bucket.alias("_bucket")).applyInPandas(replay, ddl)
 
 
 def merchant_daily_stats(transactions: DataFrame) -> DataFrame:

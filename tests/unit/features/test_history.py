@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lakehouse.features.history import US, History, advance, prune
+from lakehouse.features.history import US, History, advance, advance_users, prune
 
 HOUR = 3600 * US
 T0 = 1_790_000_000 * US
@@ -111,6 +111,53 @@ def test_history_results_do_not_depend_on_how_events_are_cut_into_batches(seed: 
 
     assert pieces == whole.features
     assert len(history) <= 50  # pruned: bounded whatever the stream length
+
+
+def test_many_users_at_once_equal_each_user_alone() -> None:
+    """The batch kernel (all users of a micro-batch in one call, as the scorer and the offline
+    replay run it) gives each user exactly what a call with that user alone gives: interleaved
+    arrivals, histories of different lengths, the same transaction_id under two users (not a
+    duplicate), a repeat within one user (a duplicate)."""
+    rng = np.random.default_rng(9)
+    per_user = {
+        u: [
+            (
+                f"{'shared' if i == 0 else u}-{i}",
+                float(i * rng.uniform(0.2, 3)),
+                float(rng.gamma(2, 20)),
+                f"m{i % 4}",
+                f"ip{i % 3}",
+            )
+            for i in range(n)
+        ]
+        for u, n in (("a", 40), ("b", 3), ("c", 0), ("d", 25))
+    }
+    per_user["d"].append(per_user["d"][5])  # a repeat: duplicate
+    names = list(per_user)
+    histories, batches, alone = [], {}, {}
+    for u in names:
+        rows = per_user[u]
+        cut = len(rows) // 2
+        histories.append(
+            advance(History.empty(), events(rows[:cut]), max_events=20).history if cut else History.empty()
+        )
+        batches[u] = rows[cut:]
+        alone[u] = advance(histories[-1], events(rows[cut:]), max_events=20) if rows[cut:] else None
+    # Interleave the users' new events, keeping each user's own order.
+    queue = [(u, row) for u in names for row in batches[u]]
+    rng.shuffle(queue)
+    queue.sort(key=lambda item: batches[item[0]].index(item[1]))  # stable: each user's order kept
+    users = np.array([names.index(u) for u, _ in queue])
+    features, duplicate, after = advance_users(histories, users, events([row for _, row in queue]), max_events=20)
+    for index, u in enumerate(names):
+        mine = np.flatnonzero(users == index)
+        if alone[u] is None:
+            assert len(mine) == 0 and len(after[index]) == len(histories[index])
+            continue
+        assert {k: [v[i] for i in mine] for k, v in features.items()} == alone[u].features, u
+        assert duplicate[mine].tolist() == alone[u].duplicate.tolist()
+        assert after[index].to_state() == alone[u].history.to_state()
+    assert duplicate.sum() == 1
 
 
 def test_feature_docs_list_every_feature_as_defined() -> None:
