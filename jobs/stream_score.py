@@ -18,7 +18,9 @@ log = logging.getLogger("jobs.stream_score")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lakehouse.platform import faults
     from lakehouse.platform.streaming import supervise
+    from lakehouse.scoring.processor import FAULT_STEPS
     from lakehouse.scoring.scorer import start_scorer
 
     parser = argparse.ArgumentParser(prog="python -m jobs.stream_score", description=__doc__)
@@ -33,18 +35,24 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     with exit_on_error():
         settings = load_settings(args.env)
+        faults.arm(FAULT_STEPS)  # before Spark starts: its JVM and workers inherit it
         spark = build_spark(settings, app_name="fraudlake-score")
-        query = start_scorer(spark, settings, once=args.once, starting_offsets=args.starting_offsets)
-
-        log.info(
-            "scorer running: %s → %s (Ctrl-C or SIGTERM stops)",
-            settings.kafka.topics.transactions.name,
-            settings.kafka.topics.alerts.name,
-        )
-        if supervise([query]):
-            log.error("the scorer failed: %s", query.exception())
-            return 1
-        return 0
+        queries = start_scorer(spark, settings, once=args.once, starting_offsets=args.starting_offsets)
+        if args.once:
+            for query in queries:
+                query.awaitTermination()
+            failed = [query for query in queries if query.exception() is not None]
+        else:
+            log.info(
+                "scorer running: %s → %s and %s (Ctrl-C or SIGTERM stops)",
+                settings.kafka.topics.transactions.name,
+                settings.kafka.topics.alerts.name,
+                settings.kafka.topics.scored.name,
+            )
+            failed = supervise(queries)
+        for query in failed:
+            log.error("the scorer's %s query failed: %s", query.name, query.exception())
+        return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -114,32 +114,37 @@ class Jobs:
 
 
 def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Callable[[int], None]) -> None:
-    """Until the scorer has committed everything the transaction topic holds now."""
-    from lakehouse.contract.queries import SCORE_QUERY
+    """Until the scorer has scored everything the transaction topic holds now, and landed it in
+    ``gold.scored_transactions``."""
+    from lakehouse.contract.queries import SCORE_LANDING_QUERY, SCORE_QUERY
     from lakehouse.platform.streaming import query_plan
 
-    checkpoint = local_path(query_plan(settings, SCORE_QUERY).checkpoint)
-    topic = settings.kafka.topics.transactions.name
-    target = end_offsets(settings, topic).get(topic, {})
-    lag = [-1]
+    deadline = Deadline(timeout_s)
+    for query, topic in (
+        (SCORE_QUERY, settings.kafka.topics.transactions.name),
+        (SCORE_LANDING_QUERY, settings.kafka.topics.scored.name),
+    ):
+        checkpoint = local_path(query_plan(settings, query).checkpoint)
+        target = end_offsets(settings, topic).get(topic, {})
+        lag = [-1]
 
-    def caught_up() -> bool:
-        lag[0] = kafka_lag(checkpoint_offsets(checkpoint) or {}, target)
-        if lag[0] > 0:
-            on_wait(lag[0])
-        return lag[0] == 0
+        def caught_up(checkpoint=checkpoint, target=target, lag=lag) -> bool:
+            lag[0] = kafka_lag(checkpoint_offsets(checkpoint) or {}, target)
+            if lag[0] > 0:
+                on_wait(lag[0])
+            return lag[0] == 0
 
-    wait_until(
-        caught_up,
-        timeout_s=timeout_s,
-        what="the scorer catching up",
-        poll_s=POLL_S,
-        check=jobs.check,
-        on_timeout=lambda: DemoError(
-            f"the scorer is still {lag[0]:,} transactions behind after {timeout_s:g} s; see "
-            f"{jobs.logs / 'demo-score.log'}"
-        ),
-    )
+        wait_until(
+            caught_up,
+            timeout_s=max(1.0, deadline.remaining()),
+            what=f"the scorer's {query} query catching up",
+            poll_s=POLL_S,
+            check=jobs.check,
+            on_timeout=lambda query=query, lag=lag: DemoError(
+                f"the scorer's {query} query is still {lag[0]:,} records behind after {timeout_s:g} s; see "
+                f"{jobs.logs / 'demo-score.log'}"
+            ),
+        )
 
 
 def alert_latencies(settings: Settings, since_ms: int) -> list[float]:

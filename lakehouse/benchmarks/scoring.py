@@ -63,6 +63,7 @@ class ScoreBench:
     latency: list[LatencyRun] = field(default_factory=list)
     setup: dict[str, float] = field(default_factory=dict)
     batches: dict[float, list[BatchTimings]] = field(default_factory=dict)  # rate → the scorer's batches
+    progress: dict[float, list[dict]] = field(default_factory=dict)  # rate → the score query's progress
 
 
 def start_passthrough(
@@ -111,7 +112,7 @@ def bench_score(
     settings: Settings,
     *,
     folder: Path,
-    rates: list[float],
+    rates: list[float] | None,
     duration_s: float,
     preload: int,
     runs: int,
@@ -139,6 +140,7 @@ def bench_score(
     sim = world.simulator
     partitions = settings.kafka.topics.transactions.partitions
     score_query = settings.streaming.queries.get("score", QuerySettings())
+    landing_trigger = settings.streaming.queries.get("score_landing", QuerySettings()).trigger
     bench = ScoreBench(preload=preload)
     created: list[str] = []
 
@@ -153,11 +155,16 @@ def bench_score(
 
     def run_settings(source: str, alerts: str, checkpoint: str) -> Settings:
         query = score_query.model_copy(update={"checkpoint": checkpoint})
+        landing = QuerySettings(checkpoint=f"{checkpoint}-landing", trigger=landing_trigger)
+        scored = f"bench_scored_{uuid.uuid4().hex[:10]}"
+        created.append(scored)
         return updated(
             world,
             {
-                "kafka": {"topics": {"transactions": {"name": source}, "alerts": {"name": alerts}}},
-                "streaming": {"queries": {"score": query}},
+                "kafka": {
+                    "topics": {"transactions": {"name": source}, "alerts": {"name": alerts}, "scored": {"name": scored}}
+                },
+                "streaming": {"queries": {"score": query, "score_landing": landing}},
             },
         )
 
@@ -185,7 +192,10 @@ def bench_score(
         run = run_settings(source, output, checkpoint)
         if pipeline == PIPELINE:
             record = bench.batches.setdefault(rate, []).append if rate is not None else None
-            return start_scorer(spark, run, once=once, on_batch=record)
+            score, landing = start_scorer(spark, run, once=once, on_batch=record)
+            if once:  # not measured, but done before the next run starts
+                landing.awaitTermination()
+            return score
         return start_passthrough(spark, run, source=source, target=output, plan=query_plan(run, "score", once=once))
 
     try:
@@ -214,6 +224,9 @@ def bench_score(
                     f" = {rows / seconds:,.0f}/s"
                 )
 
+        if not rates:  # the goal's rates: half the scorer's sustainable rate, and 200/s
+            sustainable = sorted(bench.throughput[PIPELINE])[len(bench.throughput[PIPELINE]) // 2]
+            rates = [float(max(1, round(sustainable / 2, -1))), 200.0]
         # Latency at fixed rates: each pipeline on its own fresh topics, the same records. Every
         # transaction alerts: this world's champion (in its own registry) gets a threshold of 0.
         registry.tag(world, registry.champion_version(world), "threshold", repr(0.0))
@@ -231,7 +244,10 @@ def bench_score(
                         consumer(world.kafka, output, group_id=None),
                     )
                 finally:
-                    query.stop()
+                    if pipeline == PIPELINE:
+                        bench.progress[rate] = list(query.recentProgress)
+                    for active in spark.streams.active:  # the scorer's landing query too
+                        active.stop()
                 bench.latency.append(result)
                 on_progress(
                     f"latency {pipeline} at {rate:,.0f}/s: p50 {result.percentile(50):,.0f} ms,"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from lakehouse.benchmarks.report import Report, machine_description
 from lakehouse.benchmarks.scoring import DRAIN_S, PASSTHROUGH, PIPELINE, WARMUP_S, LatencyRun, ScoreBench
+from lakehouse.scoring.processor import STEP_NAMES
+from lakehouse.scoring.scorer import STEP_METRICS
 from lakehouse.settings import QuerySettings, Settings
 
 
@@ -34,8 +36,9 @@ def score_report(bench: ScoreBench, settings: Settings, *, duration_s: float, ma
             " partitions per topic",
             "micro-batches": f"trigger {score_query.trigger or settings.streaming.trigger}; at most"
             f" {score_query.max_records_per_trigger or settings.streaming.max_records_per_trigger:,} records each",
-            "the scorer": "Kafka → parse and validate → online features (stateful, RocksDB) → table features → GBT"
-            " model → reasons → alerts to Kafka and rows to Delta",
+            "the scorer": "Kafka → parse and validate → one stateful step (history in RocksDB, table features from"
+            " an in-memory snapshot, the compiled GBT model, reasons) → alerts and scored rows to Kafka; a second"
+            " query lands the scored rows in Delta",
             "the pass-through": "Kafka → Kafka, records as they are (the engine's floor)",
         },
         machine=machine or machine_description(),
@@ -93,20 +96,38 @@ def score_report(bench: ScoreBench, settings: Settings, *, duration_s: float, ma
         report.text(*verdicts)
 
     report.section("Where a scorer micro-batch's time goes (latency runs, median over batches after the first two)")
+    report.text(
+        "From the query's progress: *source* (offsets and planning), *append* (the one Kafka append, which runs the"
+        " stateful step), *commit* (offset log and commit log). Inside the append, summed over its tasks: *state*"
+        " (history from the state store, lateness, duplicates), *features* (table features from the snapshot),"
+        " *model* (the compiled champion), *reasons*, *records* (the JSON records). State rows and bytes: the"
+        " state store after the batch."
+    )
     rows = []
     for rate, batches in bench.batches.items():
         steady = batches[2:] or batches
-        med = {
-            k: statistics.median(getattr(b, k) for b in steady) for k in ("rows", "features_s", "alerts_s", "delta_s")
-        }
+        progress = [p for p in bench.progress.get(rate, []) if p["numInputRows"]][2:]
+
+        def med(values) -> float:
+            values = list(values)
+            return statistics.median(values) if values else float("nan")
+
+        def duration(p: dict, *keys: str) -> float:
+            return sum(p["durationMs"].get(k, 0) for k in keys) / 1000
+
+        state = [p["stateOperators"][0] for p in progress if p.get("stateOperators")]
+        steps = [p.get("observedMetrics", {}).get(STEP_METRICS, {}) for p in progress]
         rows.append(
             (
                 f"{rate:,.0f}",
-                len(steady),
-                f"{med['rows']:,.0f}",
-                f"{med['features_s']:.2f}",
-                f"{med['alerts_s']:.2f}",
-                f"{med['delta_s']:.2f}",
+                len(progress),
+                f"{med(p['numInputRows'] for p in progress):,.0f}",
+                f"{med(duration(p, 'latestOffset', 'getBatch', 'queryPlanning') for p in progress):.2f}",
+                f"{med(b.append_s for b in steady):.2f}",
+                *(f"{med(s.get(k, 0.0) for s in steps):.3f}" for k in STEP_NAMES),
+                f"{med(duration(p, 'walCommit', 'commitOffsets') for p in progress):.2f}",
+                f"{med(s['numRowsTotal'] for s in state):,.0f}",
+                f"{med(s['memoryUsedBytes'] for s in state) / 1e6:,.1f}",
             )
         )
     report.table(
@@ -114,12 +135,15 @@ def score_report(bench: ScoreBench, settings: Settings, *, duration_s: float, ma
             "rate (tx/s)",
             "batches",
             "rows per batch",
-            "Kafka + state + table features + model + reasons s",
-            "alerts to Kafka s",
-            "Delta commit s",
+            "source s",
+            "append s",
+            *(f"{k} s" for k in STEP_NAMES),
+            "commit s",
+            "state rows",
+            "state MB",
         ],
         rows,
-        align="rrrrrr",
+        align="r" * (9 + len(STEP_NAMES)),
     )
     report.text("Set-up (not measured above): " + ", ".join(f"{k} {v:,.0f} s" for k, v in bench.setup.items()) + ".")
 

@@ -115,7 +115,11 @@ def bench_train_command(
 def bench_score_command(
     ctx: typer.Context,
     rate: Annotated[
-        list[float] | None, typer.Option(help="Transactions/s of a latency run, repeatable. Default: 50 and 200.")
+        list[float] | None,
+        typer.Option(
+            help="Transactions/s of a latency run, repeatable. Default: half the scorer's measured sustainable rate, "
+            "and 200."
+        ),
     ] = None,
     duration: Annotated[float, typer.Option(help="Seconds per latency run.")] = 60.0,
     preload: Annotated[int, typer.Option(help="Transactions drained for the throughput figure.")] = 50_000,
@@ -136,7 +140,7 @@ def bench_score_command(
 
     settings = settings_of(ctx)
     list_topics(settings.kafka)  # fail plainly now if the broker is down
-    rates = rate or [50.0, 200.0]
+    rates = rate or None  # None: from the throughput just measured
     with tempfile.TemporaryDirectory(prefix="fraudlake-bench-score-") as folder:
         bench = bench_score(
             spark_session(ctx, "fraudlake-bench-score"),

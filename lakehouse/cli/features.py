@@ -37,21 +37,22 @@ def features_check(
         bool, typer.Option(help="Rebuild the offline table first (--no-rebuild: compare the table as it is).")
     ] = True,
 ) -> None:
-    """Run the topic's transactions through the online path and compare every feature with the
-    offline table. Exits 1 when any differs beyond features.tolerance or a transaction is missing.
+    """Run the topic's transactions through the scorer's own step and compare every feature with
+    the offline table, and every score with MLlib's on it (when there is a champion). Exits 1 when
+    any differs beyond features.tolerance, an alert decision differs, or a transaction is missing.
 
     Example: fraudlake stream ingest --once && fraudlake features check
     """
     from rich.table import Table
 
-    from lakehouse.features.materialize import check_features
+    from lakehouse.scoring.check import check_scoring
 
     settings = settings_of(ctx)
-    report = check_features(spark_session(ctx, "fraudlake-features-check"), settings, rebuild=rebuild)
+    report = check_scoring(spark_session(ctx, "fraudlake-features-check"), settings, rebuild=rebuild)
     table = Table(title=f"offline vs online features (relative tolerance {report.tolerance:g})")
     for column in ("feature", "max abs diff", "max rel diff", "null mismatches", "ok"):
         table.add_column(column, justify="left" if column == "feature" else "right")
-    for d in report.diffs:
+    for d in [*report.diffs, *([report.score] if report.score else [])]:
         table.add_row(
             d.feature,
             f"{d.max_abs:.3g}",
@@ -66,7 +67,14 @@ def features_check(
         f"not yet ingested {report.not_yet_ingested:,}; "
         f"online marked late {report.late_online:,}, duplicate {report.duplicates_online:,}"
     )
+    if report.model_version is None:
+        console.print("no champion yet: scores not compared")
+    else:
+        console.print(
+            f"scores of model version {report.model_version}: the scorer's against MLlib's on the offline features; "
+            f"{report.decisions_differ:,} alert decisions differ"
+        )
     if not report.ok:
-        console.print("[red]features differ between the offline and the online path[/red]")
+        console.print("[red]features or scores differ between the offline and the online path[/red]")
         raise typer.Exit(1)
     console.print("[green]offline and online features agree[/green]")

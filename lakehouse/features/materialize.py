@@ -5,22 +5,19 @@ silver transaction, point in time correct). Deterministic and idempotent: a reru
 silver version writes the same rows. ``--since`` recomputes only event days from that date on,
 replaying the history they need (30 days plus the lateness allowance) without rewriting it.
 
-``check_features``: runs the transactions of ``transaction_stream`` through the online path (the
-stateful operator, from the earliest offset, ``availableNow``, a throw-away checkpoint) and
-compares every feature with the offline table, transaction by transaction.
+:func:`compare_features`: the offline table against the online path's rows, feature by feature
+(``fraudlake features check`` runs the scorer's own step to get those: :mod:`lakehouse.scoring.check`).
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.features import CATEGORICAL_FEATURES, FEATURE_NAMES, HISTORY_S
-from lakehouse.contract.tables import create_tables, table_names
+from lakehouse.contract.tables import create_tables
 from lakehouse.features.offline import merchant_daily_stats, transaction_features
 from lakehouse.platform.delta import latest_version, read_pinned
 from lakehouse.settings import Settings
@@ -111,49 +108,15 @@ class CheckReport:
     duplicates_online: int
     tolerance: float
     diffs: list[FeatureDiff] = field(default_factory=list)
+    model_version: int | None = None  # the champion whose scores were compared (None: no champion yet)
+    score: FeatureDiff | None = None
+    decisions_differ: int = 0  # transactions one path alerts on and the other does not
 
     @property
     def ok(self) -> bool:
-        return self.missing_online == 0 and self.missing_offline == 0 and all(d.ok(self.tolerance) for d in self.diffs)
-
-
-def run_online_features(spark: SparkSession, settings: Settings, target: str) -> dict[str, int]:
-    """Drain ``transaction_stream`` from the earliest offset through the online path into
-    ``target`` (replaced); returns the count of rows per status."""
-    from lakehouse.features.online import DimensionTables, enrich_batch, online_state_features
-    from lakehouse.platform.kafka.clients import kafka_stream
-
-    spark.sql(f"DROP TABLE IF EXISTS {target}")
-    kafka = kafka_stream(spark, settings.kafka, settings.kafka.topics.transactions.name)
-    statuses: dict[str, int] = {}
-    tables = DimensionTables(spark, settings)
-    checkpoint = f"{settings.checkpoint_dir}/feature_check/{uuid.uuid4().hex}"
-
-    def write(batch: DataFrame, batch_id: int) -> None:
-        batch = batch.persist()
-        try:
-            for row in batch.groupBy("status").count().collect():
-                statuses[row["status"]] = statuses.get(row["status"], 0) + row["count"]
-            enrich_batch(batch, settings, tables).write.format("delta").mode("append").saveAsTable(target)
-        finally:
-            batch.unpersist()
-
-    query = (
-        online_state_features(kafka, settings)
-        .writeStream.queryName(f"feature_check_{uuid.uuid4().hex[:6]}")
-        .option("checkpointLocation", checkpoint)
-        .trigger(availableNow=True)
-        .foreachBatch(write)
-        .start()
-    )
-    try:
-        query.awaitTermination()
-        if query.exception() is not None:
-            raise RuntimeError(f"online feature query failed: {query.exception()}")
-    finally:
-        if checkpoint.startswith("/") or checkpoint.startswith("file:"):
-            shutil.rmtree(checkpoint.removeprefix("file:"), ignore_errors=True)
-    return statuses
+        scores_ok = self.score is None or (self.score.ok(self.tolerance) and self.decisions_differ == 0)
+        features_ok = all(d.ok(self.tolerance) for d in self.diffs)
+        return self.missing_online == 0 and self.missing_offline == 0 and features_ok and scores_ok
 
 
 def compare_features(offline: DataFrame, online: DataFrame, ingested: DataFrame, tolerance: float) -> CheckReport:
@@ -220,26 +183,3 @@ def compare_features(offline: DataFrame, online: DataFrame, ingested: DataFrame,
     finally:
         off.unpersist()
         on.unpersist()
-
-
-def check_features(spark: SparkSession, settings: Settings, *, rebuild: bool = True) -> CheckReport:
-    """Build the offline features (unless ``rebuild`` is off), run the online path over the topic,
-    and compare the two."""
-    from dataclasses import replace
-
-    from pyspark.sql import functions as F
-
-    names = table_names(settings)
-    if rebuild:
-        build_features(spark, settings)
-    statuses = run_online_features(spark, settings, names.feature_check)
-    ingested = (
-        spark.table(names.progress)
-        .where(F.col("source") == "transactions")
-        .groupBy(F.col("_partition").alias("on_partition"))
-        .agg(F.max("max_offset").alias("max_offset"))
-    )
-    report = compare_features(
-        spark.table(names.features), spark.table(names.feature_check), ingested, settings.features.tolerance
-    )
-    return replace(report, late_online=statuses.get("late_event", 0), duplicates_online=statuses.get("duplicate", 0))

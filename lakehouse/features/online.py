@@ -15,8 +15,11 @@ transactions share a partition (the producer keys by user_id) and the operator s
 partition's records in offset order. Parallelism is therefore the topic's partition count, as
 for any Kafka consumer group.
 
-A ``foreachBatch`` step then adds the table-based features with :func:`enrich`, reading the user
-and merchant versions and the merchant daily statistics as they are at that micro-batch.
+The scorer's subclass (:class:`lakehouse.scoring.processor.ScoringProcessor`) then adds, in the
+same step, the table-based features from an in-memory snapshot of the user and merchant versions
+and the merchant daily statistics (:func:`lakehouse.features.dimensions.table_features`, the twin
+of the offline :func:`lakehouse.features.offline.enrich`), and the model.
+
 Duplicates (a transaction_id already in the user's history) are marked and skipped like silver's;
 a duplicate whose original is older than the history kept (30 days) would pass online only.
 """
@@ -31,10 +34,9 @@ import numpy as np
 from pyspark.sql.streaming import StatefulProcessor
 
 from lakehouse.contract.features import HISTORY_S, PREVIOUS_COLUMNS, STATE_FEATURES
-from lakehouse.features.history import HISTORY_COLUMNS, US, History, advance, prune
+from lakehouse.features.history import HISTORY_COLUMNS, US, History, advance_users, prune
 from lakehouse.features.offline import (
     STATE_INPUT_COLUMNS,
-    enrich,
     event_arrays,
     state_columns_frame,
     state_output_ddl,
@@ -44,7 +46,7 @@ from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,20 @@ class UserHistoryProcessor(StatefulProcessor):
         self.users = handle.getMapState("user_history", "user_id STRING", HISTORY_DDL, self.ttl_ms)
 
     def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
+        out = self.advance_rows(rows)
+        if out is not None:
+            yield out
+
+    def advance_rows(self, rows: Iterator[pd.DataFrame]) -> pd.DataFrame | None:
+        """One partition's rows of the micro-batch → its state rows (:data:`OUTPUT_COLUMNS`), in
+        offset order, with the state updated; None when there are none."""
         import pandas as pd
 
         batch = (
             pd.concat(list(rows), ignore_index=True).sort_values("kafka_offset", kind="stable").reset_index(drop=True)
         )
         if batch.empty:
-            return
+            return None
         times = batch["time_us"].to_numpy(np.int64)
         stored = self.partition_max.get()
         prior = stored[0] if stored is not None else None
@@ -98,45 +107,53 @@ class UserHistoryProcessor(StatefulProcessor):
             has_seen[0] = False
         late = has_seen & (times < seen_before - self.lateness_us)
         status = np.where(late, LATE, ACCEPTED).astype(object)
-        features: dict[str, list] = {}
         accepted = np.flatnonzero(~late)
-        arrays = event_arrays(batch)
-        for user_id, positions in _by_user(batch["user_id"].to_numpy()[accepted], accepted):
-            history = History.from_state(self.users.getValue((user_id,)))
-            result = advance(history, {c: v[positions] for c, v in arrays.items()}, max_events=self.max_events)
-            self.users.updateValue(
-                (user_id,), prune(result.history, lateness_us=self.lateness_us, max_events=self.max_events).to_state()
-            )
-            status[positions[result.duplicate]] = DUPLICATE
-            for name, values in result.features.items():
-                column = features.setdefault(name, [None] * len(batch))
-                for position, value in zip(positions, values, strict=True):
-                    column[position] = value
+        arrays = {c: v[accepted] for c, v in event_arrays(batch).items()}
+        user_ids, users = np.unique(batch["user_id"].to_numpy()[accepted].astype(str), return_inverse=True)
+        histories = [History.from_state(self.users.getValue((user_id,))) for user_id in user_ids.tolist()]
+        found, duplicate, after = advance_users(histories, users, arrays, max_events=self.max_events)
+        for user_id, history in zip(user_ids.tolist(), after, strict=True):
+            pruned = prune(history, lateness_us=self.lateness_us, max_events=self.max_events)
+            self.users.updateValue((user_id,), pruned.to_state())
+        status[accepted[duplicate]] = DUPLICATE
+        features: dict[str, list] = {name: [None] * len(batch) for name in STATE_COLUMNS}
+        for name, values in found.items():
+            column = features[name]
+            for position, value in zip(accepted.tolist(), values, strict=True):
+                column[position] = value
         self.partition_max.update((int(max(times.max(), prior if prior is not None else times.max())),))
-        if not features:
-            features = {name: [None] * len(batch) for name in STATE_COLUMNS}
         out = state_columns_frame(batch, features)
         out["status"] = status
-        yield out[OUTPUT_COLUMNS]
+        return out[OUTPUT_COLUMNS]
 
     def close(self) -> None:
         pass
 
 
-def _by_user(user_ids: np.ndarray, positions: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
-    """Positions of each user's rows, in their original (offset) order."""
-    order = np.argsort(user_ids, kind="stable")
-    sorted_ids = user_ids[order]
-    bounds = np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1
-    for chunk in np.split(order, bounds):
-        if len(chunk):
-            yield str(user_ids[chunk[0]]), positions[chunk]
+def history_settings(settings: Settings) -> dict:
+    """The :class:`UserHistoryProcessor` arguments from config."""
+    if settings.features.state_ttl_hours * 3600 < HISTORY_S + settings.lakehouse.watermark_delay_minutes * 60:
+        log.warning("features.state_ttl_hours is below the 30-day window: returning users may lose history")
+    return {
+        "lateness_us": int(settings.lakehouse.watermark_delay_minutes * 60 * US),
+        "max_events": settings.features.max_history_events,
+        "ttl_ms": int(settings.features.state_ttl_hours * 3600 * 1000),
+    }
 
 
-def online_state_features(kafka: DataFrame, settings: Settings) -> DataFrame:
+def online_state_features(
+    kafka: DataFrame,
+    settings: Settings,
+    *,
+    processor: UserHistoryProcessor | None = None,
+    output_ddl: str | None = None,
+) -> DataFrame:
     """Kafka source rows of ``transaction_stream`` → one row per schema-valid transaction with
     its state features and ``status`` (accepted | late_event | duplicate; features only when
-    accepted). Schema-invalid records are left to silver's quarantine."""
+    accepted). Schema-invalid records are left to silver's quarantine.
+
+    A subclass of the processor (the scorer's) may emit other rows (``output_ddl``) from the same
+    state step."""
     from pyspark.sql import functions as F
 
     from lakehouse.contract.schemas import TRANSACTION_FIELDS
@@ -146,53 +163,9 @@ def online_state_features(kafka: DataFrame, settings: Settings) -> DataFrame:
     inputs = with_event_micros(
         parsed.withColumnRenamed("partition", "kafka_partition").withColumnRenamed("offset", "kafka_offset")
     ).select(*[F.col(c) for c, _ in (*STATE_INPUT_COLUMNS, *ONLINE_CARRIED)])
-    processor = UserHistoryProcessor(
-        lateness_us=int(settings.lakehouse.watermark_delay_minutes * 60 * US),
-        max_events=settings.features.max_history_events,
-        ttl_ms=int(settings.features.state_ttl_hours * 3600 * 1000),
-    )
-    if settings.features.state_ttl_hours * 3600 < HISTORY_S + settings.lakehouse.watermark_delay_minutes * 60:
-        log.warning("features.state_ttl_hours is below the 30-day window: returning users may lose history")
     return inputs.groupBy("kafka_partition").transformWithStateInPandas(
-        statefulProcessor=processor,
-        outputStructType=online_output_ddl(),
+        statefulProcessor=processor or UserHistoryProcessor(**history_settings(settings)),
+        outputStructType=output_ddl or online_output_ddl(),
         outputMode="Append",
         timeMode="ProcessingTime",
-    )
-
-
-class DimensionTables:
-    """The tables the online path joins with, read by location (resolved once, so a micro-batch
-    makes no catalog round trip) as each one is at the time of the batch."""
-
-    def __init__(self, spark: SparkSession, settings: Settings) -> None:
-        from lakehouse.contract.tables import table_names
-        from lakehouse.platform.delta import table_location
-
-        names = table_names(settings)
-        self.spark = spark
-        self.locations = {
-            key: table_location(spark, name)
-            for key, name in (
-                ("users", names.versions("users")),
-                ("merchants", names.versions("merchants")),
-                ("daily", names.merchant_daily),
-            )
-        }
-
-    def read(self, key: str) -> DataFrame:
-        return self.spark.read.format("delta").load(self.locations[key])
-
-
-def enrich_batch(state_rows: DataFrame, settings: Settings, tables: DimensionTables | None = None) -> DataFrame:
-    """One micro-batch of accepted state rows → feature rows (plus the online-only columns), joined
-    with the dimension tables as they are now (the same :func:`enrich` the offline job runs)."""
-    tables = tables or DimensionTables(state_rows.sparkSession, settings)
-    return enrich(
-        state_rows.where(f"status = '{ACCEPTED}'").drop("status"),
-        user_versions=tables.read("users"),
-        merchant_versions=tables.read("merchants"),
-        merchant_daily=tables.read("daily"),
-        feedback_delay_days=settings.features.feedback_delay_days,
-        carry=tuple(name for name, _ in ONLINE_CARRIED),
     )

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lakehouse.contract.queries import SCORE_QUERY, ingest_query_name
+from lakehouse.contract.queries import SCORE_LANDING_QUERY, SCORE_QUERY, ingest_query_name
 from lakehouse.contract.tables import STREAMS, table_names
 from lakehouse.errors import FraudlakeError
 from lakehouse.platform.streaming import query_plan
@@ -218,11 +218,16 @@ class JobQuery:
 
 
 def streaming_queries(settings: Settings) -> list[JobQuery]:
-    """Every query of the two long-running jobs: ingest (bronze, then silver, per stream) and score."""
+    """Every query of the two long-running jobs: ingest (bronze, then silver, per stream) and the
+    scorer (``score``, then ``score_landing``)."""
     topics, names = settings.kafka.topics, table_names(settings)
     bronze = [JobQuery("ingest", ingest_query_name("bronze", s), topic=getattr(topics, s).name) for s in STREAMS]
     silver = [JobQuery("ingest", ingest_query_name("silver", s), table=names.bronze(s)) for s in STREAMS]
-    return [*bronze, *silver, JobQuery("score", SCORE_QUERY, topic=topics.transactions.name)]
+    scorer = [
+        JobQuery("score", SCORE_QUERY, topic=topics.transactions.name),
+        JobQuery("score", SCORE_LANDING_QUERY, topic=topics.scored.name),
+    ]
+    return [*bronze, *silver, *scorer]
 
 
 def managed_table_path(settings: Settings, table: str) -> Path:

@@ -1,28 +1,43 @@
 """The real-time scorer: ``transaction_stream`` → online features → the champion model →
-``gold.scored_transactions`` and, for every score at or over the model's threshold, an alert on
-``fraud_alerts``. Run: ``fraudlake stream score [--once]``.
+``fraud_alerts`` and ``gold.scored_transactions``. Run: ``fraudlake stream score [--once]``.
 
-One streaming query (``score``): the Kafka source, the online feature operator
-(:func:`lakehouse.features.online.online_state_features`, the shared definitions), then a
-``foreachBatch`` step that enriches the batch, applies the model once (the result is persisted
-and feeds both outputs), appends the alerts to Kafka and the rows to Delta.
+Two streaming queries:
 
-**Model hot reload.** Before each micro-batch (or every ``scoring.reload_check_s``) the scorer
-asks the registry who the champion is. A new champion is loaded, made to score a sample of the
-feature table, and swapped in for the next batch; one that does not load or score is refused
-(logged once) and the current model keeps scoring. Every row records its model version.
+- ``score`` (the latency path): the Kafka source, then one stateful step that does every
+  per-event piece of work (:class:`lakehouse.scoring.processor.ScoringProcessor`: lateness,
+  duplicates and the user's history from the state store; table features from an in-memory
+  dimension snapshot; the compiled champion; reasons) and emits Kafka records, then one Kafka
+  append: every alert to ``fraud_alerts`` and every scored row to the internal scored-rows topic.
+  No Spark join, no MLlib plan, no Delta commit on the way.
+- ``score_landing``: the scored-rows topic → ``gold.scored_transactions`` on its own, slower
+  trigger (an insert-only MERGE keyed by ``transaction_id``).
 
-**Delivery.** Kafka offsets and the feature state live in the query's checkpoint; a micro-batch
-that did not commit is run again after a crash (same offsets, same state). Then:
+**The champion and the dimensions.** The driver asks the registry who the champion is and
+checks the dimension tables' Delta versions every ``scoring.reload_check_s`` (0: before every
+micro-batch), in a thread off the latency path. A new champion is loaded, checked (it scores the
+feature table, and its compiled form gives MLlib's scores), and published to the serving folder
+(:mod:`lakehouse.scoring.serving`); the tasks pick it up at their next micro-batch. One that fails
+is refused (logged once) and the current model keeps scoring. New dimension versions are
+published the same way. Every row records its model version.
 
-- ``gold.scored_transactions``: exactly once. Appends are idempotent per (run, batch) (Delta
-  ``txnAppId`` = the query's run id, ``txnVersion`` = batch id).
-- ``fraud_alerts``: at least once, never lost. Alerts are appended before the Delta commit (so
-  latency does not wait for it); a batch run again appends them again. When the Delta rows of the
-  replayed batch are already committed, the scorer re-sends exactly those stored alerts instead
-  of scoring again, so what Kafka holds matches the table even if the model changed meanwhile.
-  ``alert_id`` is derived from the transaction alone: consumers drop repeats by it
-  (``fraudlake alerts tail`` does).
+**Delivery.** Kafka offsets and the feature state live in the ``score`` query's checkpoint; a
+micro-batch that did not commit runs again after a crash (same offsets, same restored state).
+
+- ``fraud_alerts``: at least once, never lost, with a stable ``alert_id`` (from the transaction
+  alone): a replayed batch appends its alerts again, and consumers drop repeats by it
+  (``fraudlake alerts tail`` does). A repeat carries the same decision unless the champion
+  changed between the crash and the replay.
+- ``gold.scored_transactions``: exactly once. A replayed batch appends its scored rows to the
+  internal topic again; the landing MERGE inserts a transaction only when the table does not hold
+  it, so the first scoring to land is the one kept, and a replayed landing batch inserts nothing.
+  ``run_id`` and ``batch_id`` name the landing query run and micro-batch that wrote the row.
+
+Deterministic crash tests kill the scorer at each step with ``FRAUDLAKE_FAULT`` (see
+:mod:`lakehouse.platform.faults`): ``after_state`` (state updated, nothing sent),
+``after_alerts`` (records appended to Kafka, ``score`` not committed), ``after_table`` (rows
+merged, ``score_landing`` not committed) and ``before_commit`` (the last step of a ``score``
+batch; the alerts and the scored rows leave in one append, so it is the same point as
+``after_alerts`` seen from the end of the batch).
 """
 
 from __future__ import annotations
@@ -32,251 +47,145 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakehouse.contract.alerts import ALERT_FIELDS, ALERT_ID_HEX, ALERT_ID_PREFIX
-from lakehouse.contract.queries import SCORE_QUERY
+from lakehouse.contract.queries import SCORE_LANDING_QUERY, SCORE_QUERY
 from lakehouse.contract.tables import SCORED_COLUMNS, create_tables, table_names
-from lakehouse.ml import registry
-from lakehouse.ml.explain import PROFILE_TAG, Profile, learn_profile, reasons
-from lakehouse.ml.pipeline import scored
+from lakehouse.platform import faults
 from lakehouse.platform.delta import table_location
+from lakehouse.scoring.champion import Champion, Publisher
+from lakehouse.scoring.kernel import DAYS_COLUMNS, MICROS_COLUMNS
+from lakehouse.scoring.processor import AFTER_ALERTS, AFTER_TABLE, BEFORE_COMMIT, METRICS_TOPIC
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
-    from pyspark.ml import PipelineModel
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
+
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ScoringModel:
-    version: int
-    model: PipelineModel
-    threshold: float
-    profile: Profile
-
-
-def load_scoring_model(spark: SparkSession, settings: Settings, version: int) -> ScoringModel:
-    """Load a version, check it scores the feature table, read its threshold and reason profile
-    (learnt and kept as a tag the first time). RegistryError when it cannot serve."""
-    model = registry.load(settings, version)
-    registry.check_scores(spark, settings, model, version=version)
-    tags = registry.version_info(settings, version).tags
-    try:
-        threshold = float(tags["threshold"])
-    except (KeyError, ValueError):
-        raise registry.RegistryError(f"model version {version} has no usable threshold tag") from None
-    if PROFILE_TAG in tags:
-        profile = Profile.from_json(tags[PROFILE_TAG])
-    else:
-        profile = learn_profile(model, spark.table(table_names(settings).features), rows=settings.scoring.profile_rows)
-        registry.tag(settings, version, PROFILE_TAG, profile.to_json())
-    return ScoringModel(version, model, threshold, profile)
-
-
-class Champion:
-    """The model the scorer uses: the registry's champion, reloaded when it changes."""
-
-    def __init__(self, spark: SparkSession, settings: Settings, *, clock=time.monotonic) -> None:
-        self.spark = spark
-        self.settings = settings
-        self.clock = clock
-        self.current: ScoringModel | None = None
-        self.refused: dict[int, str] = {}
-        self._checked_at: float | None = None
-
-    def get(self) -> ScoringModel:
-        """The model for the next micro-batch (see the module doc: hot reload)."""
-        now = self.clock()
-        due = self._checked_at is None or now - self._checked_at >= self.settings.scoring.reload_check_s
-        if self.current is not None and not due:
-            return self.current
-        self._checked_at = now
-        try:
-            version = registry.champion_version(self.settings, required=self.current is None)
-        except Exception as exc:  # the registry is briefly unreachable: keep scoring with what we have
-            if self.current is None or isinstance(exc, registry.RegistryError):
-                raise
-            log.warning(
-                "cannot ask the registry for the champion (%s); still scoring with version %s",
-                exc,
-                self.current.version,
-            )
-            return self.current
-        if self.current is not None and (version == self.current.version or version in self.refused):
-            return self.current
-        try:
-            candidate = load_scoring_model(self.spark, self.settings, version)
-        except registry.RegistryError as error:
-            if self.current is None:
-                raise registry.RegistryError(
-                    f"{error}. Roll back with `fraudlake model rollback` or promote a working version."
-                ) from None
-            self.refused[version] = str(error)
-            log.error(
-                "champion version %s refused, still scoring with version %s: %s", version, self.current.version, error
-            )
-            return self.current
-        previous = self.current.version if self.current else None
-        self.current = candidate
-        log.info(
-            "scoring with model version %s (threshold %.4f)%s",
-            version,
-            candidate.threshold,
-            f", was {previous}" if previous else "",
-        )
-        return candidate
-
-
-def alert_id_column(transaction_id: Column) -> Column:
-    """Spark's twin of :func:`lakehouse.contract.alerts.alert_id`."""
-    from pyspark.sql import functions as F
-
-    return F.substring(F.sha2(F.concat(F.lit(ALERT_ID_PREFIX), transaction_id), 256), 1, ALERT_ID_HEX)
-
-
-def score_rows(features: DataFrame, model: ScoringModel, *, top_reasons: int, run_id: str, batch_id: int) -> DataFrame:
-    """Feature rows (+ ``kafka_timestamp``) → rows of ``gold.scored_transactions``."""
-    from pyspark.sql import functions as F
-
-    out = scored(model.model, features)
-    alert = F.col("score") >= F.lit(model.threshold)
-    values = {
-        "transaction_created_at": F.col("kafka_timestamp"),
-        "threshold": F.lit(model.threshold),
-        "model_version": F.lit(model.version),
-        "is_alert": alert,
-        "alert_id": F.when(alert, alert_id_column(F.col("transaction_id"))),
-        "reasons": F.when(alert, reasons(model.profile, top_reasons)),
-        "scored_at": F.current_timestamp(),
-        "run_id": F.lit(run_id),
-        "batch_id": F.lit(batch_id),
-    }
-    return out.select(*[values.get(name, F.col(name)).cast(sql).alias(name) for name, sql in SCORED_COLUMNS])
-
-
-def alert_records(scored_rows: DataFrame) -> DataFrame:
-    """Alert rows of ``gold.scored_transactions`` → Kafka records (key user_id, JSON value)."""
-    from pyspark.sql import functions as F
-
-    fields = [F.col("scored_at").alias("emitted_at") if name == "emitted_at" else F.col(name) for name in ALERT_FIELDS]
-    return scored_rows.where("is_alert").select(
-        F.col("user_id").alias("key"), F.to_json(F.struct(*fields)).alias("value")
-    )
-
-
-@dataclass(frozen=True)
 class BatchTimings:
-    """Where one micro-batch's time went (seconds): Kafka read, online state, table features,
-    model and reasons (``features_s``); appending the alerts; the Delta commit. Logged for every
-    batch and handed to the scorer's ``on_batch`` hook."""
+    """One ``score`` micro-batch seen from the driver: how long its one Kafka append took (the
+    append runs the whole stateful step). Handed to the scorer's ``on_batch`` hook; the batch's rows,
+    alerts and where the step's time went are in the query's progress (``observedMetrics``, under
+    :data:`STEP_METRICS`)."""
 
     batch_id: int
-    rows: int
-    features_s: float
-    alerts_s: float
-    delta_s: float
+    append_s: float
+
+
+#: The name of the observed metrics of the ``score`` query: per micro-batch, summed over its tasks,
+#: the seconds of each step (:data:`lakehouse.scoring.processor.STEP_NAMES`), ``rows`` and ``alerts``.
+STEP_METRICS = "score_steps"
+
+
+def observe_steps(records: DataFrame) -> DataFrame:
+    """The processor's output with its per-task metrics records summed into :data:`STEP_METRICS`."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.scoring.processor import STEP_NAMES
+
+    metrics = F.col("topic") == METRICS_TOPIC
+    sums = [
+        F.coalesce(F.sum(F.when(metrics, F.get_json_object("value", f"$.{name}").cast("double"))), F.lit(0.0)).alias(
+            name
+        )
+        for name in (*STEP_NAMES, "rows", "alerts")
+    ]
+    return records.observe(STEP_METRICS, *sums)
 
 
 class ScoreBatch:
-    """The ``foreachBatch`` function of the scorer (see the module doc)."""
+    """The ``foreachBatch`` function of the ``score`` query: one Kafka append."""
 
     def __init__(
-        self,
-        spark: SparkSession,
-        settings: Settings,
-        champion: Champion,
-        checkpoint: str,
-        *,
-        on_batch: Callable[[BatchTimings], None] | None = None,
+        self, settings: Settings, publisher: Publisher, *, on_batch: Callable[[BatchTimings], None] | None = None
     ) -> None:
-        from lakehouse.features.online import DimensionTables
         from lakehouse.platform.kafka.clients import spark_options
 
+        self.publisher = publisher
+        self.sync = settings.scoring.reload_check_s == 0
         self.on_batch = on_batch
-        self.settings = settings
-        self.champion = champion
-        self.checkpoint = checkpoint
-        self.table = table_names(settings).scored
-        # Tables by location, resolved once: no catalog round trips in the per-batch path.
-        self.location = table_location(spark, self.table)
-        self.dimensions = DimensionTables(spark, settings)
-        self.kafka_options = {**spark_options(settings.kafka), "topic": settings.kafka.topics.alerts.name}
-        self.run_id: str | None = None
-        self.batches = 0
+        self.kafka_options = spark_options(settings.kafka)
 
-    def publish(self, scored_rows: DataFrame) -> None:
-        alert_records(scored_rows).write.format("kafka").options(**self.kafka_options).save()
-
-    def __call__(self, state_rows: DataFrame, batch_id: int) -> None:
+    def __call__(self, records: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        from lakehouse.features.online import enrich_batch
-
-        spark = state_rows.sparkSession
-        if self.run_id is None:
-            # The first batch after a (re)start may be one that already committed its rows
-            # before a crash: then send its stored alerts again instead of scoring afresh.
-            self.run_id = query_run_id(spark, self.checkpoint)
-            stored = (
-                spark.read.format("delta")
-                .load(self.location)
-                .where((F.col("run_id") == self.run_id) & (F.col("batch_id") == batch_id))
-            )
-            if not stored.isEmpty():
-                log.info("batch %s was written before a restart: re-sending its stored alerts", batch_id)
-                # The batch's stateful step must still run: Spark checks that every state store
-                # committed the batch (it writes the state the first run wrote: same offsets, same
-                # restored state). Skipping it failed the restart with "Not all StateStores committed".
-                state_rows.write.format("noop").mode("overwrite").save()
-                self.publish(stored)
-                return
-        model = self.champion.get()
+        if self.sync:
+            self.publisher.refresh()
         began = time.perf_counter()
-        rows = score_rows(
-            enrich_batch(state_rows, self.settings, self.dimensions),
-            model,
-            top_reasons=self.settings.scoring.top_reasons,
-            run_id=self.run_id,
-            batch_id=batch_id,
-        ).persist()
-        try:
-            scored_rows = rows.count()
-            scored_s = time.perf_counter()
-            self.publish(rows)  # first: the alert latency does not wait for the Delta commit
-            published_s = time.perf_counter()
-            (
-                rows.write.format("delta")
-                .mode("append")
-                .option("txnAppId", f"score-{self.run_id}")
-                .option("txnVersion", batch_id)
-                .save(self.location)
-            )
-        finally:
-            rows.unpersist()
-        self.batches += 1
-        timings = BatchTimings(
-            batch_id, scored_rows, scored_s - began, published_s - scored_s, time.perf_counter() - published_s
-        )
-        log.info(
-            "batch %s: %s rows with model %s; features + score %.2f s, alerts %.2f s, Delta %.2f s",
-            batch_id,
-            scored_rows,
-            model.version,
-            timings.features_s,
-            timings.alerts_s,
-            timings.delta_s,
-        )
+        records.where(F.col("topic") != METRICS_TOPIC).write.format("kafka").options(**self.kafka_options).save()
+        faults.reached(AFTER_ALERTS)
+        timings = BatchTimings(batch_id, time.perf_counter() - began)
+        log.debug("batch %s: scored and sent in %.2f s", batch_id, timings.append_s)
         if self.on_batch is not None:
             self.on_batch(timings)
+        faults.reached(BEFORE_COMMIT)
+
+
+def scored_rows(records: DataFrame) -> DataFrame:
+    """Records of the scored-rows topic → rows of ``gold.scored_transactions`` (without ``run_id``,
+    ``batch_id``), one per transaction."""
+    from pyspark.sql import functions as F
+
+    wire = dict.fromkeys(MICROS_COLUMNS, "BIGINT") | dict.fromkeys(DAYS_COLUMNS, "INT")
+    fields = [(name, wire.get(name, sql)) for name, sql in SCORED_COLUMNS if name not in ("run_id", "batch_id")]
+    parsed = records.select(
+        F.from_json(F.col("value").cast("string"), ", ".join(f"{n} {t}" for n, t in fields)).alias("r")
+    ).select("r.*")
+    converted = {name: F.timestamp_micros(F.col(name)) for name in MICROS_COLUMNS}
+    converted |= {name: F.date_from_unix_date(F.col(name)) for name in DAYS_COLUMNS}
+    return parsed.select(*[converted.get(n, F.col(n)).alias(n) for n, _ in fields]).dropDuplicates(["transaction_id"])
+
+
+class LandBatch:
+    """The ``foreachBatch`` function of the ``score_landing`` query (see the module doc: delivery)."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, checkpoint: str) -> None:
+        self.location = table_location(spark, table_names(settings).scored)
+        self.checkpoint = checkpoint
+        self.run_id: str | None = None
+
+    def __call__(self, records: DataFrame, batch_id: int) -> None:
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        spark = records.sparkSession
+        if self.run_id is None:
+            self.run_id = query_run_id(spark, self.checkpoint)
+        rows = scored_rows(records).withColumn("run_id", F.lit(self.run_id)).withColumn("batch_id", F.lit(batch_id))
+        rows = rows.select(*[F.col(name).cast(sql) for name, sql in SCORED_COLUMNS])
+        (
+            DeltaTable.forPath(spark, self.location)
+            .alias("t")
+            .merge(rows.alias("s"), "t.event_date = s.event_date AND t.transaction_id = s.transaction_id")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+        faults.reached(AFTER_TABLE)
 
 
 def query_run_id(spark: SparkSession, checkpoint: str) -> str:
     """The streaming query's id, kept in its checkpoint: stable across restarts, new with a new checkpoint."""
     return json.loads(spark.read.text(f"{checkpoint.rstrip('/')}/metadata").first().value)["id"]
+
+
+def serving_folder(settings: Settings, checkpoint: str) -> Path:
+    """Where the driver publishes for the tasks (``scoring.serving_dir``, else next to the checkpoint)."""
+    if settings.scoring.serving_dir is not None:
+        return Path(settings.scoring.serving_dir)
+    if "://" in checkpoint and not checkpoint.startswith("file:"):
+        from lakehouse.errors import FraudlakeError
+
+        raise FraudlakeError(
+            f"the score query's checkpoint {checkpoint} is not a local path: set scoring.serving_dir to a folder "
+            "every executor can read"
+        )
+    return Path(checkpoint.removeprefix("file:").rstrip("/") + "-serving")
 
 
 def start_scorer(
@@ -286,30 +195,49 @@ def start_scorer(
     once: bool = False,
     starting_offsets: str = "earliest",
     on_batch: Callable[[BatchTimings], None] | None = None,
-) -> StreamingQuery:
-    """Start the scoring query (after loading the champion: no champion, no start).
+) -> list[StreamingQuery]:
+    """Start the ``score`` and ``score_landing`` queries (after publishing the champion: no
+    champion, no start). With ``once``, ``score`` drains the topic first and ``score_landing``
+    then lands everything it sent; both are returned (await them).
 
-    ``on_batch`` is an observability hook: it receives each scored micro-batch's
-    :class:`BatchTimings` after its Delta commit, in the driver (to export metrics, show progress,
-    or collect a benchmark's figures). It must be quick: the next batch waits for it."""
-    from lakehouse.features.online import online_state_features
-    from lakehouse.platform.kafka.clients import spark_options
-    from lakehouse.platform.streaming import query_plan, start_query
+    ``on_batch`` is an observability hook: it receives each ``score`` micro-batch's
+    :class:`BatchTimings` in the driver (to export metrics or collect a benchmark's figures). It
+    must be quick: the next batch waits for it."""
+    from lakehouse.features.online import history_settings, online_state_features
+    from lakehouse.platform.kafka.clients import kafka_stream
+    from lakehouse.platform.kafka.topics import ensure_topics
+    from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
+    from lakehouse.scoring.processor import RECORDS_DDL, ScoringProcessor
 
     create_tables(spark, settings)
-    champion = Champion(spark, settings)
-    champion.get()
+    topics = settings.kafka.topics
+    ensure_topics(settings.kafka, [topics.scored])
     plan = query_plan(settings, SCORE_QUERY, once=once)
-    kafka = (
-        spark.readStream.format("kafka")
-        .options(**spark_options(settings.kafka))
-        .option("subscribe", settings.kafka.topics.transactions.name)
-        .option("startingOffsets", starting_offsets)
-        .option("maxOffsetsPerTrigger", plan.max_records)
-        .option("failOnDataLoss", "true")
-        .load()
+    folder = serving_folder(settings, plan.checkpoint)
+    publisher = Publisher(spark, settings, folder, Champion(spark, settings))
+    publisher.refresh()
+    processor = ScoringProcessor(
+        serving_dir=str(folder),
+        feedback_delay_days=settings.features.feedback_delay_days,
+        scored_topic=topics.scored.name,
+        alerts_topic=topics.alerts.name,
+        **history_settings(settings),
     )
-    writer = online_state_features(kafka, settings).writeStream.foreachBatch(
-        ScoreBatch(spark, settings, champion, plan.checkpoint, on_batch=on_batch)
+    source = kafka_stream(
+        spark, settings.kafka, topics.transactions.name, max_records=plan.max_records, starting_offsets=starting_offsets
     )
-    return start_query(writer, plan, lambda w: w.start())
+    states = observe_steps(online_state_features(source, settings, processor=processor, output_ddl=RECORDS_DDL))
+    score = start_query(
+        states.writeStream.foreachBatch(ScoreBatch(settings, publisher, on_batch=on_batch)), plan, lambda w: w.start()
+    )
+    if once:
+        score.awaitTermination()
+        raise_if_failed(score)
+    elif settings.scoring.reload_check_s > 0:
+        publisher.keep_fresh(score)
+    landing = query_plan(settings, SCORE_LANDING_QUERY, once=once)
+    scored = kafka_stream(spark, settings.kafka, topics.scored.name, max_records=landing.max_records)
+    land = start_query(
+        scored.writeStream.foreachBatch(LandBatch(spark, settings, landing.checkpoint)), landing, lambda w: w.start()
+    )
+    return [score, land]

@@ -20,7 +20,14 @@ ENV_PREFIX = "FRAUDLAKE_"
 #: Variables that select what to load rather than override a key.
 #: FRAUDLAKE_* variables that are not settings: where the config is, and values read by one command
 #: (the alert webhook URL, which may hold a token, stays out of files and job processes).
-CONTROL_VARIABLES = {"FRAUDLAKE_ENV", "FRAUDLAKE_CONF_DIR", "FRAUDLAKE_ALERTS_WEBHOOK"}
+CONTROL_VARIABLES = {
+    "FRAUDLAKE_ENV",
+    "FRAUDLAKE_CONF_DIR",
+    "FRAUDLAKE_ALERTS_WEBHOOK",
+    "FRAUDLAKE_FAULT",  # fault injection (lakehouse.platform.faults)
+    "FRAUDLAKE_FAULT_GROUP",
+    "FRAUDLAKE_FAULT_LOG",
+}
 #: Keys that may only come from the environment.
 SECRET_KEYS = {("kafka", "sasl_username"), ("kafka", "sasl_password")}
 

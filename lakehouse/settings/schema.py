@@ -38,9 +38,10 @@ class TopicsSettings(_Section):
     users: TopicSettings
     merchants: TopicSettings
     alerts: TopicSettings
+    scored: TopicSettings
 
     def all(self) -> list[TopicSettings]:
-        return [self.transactions, self.users, self.merchants, self.alerts]
+        return [self.transactions, self.users, self.merchants, self.alerts, self.scored]
 
 
 class EmbeddedBrokerSettings(_Section):
@@ -377,7 +378,14 @@ class ScoringSettings(_Section):
         "(the reasons' yardstick).",
     )
     reload_check_s: float = Field(
-        ge=0, description="How often the scorer asks the registry who the champion is (0: before every micro-batch)."
+        ge=0,
+        description="How often the scorer asks the registry who the champion is and checks the dimension tables "
+        "for new versions (0: before every micro-batch, on the latency path).",
+    )
+    serving_dir: Path | None = Field(
+        default=None,
+        description="Where the scorer's driver publishes the champion and the dimension snapshot for its tasks "
+        "(a path every executor reads); default: <checkpoint of the score query>-serving.",
     )
 
 

@@ -8,13 +8,11 @@ keeping a duplicate after dedup by alert_id."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -35,17 +33,18 @@ from lakehouse.platform.waits import wait_until
 from lakehouse.scoring.scorer import start_scorer
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.helpers import PROJECT_DIR, ingest_world, release_environ, still_running
+from tests.helpers import PROJECT_DIR, ingest_world
 
 pytestmark = pytest.mark.integration
 START = date(2026, 9, 1)
 HISTORY_DAYS = 24
 
 
-def running(query) -> Callable[[], None]:
+def running(queries) -> Callable[[], None]:
     def check() -> None:
-        if not query.isActive:
-            raise AssertionError(f"the scorer stopped: {query.exception()}")
+        for query in queries:
+            if not query.isActive:
+                raise AssertionError(f"the scorer's {query.name} query stopped: {query.exception()}")
 
     return check
 
@@ -109,9 +108,9 @@ def world(kafka_broker, spark, tmp_path_factory):
 
 
 def score_once(spark, settings) -> None:
-    query = start_scorer(spark, settings, once=True)
-    query.awaitTermination()
-    assert query.exception() is None, query.exception()
+    for query in start_scorer(spark, settings, once=True):
+        query.awaitTermination()
+        assert query.exception() is None, query.exception()
 
 
 def labels(spark, settings):
@@ -184,14 +183,18 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
     from lakehouse.settings import QuerySettings
 
     settings, _ = world
+    every_second = QuerySettings(trigger="1 second")
     live = settings.model_copy(
         update={
-            "streaming": settings.streaming.model_copy(update={"queries": {"score": QuerySettings(trigger="1 second")}})
+            "streaming": settings.streaming.model_copy(
+                update={"queries": {"score": every_second, "score_landing": every_second}}
+            ),
+            "scoring": settings.scoring.model_copy(update={"reload_check_s": 0}),
         }
     )
     first = registry.champion_version(settings)
-    query = start_scorer(spark, live)
-    query_id = query.id
+    queries = start_scorer(spark, live)
+    query_ids = [query.id for query in queries]
     challenger = None
 
     def scored_all(report) -> Callable[[], bool]:
@@ -199,7 +202,7 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
 
     try:
         before = send_day(settings, 0.25, HISTORY_DAYS + 2, 150, seed=21)
-        wait_until(scored_all(before), timeout_s=240, what="the first live transactions scored", check=running(query))
+        wait_until(scored_all(before), timeout_s=240, what="the first live transactions scored", check=running(queries))
         assert {
             r.model_version for r in rows_of_day(spark, settings, before).select("model_version").distinct().collect()
         } == {first}
@@ -209,7 +212,7 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
         registry.promote(settings, challenger, validate=lambda model: registry.check_scores(spark, settings, model))
         after = send_day(settings, 0.25, HISTORY_DAYS + 3, 150, seed=22)
         wait_until(
-            scored_all(after), timeout_s=240, what="transactions scored after the promotion", check=running(query)
+            scored_all(after), timeout_s=240, what="transactions scored after the promotion", check=running(queries)
         )
         rows = rows_of_day(spark, settings, after)
         assert {r.model_version for r in rows.select("model_version").distinct().collect()} == {challenger}
@@ -233,42 +236,47 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
             scored_all(refused),
             timeout_s=240,
             what="transactions scored after a broken promotion",
-            check=running(query),
+            check=running(queries),
         )
         assert {
             r.model_version for r in rows_of_day(spark, settings, refused).select("model_version").distinct().collect()
         } == {challenger}
-        assert query.isActive and query.id == query_id  # never restarted
+        assert all(query.isActive for query in queries)
+        assert [query.id for query in queries] == query_ids  # never restarted
     finally:
-        query.stop()
+        for query in queries:
+            query.stop()
         if challenger is not None:
             registry.set_champion(settings, challenger, reason="test: restore a working champion")
 
 
 @pytest.mark.slow
-def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(
-    world, spark, tmp_path, cli_env, make_topic, previous_release
+def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
+    world, spark, tmp_path, cli_env, make_topic
 ) -> None:
     """The scorer as its own process (its own Spark driver and catalog under a private data
-    folder, its own alert topic, sharing the broker and the registry), SIGKILLed mid-stream,
-    then restarted.
+    folder, its own alert and scored-rows topics, sharing the broker and the registry), killed by
+    ``FRAUDLAKE_FAULT`` at each step in turn: after the state update, after the alerts are sent,
+    after the table write, before the offset commit. Each kill is followed by exactly one restart
+    (``--once``, no second attempt), then the outcome is checked: every transaction sent is in
+    ``gold.scored_transactions`` exactly once, and every alert the table holds reached Kafka,
+    repeats carrying the same decision."""
+    from lakehouse.scoring.processor import FAULT_STEPS
 
-    The killed scorer runs the previous release (its code from git) and the restart runs this one:
-    an upgrade right after a crash, the hardest case for the checkpoint, whose query name, state
-    layout and ``txnAppId`` strings must have stayed the same."""
     settings, _ = world
     topics = settings.kafka.topics
     topics = topics.model_copy(
-        update={"alerts": topics.alerts.model_copy(update={"name": make_topic("alerts", partitions=1)})}
+        update={
+            "alerts": topics.alerts.model_copy(update={"name": make_topic("alerts", partitions=1)}),
+            "scored": topics.scored.model_copy(update={"name": make_topic("scored", partitions=1)}),
+        }
     )
     settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"topics": topics})})
     data = tmp_path / "job-data"
     env = {
         **cli_env,
         "FRAUDLAKE_PATHS__DATA_DIR": str(data),
-        "FRAUDLAKE_STREAMING__TRIGGER": "1 second",
-        "FRAUDLAKE_STREAMING__QUERIES__SCORE__TRIGGER": "1 second",
-        "FRAUDLAKE_STREAMING__MAX_RECORDS_PER_TRIGGER": "2000",
+        "FRAUDLAKE_STREAMING__MAX_RECORDS_PER_TRIGGER": "4000",
         "FRAUDLAKE_REGISTRY__TRACKING_URI": settings.registry.tracking_uri,
         "FRAUDLAKE_REGISTRY__ARTIFACT_LOCATION": settings.registry.artifact_location,
         **{
@@ -277,91 +285,64 @@ def test_a_killed_scorer_restarts_without_losing_or_keeping_duplicate_alerts(
         },
         **{
             f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name
-            for name in ("transactions", "users", "merchants", "alerts")
+            for name in ("transactions", "users", "merchants", "alerts", "scored")
         },
     }
 
-    def job(module: str, *args: str, attempts: int = 1) -> None:
-        for attempt in range(1, attempts + 1):
-            done = subprocess.run(
-                [sys.executable, "-m", f"jobs.{module}", "--env", "test", *args],
-                env=env,
-                cwd=PROJECT_DIR,
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-            errors = [
-                line
-                for line in done.stderr.splitlines()
-                if " ERROR " in line or "Exception" in line or "Error:" in line
-            ]
-            report = "\n".join(errors[:15]) + "\n...\n" + done.stderr[-1500:]
-            if done.returncode == 0:
-                return
-            assert attempt < attempts, report
-            warnings.warn(
-                f"jobs.{module} {' '.join(args)} failed (attempt {attempt}), run again as a supervisor would:"
-                f"\n{report}",
-                stacklevel=2,
-            )
+    fault_log = tmp_path / "faults.log"
 
-    job("stream_ingest", "--once")  # the job's own tables: what the scorer joins with
-    job("build_features")
-    extra = send_day(settings, 0.25, HISTORY_DAYS + 5, 1500, seed=24)  # more to score than one batch
-    scored_path = data / "warehouse" / f"{settings.lakehouse.schemas.gold}.db" / "scored_transactions"
-
-    def scored_count() -> int:
-        try:
-            return spark.read.format("delta").load(str(scored_path)).count()
-        except Exception:
-            return 0
-
-    command = [sys.executable, "-m", "jobs.stream_score", "--env", "test"]
-    scorer = subprocess.Popen(
-        command,
-        env=release_environ(previous_release, env),
-        cwd=previous_release,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(
-            lambda: scored_count() > 0,
-            timeout_s=300,
-            what="the first scored batch",
-            check=still_running(scorer, "the scorer"),
+    def job(module: str, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+        own = {**env, "FRAUDLAKE_FAULT": fault, "FRAUDLAKE_FAULT_LOG": str(fault_log)} if fault else env
+        return subprocess.run(
+            [sys.executable, "-m", f"jobs.{module}", "--env", "test", *args],
+            env=own,
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            start_new_session=True,  # the fault kills the job's process group: never this one
         )
-        os.killpg(scorer.pid, signal.SIGKILL)  # the driver and its JVM, mid-stream
-        scorer.wait(timeout=60)
-        partial = scored_count()
-    finally:
-        if scorer.poll() is None:
-            os.killpg(scorer.pid, signal.SIGKILL)
-    # The restarted scorer, as systemd would run it (Restart=on-failure). Under CI load the kill
-    # can land after the batch's Delta commit but before the query's own commit: the restart then
-    # takes the replay path, which used to skip the stateful step and failed with "Not all
-    # StateStores committed for batch 0" (fixed in ScoreBatch). One supervisor-style second attempt
-    # stays allowed, with a warning carrying the job's error lines; no loss and no duplicates are
-    # asserted either way.
-    job("stream_score", "--once", attempts=2)
 
-    rows = spark.read.format("delta").load(str(scored_path))
-    total = rows.count()
-    assert partial < total  # the kill really happened mid-stream
-    assert total == rows.select("transaction_id").distinct().count()  # every transaction scored once
-    assert (
-        rows.where(f"event_date >= '{extra.first_event[:10]}'").count() == extra.transactions
-    )  # the days after the others
-    expected = {r.alert_id for r in rows.where("is_alert").select("alert_id").collect()}
-    assert len(expected) > 50
-    # Every alert the table holds reached Kafka; repeats (from the replayed batch) share the id and
-    # the decision (same model, same restored state), so dropping them by alert_id leaves each
-    # alert once. Only emitted_at may differ: a batch killed before its Delta commit is re-scored.
-    received = [a for _, a in read_alerts(settings, ids_seen(expected))]
-    by_id: dict[str, dict] = {}
-    for alert in received:
-        decision = {k: v for k, v in alert.items() if k != "emitted_at"}
-        assert by_id.setdefault(alert["alert_id"], decision) == decision
-    assert set(by_id) == expected
+    def succeeded(done: subprocess.CompletedProcess[str]) -> None:
+        errors = [line for line in done.stderr.splitlines() if " ERROR " in line or "Error" in line]
+        assert done.returncode == 0, "\n".join(errors[:15]) + "\n...\n" + done.stderr[-1500:]
+
+    succeeded(job("stream_ingest", "--once"))  # the job's own tables: the scorer's dimensions
+    succeeded(job("build_features"))
+    scored_path = data / "warehouse" / f"{settings.lakehouse.schemas.gold}.db" / "scored_transactions"
+    for day, step in enumerate(FAULT_STEPS, start=HISTORY_DAYS + 5):
+        sent = send_day(settings, 0.25, day, 300, seed=day)
+        killed = job("stream_score", "--once", fault=step)
+        assert killed.returncode == -signal.SIGKILL, (step, killed.returncode, killed.stderr[-1500:])
+        assert fault_log.read_text().splitlines()[-1].endswith(f"killing the job at step {step!r}")
+        succeeded(job("stream_score", "--once"))  # one restart, as a supervisor would
+
+        rows = spark.read.format("delta").load(str(scored_path))
+        total = rows.count()
+        assert total == rows.select("transaction_id").distinct().count(), step  # nothing twice
+        assert rows.where(f"event_date = '{sent.first_event[:10]}'").count() == sent.transactions, step  # nothing lost
+        expected = {r.alert_id for r in rows.where("is_alert").select("alert_id").collect()}
+        received = [a for _, a in read_alerts(settings, ids_seen(expected))]
+        by_id: dict[str, dict] = {}
+        for alert in received:
+            decision = {k: v for k, v in alert.items() if k != "emitted_at"}
+            assert by_id.setdefault(alert["alert_id"], decision) == decision, step
+        assert set(by_id) == expected, step
+
+
+@pytest.mark.slow
+def test_features_check_runs_the_scorers_step_and_its_scores_equal_mllibs(world, spark) -> None:
+    """``fraudlake features check`` with a champion: every transaction through the scorer's own
+    step (state, snapshot features, compiled model), every feature against the offline table and
+    every score against MLlib's ``transform`` of the champion on it."""
+    from lakehouse.ml.compiled import TOLERANCE
+    from lakehouse.scoring.check import check_scoring
+
+    settings, _ = world
+    run_ingest(spark, settings, once=True)
+    report = check_scoring(spark, settings)
+    silver = spark.table(table_names(settings).silver("transactions")).count()
+    assert report.compared == report.offline_rows == silver and report.missing_online == 0
+    assert report.model_version == registry.champion_version(settings)
+    assert report.score.null_mismatches == 0 and report.score.max_abs <= TOLERANCE, report.score
+    assert report.decisions_differ == 0 and report.ok, report

@@ -66,48 +66,92 @@ def test_profile_survives_its_registry_tag() -> None:
     assert len(p.to_json()) < 5000  # fits a registry tag
 
 
-def test_alert_id_is_the_same_in_spark_and_python_and_the_record_has_every_field(spark) -> None:
+def test_the_python_reasons_equal_the_spark_ones_word_for_word(spark) -> None:
+    """The scorer's reasons (:func:`lakehouse.scoring.kernel.reasons`) are the twin of the Spark SQL
+    the first release wrote and the docs describe: same order, same values, same text, on usual,
+    rare, extreme, hostile (NaN, infinite, huge, negative) and missing values."""
     from pyspark.sql import functions as F
 
-    from lakehouse.contract.tables import SCORED_COLUMNS
-    from lakehouse.scoring.scorer import alert_id_column, alert_records
+    from lakehouse.scoring.kernel import reasons as python_reasons
 
-    ids = ["t-1", "7f3a5e2c-0000-4000-8000-000000000000"]
-    got = [
-        r.a
-        for r in spark.createDataFrame([(i,) for i in ids], "t STRING")
-        .select(alert_id_column(F.col("t")).alias("a"))
-        .collect()
+    p = profile(
+        user_tx_count_1h=[0, 0, 1, 3, 5],
+        user_amount_ratio_30d=[0.2, 0.4, 1.0, 2.5, 4.0],
+        home_distance_km=[0.5, 1, 5, 40, 300],
+    )
+    values = [
+        (9, 1.1, 2000.0),
+        (4, 3.0, 6.0),
+        (1, 1.0, 5.0),
+        (None, None, None),
+        (0, 0.1, 0.2),
+        (2, float("nan"), float("inf")),
+        (5, -1e12, 1234567.125),
+        (3, 2.675, float("-inf")),
     ]
-    assert got == [alert_id(i) for i in ids]
+    ddl = "id INT, user_tx_count_1h BIGINT, user_amount_ratio_30d DOUBLE, home_distance_km DOUBLE"
+    rows = spark.createDataFrame([(i, *v) for i, v in enumerate(values)], ddl)
+    for name in NUMERIC_FEATURES:
+        if name not in rows.columns:
+            rows = rows.withColumn(name, F.lit(None).cast("double"))
+    expected = {r.id: r.reasons for r in rows.select("id", reasons(p, 3).alias("reasons")).collect()}
+    for i, (count, ratio, distance) in enumerate(values):
+        given = {"user_tx_count_1h": count, "user_amount_ratio_30d": ratio, "home_distance_km": distance}
+        mine = python_reasons(
+            {n: (float(given[n]) if given.get(n) is not None else None) for n in NUMERIC_FEATURES}, p, 3
+        )
+        theirs = [r.asDict() for r in expected[i]]
+        assert [r["feature"] for r in mine] == [r["feature"] for r in theirs], i
+        assert [r["text"] for r in mine] == [r["text"] for r in theirs], i
+        for a, b in zip(mine, theirs, strict=True):
+            assert a["value"] == b["value"] or (a["value"] != a["value"] and b["value"] != b["value"])
 
-    values = {
+
+def test_the_alert_record_is_what_spark_to_json_wrote_and_its_id_what_consumers_compute(spark) -> None:
+    from pyspark.sql import functions as F
+
+    from lakehouse.scoring.kernel import alert_value
+
+    row = {
+        "alert_id": alert_id("t-1"),
         "transaction_id": "t-1",
         "user_id": "u-1",
         "merchant_id": "m-1",
-        "amount": 12.5,
+        "amount": 1234.5,
         "currency": "EUR",
-        "score": 0.9,
-        "threshold": 0.5,
+        "event_time": 1_790_000_000_123_456,
+        "transaction_created_at": 1_790_000_000_250_000,
+        "score": 0.93,
+        "threshold": 0.41,
         "model_version": 3,
-        "is_alert": True,
-        "alert_id": alert_id("t-1"),
-        "reasons": [("amount", 12.5, "Amount: 12.50")],
-        "run_id": "r",
-        "batch_id": 1,
+        "reasons": [{"feature": "amount", "value": 12.5, "text": "Amount: 12.50"}],
+        "scored_at": 1_790_000_002_004_999,
     }
-    ddl = ", ".join(f"{name} {sql}" for name, sql in SCORED_COLUMNS)
-    row = tuple(values.get(name) for name, _ in SCORED_COLUMNS)
-    no_alert = tuple(False if name == "is_alert" else v for (name, _), v in zip(SCORED_COLUMNS, row, strict=True))
-    scored = (
-        spark.createDataFrame([row, no_alert], ddl)
-        .withColumn("event_time", F.current_timestamp())
-        .withColumn("transaction_created_at", F.current_timestamp())
-        .withColumn("scored_at", F.current_timestamp())
+    value = alert_value(row)
+    alert = json.loads(value)
+    assert list(alert) == list(ALERT_FIELDS) and alert["alert_id"] == alert_id(alert["transaction_id"])
+    # Spark's to_json of the same fields (as the first release wrote alerts): the same text.
+    micros = {"event_time", "transaction_created_at", "emitted_at"}
+    source = {**row, "emitted_at": row["scored_at"]}
+    ddl = ", ".join(
+        f"{name} {'BIGINT' if name in micros else 'STRING' if isinstance(source[name], str) else 'DOUBLE'}"
+        for name in ALERT_FIELDS
+        if name != "reasons" and name != "model_version"
     )
-    records = alert_records(scored).collect()
-    assert len(records) == 1 and records[0].key == "u-1"
-    alert = json.loads(records[0].value)
-    assert list(alert) == list(ALERT_FIELDS)
-    assert alert["reasons"] == [{"feature": "amount", "value": 12.5, "text": "Amount: 12.50"}]
-    assert alert["event_time"].endswith("Z") and "T" in alert["emitted_at"]
+    frame = spark.createDataFrame(
+        [tuple(source[n] for n in ALERT_FIELDS if n not in ("reasons", "model_version"))], ddl
+    )
+    fields = [
+        F.timestamp_micros(n).alias(n)
+        if n in micros
+        else F.lit(3).alias(n)
+        if n == "model_version"
+        else F.array(
+            F.struct(F.lit("amount").alias("feature"), F.lit(12.5).alias("value"), F.lit("Amount: 12.50").alias("text"))
+        ).alias(n)
+        if n == "reasons"
+        else F.col(n)
+        for n in ALERT_FIELDS
+    ]
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    assert frame.select(F.to_json(F.struct(*fields)).alias("j")).first().j == value

@@ -1,0 +1,54 @@
+"""Deterministic fault injection: kill a job's whole process tree at a named step, so a test can
+show what a crash at exactly that point leaves behind (``FRAUDLAKE_FAULT=<step>``).
+
+The job arms it (:func:`arm`) before it starts Spark: the variable and the job's process group
+then reach the JVM and the Python workers it forks, and whichever process reaches the step first
+sends SIGKILL to the job's group (driver and JVM) and to its own (PySpark's worker daemon keeps
+its workers in a group of their own), as a power cut would. Nothing is flushed
+or closed. Unset, :func:`reached` is one dictionary lookup.
+
+The steps are named where they are reached (the scorer's: ``after_state``, ``after_alerts``,
+``after_table``, ``before_commit``); an unknown name never fires, so :func:`arm` refuses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+from lakehouse.errors import FraudlakeError
+
+FAULT_ENV = "FRAUDLAKE_FAULT"
+GROUP_ENV = "FRAUDLAKE_FAULT_GROUP"
+#: Optional: a file that gets one line per kill (a worker's stderr may be lost with its JVM).
+LOG_ENV = "FRAUDLAKE_FAULT_LOG"
+log = logging.getLogger(__name__)
+
+
+def arm(known: tuple[str, ...]) -> str | None:
+    """Check ``FRAUDLAKE_FAULT`` against the job's steps and record the process group to kill."""
+    step = os.environ.get(FAULT_ENV)
+    if not step:
+        return None
+    if step not in known:
+        raise FraudlakeError(f"{FAULT_ENV}={step!r} is not a step of this job; its steps: {', '.join(known)}")
+    os.environ[GROUP_ENV] = str(os.getpgrp())
+    log.warning("fault injection armed: this job kills itself at step %r", step)
+    return step
+
+
+def reached(step: str) -> None:
+    """Kill the job's process group here when ``FRAUDLAKE_FAULT`` names this step."""
+    if os.environ.get(FAULT_ENV) != step or GROUP_ENV not in os.environ:
+        return
+    message = f"fraudlake fault injection: killing the job at step {step!r}"
+    print(message, file=sys.stderr, flush=True)
+    if os.environ.get(LOG_ENV):
+        with open(os.environ[LOG_ENV], "a") as log_file:
+            log_file.write(message + "\n")
+    job = int(os.environ[GROUP_ENV])
+    os.killpg(job, signal.SIGKILL)
+    if os.getpgrp() != job:  # a Python worker: PySpark's daemon keeps its workers in a group of their own
+        os.killpg(os.getpgrp(), signal.SIGKILL)
