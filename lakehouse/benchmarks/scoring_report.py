@@ -116,7 +116,7 @@ def score_report(bench: ScoreBench, settings: Settings, *, duration_s: float, ma
             return sum(p["durationMs"].get(k, 0) for k in keys) / 1000
 
         state = [p["stateOperators"][0] for p in progress if p.get("stateOperators")]
-        steps = [p.get("observedMetrics", {}).get(STEP_METRICS, {}) for p in progress]
+        steps = [_as_dict(p.get("observedMetrics", {}).get(STEP_METRICS, {})) for p in progress]
         rows.append(
             (
                 f"{rate:,.0f}",
@@ -143,7 +143,7 @@ def score_report(bench: ScoreBench, settings: Settings, *, duration_s: float, ma
             "state MB",
         ],
         rows,
-        align="r" * (9 + len(STEP_NAMES)),
+        align="r" * (8 + len(STEP_NAMES)),
     )
     report.text("Set-up (not measured above): " + ", ".join(f"{k} {v:,.0f} s" for k, v in bench.setup.items()) + ".")
 
@@ -159,6 +159,11 @@ def score_report(bench: ScoreBench, settings: Settings, *, duration_s: float, ma
     ]
     raw.append({"throughput": bench.throughput})
     return report.attach(".jsonl", "".join(json.dumps(line) + "\n" for line in raw))
+
+
+def _as_dict(metrics) -> dict:
+    """Observed metrics come as a Row (a dict once the progress went through JSON)."""
+    return metrics.asDict() if hasattr(metrics, "asDict") else dict(metrics)
 
 
 def write_score_report(path: Path, bench: ScoreBench, machine: str, settings: Settings, *, duration_s: float) -> str:
