@@ -166,8 +166,10 @@ def advance_users(
     if len(rows):
         seq = laid["seq"]
         # The first entry each event may see: its segment's start, or max_events arrivals back.
-        key = segment.astype(np.float64) * 2.0**41 + seq  # segments apart, seq ascending within one
-        first = np.searchsorted(key, segment[rows] * 2.0**41 + (seq[rows] - max_events))
+        # Exact integers (a float key loses the low bits past 4,096 users): segments apart, seq ascending within one.
+        span = np.int64(2**41)
+        key = segment.astype(np.int64) * span + seq
+        first = np.searchsorted(key, segment[rows].astype(np.int64) * span + (seq[rows] - max_events))
         first = np.maximum(first, kept_start[segment[rows]])
         codes = {"merchant_id": _codes(laid["merchant_id"]), "device_ip": _codes(laid["device_ip"])}
         pairs = rows - first

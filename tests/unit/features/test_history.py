@@ -169,3 +169,15 @@ def test_feature_docs_list_every_feature_as_defined() -> None:
     assert markdown_table() in docs, (
         "regenerate the table in docs/features.md from lakehouse.contract.features.markdown_table()"
     )
+
+
+def test_a_call_with_thousands_of_users_keeps_each_users_window_exact() -> None:
+    """Past 4,096 users in one call (an offline bucket holds tens of thousands) the window search
+    must still be exact: a user with more than max_events entries gets what it gets alone."""
+    n_users, heavy = 5000, 300
+    users = np.concatenate([np.arange(n_users - 1), np.full(heavy, n_users - 1)])
+    rows = [(f"t{i}", i / 3600, float(i + 1), "m", "ip") for i in range(len(users))]
+    features, _, _ = advance_users([History.empty() for _ in range(n_users)], users, events(rows), max_events=50)
+    mine = np.flatnonzero(users == n_users - 1)
+    alone = run([rows[i] for i in mine], max_events=50).features
+    assert {k: [features[k][i] for i in mine] for k in alone} == alone
