@@ -21,7 +21,6 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,13 +31,14 @@ from lakehouse.features.dimensions import Snapshot, table_features
 from lakehouse.ml.explain import PERCENTILES, RARE, VERY_RARE, Profile
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from lakehouse.ml.compiled import CompiledModel
 
 _LABELS = {f.name: f.doc.split(";")[0].rstrip(".") for f in FEATURES}
 _DECIMALS = {f.name: 0 if f.kind in ("long", "int") else 2 for f in FEATURES}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: The scored-rows record's time columns, sent as epoch microseconds (dates: days since the epoch).
 MICROS_COLUMNS = ("event_time", "transaction_created_at", "scored_at")
 DAYS_COLUMNS = ("event_date",)
@@ -85,34 +85,72 @@ def number_text(value: float, name: str) -> str:
 
 def reasons(values: dict[str, float | None], profile: Profile, top: int) -> list[dict]:
     """One row's reasons: the twin of :func:`lakehouse.ml.explain.reasons` (same weights, order and words)."""
-    candidates = []
-    for name in NUMERIC_FEATURES:
+    return reasons_of_rows({name: [values.get(name)] for name in NUMERIC_FEATURES}, profile, top)[0]
+
+
+def reasons_of_rows(values: dict[str, Sequence[float | None]], profile: Profile, top: int) -> list[list[dict]]:
+    """The reasons of many rows at once (``values``: per numeric feature, one value or None per
+    row). Rarity and ranking are array operations over rows x features; only each row's ``top``
+    reasons are put in words."""
+    rows = len(next(iter(values.values()), []))
+    names, keys, words_at, columns = [], [], [], []
+    for name in sorted(NUMERIC_FEATURES, reverse=True):  # ties rank by name, descending, as in Spark
         weight = profile.importance.get(name, 0.0)
         p01, p05, p50, p95, p99 = profile.percentiles.get(name, [None] * len(PERCENTILES))
-        value = values.get(name)
-        if weight <= 0 or p50 is None or value is None:
+        if weight <= 0 or p50 is None:
             continue
-        rarity, words = 0, ""
+        column = values[name]
+        present = np.fromiter((v is not None for v in column), bool, rows)
+        number = np.fromiter((np.nan if v is None else v for v in column), np.float64, rows)
+        nan = np.isnan(number) & present
+        rarity, words = np.zeros(rows), np.zeros(rows, np.int8)
         # Later bounds win, as in the Spark expression's chain of when(...).otherwise(...).
-        for level, bound, higher in _bounds(p01, p05, p95, p99):
-            spread = bound > p50 if higher else bound < p50  # a value equal to the usual one is never rare
-            # Spark orders NaN above every number: a NaN value is beyond any upper bound.
-            beyond = (math.isnan(value) or value > bound) if higher else (not math.isnan(value) and value < bound)
-            if spread and beyond:
-                share = {RARE: 95, VERY_RARE: 99}[level]
-                rarity, words = level, f"; {'higher' if higher else 'lower'} than {share}% of legitimate payments"
-        text = f"{_LABELS[name]}: {number_text(value, name)} (typical {number_text(p50, name)}{words})"
-        candidates.append((weight * rarity + weight / 1000, name, value, text))
-    candidates.sort(key=lambda c: (c[0], c[1]), reverse=True)
-    return [{"feature": name, "value": value, "text": text} for _, name, value, text in candidates[:top]]
+        for at, (level, bound, higher) in enumerate(_bounds(p01, p05, p95, p99), start=1):
+            if not (bound > p50 if higher else bound < p50):  # a value equal to the usual one is never rare
+                continue
+            with np.errstate(invalid="ignore"):
+                # Spark orders NaN above every number: a NaN value is beyond any upper bound.
+                beyond = (nan | (number > bound)) if higher else (~nan & (number < bound))
+            beyond &= present
+            rarity, words = np.where(beyond, level, rarity), np.where(beyond, at, words)
+        names.append((name, p50))
+        keys.append(np.where(present, weight * rarity + weight / 1000, -np.inf))
+        words_at.append(words)
+        columns.append(column)
+    if not names:
+        return [[] for _ in range(rows)]
+    key = np.column_stack(keys)
+    order = np.argsort(-key, axis=1, kind="stable")[:, :top]
+    chosen = np.take_along_axis(key, order, axis=1) > -np.inf
+    out = []
+    for row in range(rows):
+        found = []
+        for j in order[row][chosen[row]]:
+            name, p50 = names[j]
+            value = columns[j][row]
+            words = _WORDS[words_at[j][row]]
+            text = f"{_LABELS[name]}: {number_text(value, name)} (typical {number_text(p50, name)}{words})"
+            found.append({"feature": name, "value": value, "text": text})
+        out.append(found)
+    return out
 
 
-def iso_millis(micros: int | None) -> str | None:
-    """Spark's JSON text of a timestamp in UTC: ``2026-11-30T08:12:03.120Z``."""
-    if micros is None:
-        return None
-    moment = _EPOCH + timedelta(microseconds=int(micros))
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+#: The words of each bound in :func:`_bounds` order (index 0: not rare).
+_WORDS = (
+    "",
+    "; higher than 95% of legitimate payments",
+    "; higher than 99% of legitimate payments",
+    "; lower than 95% of legitimate payments",
+    "; lower than 99% of legitimate payments",
+)
+
+
+def iso_millis(micros: Sequence[int | None]) -> list[str | None]:
+    """Spark's JSON text of timestamps in UTC (``2026-11-30T08:12:03.120Z``) from epoch microseconds."""
+    missing = np.fromiter((m is None for m in micros), bool, len(micros))
+    stamps = np.array([0 if m is None else m for m in micros], np.int64).astype("datetime64[us]")
+    text = np.char.add(np.datetime_as_string(stamps.astype("datetime64[ms]"), unit="ms"), "Z").tolist()
+    return [None if gone else t for gone, t in zip(missing.tolist(), text, strict=True)]
 
 
 def _json_number(value):
@@ -121,19 +159,44 @@ def _json_number(value):
     return value
 
 
+def _json_reasons(found: list[dict] | None) -> list[dict] | None:
+    return None if found is None else [{**r, "value": _json_number(r["value"])} for r in found]
+
+
+def alert_values(rows: Sequence[dict]) -> list[str]:
+    """The alert records' JSON (:data:`lakehouse.contract.alerts.ALERT_FIELDS`, in order); times
+    are put in words for all the rows at once."""
+    times = {name: iso_millis([row[name] for row in rows]) for name in (*MICROS_COLUMNS[:2], "scored_at")}
+    times["emitted_at"] = times.pop("scored_at")
+    out = []
+    for i, row in enumerate(rows):
+        value = {}
+        for name in ALERT_FIELDS:
+            if name in times:
+                value[name] = times[name][i]
+            elif name == "reasons":
+                value[name] = _json_reasons(row[name])
+            else:
+                value[name] = _json_number(row[name])
+        out.append(json.dumps(value, separators=(",", ":"), allow_nan=False))
+    return out
+
+
 def alert_value(row: dict) -> str:
-    """The alert record's JSON (:data:`lakehouse.contract.alerts.ALERT_FIELDS`, in order)."""
-    out = {}
-    for name in ALERT_FIELDS:
-        if name == "emitted_at":
-            out[name] = iso_millis(row["scored_at"])
-        elif name in MICROS_COLUMNS:
-            out[name] = iso_millis(row[name])
-        elif name == "reasons":
-            out[name] = [{**r, "value": _json_number(r["value"])} for r in row[name]]
-        else:
-            out[name] = _json_number(row[name])
-    return json.dumps(out, separators=(",", ":"), allow_nan=False)
+    """One alert record's JSON (see :func:`alert_values`)."""
+    return alert_values([row])[0]
+
+
+def kafka_records(rows: list[dict], scored_topic: str, alerts_topic: str) -> tuple[list[str], list[str], list[str]]:
+    """Scored rows → Kafka records (topics, keys, values): one on the scored-rows topic per row
+    (keyed by transaction) and one on the alert topic per alert (keyed by user)."""
+    topics, keys = [scored_topic] * len(rows), [row["transaction_id"] for row in rows]
+    values = [scored_value(row) for row in rows]
+    alerted = [row for row in rows if row["is_alert"]]
+    topics += [alerts_topic] * len(alerted)
+    keys += [row["user_id"] for row in alerted]
+    values += alert_values(alerted)
+    return topics, keys, values
 
 
 def score_state_rows(
@@ -156,45 +219,32 @@ def score_state_rows(
     scored = clock()
     alert = score >= model.threshold
     time_us = state["time_us"].to_numpy(np.int64)
-    created_us = _micros(state["kafka_timestamp"])
     alerts = np.flatnonzero(alert)
     numeric = {
         name: features[name].iloc[alerts].astype("Float64").to_numpy(object, na_value=None) for name in NUMERIC_FEATURES
     }
-    explained = {
-        int(row): reasons({n: numeric[n][i] for n in NUMERIC_FEATURES}, model.profile, model.top_reasons)
-        for i, row in enumerate(alerts)
-    }
+    explained = dict(zip(alerts.tolist(), reasons_of_rows(numeric, model.profile, model.top_reasons), strict=True))
     reasoned = clock()
+    columns = {
+        "transaction_id": features["transaction_id"].tolist(),
+        "user_id": features["user_id"].tolist(),
+        "merchant_id": features["merchant_id"].tolist(),
+        "amount": features["amount"].astype("Float64").to_numpy(object, na_value=None).tolist(),
+        "currency": features["currency"].tolist(),
+        "event_time": time_us.tolist(),
+        "event_date": (time_us // 86_400_000_000).tolist(),
+        "transaction_created_at": _micros(state["kafka_timestamp"]),
+        "kafka_partition": features["kafka_partition"].to_numpy(np.int64).tolist(),
+        "kafka_offset": features["kafka_offset"].to_numpy(np.int64).tolist(),
+        "score": score.tolist(),
+    }
+    fixed = {"threshold": model.threshold, "model_version": model.version, "scored_at": scored_at_us}
     rows = []
-    columns = {c: features[c].tolist() for c in ("transaction_id", "user_id", "merchant_id", "currency")}
-    amounts = features["amount"].astype("Float64").to_numpy(object, na_value=None)
-    partitions = features["kafka_partition"].to_numpy(np.int64)
-    offsets = features["kafka_offset"].to_numpy(np.int64)
-    for i in range(len(state)):
-        tx = columns["transaction_id"][i]
-        is_alert = bool(alert[i])
-        rows.append(
-            {
-                "transaction_id": tx,
-                "user_id": columns["user_id"][i],
-                "merchant_id": columns["merchant_id"][i],
-                "amount": amounts[i],
-                "currency": columns["currency"][i],
-                "event_time": int(time_us[i]),
-                "event_date": int(time_us[i] // 86_400_000_000),
-                "transaction_created_at": created_us[i],
-                "kafka_partition": int(partitions[i]),
-                "kafka_offset": int(offsets[i]),
-                "score": float(score[i]),
-                "threshold": model.threshold,
-                "model_version": model.version,
-                "is_alert": is_alert,
-                "alert_id": alert_id(tx) if is_alert else None,
-                "reasons": explained.get(i),
-                "scored_at": scored_at_us,
-            }
-        )
+    for i, values in enumerate(zip(*columns.values(), strict=True)):
+        row = dict(zip(columns, values, strict=True))
+        is_alert = i in explained
+        row |= {"is_alert": is_alert, "alert_id": alert_id(row["transaction_id"]) if is_alert else None}
+        rows.append(row | {"reasons": explained.get(i)} | fixed)
     if timings is not None:
         timings["features"] = timings.get("features", 0.0) + featured - began
         timings["model"] = timings.get("model", 0.0) + scored - featured
@@ -206,22 +256,16 @@ def _micros(times: pd.Series) -> list[int | None]:
     """Timestamps (tz-aware or naive UTC) → epoch microseconds, None where missing."""
     import pandas as pd
 
-    out: list[int | None] = []
-    for value in times.tolist():
-        if value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
-            out.append(None)
-            continue
-        stamp = pd.Timestamp(value)
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-        out.append(stamp.value // 1000)
-    return out
+    stamps = pd.to_datetime(times, utc=True)
+    micros = stamps.dt.as_unit("us").array.asi8.tolist()
+    return [None if gone else m for gone, m in zip(stamps.isna().tolist(), micros, strict=True)]
 
 
 def scored_value(row: dict) -> str:
     """The scored-rows record's JSON (times as epoch microseconds, dates as days)."""
-    out = dict(row)
-    if out["reasons"] is not None:
-        out["reasons"] = [{**r, "value": _json_number(r["value"])} for r in out["reasons"]]
-    out["amount"] = _json_number(out["amount"])
-    out["score"] = _json_number(out["score"])
+    out = row | {
+        "reasons": _json_reasons(row["reasons"]),
+        "amount": _json_number(row["amount"]),
+        "score": _json_number(row["score"]),
+    }
     return json.dumps(out, separators=(",", ":"), allow_nan=False)

@@ -27,7 +27,7 @@ from lakehouse.features.dimensions import table_features
 from lakehouse.features.online import ACCEPTED, UserHistoryProcessor
 from lakehouse.platform import faults
 from lakehouse.scoring import serving
-from lakehouse.scoring.kernel import alert_value, score_state_rows, scored_value
+from lakehouse.scoring.kernel import kafka_records, score_state_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,15 +94,7 @@ class ScoringProcessor(UserHistoryProcessor):
             yield self._feature_rows(state, features, score, model.version)
             return
         written = time.perf_counter()
-        topics, keys, values = [], [], []
-        for row in scored:
-            topics.append(self.scored_topic)
-            keys.append(row["transaction_id"])
-            values.append(scored_value(row))
-            if row["is_alert"]:
-                topics.append(self.alerts_topic)
-                keys.append(row["user_id"])
-                values.append(alert_value(row))
+        topics, keys, values = kafka_records(scored, self.scored_topic, self.alerts_topic)
         timings["records"] = time.perf_counter() - written
         figures = {name: timings.get(name, 0.0) for name in STEP_NAMES}
         figures |= {"rows": len(scored), "alerts": len(topics) - len(scored)}

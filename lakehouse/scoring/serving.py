@@ -129,12 +129,3 @@ def current(folder: str | Path, *, model_required: bool = True) -> tuple[Serving
     if model_required or (folder / MODEL / POINTER).exists():
         model = _current(folder, MODEL, _read_model)
     return model, _current(folder, SNAPSHOT, _read_snapshot)
-
-
-def published_model_version(folder: str | Path) -> int | None:
-    """The version the pointer names now (None before the first publication)."""
-    try:
-        name = (Path(folder) / MODEL / POINTER).read_text().strip()
-    except FileNotFoundError:
-        return None
-    return int(name[1:].split("-")[0])

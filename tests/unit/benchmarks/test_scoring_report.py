@@ -16,7 +16,7 @@ def progress(rows: int) -> dict:
     return {
         "numInputRows": rows,
         "durationMs": {"latestOffset": 20, "queryPlanning": 30, "addBatch": 400, "walCommit": 40, "commitOffsets": 30},
-        "stateOperators": [{"numRowsTotal": 500, "memoryUsedBytes": 2_000_000}],
+        "stateOperators": [{"numRowsTotal": 500, "memoryUsedBytes": 2_000_000, "commitTimeMs": 125}],
         "observedMetrics": {STEP_METRICS: steps},
     }
 
@@ -30,3 +30,4 @@ def test_the_report_renders_verdicts_and_the_step_breakdown(settings) -> None:
     text = score_report(bench, settings, duration_s=60, machine="test machine").render()
     assert "0.60x" in text and "1.50x" in text
     assert "state s" in text and "0.010" in text and "500" in text
+    assert "store commit s" in text and "0.125" in text

@@ -73,6 +73,7 @@ def test_the_python_reasons_equal_the_spark_ones_word_for_word(spark) -> None:
     from pyspark.sql import functions as F
 
     from lakehouse.scoring.kernel import reasons as python_reasons
+    from lakehouse.scoring.kernel import reasons_of_rows
 
     p = profile(
         user_tx_count_1h=[0, 0, 1, 3, 5],
@@ -95,11 +96,16 @@ def test_the_python_reasons_equal_the_spark_ones_word_for_word(spark) -> None:
         if name not in rows.columns:
             rows = rows.withColumn(name, F.lit(None).cast("double"))
     expected = {r.id: r.reasons for r in rows.select("id", reasons(p, 3).alias("reasons")).collect()}
-    for i, (count, ratio, distance) in enumerate(values):
-        given = {"user_tx_count_1h": count, "user_amount_ratio_30d": ratio, "home_distance_km": distance}
-        mine = python_reasons(
-            {n: (float(given[n]) if given.get(n) is not None else None) for n in NUMERIC_FEATURES}, p, 3
-        )
+    given = [
+        {"user_tx_count_1h": count, "user_amount_ratio_30d": ratio, "home_distance_km": distance}
+        for count, ratio, distance in values
+    ]
+    floats = [{n: (float(g[n]) if g.get(n) is not None else None) for n in NUMERIC_FEATURES} for g in given]
+    # The scorer explains a batch's alerts in one call: row by row or all at once, the same reasons.
+    together = reasons_of_rows({n: [f[n] for f in floats] for n in NUMERIC_FEATURES}, p, 3)
+    for i in range(len(values)):
+        mine = python_reasons(floats[i], p, 3)
+        assert [(r["feature"], r["text"]) for r in together[i]] == [(r["feature"], r["text"]) for r in mine], i
         theirs = [r.asDict() for r in expected[i]]
         assert [r["feature"] for r in mine] == [r["feature"] for r in theirs], i
         assert [r["text"] for r in mine] == [r["text"] for r in theirs], i
