@@ -58,7 +58,6 @@ class LocalCatalogServer:
                 java_executable(),
                 f"-Xmx{self.config.heap}",
                 f"-Dderby.system.home={self.folder}",
-                "-Dderby.drda.startNetworkServer=true",
                 "-cp",
                 jar_classpath(self.config.jars_dir, "derbynet-", "Derby"),
                 MAIN_CLASS,
