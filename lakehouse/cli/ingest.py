@@ -56,15 +56,19 @@ def import_command(
 
 @app.command("reconcile")
 def reconcile_command(ctx: typer.Context) -> None:
-    """Check per stream that bronze = silver + quarantine, record by record. Exits 1 when not.
+    """Check per stream that bronze = silver + quarantine, record by record, and that no user's
+    transactions arrived on two partitions (the scorer's state needs producers keyed by user_id).
+    Exits 1 when not.
 
     Run it after `fraudlake stream ingest --once` (a running stream shows its lag as unaccounted).
     """
     from rich.table import Table
 
-    from lakehouse.ingest.reconcile import reconcile
+    from lakehouse.ingest.reconcile import reconcile, split_users
 
-    results = reconcile(spark_session(ctx, "fraudlake-reconcile"), settings_of(ctx))
+    spark, settings = spark_session(ctx, "fraudlake-reconcile"), settings_of(ctx)
+    results = reconcile(spark, settings)
+    split = split_users(spark, settings)
     table = Table(title="bronze = silver + quarantine")
     columns = [
         "stream",
@@ -82,5 +86,12 @@ def reconcile_command(ctx: typer.Context) -> None:
     for r in results:
         table.add_row(*(f"{getattr(r, c):,}" if c not in ("stream", "ok") else str(getattr(r, c)) for c in columns))
     console.print(table)
-    if not all(r.ok for r in results):
+    if not split.ok:
+        console.print(
+            f"{split.users:,} users have transactions on more than one partition of "
+            f"{settings.kafka.topics.transactions.name} (e.g. {', '.join(split.examples)}): the scorer sees only "
+            "part of their history. Key transactions by user_id, and never add partitions to a live topic "
+            "(README: Scale-out)."
+        )
+    if not all(r.ok for r in results) or not split.ok:
         raise typer.Exit(1)

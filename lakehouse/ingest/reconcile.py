@@ -2,7 +2,8 @@
 
 Counted per stream by Kafka coordinates (topic, partition, offset), so a mismatch says what is
 wrong: records not accounted for yet (in flight, or lost), accounted twice, or present in silver
-or quarantine without a bronze record.
+or quarantine without a bronze record. Also: no user's transactions on two partitions
+(:func:`split_users`), which the scorer's per-partition state needs.
 """
 
 from __future__ import annotations
@@ -77,3 +78,38 @@ def reconcile(spark: SparkSession, settings: Settings) -> list[Reconciliation]:
         counts = {k: int(v) for k, v in row.asDict().items()}
         results.append(Reconciliation(stream, **counts))
     return results
+
+
+@dataclass(frozen=True)
+class SplitUsers:
+    """Users whose streamed transactions arrived on more than one partition of the topic."""
+
+    users: int
+    examples: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.users == 0
+
+
+def split_users(spark: SparkSession, settings: Settings, *, examples: int = 5) -> SplitUsers:
+    """Users on several partitions of the transaction topic, from silver's Kafka coordinates.
+
+    The scorer keeps a user's history in the state of the partition the user's records arrive on
+    (lateness and duplicates are decided per partition, as in silver), so producers must key
+    transactions by ``user_id``. A producer that keys otherwise, or a partition count raised on a
+    live topic, splits users: each partition's state then sees only part of the user's history and
+    the online features differ from the offline ones. This finds them; imported rows (another
+    topic name) do not count."""
+    from pyspark.sql import functions as F
+
+    topic = settings.kafka.topics.transactions.name
+    split = (
+        spark.table(table_names(settings).silver("transactions"))
+        .where(F.col("_topic") == topic)
+        .groupBy("user_id")
+        .agg(F.countDistinct("_partition").alias("partitions"))
+        .where("partitions > 1")
+    )
+    first = [r.user_id for r in split.orderBy("user_id").limit(examples).collect()]
+    return SplitUsers(split.count() if first else 0, first)

@@ -67,6 +67,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # Delta: tables written here are read by batch jobs and streams alike; keep defaults that a
         # platform team expects (Change Data Feed can be enabled per table).
         "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        # Delta rebuilds a table's snapshot from its log in this many tasks (default 50, sized for a
+        # cluster): every streaming MERGE or append pays it, so it follows the shuffle partitions.
+        "spark.databricks.delta.snapshotPartitions": str(spark.shuffle_partitions),
     }
     jars = spark_jars(settings)
     if jars:

@@ -11,8 +11,9 @@ import pytest
 
 from lakehouse.contract.tables import table_names
 from lakehouse.ingest.queries import run_ingest
-from lakehouse.ingest.reconcile import reconcile
+from lakehouse.ingest.reconcile import SplitUsers, reconcile, split_users
 from lakehouse.platform import isolation
+from lakehouse.platform.kafka.clients import producer
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.simulator.bad_records import ACCEPTED
@@ -47,6 +48,14 @@ def test_ingest_lands_every_record_in_silver_or_quarantine_with_its_reason(inges
     sender.close()
     manifest = [json.loads(line) for line in manifest_path.read_text().splitlines()]
     assert report.failed == 0 and {m["kind"] for m in manifest} >= {"late_event", "duplicate", "out_of_order"}
+    # A producer that does not key by user_id: one user's two new payments on two partitions.
+    split = [json.loads(v) for v in simulation.transaction_json(simulation.day(0).take([0, 0]))]
+    direct = producer(settings.kafka)
+    for partition, record in enumerate(split):
+        record |= {"transaction_id": f"S{partition}{record['transaction_id']}", "timestamp": report.last_event}
+        direct.send(settings.kafka.topics.transactions.name, json.dumps(record).encode(), partition=partition)
+    direct.flush(30)
+    direct.close()
 
     run_ingest(spark, settings, once=True)
 
@@ -55,10 +64,10 @@ def test_ingest_lands_every_record_in_silver_or_quarantine_with_its_reason(inges
     accepted = Counter(m["stream"] for m in manifest if m["expected"] == ACCEPTED)
     expected_reasons = Counter((m["stream"], m["expected"]) for m in manifest if m["expected"] != ACCEPTED)
 
-    assert count(spark, names.bronze("transactions")) == 5000 + by_stream["transactions"]
+    assert count(spark, names.bronze("transactions")) == 5000 + len(split) + by_stream["transactions"]
     assert count(spark, names.bronze("users")) == report.users + by_stream["users"]
     assert count(spark, names.bronze("merchants")) == report.merchants + by_stream["merchants"]
-    assert count(spark, names.silver("transactions")) == 5000 + accepted["transactions"]
+    assert count(spark, names.silver("transactions")) == 5000 + len(split) + accepted["transactions"]
     assert count(spark, names.versions("users")) == report.users
     assert count(spark, names.versions("merchants")) == report.merchants
     quarantined = Counter(
@@ -71,6 +80,8 @@ def test_ingest_lands_every_record_in_silver_or_quarantine_with_its_reason(inges
     assert count(spark, names.silver("users")) == len(simulation.population.user_id)
     assert count(spark, names.silver("merchants")) == len(simulation.population.merchant_id)
     assert all(r.ok for r in reconcile(spark, settings)), reconcile(spark, settings)
+    # Found and named: the split user, and no user of the producer keyed by user_id.
+    assert split_users(spark, settings) == SplitUsers(1, [split[0]["user_id"]])
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ def test_spark_conf_local_has_delta_rocksdb_jars_and_derby_catalog(fake_jars: Pa
     )
     conf = spark_conf(settings)
     assert conf["spark.master"] == "local[2]"
-    assert conf["spark.sql.shuffle.partitions"] == "2"
+    assert conf["spark.sql.shuffle.partitions"] == conf["spark.databricks.delta.snapshotPartitions"] == "2"
     assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
     assert conf["spark.sql.catalog.spark_catalog"] == "org.apache.spark.sql.delta.catalog.DeltaCatalog"
     assert conf["spark.sql.streaming.stateStore.providerClass"] == ROCKSDB_PROVIDER
@@ -45,7 +45,7 @@ def test_spark_conf_cluster_takes_master_and_settings_from_config(fake_jars: Pat
     assert conf["spark.master"] == "spark://master.example:7077"
     assert "spark.driver.bindAddress" not in conf
     assert conf["spark.executor.memory"] == "4g"
-    assert conf["spark.sql.shuffle.partitions"] == "48"
+    assert conf["spark.sql.shuffle.partitions"] == conf["spark.databricks.delta.snapshotPartitions"] == "48"
 
 
 def test_spark_conf_hive_metastore_uri(fake_jars: Path) -> None:
