@@ -8,6 +8,7 @@ any extra ``spark.*`` setting. The same code runs on ``local[*]`` and on a clust
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 REQUIRED_JARS = ("delta-spark_", "spark-sql-kafka-0-10_")
+#: Set (to a file) in the process that makes the class-data archive: its driver writes it on exit.
+CLASS_ARCHIVE_DUMP_ENV = "FRAUDLAKE_CLASS_ARCHIVE_DUMP"
 
 
 def spark_jars(settings: Settings) -> list[Path]:
@@ -74,7 +77,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     jars = spark_jars(settings)
     if jars:
         conf["spark.jars"] = ",".join(str(j) for j in jars)
-    java_options = ["-Duser.timezone=UTC"]
+    # JVM warnings (e.g. an archive that does not match) go to stderr: stdout carries commands' output.
+    java_options = ["-Duser.timezone=UTC", "-Xlog:disable", "-Xlog:all=warning:stderr"]
     if spark.log4j_config is not None:
         java_options.append(f"-Dlog4j2.configurationFile={spark.log4j_config.as_uri()}")
     if spark.catalog == "derby":
@@ -96,13 +100,18 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         conf["spark.hadoop.javax.jdo.option.ConnectionDriverName"] = "org.apache.derby.jdbc.ClientDriver"
         conf["spark.hadoop.datanucleus.schema.autoCreateAll"] = "true"
         conf["spark.hadoop.hive.metastore.schema.verification"] = "false"
-        # The metastore client loads its JDBC driver from the driver JVM's own classpath.
-        conf["spark.driver.extraClassPath"] = str(derby_client_jar(settings))
     elif spark.catalog == "hive-metastore":
         conf["spark.sql.catalogImplementation"] = "hive"
         conf["spark.hadoop.hive.metastore.uris"] = str(spark.metastore_uri)
     else:
         conf["spark.sql.catalogImplementation"] = "in-memory"
+    if spark.catalog in ("derby", "derby-server"):
+        # The metastore client loads its JDBC driver from the driver JVM's own class path. The
+        # embedded catalog gets the client jar too (unused there, and optional): both local
+        # catalogs then share one driver class path, so one class-data archive serves them both.
+        client = derby_client_jar(settings, required=spark.catalog == "derby-server")
+        if client is not None:
+            conf["spark.driver.extraClassPath"] = str(client)
     if spark.local_ip:
         conf["spark.driver.host"] = spark.local_ip
         conf["spark.driver.bindAddress"] = spark.local_ip
@@ -111,10 +120,31 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
-def derby_client_jar(settings: Settings) -> Path:
+def class_archive_path(settings: Settings, conf: dict[str, str]) -> Path | None:
+    """The driver's class-data archive for this class path (see :mod:`lakehouse.platform.class_archive`);
+    None when archives are off."""
+    folder = settings.spark.class_archive_dir
+    if folder is None:
+        return None
+    key = hashlib.sha256(conf.get("spark.driver.extraClassPath", "").encode()).hexdigest()[:12]
+    return folder / f"spark-driver-{key}.jsa"
+
+
+def class_archive_options(settings: Settings, conf: dict[str, str]) -> list[str]:
+    """The driver's JVM options for the archive: writing it (the child process that makes it), or using it."""
+    dump = os.environ.get(CLASS_ARCHIVE_DUMP_ENV)
+    if dump:
+        return [f"-XX:ArchiveClassesAtExit={dump}"]
+    path = class_archive_path(settings, conf)
+    return [f"-XX:SharedArchiveFile={path}"] if path is not None and path.is_file() else []
+
+
+def derby_client_jar(settings: Settings, *, required: bool = True) -> Path | None:
     folder = settings.spark.catalog_server.jars_dir
     jars = sorted(folder.glob("derbyclient-*.jar")) if folder.is_dir() else []
     if not jars:
+        if not required:
+            return None
         raise PlatformError(f"Derby client jar missing in {folder}: run `make jars` (or `make setup`)")
     return jars[-1]
 
@@ -126,6 +156,9 @@ def build_spark(settings: Settings, *, app_name: str | None = None) -> SparkSess
     conf = spark_conf(settings)
     if app_name:
         conf["spark.app.name"] = app_name
+    archive = class_archive_options(settings, conf)
+    if archive:
+        conf["spark.driver.extraJavaOptions"] = " ".join([conf["spark.driver.extraJavaOptions"], *archive])
     if settings.spark.local_ip:
         os.environ.setdefault("SPARK_LOCAL_IP", settings.spark.local_ip)
     # Python workers must run the interpreter (and virtualenv) of the driver.

@@ -27,6 +27,7 @@ CONTROL_VARIABLES = {
     "FRAUDLAKE_FAULT",  # fault injection (lakehouse.platform.faults)
     "FRAUDLAKE_FAULT_GROUP",
     "FRAUDLAKE_FAULT_LOG",
+    "FRAUDLAKE_CLASS_ARCHIVE_DUMP",  # the process that makes the driver's class-data archive
 }
 #: Keys that may only come from the environment.
 SECRET_KEYS = {("kafka", "sasl_username"), ("kafka", "sasl_password")}
@@ -222,6 +223,7 @@ def _resolve_paths(settings: Settings) -> Settings:
             "catalog_server": catalog_server,
             "jars_dir": absolute(settings.spark.jars_dir),
             "log4j_config": absolute(settings.spark.log4j_config),
+            "class_archive_dir": absolute(settings.spark.class_archive_dir),
             "metastore_dir": absolute(settings.spark.metastore_dir),
             "warehouse_dir": _absolute_uri(settings.spark.warehouse_dir, root),
             "checkpoint_dir": _absolute_uri(settings.spark.checkpoint_dir, root),

@@ -122,6 +122,9 @@ class SparkSettings(_Section):
     ui_enabled: bool
     jars_dir: Path | None = Field(default=None, description="Jars put on spark.jars (Delta, Kafka connector).")
     log4j_config: Path | None = None
+    class_archive_dir: Path | None = Field(
+        default=None, description="Where the driver's class-data archive lives (made by `make setup`); null: none."
+    )
     warehouse_dir: str | None = Field(default=None, description="Default: <paths.data_dir>/warehouse.")
     catalog: Literal["derby-server", "derby", "hive-metastore", "in-memory"] = Field(
         description="derby-server: shared local catalog (fraudlake catalog up); derby: embedded, one process."

@@ -7,6 +7,8 @@ import subprocess
 
 import pytest
 
+from lakehouse.platform.spark import class_archive_path, spark_conf
+from lakehouse.settings import load_settings
 from tests.helpers import FRAUDLAKE, fraudlake, free_port
 
 pytestmark = pytest.mark.integration
@@ -45,8 +47,15 @@ def test_catalog_server_shared_by_concurrent_spark_processes(cli_env, tmp_path) 
         assert [p.returncode for p in both] == [0, 0], [err[-2000:] for _, err in outputs]
         assert "shared_probe" in outputs[1][0]
 
-        read = fraudlake("sql", "SELECT count(*) AS n FROM shared_probe.t", "--format", "csv", env=env)
-        assert read.returncode == 0 and read.stdout.strip().splitlines()[-1] == "1", read.stderr[-2000:]
+        # ... read by a process whose class-data archive is damaged: it starts without it, its
+        # output unchanged (the JVM's warnings go to stderr).
+        stale = {**env, "FRAUDLAKE_SPARK__CLASS_ARCHIVE_DIR": str(tmp_path / "archive")}
+        settings = load_settings(environ=stale)
+        archive = class_archive_path(settings, spark_conf(settings))
+        archive.parent.mkdir()
+        archive.write_bytes(b"not an archive")
+        read = fraudlake("sql", "SELECT count(*) AS n FROM shared_probe.t", "--format", "csv", env=stale)
+        assert read.returncode == 0 and read.stdout.strip().splitlines() == ["n", "1"], read.stderr[-2000:]
     finally:
         stopped = fraudlake("catalog", "down", env=env)
     assert "stopped" in stopped.stdout

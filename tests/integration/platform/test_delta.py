@@ -7,6 +7,10 @@ import uuid
 
 import pytest
 
+from lakehouse.contract.tables import create_tables, table_ddls
+from lakehouse.platform.delta import table_location
+from lakehouse.platform.isolation import drop_schemas, isolated
+
 pytestmark = pytest.mark.integration
 
 
@@ -35,7 +39,28 @@ def test_delta_table_by_name_in_catalog_with_sql_time_travel(spark, settings) ->
         assert spark.sql(f"SELECT count(*) AS n FROM {table} VERSION AS OF 0").first().n == 2
         location = spark.sql(f"DESCRIBE DETAIL {table}").first().location
         assert location.endswith(f"{schema}.db/probe")
+        assert table_location(spark, table) == location  # read from the catalog's entry
         assert settings.warehouse_dir in location  # the configured warehouse, not a working-dir default
         assert (settings.metastore_dir / "metastore_db").is_dir()  # the persistent (Derby) catalog
     finally:
         spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_create_tables_creates_what_is_missing_and_keeps_what_exists(spark, settings, tmp_path) -> None:
+    """Every job calls it at start-up: the first call creates every table and the view, a later one
+    recreates a dropped table and leaves the others (and their rows) as they were."""
+    own = isolated(settings, data_dir=tmp_path)
+    try:
+        names = create_tables(spark, own)
+        wanted = {*table_ddls(names, own), names.enriched}
+        assert all(spark.catalog.tableExists(name) for name in wanted)
+        spark.sql(f"INSERT INTO {names.retraining_runs} (run_key, status) VALUES ('k', 'promoted')")
+        spark.sql(f"DROP TABLE {names.quarantine}")
+
+        create_tables(spark, own)
+
+        assert all(spark.catalog.tableExists(name) for name in wanted)
+        assert spark.table(names.retraining_runs).count() == 1
+        assert spark.table(names.quarantine).count() == 0
+    finally:
+        drop_schemas(spark, own)

@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 
 from lakehouse.errors import PlatformError
-from lakehouse.platform.spark import ROCKSDB_PROVIDER, spark_conf
+from lakehouse.platform.spark import (
+    CLASS_ARCHIVE_DUMP_ENV,
+    ROCKSDB_PROVIDER,
+    class_archive_options,
+    class_archive_path,
+    spark_conf,
+)
 from lakehouse.settings import load_settings
+from tests.helpers import PROJECT_DIR
 
 
 @pytest.fixture
@@ -91,3 +98,33 @@ def test_spark_sql_shell_uses_the_same_catalog_and_jars(fake_jars: Path, tmp_pat
     )
     assert confs["spark.driver.extraClassPath"].endswith("derbyclient-10.16.1.1.jar")
     assert command[-2:] == ["-e", "SHOW TABLES"]
+
+
+def test_both_local_catalogs_share_one_driver_class_path_and_so_one_class_archive(fake_jars: Path) -> None:
+    (fake_jars / "derbyclient-10.16.1.1.jar").write_bytes(b"")
+    jars = {"FRAUDLAKE_SPARK__JARS_DIR": str(fake_jars), "FRAUDLAKE_SPARK__CATALOG_SERVER__JARS_DIR": str(fake_jars)}
+    embedded, server = (load_settings(env, environ=jars) for env in ("test", "local"))
+    assert (embedded.spark.catalog, server.spark.catalog) == ("derby", "derby-server")
+    paths = {class_archive_path(s, spark_conf(s)) for s in (embedded, server)}
+    assert len(paths) == 1 and next(iter(paths)).parent == PROJECT_DIR / ".jars" / "class-archive"
+    hive = load_settings("cluster", environ={"FRAUDLAKE_SPARK__JARS_DIR": str(fake_jars)})
+    assert hive.spark.class_archive_dir is not None
+    assert class_archive_path(hive, spark_conf(hive)) not in paths  # another class path, another archive
+
+
+def test_the_driver_uses_its_class_archive_only_when_it_exists_and_jvm_warnings_go_to_stderr(
+    fake_jars: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(
+        "test",
+        environ={"FRAUDLAKE_SPARK__JARS_DIR": str(fake_jars), "FRAUDLAKE_SPARK__CLASS_ARCHIVE_DIR": str(tmp_path)},
+    )
+    conf = spark_conf(settings)
+    assert "-Xlog:all=warning:stderr" in conf["spark.driver.extraJavaOptions"].split()  # stdout is the output's
+    monkeypatch.delenv(CLASS_ARCHIVE_DUMP_ENV, raising=False)
+    assert class_archive_options(settings, conf) == []  # not made yet: start without it
+    archive = class_archive_path(settings, conf)
+    archive.write_bytes(b"made by make setup")
+    assert class_archive_options(settings, conf) == [f"-XX:SharedArchiveFile={archive}"]
+    monkeypatch.setenv(CLASS_ARCHIVE_DUMP_ENV, str(tmp_path / "partial.jsa"))  # the process that makes it
+    assert class_archive_options(settings, conf) == [f"-XX:ArchiveClassesAtExit={tmp_path / 'partial.jsa'}"]
