@@ -22,7 +22,6 @@ CLI command, every restart) gain 4 to 6 s each.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import subprocess
 import sys
@@ -30,13 +29,13 @@ import tempfile
 from pathlib import Path
 
 from lakehouse.errors import PlatformError
+from lakehouse.platform.isolation import isolated
+from lakehouse.platform.jobs import job_environ
 from lakehouse.platform.spark import CLASS_ARCHIVE_DUMP_ENV, build_spark, class_archive_path, spark_conf
 from lakehouse.settings import Settings
 
-log = logging.getLogger(__name__)
 
-
-def make(settings: Settings, env: str | None = None, timeout_s: float = 600) -> Path:
+def make(settings: Settings, timeout_s: float = 600) -> Path:
     """Write the archive for these settings' driver class path (replacing an older one)."""
     path = class_archive_path(settings, spark_conf(settings))
     if path is None:
@@ -44,8 +43,8 @@ def make(settings: Settings, env: str | None = None, timeout_s: float = 600) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     partial.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "lakehouse.platform.class_archive", "--workload", *(["--env", env] if env else [])]
-    dump = {**os.environ, CLASS_ARCHIVE_DUMP_ENV: str(partial)}
+    command = [sys.executable, "-m", "lakehouse.platform.class_archive", "--workload", "--env", settings.env]
+    dump = {**job_environ(), CLASS_ARCHIVE_DUMP_ENV: str(partial)}
     done = subprocess.run(command, env=dump, capture_output=True, text=True, timeout=timeout_s)
     if done.returncode != 0 or not partial.is_file() or partial.stat().st_size == 0:
         partial.unlink(missing_ok=True)
@@ -59,11 +58,12 @@ def _workload(settings: Settings) -> None:
     with tempfile.TemporaryDirectory(prefix="fraudlake-class-archive-") as scratch:
         root = Path(scratch)
         # The class path comes from the real settings; the catalog and the data are scratch ones.
-        spark_section = settings.spark.model_copy(
-            update={"catalog": "derby", "metastore_dir": root / "metastore", "warehouse_dir": str(root / "warehouse")}
+        own = isolated(
+            settings,
+            schemas=False,
+            data_dir=root,
+            spark={"catalog": "derby", "metastore_dir": root / "metastore", "warehouse_dir": str(root / "warehouse")},
         )
-        paths = settings.paths.model_copy(update={"data_dir": root})
-        own = settings.model_copy(update={"spark": spark_section, "paths": paths})
         spark = build_spark(own, app_name="fraudlake-class-archive")
         spark.sql("CREATE SCHEMA IF NOT EXISTS warmup")
         spark.range(100).selectExpr("id", "id % 7 AS k").write.format("delta").saveAsTable("warmup.t")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workload:
             _workload(settings)
         else:
-            print(f"class-data archive: {make(settings, args.env)}")
+            print(f"class-data archive: {make(settings)}")
     return 0
 
 
