@@ -11,10 +11,10 @@ Schedule: ``orchestration.maintenance_schedule``.
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG
 
-from lakehouse.platform.airflow import dag_arguments, fraudlake, settings
+from lakehouse.cli.hosted import FraudlakeOperator
+from lakehouse.platform.airflow import dag_arguments, settings
 
 conf = settings()
 
@@ -25,8 +25,8 @@ with DAG(
     **dag_arguments(conf, conf.orchestration.maintenance_schedule, catchup=False, tags=["maintenance"]),
     doc_md=__doc__,
 ) as dag:
-    streaming_health = BashOperator(task_id="streaming_health", retries=0, bash_command=fraudlake("stream", "status"))
-    optimize_and_vacuum = BashOperator(task_id="optimize_and_vacuum", bash_command=fraudlake("maintain"))
-    reconcile = BashOperator(task_id="reconcile", bash_command=fraudlake("reconcile"))
+    streaming_health = FraudlakeOperator(task_id="streaming_health", retries=0, command=["stream", "status"])
+    optimize_and_vacuum = FraudlakeOperator(task_id="optimize_and_vacuum", command=["maintain"])
+    reconcile = FraudlakeOperator(task_id="reconcile", command=["reconcile"])
 
     optimize_and_vacuum >> reconcile

@@ -14,10 +14,10 @@ whatever happened and fails the run when it did not complete. Schedule:
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG
 
-from lakehouse.platform.airflow import INTERVAL_END, INTERVAL_START_DAY, dag_arguments, fraudlake, settings
+from lakehouse.cli.hosted import FraudlakeOperator
+from lakehouse.platform.airflow import INTERVAL_END, INTERVAL_START_DAY, dag_arguments, settings
 from lakehouse.retraining.steps import DATA_GATES, TRAINING_GATE
 
 conf = settings()
@@ -29,46 +29,44 @@ with DAG(
     **dag_arguments(conf, conf.orchestration.retraining_schedule, catchup=conf.orchestration.catchup, tags=["ml"]),
     doc_md=__doc__,
 ) as dag:
-    validate_silver = BashOperator(
+    validate_silver = FraudlakeOperator(
         task_id="validate_silver",
         retries=0,
-        bash_command=fraudlake("validate", *DATA_GATES[:3], "--interval-end", INTERVAL_END),
+        command=["validate", *DATA_GATES[:3], "--interval-end", INTERVAL_END],
     )
-    validate_gold = BashOperator(
+    validate_gold = FraudlakeOperator(
         task_id="validate_gold",
         retries=0,
-        bash_command=fraudlake("validate", DATA_GATES[3], "--interval-end", INTERVAL_END),
+        command=["validate", DATA_GATES[3], "--interval-end", INTERVAL_END],
     )
-    refresh_features = BashOperator(
-        task_id="refresh_features", bash_command=fraudlake("features", "build", "--since", INTERVAL_START_DAY)
+    refresh_features = FraudlakeOperator(
+        task_id="refresh_features", command=["features", "build", "--since", INTERVAL_START_DAY]
     )
-    pin_window = BashOperator(
-        task_id="pin_training_window", bash_command=fraudlake("retrain", "pin", "--interval-end", INTERVAL_END)
+    pin_window = FraudlakeOperator(
+        task_id="pin_training_window", command=["retrain", "pin", "--interval-end", INTERVAL_END]
     )
-    validate_training_set = BashOperator(
+    validate_training_set = FraudlakeOperator(
         task_id="validate_training_set",
         retries=0,
-        bash_command=fraudlake("validate", TRAINING_GATE, "--interval-end", INTERVAL_END),
+        command=["validate", TRAINING_GATE, "--interval-end", INTERVAL_END],
     )
-    train = BashOperator(
-        task_id="train_challenger", bash_command=fraudlake("retrain", "train", "--interval-end", INTERVAL_END)
+    train = FraudlakeOperator(task_id="train_challenger", command=["retrain", "train", "--interval-end", INTERVAL_END])
+    evaluate = FraudlakeOperator(
+        task_id="evaluate_challenger", command=["retrain", "evaluate", "--interval-end", INTERVAL_END]
     )
-    evaluate = BashOperator(
-        task_id="evaluate_challenger", bash_command=fraudlake("retrain", "evaluate", "--interval-end", INTERVAL_END)
+    promote = FraudlakeOperator(
+        task_id="promote_if_better", command=["retrain", "promote", "--interval-end", INTERVAL_END]
     )
-    promote = BashOperator(
-        task_id="promote_if_better", bash_command=fraudlake("retrain", "promote", "--interval-end", INTERVAL_END)
+    reload = FraudlakeOperator(
+        task_id="await_scorer_reload", command=["retrain", "await-scorer", "--interval-end", INTERVAL_END]
     )
-    reload = BashOperator(
-        task_id="await_scorer_reload", bash_command=fraudlake("retrain", "await-scorer", "--interval-end", INTERVAL_END)
-    )
-    record = BashOperator(
+    record = FraudlakeOperator(
         task_id="record_outcome",
         trigger_rule="all_done",
         # its failure is the verdict "this run did not complete", not a transient fault: a retry
         # five minutes later would only repeat it (and hold the run open)
         retries=0,
-        bash_command=fraudlake("retrain", "record", "--interval-end", INTERVAL_END),
+        command=["retrain", "record", "--interval-end", INTERVAL_END],
     )
 
     (

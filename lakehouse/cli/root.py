@@ -58,12 +58,14 @@ def main_options(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, client libraries included.")] = False,
 ) -> None:
-    configure_logging(verbose)
+    configure_logging(verbose, hosted=bool((ctx.obj or {}).get("hosted")))
     settings = load_settings(env, conf_dir)
     ctx.obj = {"settings": settings, "conf_dir": conf_dir}
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: expected errors become one line on stderr, no stack trace."""
+def main(argv: list[str] | None = None, *, hosted: bool = False) -> None:
+    """Console-script entry point: expected errors become one line on stderr, no stack trace.
+    Ends with ``SystemExit`` carrying the exit code. ``hosted``: run inside a process that owns
+    logging (an Airflow task, :mod:`lakehouse.platform.airflow`)."""
     with exit_on_error():
-        app(args=argv, prog_name="fraudlake")
+        app(args=argv, prog_name="fraudlake", obj={"hosted": hosted})

@@ -1,16 +1,15 @@
-"""What the Airflow DAGs in ``dags/`` share: how a task calls the ``fraudlake`` command, the
-schedule from the settings, and the task defaults. Cheap to import (no Spark, no Kafka): DAG files
-are parsed often.
+"""What the Airflow DAGs in ``dags/`` share: the schedule from the settings, the task defaults, the
+templated data interval, and a local Airflow's variables. Cheap to import (no Spark, no Kafka): DAG
+files are parsed often.
 
-Tasks run ``python -m lakehouse <command>`` with the interpreter that runs Airflow, so the DAGs
-need the project installed in Airflow's environment (``make airflow`` does that) and inherit the
-worker's ``FRAUDLAKE_*`` variables, like every other entry point.
+Each task is one ``fraudlake`` command (:class:`lakehouse.cli.hosted.FraudlakeOperator`), run in
+the task's process with the worker's ``FRAUDLAKE_*`` variables, like every other entry point; the
+DAGs need the project installed in Airflow's environment (``make airflow`` does that).
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,12 +21,6 @@ from lakehouse.settings import Settings, load_settings
 INTERVAL_END = "{{ data_interval_end.isoformat() }}"
 #: The first day of the run's data interval (features are refreshed from there on).
 INTERVAL_START_DAY = "{{ data_interval_start.strftime('%Y-%m-%d') }}"
-
-
-def fraudlake(*args: str) -> str:
-    """The shell command of one ``fraudlake`` call (templated arguments stay unquoted for Jinja)."""
-    rendered = [a if a.startswith("{{") else shlex.quote(a) for a in args]
-    return " ".join([shlex.quote(sys.executable), "-m", "lakehouse", *rendered])
 
 
 def settings() -> Settings:

@@ -13,15 +13,19 @@ from lakehouse.errors import FraudlakeError
 NOISY_LOGGERS = ("kafka", "librdkafka", "py4j", "urllib3", "faker")
 
 
-def configure_logging(verbose: bool = False) -> None:
-    """Configure logging once, at the entry point (modules only call ``logging.getLogger``)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
+def configure_logging(verbose: bool = False, *, hosted: bool = False) -> None:
+    """Configure logging once, at the entry point (modules only call ``logging.getLogger``).
+
+    ``hosted``: the entry point runs inside a process that owns logging (an Airflow task runs the
+    command in its own process): its handlers stay, only the noisy loggers are quietened."""
+    if not hosted:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            datefmt="%H:%M:%S",
+            stream=sys.stderr,
+            force=True,
+        )
     for name in NOISY_LOGGERS:
         # kafka-python logs every refused connection as ERROR while a broker starts; our own
         # messages say plainly when it is really unreachable.

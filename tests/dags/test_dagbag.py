@@ -7,6 +7,7 @@ import itertools
 import subprocess
 import sys
 
+from lakehouse.platform.airflow import INTERVAL_END, INTERVAL_START_DAY
 from tests.helpers import PROJECT_DIR
 
 RETRAINING_ORDER = [
@@ -34,6 +35,8 @@ def test_dagbag_imports_both_dags_with_zero_errors(airflow_environ) -> None:
 
 
 def test_dagbag_retraining_dag_gates_before_training_and_always_records(airflow_environ, settings) -> None:
+    from lakehouse.cli.hosted import FraudlakeOperator  # imports Airflow: only once its variables are set
+
     dag = dagbag().get_dag("fraud_model_retraining")
     tasks = {t.task_id: t for t in dag.tasks}
     assert set(tasks) == {"validate_silver", "validate_gold", *RETRAINING_ORDER}
@@ -45,19 +48,20 @@ def test_dagbag_retraining_dag_gates_before_training_and_always_records(airflow_
         assert tasks[gate].retries == 0, gate  # bad data is not transient
     assert tasks["record_outcome"].retries == 0  # its failure is the run's verdict, not a fault to retry
     for task in dag.tasks:  # no logic in the DAG: each task is one fraudlake command
-        assert f"{sys.executable} -m lakehouse " in task.bash_command, task.task_id
-    assert "data_interval_end" in tasks["train_challenger"].bash_command
+        assert isinstance(task, FraudlakeOperator), task.task_id
+    assert tasks["train_challenger"].command == ["retrain", "train", "--interval-end", INTERVAL_END]
+    assert tasks["refresh_features"].command == ["features", "build", "--since", INTERVAL_START_DAY]
     assert dag.timetable.summary == settings.orchestration.retraining_schedule
     assert dag.max_active_runs == 1
 
 
 def test_dagbag_maintenance_dag_checks_streams_optimizes_and_reconciles(airflow_environ, settings) -> None:
     dag = dagbag().get_dag("fraud_lakehouse_maintenance")
-    commands = {t.task_id: t.bash_command.split(" -m lakehouse ", 1)[1] for t in dag.tasks}
+    commands = {t.task_id: t.command for t in dag.tasks}
     assert commands == {
-        "streaming_health": "stream status",
-        "optimize_and_vacuum": "maintain",
-        "reconcile": "reconcile",
+        "streaming_health": ["stream", "status"],
+        "optimize_and_vacuum": ["maintain"],
+        "reconcile": ["reconcile"],
     }
     assert dag.get_task("reconcile").upstream_task_ids == {"optimize_and_vacuum"}
     assert dag.timetable.summary == settings.orchestration.maintenance_schedule

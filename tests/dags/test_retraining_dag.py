@@ -1,7 +1,8 @@
 """The real fraud_model_retraining DAG under ``airflow dags test`` on real data (Spark, Delta, GX,
-MLflow; every task a real ``fraudlake`` process): clean data promotes a better challenger over a
-weak champion and records the outcome; a re-run of the training step trains nothing new; an
-injected quality problem fails the gate, training never runs, and the champion is unchanged."""
+MLflow; every task a real ``fraudlake`` command, run in the task's process as on a scheduler, the
+tasks sharing a catalog server as deployed): clean data promotes a better challenger over a weak
+champion and records the outcome; a re-run of the training step trains nothing new; an injected
+quality problem fails the gate, training never runs, and the champion is unchanged."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from lakehouse.ml import registry
 from lakehouse.settings import Settings, load_settings
-from tests.helpers import AIRFLOW, PROJECT_DIR
+from tests.helpers import AIRFLOW, PROJECT_DIR, free_port
 
 #: Airflow infers the latest complete daily interval before the logical date: [D-2 03:00, D-1 03:00).
 CLEAN_RUN, CLEAN_END = "2026-10-25", "2026-10-24T03:00:00+00:00"
@@ -66,15 +68,26 @@ def ok(result: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(airflow_environ, tmp_path_factory) -> World:
-    """Its own data dir and embedded catalog (used by one process at a time: the world builder,
-    then each task), 24 simulated days from 2026-10-01, features, a weak first champion."""
+def world(airflow_environ, tmp_path_factory) -> Iterator[World]:
+    """Its own data dir and catalog server (as deployed: the tasks share one Spark driver, and
+    ``features build`` runs as its own job beside it), 24 simulated days from 2026-10-01,
+    features, a weak first champion."""
     folder = tmp_path_factory.mktemp("dag-world")
-    env = {**os.environ, **WORLD_VARIABLES, "FRAUDLAKE_PATHS__DATA_DIR": str(folder / "data")}
+    env = {
+        **os.environ,
+        **WORLD_VARIABLES,
+        "FRAUDLAKE_PATHS__DATA_DIR": str(folder / "data"),
+        "FRAUDLAKE_SPARK__CATALOG": "derby-server",
+        "FRAUDLAKE_SPARK__CATALOG_SERVER__PORT": str(free_port()),
+    }
     w = World(env, load_settings("test", environ=env))
-    ok(w.run(sys.executable, "-m", "tests.dags.world", "--out", str(folder / "batch"), "--start", "2026-10-01"))
-    assert registry.champion_version(w.settings) == 1
-    return w
+    ok(w.fraudlake("catalog", "up"))
+    try:
+        ok(w.run(sys.executable, "-m", "tests.dags.world", "--out", str(folder / "batch"), "--start", "2026-10-01"))
+        assert registry.champion_version(w.settings) == 1
+        yield w
+    finally:
+        ok(w.fraudlake("catalog", "down"))
 
 
 @pytest.mark.slow

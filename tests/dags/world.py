@@ -1,6 +1,7 @@
-"""The DAG tests' world, built in its own process (the DAG's tasks use the same embedded catalog,
-one process at a time): simulated days imported like outside files, features built, and a
-deliberately weak first champion (a one-split tree) that a properly trained challenger beats.
+"""The DAG tests' world, built in its own process (with the world's catalog server, which the
+DAG's tasks then share; the test session's Spark has its own catalog): simulated days imported
+like outside files, features built, and a deliberately weak first champion (a one-split tree)
+that a properly trained challenger beats.
 
 Run: ``python -m tests.dags.world --out FOLDER --start 2026-10-01`` with the FRAUDLAKE_* variables
 of the world (its own data dir).
