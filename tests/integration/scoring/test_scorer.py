@@ -256,12 +256,14 @@ def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
 ) -> None:
     """The scorer as its own process (its own Spark driver and catalog under a private data
     folder, its own alert and scored-rows topics, sharing the broker and the registry), killed by
-    ``FRAUDLAKE_FAULT`` at each step in turn: after the state update, after the alerts are sent,
-    after the table write, before the offset commit. Each kill is followed by exactly one restart
-    (``--once``, no second attempt), then the outcome is checked: every transaction sent is in
-    ``gold.scored_transactions`` exactly once, and every alert the table holds reached Kafka,
-    repeats carrying the same decision."""
-    from lakehouse.scoring.processor import FAULT_STEPS
+    ``FRAUDLAKE_FAULT`` at each step of the same batch in turn: after the state update, after the
+    alerts are sent, before the offset commit, after the table write. Each restart (``--once``)
+    replays the batch from what the previous kill left and is itself killed at the next step (a
+    crash during recovery); one last restart completes it. Then the outcome is checked: every
+    transaction sent is in ``gold.scored_transactions`` exactly once, and every alert the table
+    holds reached Kafka, repeats carrying the same decision. (One batch for the four kills: five
+    scorer starts instead of eight, the same four crash points.)"""
+    from lakehouse.scoring.processor import AFTER_ALERTS, AFTER_STATE, AFTER_TABLE, BEFORE_COMMIT, FAULT_STEPS
 
     settings, _ = world
     topics = settings.kafka.topics
@@ -310,24 +312,30 @@ def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
     succeeded(job("stream_ingest", "--once"))  # the job's own tables: the scorer's dimensions
     succeeded(job("build_features"))
     scored_path = data / "warehouse" / f"{settings.lakehouse.schemas.gold}.db" / "scored_transactions"
-    for day, step in enumerate(FAULT_STEPS, start=HISTORY_DAYS + 5):
-        sent = send_day(settings, 0.25, day, 300, seed=day)
+    # In the order a batch reaches them: the score query's steps, then the landing query's merge
+    # (its batch starts once the score batch has committed).
+    chain = (AFTER_STATE, AFTER_ALERTS, BEFORE_COMMIT, AFTER_TABLE)
+    assert sorted(chain) == sorted(FAULT_STEPS)
+    day = HISTORY_DAYS + 5
+    sent = send_day(settings, 0.25, day, 300, seed=day)
+    for step in chain:
         killed = job("stream_score", "--once", fault=step)
         assert killed.returncode == -signal.SIGKILL, (step, killed.returncode, killed.stderr[-1500:])
         assert fault_log.read_text().splitlines()[-1].endswith(f"killing the job at step {step!r}")
-        succeeded(job("stream_score", "--once"))  # one restart, as a supervisor would
+    succeeded(job("stream_score", "--once"))  # the last restart, as a supervisor would
 
-        rows = spark.read.format("delta").load(str(scored_path))
-        total = rows.count()
-        assert total == rows.select("transaction_id").distinct().count(), step  # nothing twice
-        assert rows.where(f"event_date = '{sent.first_event[:10]}'").count() == sent.transactions, step  # nothing lost
-        expected = {r.alert_id for r in rows.where("is_alert").select("alert_id").collect()}
-        received = [a for _, a in read_alerts(settings, ids_seen(expected))]
-        by_id: dict[str, dict] = {}
-        for alert in received:
-            decision = {k: v for k, v in alert.items() if k != "emitted_at"}
-            assert by_id.setdefault(alert["alert_id"], decision) == decision, step
-        assert set(by_id) == expected, step
+    rows = spark.read.format("delta").load(str(scored_path))
+    assert rows.count() == rows.select("transaction_id").distinct().count()  # nothing twice
+    assert rows.where(f"event_date = '{sent.first_event[:10]}'").count() == sent.transactions  # nothing lost
+    expected = {r.alert_id for r in rows.where("is_alert").select("alert_id").collect()}
+    assert expected, "the day's frauds raised no alert: nothing to check on the alert topic"
+    received = [a for _, a in read_alerts(settings, ids_seen(expected))]
+    by_id: dict[str, dict] = {}
+    for alert in received:
+        decision = {k: v for k, v in alert.items() if k != "emitted_at"}
+        assert by_id.setdefault(alert["alert_id"], decision) == decision, alert["alert_id"]
+    assert set(by_id) == expected
+    assert len(received) > len(expected)  # the kills after the alerts were sent made repeats
 
 
 @pytest.mark.slow
