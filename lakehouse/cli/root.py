@@ -66,6 +66,6 @@ def main_options(
 def main(argv: list[str] | None = None, *, hosted: bool = False) -> None:
     """Console-script entry point: expected errors become one line on stderr, no stack trace.
     Ends with ``SystemExit`` carrying the exit code. ``hosted``: run inside a process that owns
-    logging (an Airflow task, :mod:`lakehouse.platform.airflow`)."""
+    logging (an Airflow task, :mod:`lakehouse.cli.hosted`)."""
     with exit_on_error():
         app(args=argv, prog_name="fraudlake", obj={"hosted": hosted})

@@ -8,7 +8,7 @@ its workers in a group of their own), as a power cut would. Nothing is flushed
 or closed. Unset, :func:`reached` is one dictionary lookup.
 
 The steps are named where they are reached (the scorer's: ``after_state``, ``after_alerts``,
-``after_table``, ``before_commit``); an unknown name never fires, so :func:`arm` refuses it.
+``before_commit``, ``after_table``); an unknown name never fires, so :func:`arm` refuses it.
 """
 
 from __future__ import annotations

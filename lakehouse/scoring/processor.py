@@ -38,9 +38,11 @@ RECORDS_DDL = "topic STRING, key STRING, value STRING"
 #: drops them before the Kafka append.
 METRICS_TOPIC = "__fraudlake_step_metrics__"
 STEP_NAMES = ("state", "features", "model", "reasons", "records")
-#: The steps where ``FRAUDLAKE_FAULT`` can kill the scorer (see :mod:`lakehouse.platform.faults`).
+#: The steps where ``FRAUDLAKE_FAULT`` can kill the scorer (see :mod:`lakehouse.platform.faults`),
+#: in the order a batch reaches them: the ``score`` query's three, then the landing query's merge
+#: (its batch starts once the score batch has committed).
 AFTER_STATE, AFTER_ALERTS, AFTER_TABLE, BEFORE_COMMIT = "after_state", "after_alerts", "after_table", "before_commit"
-FAULT_STEPS = (AFTER_STATE, AFTER_ALERTS, AFTER_TABLE, BEFORE_COMMIT)
+FAULT_STEPS = (AFTER_STATE, AFTER_ALERTS, BEFORE_COMMIT, AFTER_TABLE)
 
 
 def features_ddl() -> str:
