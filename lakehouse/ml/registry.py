@@ -6,10 +6,15 @@ trained on, the code version and its creation time; parameters and metrics live 
 The champion is an alias; the previous champions are kept in a registered-model tag, so
 ``rollback`` can restore the one before. A version whose artifact does not load and score is
 never made champion.
+
+A version also records a digest of its Spark model's files (``artifact_sha256``) when the artifact store is
+a local folder: a serving process that trusts the compiled form checked at registration (see
+:func:`served_form`) still refuses a version whose files changed since.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import subprocess
@@ -34,6 +39,7 @@ HISTORY_TAG = "champion_history"
 #: The compiled (numpy) form of a version, in its run's artifacts, and the record of its check.
 COMPILED_ARTIFACT = "compiled/model.json"
 PARITY_TAG = "compiled_parity"
+DIGEST_TAG = "artifact_sha256"
 
 
 class RegistryError(FraudlakeError):
@@ -128,8 +134,11 @@ def register(
             pip_requirements=["pyspark"],  # recorded for the UI; nothing is installed from it
         )
     version = int(info.registered_model_version)
+    folder = spark_model_folder(settings, version)
+    digest = {DIGEST_TAG: artifact_digest(folder)} if folder.is_dir() else {}  # remote stores: no digest
     for key, value in {
         **tags,
+        **digest,
         "created_at": created,
         "code_version": code_version(settings.project_dir),
         "run_id": run.info.run_id,
@@ -288,17 +297,57 @@ def check_scores(
 
 def compiled_model(info: ModelVersionInfo | None, model: PipelineModel) -> CompiledModel:
     """The version's stored compiled form; compiled from ``model`` when it has none (older versions)."""
-    from lakehouse.ml.compiled import CompiledModel
     from lakehouse.ml.compiler import compile_pipeline
 
-    if info is not None:
-        import mlflow.artifacts
+    stored = _stored_compiled(info) if info is not None else None
+    return stored if stored is not None else compile_pipeline(model)
 
-        try:
-            return CompiledModel.from_json(mlflow.artifacts.load_text(f"runs:/{info.run_id}/{COMPILED_ARTIFACT}"))
-        except Exception as exc:  # not stored (a version from before), or unreadable: compile again
-            log.info("model version %s: no stored compiled form (%s); compiling it", info.version, type(exc).__name__)
-    return compile_pipeline(model)
+
+def _stored_compiled(info: ModelVersionInfo) -> CompiledModel | None:
+    import mlflow.artifacts
+
+    from lakehouse.ml.compiled import CompiledModel
+
+    try:
+        return CompiledModel.from_json(mlflow.artifacts.load_text(f"runs:/{info.run_id}/{COMPILED_ARTIFACT}"))
+    except Exception as exc:  # not stored (a version from before), or unreadable: compile again
+        log.info("model version %s: no stored compiled form (%s); compiling it", info.version, type(exc).__name__)
+        return None
+
+
+def served_form(settings: Settings, info: ModelVersionInfo) -> CompiledModel | None:
+    """The compiled form to serve without loading MLlib's: only for a version whose stored form
+    passed its parity check at registration and whose files still have their registered digest.
+    None when the version has no such record (older versions, remote stores): the caller loads
+    and checks MLlib's model. A RegistryError when the files changed since registration."""
+    parity = json.loads(info.tags.get(PARITY_TAG, "{}"))
+    if DIGEST_TAG not in info.tags or not parity.get("passed"):
+        return None
+    folder = spark_model_folder(settings, info.version)
+    if not folder.is_dir() or artifact_digest(folder) != info.tags[DIGEST_TAG]:
+        raise RegistryError(
+            f"model {settings.registry.model_name} version {info.version}: its files changed since it was "
+            f"registered (digest mismatch in {folder})"
+        )
+    return _stored_compiled(info)
+
+
+def spark_model_folder(settings: Settings, version: int) -> Path:
+    """The Spark model's own files in a version's artifact (MLflow's bookkeeping files beside it
+    may be rewritten; these never are)."""
+    return Path(artifact_path(settings, version)) / "sparkml"
+
+
+def artifact_digest(folder: Path) -> str:
+    """sha256 over a model folder: every file's relative path and bytes, in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with path.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def artifact_path(settings: Settings, version: int) -> str:

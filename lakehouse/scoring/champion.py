@@ -1,7 +1,7 @@
 """The scorer's driver side: which model serves, and publishing it with the dimension snapshot.
 
-- :func:`load_scoring_model`: a registry version made ready to serve (loads, scores the feature
-  table, its compiled form gives MLlib's scores, threshold and reason profile known);
+- :func:`load_scoring_model`: a registry version made ready to serve (its compiled form, checked
+  against MLlib's scores at registration or now; threshold and reason profile known);
 - :class:`Champion`: the registry's champion, reloaded when it changes; one that cannot serve is
   refused and the current one keeps serving;
 - :class:`Publisher`: puts the champion and the dimension tables (at their current Delta
@@ -38,39 +38,55 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScoringModel:
     version: int
-    model: PipelineModel
     threshold: float
     profile: Profile
     compiled: CompiledModel
+    #: MLlib's form, when it was loaded to check the version (see :func:`load_scoring_model`).
+    loaded: PipelineModel | None = None
 
     def serving(self, top_reasons: int) -> ServingModel:
         return ServingModel(self.version, self.threshold, self.compiled, self.profile, top_reasons)
 
+    def mllib(self, settings: Settings) -> PipelineModel:
+        """MLlib's form of the version (loaded now if serving did not need it)."""
+        return self.loaded if self.loaded is not None else registry.load(settings, self.version)
+
 
 def load_scoring_model(spark: SparkSession, settings: Settings, version: int) -> ScoringModel:
-    """Load a version, check it scores the feature table (its compiled form too), read its
-    threshold and reason profile (learnt and kept as a tag the first time). RegistryError when it
-    cannot serve."""
+    """A version made ready to serve: its threshold, its compiled form and its reason profile
+    (learnt and kept as a tag the first time). A version whose stored compiled form passed its
+    parity check at registration, with its files unchanged since (:func:`registry.served_form`),
+    serves that form once its columns are found in the feature table; any other version is loaded
+    with MLlib and must score the feature table, its compiled form giving the same scores.
+    RegistryError when it cannot serve."""
     from lakehouse.ml.compiled import NotCompilable
 
-    model = registry.load(settings, version)
-    registry.check_scores(spark, settings, model, version=version)
     info = registry.version_info(settings, version)
     tags = info.tags
     try:
         threshold = float(tags["threshold"])
     except (KeyError, ValueError):
         raise registry.RegistryError(f"model version {version} has no usable threshold tag") from None
-    try:
-        compiled = registry.compiled_model(info, model)
-    except NotCompilable as exc:
-        raise registry.RegistryError(f"model version {version} cannot be served: {exc}") from None
+    features = spark.table(table_names(settings).features)
+    compiled, model = registry.served_form(settings, info), None
+    if compiled is not None:
+        missing = sorted(set(compiled.columns) - set(features.columns))
+        if missing:
+            raise registry.RegistryError(f"model version {version} needs columns the feature table lacks: {missing}")
+    else:
+        model = registry.load(settings, version)
+        registry.check_scores(spark, settings, model, version=version)
+        try:
+            compiled = registry.compiled_model(info, model)
+        except NotCompilable as exc:
+            raise registry.RegistryError(f"model version {version} cannot be served: {exc}") from None
     if PROFILE_TAG in tags:
         profile = Profile.from_json(tags[PROFILE_TAG])
     else:
-        profile = learn_profile(model, spark.table(table_names(settings).features), rows=settings.scoring.profile_rows)
+        model = model if model is not None else registry.load(settings, version)
+        profile = learn_profile(model, features, rows=settings.scoring.profile_rows)
         registry.tag(settings, version, PROFILE_TAG, profile.to_json())
-    return ScoringModel(version, model, threshold, profile, compiled)
+    return ScoringModel(version, threshold, profile, compiled, model)
 
 
 class Champion:

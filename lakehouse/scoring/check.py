@@ -117,5 +117,5 @@ def check_scoring(spark: SparkSession, settings: Settings, *, rebuild: bool = Tr
     report = replace(report, late_online=statuses.get("late_event", 0), duplicates_online=statuses.get("duplicate", 0))
     if champion is None or champion.current is None:
         return report
-    score, differ = compare_scores(offline, online, champion.current.model, champion.current.threshold)
+    score, differ = compare_scores(offline, online, champion.current.mllib(settings), champion.current.threshold)
     return replace(report, model_version=champion.current.version, score=score, decisions_differ=differ)

@@ -1,7 +1,7 @@
 """Bring your own data → features → training → registry, on real Spark, Delta and MLflow (SQLite):
 the simulator's offline batch is imported like outside files, the model beats both baselines on
 the same validation window, a worse challenger is refused, promote and rollback move the
-champion, and a corrupt model folder never becomes champion."""
+champion, and a corrupt model folder never becomes champion nor serves."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from lakehouse.ml.compiled import CompiledModel
 from lakehouse.ml.pipeline import split_frames, time_split, with_label
 from lakehouse.ml.training import decide_promotion, train
 from lakehouse.platform.isolation import drop_schemas, isolated
+from lakehouse.scoring.champion import load_scoring_model
 from lakehouse.simulator.files import write_offline_batch
 from lakehouse.simulator.simulation import Simulation
 
@@ -73,6 +74,9 @@ def test_model_beats_both_baselines_and_becomes_the_first_champion(trained_world
 
     stored = mlflow.artifacts.load_text(f"runs:/{tags['run_id']}/{registry.COMPILED_ARTIFACT}")
     assert CompiledModel.from_json(stored).algorithm == trained_world.training.algorithm
+    # ... and with the digest of its files, a scorer serves that form without loading MLlib's.
+    served = registry.served_form(trained_world, registry.version_info(trained_world, result.version))
+    assert served is not None and served.to_json() == stored
     report = result.report_path
     assert report.name == "index.html" and "average_precision" in report.read_text()
     assert {p.name for p in report.parent.glob("*.png")} == {
@@ -127,6 +131,9 @@ def test_a_corrupt_model_folder_is_rejected_and_never_becomes_champion(trained_w
     decision = decide_promotion(trained_world, broken.version, broken.evaluation, with_label(validation))
     assert not decision.promoted and "refused" in decision.reason
     assert registry.champion_version(trained_world) == champion
+    # A scorer asked to serve it refuses it too, by its files' digest (hot reload: tests/integration/scoring).
+    with pytest.raises(registry.RegistryError, match="its files changed since it was registered"):
+        load_scoring_model(spark, trained_world, broken.version)
 
 
 def test_backtest_rescores_history_as_of_a_table_version(trained_world, spark) -> None:
