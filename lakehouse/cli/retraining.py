@@ -58,10 +58,15 @@ def retrain_pin(ctx: typer.Context, interval_end: IntervalEnd) -> None:
 def retrain_train(ctx: typer.Context, interval_end: IntervalEnd) -> None:
     """Train a challenger on the pinned data after the gates passed; registered, not promoted. A
     re-run reuses the challenger this run registered."""
-    from lakehouse.retraining.steps import train_challenger
+    from lakehouse.retraining.steps import reused_challenger, train_challenger
 
     run = _run(ctx, interval_end)
-    _show("challenger", train_challenger(spark_session(ctx, "fraudlake-retrain-train"), settings_of(ctx), run))
+    settings = settings_of(ctx)
+    # A re-run that finds its challenger starts no Spark driver.
+    challenger = reused_challenger(settings, run) or train_challenger(
+        spark_session(ctx, "fraudlake-retrain-train"), settings, run
+    )
+    _show("challenger", challenger)
 
 
 @retrain_app.command("evaluate")

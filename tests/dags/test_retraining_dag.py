@@ -123,9 +123,12 @@ def test_retraining_dag_on_clean_data_promotes_the_better_challenger_and_records
         ("20261024T030000Z", "promoted", 2, 1, 2)
     ]
 
-    # Idempotent per data interval: the training step run again finds its challenger, trains nothing.
+    # Idempotent per data interval: the training step run again finds its challenger, trains
+    # nothing, and starts no Spark driver for it.
     versions = len(registry.versions(world.settings))
-    assert '"reused": true' in ok(world.fraudlake("retrain", "train", "--interval-end", CLEAN_END))
+    again = world.fraudlake("retrain", "train", "--interval-end", CLEAN_END)
+    assert '"reused": true' in ok(again)
+    assert "lakehouse.platform.spark" not in again.stderr  # the CLI logs each driver it starts
     assert len(registry.versions(world.settings)) == versions
 
 

@@ -29,33 +29,36 @@ def test_catalog_server_shared_by_concurrent_spark_processes(cli_env, tmp_path) 
     try:
         assert first.returncode == 0 and "started" in first.stdout, first.stderr
         assert "already running" in fraudlake("catalog", "up", env=env).stdout
-        created = fraudlake("sql", "CREATE SCHEMA shared_probe", env=env)
+
+        # The first Spark driver alone: it creates the metastore's tables (two drivers doing that
+        # at once on a fresh catalog wait on each other's locks for up to Derby's 60 s).
+        created = fraudlake("sql", "CREATE TABLE default.probe_1 USING DELTA AS SELECT 1 AS id", env=env)
         assert created.returncode == 0, created.stderr[-2000:]
 
-        # Two Spark drivers at the same time, each with the catalog open.
-        both = [
-            subprocess.Popen(
-                [*_cli(), "sql", statement, "--format", "csv"],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for statement in ("CREATE TABLE shared_probe.t USING DELTA AS SELECT 1 AS id", "SHOW DATABASES")
-        ]
-        outputs = [p.communicate(timeout=300) for p in both]
-        assert [p.returncode for p in both] == [0, 0], [err[-2000:] for _, err in outputs]
-        assert "shared_probe" in outputs[1][0]
-
-        # ... read by a process whose class-data archive is damaged: it starts without it, its
-        # output unchanged (the JVM's warnings go to stderr).
+        # Then two drivers at the same time, each with the catalog open: one writes a table, the
+        # other reads the first process's table. The reader's class-data archive is damaged: it
+        # starts without it, its output unchanged (the JVM's warnings go to stderr).
         stale = {**env, "FRAUDLAKE_SPARK__CLASS_ARCHIVE_DIR": str(tmp_path / "archive")}
         settings = load_settings(environ=stale)
         archive = class_archive_path(settings, spark_conf(settings))
         archive.parent.mkdir()
         archive.write_bytes(b"not an archive")
-        read = fraudlake("sql", "SELECT count(*) AS n FROM shared_probe.t", "--format", "csv", env=stale)
-        assert read.returncode == 0 and read.stdout.strip().splitlines() == ["n", "1"], read.stderr[-2000:]
+        both = [
+            subprocess.Popen(
+                [*_cli(), "sql", statement, "--format", "csv"],
+                env=environ,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for statement, environ in (
+                ("CREATE TABLE default.probe_2 USING DELTA AS SELECT 2 AS id", env),
+                ("SELECT count(*) AS n FROM default.probe_1", stale),
+            )
+        ]
+        outputs = [p.communicate(timeout=300) for p in both]
+        assert [p.returncode for p in both] == [0, 0], [err[-2000:] for _, err in outputs]
+        assert outputs[1][0].strip().splitlines() == ["n", "1"], outputs[1][1][-2000:]
     finally:
         stopped = fraudlake("catalog", "down", env=env)
     assert "stopped" in stopped.stdout
