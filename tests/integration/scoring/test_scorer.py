@@ -296,7 +296,7 @@ def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
     def job(module: str, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
         own = {**env, "FRAUDLAKE_FAULT": fault, "FRAUDLAKE_FAULT_LOG": str(fault_log)} if fault else env
         return subprocess.run(
-            [sys.executable, "-m", f"jobs.{module}", "--env", "test", *args],
+            [sys.executable, "-m", module if "." in module else f"jobs.{module}", "--env", "test", *args],
             env=own,
             cwd=PROJECT_DIR,
             capture_output=True,
@@ -309,8 +309,9 @@ def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
         errors = [line for line in done.stderr.splitlines() if " ERROR " in line or "Error" in line]
         assert done.returncode == 0, "\n".join(errors[:15]) + "\n...\n" + done.stderr[-1500:]
 
-    succeeded(job("stream_ingest", "--once"))  # the job's own tables: the scorer's dimensions
-    succeeded(job("build_features"))
+    # The job's own tables (the scorer's dimensions and features): ingest --once and features
+    # build, in one process.
+    succeeded(job("tests.integration.scoring.job_world"))
     scored_path = data / "warehouse" / f"{settings.lakehouse.schemas.gold}.db" / "scored_transactions"
     day = HISTORY_DAYS + 5
     sent = send_day(settings, 0.25, day, 300, seed=day)
