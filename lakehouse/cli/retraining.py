@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -58,15 +59,11 @@ def retrain_pin(ctx: typer.Context, interval_end: IntervalEnd) -> None:
 def retrain_train(ctx: typer.Context, interval_end: IntervalEnd) -> None:
     """Train a challenger on the pinned data after the gates passed; registered, not promoted. A
     re-run reuses the challenger this run registered."""
-    from lakehouse.retraining.steps import reused_challenger, train_challenger
+    from lakehouse.retraining.steps import train_challenger
 
     run = _run(ctx, interval_end)
-    settings = settings_of(ctx)
-    # A re-run that finds its challenger starts no Spark driver.
-    challenger = reused_challenger(settings, run) or train_challenger(
-        spark_session(ctx, "fraudlake-retrain-train"), settings, run
-    )
-    _show("challenger", challenger)
+    session = partial(spark_session, ctx, "fraudlake-retrain-train")  # started only if it trains
+    _show("challenger", train_challenger(session, settings_of(ctx), run))
 
 
 @retrain_app.command("evaluate")

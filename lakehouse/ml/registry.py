@@ -7,9 +7,9 @@ The champion is an alias; the previous champions are kept in a registered-model 
 ``rollback`` can restore the one before. A version whose artifact does not load and score is
 never made champion.
 
-A version also records a digest of its Spark model's files (``artifact_sha256``) when the artifact store is
-a local folder: a serving process that trusts the compiled form checked at registration (see
-:func:`served_form`) still refuses a version whose files changed since.
+A version also records a digest of its Spark model's files (``artifact_sha256``) when the
+artifact store is a local folder: a serving process that trusts the compiled form checked at
+registration (see :func:`served_form`) still refuses a version whose files changed since.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -134,23 +135,13 @@ def pin(spark: SparkSession, settings: Settings, run: Run) -> dict[str, Any]:
     return run.state["pin"]
 
 
-def reused_challenger(settings: Settings, run: Run) -> dict[str, Any] | None:
-    """The challenger an earlier attempt of this run registered (recorded in the run's state), or
-    None. Needs no Spark: a retried task that finds one starts no driver."""
+def train_challenger(session: Callable[[], SparkSession], settings: Settings, run: Run) -> dict[str, Any]:
+    """Train a challenger on the pin (registered, not promoted); a re-run finds the one it made.
+    ``session`` gives the SparkSession, asked for only when there is something to train (a retried
+    task that finds its challenger starts no driver)."""
     from lakehouse.ml import registry
+    from lakehouse.ml.training import train
 
-    _ready_to_train(run)
-    existing = [v for v in registry.versions(settings) if v.tags.get(RUN_TAG) == run.key]
-    if not existing:
-        return None
-    version = max(v.version for v in existing)
-    log.info("run %s: challenger version %s exists already (trained by an earlier attempt)", run.key, version)
-    run.state["challenger"] = {"version": version, "reused": True}
-    run.save()
-    return run.state["challenger"]
-
-
-def _ready_to_train(run: Run) -> dict[str, Any]:
     pinned = run.require("pin", "retrain train")
     if run.failed_gates:
         raise RetrainingError(f"run {run.key}: gates failed ({', '.join(run.failed_gates)}); no training")
@@ -159,35 +150,29 @@ def _ready_to_train(run: Run) -> dict[str, Any]:
             f"run {run.key}: the {TRAINING_GATE} gate has not run "
             f"(fraudlake validate {TRAINING_GATE} --interval-end ...)"
         )
-    return pinned
-
-
-def train_challenger(spark: SparkSession, settings: Settings, run: Run) -> dict[str, Any]:
-    """Train a challenger on the pin (registered, not promoted); a re-run finds the one it made."""
-    from lakehouse.ml import registry
-    from lakehouse.ml.training import train
-
-    reused = reused_challenger(settings, run)
-    if reused is not None:
-        return reused
-    pinned = _ready_to_train(run)
-    result = train(
-        spark,
-        settings,
-        date_from=date.fromisoformat(pinned["date_from"]),
-        date_to=date.fromisoformat(pinned["date_to"]),
-        promote=False,
-        table_versions=pinned["table_versions"],
-    )
-    registry.tag(settings, result.version, RUN_TAG, run.key)
-    run.state["challenger"] = {
-        "version": result.version,
-        "split": result.split.describe(),
-        "rows_train": result.rows_train,
-        "average_precision": result.evaluation.average_precision,
-        "report": str(result.report_path),
-        "reused": False,
-    }
+    existing = [v for v in registry.versions(settings) if v.tags.get(RUN_TAG) == run.key]
+    if existing:
+        version = max(v.version for v in existing)
+        log.info("run %s: challenger version %s exists already (trained by an earlier attempt)", run.key, version)
+        run.state["challenger"] = {"version": version, "reused": True}
+    else:
+        result = train(
+            session(),
+            settings,
+            date_from=date.fromisoformat(pinned["date_from"]),
+            date_to=date.fromisoformat(pinned["date_to"]),
+            promote=False,
+            table_versions=pinned["table_versions"],
+        )
+        registry.tag(settings, result.version, RUN_TAG, run.key)
+        run.state["challenger"] = {
+            "version": result.version,
+            "split": result.split.describe(),
+            "rows_train": result.rows_train,
+            "average_precision": result.evaluation.average_precision,
+            "report": str(result.report_path),
+            "reused": False,
+        }
     run.save()
     return run.state["challenger"]
 

@@ -296,7 +296,7 @@ def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
     def job(module: str, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
         own = {**env, "FRAUDLAKE_FAULT": fault, "FRAUDLAKE_FAULT_LOG": str(fault_log)} if fault else env
         return subprocess.run(
-            [sys.executable, "-m", module if "." in module else f"jobs.{module}", "--env", "test", *args],
+            [sys.executable, "-m", module, "--env", "test", *args],
             env=own,
             cwd=PROJECT_DIR,
             capture_output=True,
@@ -316,10 +316,10 @@ def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
     day = HISTORY_DAYS + 5
     sent = send_day(settings, 0.25, day, 300, seed=day)
     for step in FAULT_STEPS:  # in the order a batch reaches them
-        killed = job("stream_score", "--once", fault=step)
+        killed = job("jobs.stream_score", "--once", fault=step)
         assert killed.returncode == -signal.SIGKILL, (step, killed.returncode, killed.stderr[-1500:])
         assert fault_log.read_text().splitlines()[-1].endswith(f"killing the job at step {step!r}")
-    succeeded(job("stream_score", "--once"))  # the last restart, as a supervisor would
+    succeeded(job("jobs.stream_score", "--once"))  # the last restart, as a supervisor would
 
     rows = spark.read.format("delta").load(str(scored_path))
     assert rows.count() == rows.select("transaction_id").distinct().count()  # nothing twice
