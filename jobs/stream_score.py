@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from lakehouse.features.warm import STARTS
 from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.platform.spark import build_spark
 from lakehouse.settings import load_settings
@@ -28,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="score what the topic holds now, then exit (availableNow)")
     parser.add_argument(
         "--starting-offsets",
-        default="earliest",
-        help="where a new scorer starts: earliest (default: warms the user state from the topic) or latest",
+        default="silver",
+        choices=STARTS,
+        help="where a new scorer starts: silver (default: a warm start, user history from silver, scoring from "
+        "where silver ends), earliest (the whole topic; history from it alone) or latest",
     )
     args = parser.parse_args(argv)
     configure_logging()

@@ -115,7 +115,7 @@ def release_environ(code: Path, env: dict[str, str]) -> dict[str, str]:
 TX = (
     "transaction_id string, user_id string, merchant_id string, event_time timestamp, event_date date, "
     "amount double, currency string, device_ip string, is_fraud boolean, fraud_scenario string, "
-    "_partition int, _offset bigint"
+    "_partition int, _offset bigint, _ingested_at timestamp"
 )
 USERS = (
     "user_id string, age int, signup_date date, latitude double, longitude double, updated_at timestamp, "

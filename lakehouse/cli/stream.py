@@ -40,10 +40,10 @@ def stream_score(
     starting_offsets: Annotated[
         str,
         typer.Option(
-            help="Where a new scorer (no checkpoint yet) starts: "
-            "earliest (warms the user state from the topic) or latest."
+            help="Where a new scorer (no checkpoint yet) starts: silver (warm start: user history from silver, "
+            "scoring from where silver ends), earliest (the whole topic; history from it alone) or latest."
         ),
-    ] = "earliest",
+    ] = "silver",
 ) -> None:
     """Score every transaction with the champion model: gold.scored_transactions, and alerts on
     fraud_alerts for scores at or over the model's threshold. Follows the champion without a
@@ -51,8 +51,10 @@ def stream_score(
 
     Example: fraudlake stream score & fraudlake alerts tail
     """
-    if starting_offsets not in ("earliest", "latest"):
-        raise ConfigError("--starting-offsets must be earliest or latest")
+    from lakehouse.features.warm import STARTS
+
+    if starting_offsets not in STARTS:
+        raise ConfigError(f"--starting-offsets must be one of {', '.join(STARTS)}")
     args = [*(["--once"] if once else []), "--starting-offsets", starting_offsets]
     raise typer.Exit(run_job(ctx, "stream_score", *args, wait_through_ctrl_c=True))
 

@@ -174,7 +174,7 @@ CARRIED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("currency", "STRING"),
     ("device_ip", "STRING"),
 )
-#: Kafka coordinates: the arrival order the state replays (and the trace back to bronze).
+#: Kafka coordinates: the arrival order within a partition (see offline.SILVER_ARRIVAL) and the trace back to bronze.
 # (Not "_partition": pandas UDFs rename columns that start with an underscore.)
 ARRIVAL_COLUMNS: tuple[tuple[str, str], ...] = (("kafka_partition", "INT"), ("kafka_offset", "BIGINT"))
 LABEL_TYPES = {"is_fraud": "BOOLEAN", "fraud_scenario": "STRING"}

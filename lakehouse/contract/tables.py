@@ -27,6 +27,15 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 STREAMS = ("transactions", "users", "merchants")
+#: Imported files land in bronze under a pseudo-topic with this prefix (``import:<name>:<stream>``)
+#: and go to silver in the import itself: the streams' silver queries leave those rows alone.
+IMPORT_TOPIC_PREFIX = "import:"
+
+
+def import_topic(name: str, stream: str) -> str:
+    return f"{IMPORT_TOPIC_PREFIX}{name}:{stream}"
+
+
 #: Columns every silver row and quarantine row carries to trace it to its Kafka record.
 SOURCE_COLUMNS = (
     ("_topic", "STRING"),

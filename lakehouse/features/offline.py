@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 
 EARTH_RADIUS_KM = 6371.0088
 NIGHT_END_HOUR = 6
+#: A user's transactions in the order silver received them, the order the state sees them in:
+#: when silver landed the row (a stream micro-batch, or an import), then Kafka partition and
+#: offset. The landing time comes first so that a file imported before the stream starts counts
+#: as history before it even where the import's pseudo-topic reuses partition and offset numbers
+#: (and a backfill imported later comes after what the stream had already delivered).
+SILVER_ARRIVAL = ("_ingested_at", "_partition", "_offset")
 #: What the state step reads of each transaction (and passes on).
 STATE_INPUT_COLUMNS: tuple[tuple[str, str], ...] = (
     *CARRIED_COLUMNS,
@@ -87,7 +93,8 @@ def event_arrays(rows: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def user_state_features(silver: DataFrame, *, max_events: int, buckets: int | None = None) -> DataFrame:
     """Silver transactions → the state features of each, replaying every user's transactions in
-    arrival order (Kafka partition, offset) from an empty history.
+    arrival order (:data:`SILVER_ARRIVAL`: when silver landed them, then Kafka partition and
+    offset) from an empty history.
 
     Users are spread over ``buckets`` groups (by a hash of user_id; default: twice the shuffle
     partitions), and each group runs through :func:`advance_users` in one call, the kernel the
@@ -101,7 +108,7 @@ def user_state_features(silver: DataFrame, *, max_events: int, buckets: int | No
     output = [c.strip().split(" ")[0] for c in ddl.split(",")]
 
     def replay(rows: pd.DataFrame) -> pd.DataFrame:
-        rows = rows.sort_values(["kafka_partition", "kafka_offset"], kind="stable").reset_index(drop=True)
+        rows = rows.sort_values(["arrival_us", "kafka_partition", "kafka_offset"], kind="stable").reset_index(drop=True)
         user_ids, users = np.unique(rows["user_id"].to_numpy().astype(str), return_inverse=True)
         histories = [History.empty() for _ in range(len(user_ids))]
         features, _, _ = advance_users(histories, users, event_arrays(rows), max_events=max_events)
@@ -110,7 +117,8 @@ def user_state_features(silver: DataFrame, *, max_events: int, buckets: int | No
     inputs = with_event_micros(
         silver.withColumnRenamed("_partition", "kafka_partition").withColumnRenamed("_offset", "kafka_offset")
     )
-    inputs = inputs.select(*[c for c, _ in STATE_INPUT_COLUMNS])
+    arrival = F.unix_micros(F.col(SILVER_ARRIVAL[0])).alias("arrival_us")
+    inputs = inputs.select(*[c for c, _ in STATE_INPUT_COLUMNS], arrival)
     if buckets is None:
         buckets = 2 * int(silver.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     bucket = F.pmod(F.xxhash64("user_id"), F.lit(buckets))

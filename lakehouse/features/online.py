@@ -80,6 +80,36 @@ class UserHistoryProcessor(StatefulProcessor):
     def init(self, handle) -> None:
         self.partition_max = handle.getValueState("partition_max_event", "time_us BIGINT")
         self.users = handle.getMapState("user_history", "user_id STRING", HISTORY_DDL, self.ttl_ms)
+        self.warmed: set[str] = set()  # users this task has written from the initial state
+
+    def handleInitialState(self, key, initialState: pd.DataFrame, timerValues) -> None:
+        """A warm start (:mod:`lakehouse.features.warm`): one chunk of a partition's initial state
+        rows. A user's entries may span chunks; each chunk's are merged into what the earlier ones
+        wrote, in arrival order, then pruned as after a micro-batch."""
+        clocks = initialState["partition_max_us"].dropna()
+        if len(clocks):
+            stored = self.partition_max.get()
+            latest = int(clocks.max()) if stored is None else max(int(clocks.max()), stored[0])
+            self.partition_max.update((latest,))
+        entries = initialState[initialState["user_id"].notna()].sort_values(["user_id", "seq"], kind="stable")
+        for user_id, rows in entries.groupby("user_id", sort=False):
+            arrays = event_arrays(rows)
+            added = History(
+                rows["time_us"].to_numpy(np.int64),
+                rows["amount"].to_numpy(np.float64),
+                arrays["merchant_id"].astype(object),
+                arrays["device_ip"],
+                arrays["transaction_id"].astype(object),
+                rows["seq"].to_numpy(np.int64),
+            )
+            if user_id in self.warmed:
+                before = History.from_state(self.users.getValue((user_id,)))
+                merged = [np.concatenate(pair) for pair in zip(before.columns(), added.columns(), strict=True)]
+                order = np.argsort(merged[-1], kind="stable")
+                added = History(*(column[order] for column in merged))
+            pruned = prune(added, lateness_us=self.lateness_us, max_events=self.max_events)
+            self.users.updateValue((user_id,), pruned.to_state())
+            self.warmed.add(user_id)
 
     def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
         out = self.advance_rows(rows)
@@ -147,13 +177,15 @@ def online_state_features(
     *,
     processor: UserHistoryProcessor | None = None,
     output_ddl: str | None = None,
+    initial_state: DataFrame | None = None,
 ) -> DataFrame:
     """Kafka source rows of ``transaction_stream`` → one row per schema-valid transaction with
     its state features and ``status`` (accepted | late_event | duplicate; features only when
     accepted). Schema-invalid records are left to silver's quarantine.
 
     A subclass of the processor (the scorer's) may emit other rows (``output_ddl``) from the same
-    state step."""
+    state step. ``initial_state`` (rows of :data:`lakehouse.features.warm.WARM_STATE_DDL`) warms a
+    new checkpoint's state in its first micro-batch (see :mod:`lakehouse.features.warm`)."""
     from pyspark.sql import functions as F
 
     from lakehouse.contract.schemas import TRANSACTION_FIELDS
@@ -168,4 +200,5 @@ def online_state_features(
         outputStructType=output_ddl or online_output_ddl(),
         outputMode="Append",
         timeMode="ProcessingTime",
+        initialState=None if initial_state is None else initial_state.groupBy("kafka_partition"),
     )

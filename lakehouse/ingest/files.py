@@ -2,12 +2,14 @@
 from CSV or Parquet into the same bronze and silver tables the streams fill, through the same
 validation, so `features build`, `train` and `backtest` run on outside datasets.
 
-Each file becomes bronze rows of a pseudo-topic ``import:<name>`` (one partition, offsets in
-event-time order, the row as JSON), then goes through the silver step of the streams
-(:class:`lakehouse.ingest.queries.SilverBatch`): bad rows are quarantined with their reason, duplicates of
-transactions already in silver too, and `fraudlake reconcile` accounts for every row. Columns are
-renamed with a mapping (``contract_field=source_column``); optional fields may be missing
-(device_ip, labels, user and merchant details); a missing currency takes ``--currency``.
+Each file becomes bronze rows of a pseudo-topic ``import:<name>:<stream>`` (one partition,
+offsets in event-time order, the row as JSON), then goes through the silver step of the streams
+(:class:`lakehouse.ingest.queries.SilverBatch`) in the import itself: bad rows are quarantined
+with their reason, duplicates of transactions already in silver too (and a streamed transaction
+that repeats an imported one is a duplicate); the streams' own silver queries skip these rows.
+`fraudlake reconcile` accounts for every row. Columns are renamed with a mapping
+(``contract_field=source_column``); optional fields may be missing (device_ip, labels, user and
+merchant details); a missing currency takes ``--currency``.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def import_stream(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from lakehouse.contract.tables import create_tables
+    from lakehouse.contract.tables import create_tables, import_topic
     from lakehouse.ingest.queries import SilverBatch
     from lakehouse.platform.delta import table_location
 
@@ -128,7 +130,7 @@ def import_stream(
     bronze = ordered.select(
         "key",
         "value",
-        F.lit(f"import:{name}:{stream}").alias("topic"),
+        F.lit(import_topic(name, stream)).alias("topic"),
         F.lit(0).alias("partition"),
         (F.row_number().over(Window.orderBy(F.col("_order").asc_nulls_last(), "_row")) - 1)
         .cast("bigint")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from lakehouse.contract.queries import ingest_query_name
 from lakehouse.contract.schemas import MERCHANT_FIELDS, STREAM_KEYS, TRANSACTION_FIELDS, USER_FIELDS
 from lakehouse.contract.tables import (
+    IMPORT_TOPIC_PREFIX,
     PROGRESS_COLUMNS,
     QUARANTINE_COLUMNS,
     STREAMS,
@@ -121,7 +122,12 @@ class SilverBatch:
             .groupBy(F.col("_topic").alias("topic"), F.col("_partition").alias("partition"))
             .agg(F.max("max_event_time").alias("prior_max_event_time"))
         )
-        earlier = spark.table(self.names.silver("transactions")).where(F.col("_batch_id") < batch_id)
+        # Earlier: the stream's earlier batches, and imports whatever their (wall-clock) batch id;
+        # never this batch's own rows (a recomputation after its silver append must decide the same).
+        earlier = spark.table(self.names.silver("transactions")).where(
+            ((F.col("_batch_id") < batch_id) | F.col("_topic").startswith(IMPORT_TOPIC_PREFIX))
+            & (F.col("_batch_id") != batch_id)
+        )
         oldest = valid.agg(F.min("event_time")).first()[0]
         if oldest is not None:
             # Only event_date partitions within the dedup window are read: the state stays bounded.
@@ -167,8 +173,11 @@ class SilverBatch:
 def start_silver(
     spark: SparkSession, settings: Settings, names: TableNames, stream: str, *, once: bool
 ) -> StreamingQuery:
+    from pyspark.sql import functions as F
+
     plan = query_plan(settings, ingest_query_name("silver", stream), once=once)
     source = spark.readStream.option("maxFilesPerTrigger", 1000).table(names.bronze(stream))
+    source = source.where(~F.col("topic").startswith(IMPORT_TOPIC_PREFIX))  # imports did their own silver step
     batch = SilverBatch(spark, settings, names, stream, plan.name)
     return start_query(source.writeStream.foreachBatch(batch), plan, lambda w: w.start())
 

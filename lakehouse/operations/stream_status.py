@@ -131,22 +131,10 @@ def checkpoint_offsets(checkpoint: Path) -> dict[int, int] | None:
 
 def end_offsets(settings: Settings, *topics: str) -> dict[str, dict[int, int]]:
     """The current end offset of every partition of each topic; a topic the broker does not have is left out."""
-    from kafka import TopicPartition
+    from lakehouse.platform.kafka.topics import offset_ranges
 
-    from lakehouse.platform.kafka.clients import broker_errors, consumer
-
-    reader = consumer(settings.kafka, group_id=None)
-    try:
-        with broker_errors(settings.kafka):
-            found: dict[str, dict[int, int]] = {}
-            for topic in topics:
-                partitions = reader.partitions_for_topic(topic)
-                if partitions:
-                    ends = reader.end_offsets([TopicPartition(topic, p) for p in partitions])
-                    found[topic] = {tp.partition: offset for tp, offset in ends.items()}
-            return found
-    finally:
-        reader.close()
+    ranges = offset_ranges(settings.kafka, *topics)
+    return {topic: {p: end for p, (_, end) in partitions.items()} for topic, partitions in ranges.items()}
 
 
 def kafka_lag(committed: Mapping[int, int], end: Mapping[int, int]) -> int:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from lakehouse.settings import QuerySettings, Settings
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
 log = logging.getLogger(__name__)
@@ -75,3 +76,15 @@ def raise_if_failed(query: StreamingQuery) -> None:
     error = query.exception()
     if error is not None:
         raise RuntimeError(f"streaming query {query.name} failed: {error}")
+
+
+def has_batch(spark: SparkSession, checkpoint: str, log: str = "commits") -> bool:
+    """Whether the query of ``checkpoint`` has a micro-batch in its ``log``: ``commits`` (one has
+    committed) or ``offsets`` (one has been planned: a restart runs it again from those offsets).
+    False for a new checkpoint. Works on any file system Spark reads."""
+    jvm = spark.sparkContext._jvm
+    folder = jvm.org.apache.hadoop.fs.Path(f"{checkpoint.rstrip('/')}/{log}")
+    files = folder.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not files.exists(folder):
+        return False
+    return any(status.getPath().getName().isdigit() for status in files.listStatus(folder))

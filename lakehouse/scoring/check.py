@@ -29,10 +29,14 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-def run_scoring_path(spark: SparkSession, settings: Settings, target: str, folder: Path) -> dict[str, int]:
+def run_scoring_path(
+    spark: SparkSession, settings: Settings, target: str, folder: Path, *, starting_offsets: str = "earliest"
+) -> dict[str, int]:
     """Drain ``transaction_stream`` through the scorer's step into ``target`` (replaced); returns
-    the count of rows per status (accepted, late_event, duplicate)."""
+    the count of rows per status (accepted, late_event, duplicate). ``starting_offsets`` as the
+    scorer's (``silver``: a warm start, so only what silver has not processed yet is scored)."""
     from lakehouse.features.online import history_settings, online_state_features
+    from lakehouse.features.warm import stream_start
     from lakehouse.platform.kafka.clients import kafka_stream
     from lakehouse.scoring.processor import ScoringProcessor, features_ddl
 
@@ -46,15 +50,18 @@ def run_scoring_path(spark: SparkSession, settings: Settings, target: str, folde
         emit="features",
         **history_settings(settings),
     )
+    checkpoint = str(folder / "checkpoint")
+    start, initial = stream_start(spark, settings, checkpoint, folder / "warm-start.json", starting_offsets)
     rows = online_state_features(
-        kafka_stream(spark, settings.kafka, topics.transactions.name),
+        kafka_stream(spark, settings.kafka, topics.transactions.name, starting_offsets=start),
         settings,
         processor=processor,
         output_ddl=features_ddl(),
+        initial_state=initial,
     )
     query = (
         rows.writeStream.queryName(f"feature_check_{uuid.uuid4().hex[:6]}")
-        .option("checkpointLocation", str(folder / "checkpoint"))
+        .option("checkpointLocation", checkpoint)
         .trigger(availableNow=True)
         .format("delta")
         .toTable(target)

@@ -200,10 +200,16 @@ def start_scorer(
     champion, no start). With ``once``, ``score`` drains the topic first and ``score_landing``
     then lands everything it sent; both are returned (await them).
 
+    ``starting_offsets`` decides where a new ``score`` checkpoint starts: ``silver`` (a warm start:
+    the user state from silver, scoring from where silver ends, see
+    :mod:`lakehouse.features.warm`), ``earliest`` (the whole topic, history from it alone) or
+    ``latest``. A checkpoint that has committed resumes where it was, whatever is given.
+
     ``on_batch`` is an observability hook: it receives each ``score`` micro-batch's
     :class:`BatchTimings` in the driver (to export metrics or collect a benchmark's figures). It
     must be quick: the next batch waits for it."""
     from lakehouse.features.online import history_settings, online_state_features
+    from lakehouse.features.warm import stream_start
     from lakehouse.platform.kafka.clients import kafka_stream
     from lakehouse.platform.kafka.topics import ensure_topics
     from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
@@ -223,10 +229,13 @@ def start_scorer(
         alerts_topic=topics.alerts.name,
         **history_settings(settings),
     )
+    start, initial = stream_start(spark, settings, plan.checkpoint, folder / "warm-start.json", starting_offsets)
     source = kafka_stream(
-        spark, settings.kafka, topics.transactions.name, max_records=plan.max_records, starting_offsets=starting_offsets
+        spark, settings.kafka, topics.transactions.name, max_records=plan.max_records, starting_offsets=start
     )
-    states = observe_steps(online_state_features(source, settings, processor=processor, output_ddl=RECORDS_DDL))
+    states = observe_steps(
+        online_state_features(source, settings, processor=processor, output_ddl=RECORDS_DDL, initial_state=initial)
+    )
     score = start_query(
         states.writeStream.foreachBatch(ScoreBatch(settings, publisher, on_batch=on_batch)), plan, lambda w: w.start()
     )

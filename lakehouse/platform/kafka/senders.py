@@ -163,6 +163,9 @@ def confluent_config(kafka: KafkaSettings, producer_settings: ProducerSettings) 
         "security.protocol": kafka.security_protocol.lower(),
         "acks": "all",
         "enable.idempotence": True,
+        # The Java client's partitioner (murmur2), as kafka-python's and Spark's Kafka sink: one key
+        # lands on the same partition whichever client sends it (librdkafka's default is CRC32).
+        "partitioner": "murmur2_random",
         "linger.ms": producer_settings.linger_ms,
         "batch.size": producer_settings.batch_bytes,
         "compression.type": producer_settings.compression,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from lakehouse.platform.kafka.clients import admin_client, broker_errors
+from lakehouse.platform.kafka.clients import admin_client, broker_errors, consumer
 from lakehouse.settings import KafkaSettings, TopicSettings
 
 log = logging.getLogger(__name__)
@@ -67,3 +67,22 @@ def delete_topics(kafka: KafkaSettings, names: list[str]) -> None:
             admin.delete_topics(names, raise_errors=False)
     finally:
         admin.close()
+
+
+def offset_ranges(kafka: KafkaSettings, *topics: str) -> dict[str, dict[int, tuple[int, int]]]:
+    """Per topic and partition, the (first, end) offsets the broker holds now: ``first`` moves with
+    retention, ``end`` is the next offset to be written. A topic the broker does not have is left out."""
+    from kafka import TopicPartition
+
+    reader = consumer(kafka, group_id=None)
+    try:
+        with broker_errors(kafka):
+            found: dict[str, dict[int, tuple[int, int]]] = {}
+            for topic in topics:
+                partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+                if partitions:
+                    firsts, ends = reader.beginning_offsets(partitions), reader.end_offsets(partitions)
+                    found[topic] = {tp.partition: (firsts[tp], ends[tp]) for tp in partitions}
+            return found
+    finally:
+        reader.close()

@@ -4,6 +4,8 @@ quarantine with their reason, counts reconcile), and features are computed for i
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -12,6 +14,7 @@ from lakehouse.contract.tables import table_names
 from lakehouse.errors import ConfigError
 from lakehouse.features.materialize import build_features
 from lakehouse.ingest.files import import_files, parse_mapping
+from lakehouse.ingest.queries import run_ingest
 from lakehouse.ingest.reconcile import reconcile
 from lakehouse.platform.isolation import drop_schemas, isolated
 
@@ -62,6 +65,41 @@ def test_import_csv_with_a_mapping_and_missing_optional_fields(own_schemas, spar
     features = {r.transaction_id: r for r in spark.table(names.features).collect()}
     assert features["a2"].user_tx_count_24h == 1 and features["a2"].home_distance_km is None  # no user file
     assert features["a1"].is_new_device_ip is None
+
+
+def test_an_import_then_the_stream_keeps_each_imported_row_once_and_drops_a_streamed_repeat(
+    kafka_broker, spark, tmp_path
+) -> None:
+    """The streams' silver query reads bronze, which the import also wrote: it must not land the
+    imported rows a second time, and a streamed transaction that repeats an imported id is a
+    duplicate (the imported rows' batch id is a wall clock, above any stream batch's)."""
+    from lakehouse.operations.smoke import produce_json
+    from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
+
+    settings = isolated(kafka_broker, topics=True, checkpoint_dir=tmp_path / "checkpoints")
+    ensure_topics(settings.kafka)
+    try:
+        path = tmp_path / "payments.csv"
+        path.write_text(CSV)
+        import_files(spark, settings, transactions=str(path), mapping=parse_mapping(MAPPING), currency="EUR")
+        streamed = [
+            {"transaction_id": tx, "user_id": "c1", "merchant_id": "s2", "timestamp": f"2026-10-03T0{hour}:00:00Z"}
+            | {"amount": 80.0, "currency": "EUR"}
+            for tx, hour in (("a2", 1), ("b1", 2))
+        ]
+        produce_json(settings.kafka, settings.kafka.topics.transactions.name, streamed, key_field="user_id")
+        run_ingest(spark, settings, once=True)
+
+        names = table_names(settings)
+        silver = [r.transaction_id for r in spark.table(names.silver("transactions")).collect()]
+        assert sorted(silver) == ["a1", "a2", "a5", "b1"]
+        repeat = spark.table(names.quarantine).where("_topic NOT LIKE 'import:%'").collect()
+        assert [(r.reason, json.loads(r.value)["transaction_id"]) for r in repeat] == [("duplicate", "a2")]
+        checked = [r for r in reconcile(spark, settings) if r.stream == "transactions"]
+        assert all(r.ok for r in checked), checked
+    finally:
+        delete_topics(settings.kafka, [t.name for t in settings.kafka.topics.all()])
+        drop_schemas(spark, settings)
 
 
 def test_import_names_a_missing_required_column_and_a_bad_mapping(own_schemas, spark, tmp_path) -> None:

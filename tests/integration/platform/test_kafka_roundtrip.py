@@ -3,6 +3,7 @@ same records."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from lakehouse.operations.smoke import consume_json, probe_records, produce_json
@@ -41,3 +42,41 @@ def test_spark_kafka_source_reads_the_same_records(kafka_broker, make_topic, spa
     assert sorted(r.key for r in rows) == sorted(r["probe_id"] for r in records)
     assert {r.topic for r in rows} == {topic}
     assert all('"run_id": "sp"' in r.value for r in rows)
+
+
+def test_every_producer_puts_a_key_on_the_partition_kafkas_default_partitioner_gives_it(
+    kafka_broker, make_topic
+) -> None:
+    """confluent-kafka (``fraudlake produce``'s default) and kafka-python agree with the Java
+    client's murmur2, which the scorer's warm start uses to place users known only from files."""
+    from kafka import KafkaConsumer
+
+    from lakehouse.features.warm import kafka_partition_of
+    from lakehouse.platform.kafka.clients import client_config
+    from lakehouse.platform.kafka.senders import make_sender
+
+    topic = make_topic("partitioner", partitions=5)
+    keys = [f"u{n:05d}" for n in range(100)]
+    for client in ("confluent", "kafka-python"):
+        sender = make_sender(kafka_broker.kafka, kafka_broker.producer.model_copy(update={"client": client}))
+        for key in keys:
+            sender.send(topic, key.encode(), client.encode())
+        sender.close()
+        assert sender.stats.delivered == len(keys), sender.stats
+    reader = KafkaConsumer(
+        topic,
+        **client_config(kafka_broker.kafka),
+        group_id=None,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    placed: dict[tuple[str, str], int] = {}
+    try:
+        for message in reader:
+            placed[(message.value.decode(), message.key.decode())] = message.partition
+    finally:
+        reader.close()
+    expected = dict(zip(keys, kafka_partition_of(pd.Series(keys), 5).tolist(), strict=True))
+    assert len(set(expected.values())) == 5  # the keys spread: the check means something
+    for client in ("confluent", "kafka-python"):
+        assert {key: placed[(client, key)] for key in keys} == expected, client

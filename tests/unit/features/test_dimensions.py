@@ -23,6 +23,9 @@ START = datetime(2026, 10, 2, 23, 30)  # a Friday, late
 PAIRS = [("u1", "m1"), ("u2", "m2"), ("u1", "m3"), ("u3", "m1"), ("u2", "m1"), ("u4", "m2"), ("u1", "m1")]
 
 
+LANDED = datetime(2026, 12, 1)  # when silver landed the rows (one batch)
+
+
 def transactions() -> list[tuple]:
     rows = []
     for day in range(45):
@@ -30,7 +33,7 @@ def transactions() -> list[tuple]:
             at = START + timedelta(days=day, hours=5 * k, seconds=20 * (k % 2))  # some 20 s apart
             i = len(rows)
             fraud = i % 6 == 0
-            rows.append((f"t{i:04d}", user, merchant, at, at.date(), 5.0 + i, "EUR", None, fraud, None, 0, i))
+            rows.append((f"t{i:04d}", user, merchant, at, at.date(), 5.0 + i, "EUR", None, fraud, None, 0, i, LANDED))
     return rows
 
 

@@ -17,6 +17,9 @@ DELAY = 7
 START = datetime(2026, 10, 1, 9, 0)
 
 
+LANDED = datetime(2026, 12, 1)  # when silver landed the rows (one batch)
+
+
 def transactions() -> list[tuple]:
     """Two users paying two merchants twice a day for 20 days; every fifth payment is fraud."""
     rows = []
@@ -39,6 +42,7 @@ def transactions() -> list[tuple]:
                     "card_testing" if fraud else None,
                     0,
                     i,
+                    LANDED,
                 )
             )
     return rows
@@ -88,10 +92,11 @@ def test_features_ignore_later_transactions_and_their_labels(spark, baseline) ->
             None if fraud else "account_takeover",
             p,
             o,
+            g,
         )
         if at >= cut
-        else (t, u, m, at, d, amount, c, ip, fraud, s, p, o)
-        for t, u, m, at, d, amount, c, ip, fraud, s, p, o in transactions()
+        else (t, u, m, at, d, amount, c, ip, fraud, s, p, o, g)
+        for t, u, m, at, d, amount, c, ip, fraud, s, p, o, g in transactions()
     ]
     changed.append(
         (
@@ -107,6 +112,7 @@ def test_features_ignore_later_transactions_and_their_labels(spark, baseline) ->
             "x",
             0,
             10_000,
+            LANDED,
         )
     )
     after = features(spark, changed)
@@ -122,16 +128,18 @@ def test_labels_after_the_feedback_cutoff_never_reach_a_transaction(spark, basel
     target_day = (START + timedelta(days=15)).date()
     cutoff = target_day - timedelta(days=DELAY)  # labels of this day and later are not known yet
     flipped = [
-        (t, u, m, at, d, a, c, ip, not fraud, s, p, o) if d >= cutoff else (t, u, m, at, d, a, c, ip, fraud, s, p, o)
-        for t, u, m, at, d, a, c, ip, fraud, s, p, o in transactions()
+        (t, u, m, at, d, a, c, ip, not fraud, s, p, o, g)
+        if d >= cutoff
+        else (t, u, m, at, d, a, c, ip, fraud, s, p, o, g)
+        for t, u, m, at, d, a, c, ip, fraud, s, p, o, g in transactions()
     ]
     assert features(spark, flipped)[target] == baseline[target]
 
     old_enough = [
-        (t, u, m, at, d, a, c, ip, not fraud, s, p, o)
+        (t, u, m, at, d, a, c, ip, not fraud, s, p, o, g)
         if d == cutoff - timedelta(days=1) and m == "m1"
-        else (t, u, m, at, d, a, c, ip, fraud, s, p, o)
-        for t, u, m, at, d, a, c, ip, fraud, s, p, o in transactions()
+        else (t, u, m, at, d, a, c, ip, fraud, s, p, o, g)
+        for t, u, m, at, d, a, c, ip, fraud, s, p, o, g in transactions()
     ]
     assert features(spark, old_enough)[target]["merchant_fraud_rate_30d"] != baseline[target]["merchant_fraud_rate_30d"]
 
