@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lakehouse.benchmarks.report import Report, machine_description
+from lakehouse.platform.spark import TRACK_STATE_ROWS
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ def bench_state(
 
     points: list[BatchPoint] = []
     spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", str(len(sizes) + 10))
+    spark.conf.set(TRACK_STATE_ROWS, "true")  # the state rows are this benchmark's figure
     kafka = (
         spark.readStream.format("kafka")
         .options(**spark_options(run.kafka))

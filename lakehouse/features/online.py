@@ -42,6 +42,7 @@ from lakehouse.features.offline import (
     state_output_ddl,
     with_event_micros,
 )
+from lakehouse.features.state_calls import get_values, update_values
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -140,11 +141,11 @@ class UserHistoryProcessor(StatefulProcessor):
         accepted = np.flatnonzero(~late)
         arrays = {c: v[accepted] for c, v in event_arrays(batch).items()}
         user_ids, users = np.unique(batch["user_id"].to_numpy()[accepted].astype(str), return_inverse=True)
-        histories = [History.from_state(self.users.getValue((user_id,))) for user_id in user_ids.tolist()]
+        keys = [(user_id,) for user_id in user_ids.tolist()]
+        histories = [History.from_state(value) for value in get_values(self.users, keys)]
         found, duplicate, after = advance_users(histories, users, arrays, max_events=self.max_events)
-        for user_id, history in zip(user_ids.tolist(), after, strict=True):
-            pruned = prune(history, lateness_us=self.lateness_us, max_events=self.max_events)
-            self.users.updateValue((user_id,), pruned.to_state())
+        limits = {"lateness_us": self.lateness_us, "max_events": self.max_events}
+        update_values(self.users, [(key, prune(h, **limits).to_state()) for key, h in zip(keys, after, strict=True)])
         status[accepted[duplicate]] = DUPLICATE
         features: dict[str, list] = {name: [None] * len(batch) for name in STATE_COLUMNS}
         for name, values in found.items():

@@ -16,7 +16,7 @@ def progress(rows: int) -> dict:
     return {
         "numInputRows": rows,
         "durationMs": {"latestOffset": 20, "queryPlanning": 30, "addBatch": 400, "walCommit": 40, "commitOffsets": 30},
-        "stateOperators": [{"numRowsTotal": 500, "memoryUsedBytes": 2_000_000, "commitTimeMs": 125}],
+        "stateOperators": [{"numRowsUpdated": 500, "memoryUsedBytes": 2_000_000, "commitTimeMs": 125}],
         "observedMetrics": {STEP_METRICS: steps},
     }
 
