@@ -63,6 +63,7 @@ class WarmStart:
     silver_version: int
     progress_version: int
     offsets: dict[int, int]  # partition -> first offset to score (EARLIEST: all the topic holds)
+    last_batch: int | None = None  # the stream's last silver batch in the pinned progress (None: none yet)
 
     def starting_offsets(self) -> str:
         """The Kafka source's ``startingOffsets`` JSON."""
@@ -133,19 +134,26 @@ def plan_warm_start(spark: SparkSession, settings: Settings) -> WarmStart:
     if not ranges:
         raise FraudlakeError(f"topic {topic} does not exist: create it (fraudlake topics ensure) before the scorer")
     progress, progress_version = read_pinned(spark, names.progress)
+    # Progress first, silver second: a silver batch appends its rows before its progress row, so
+    # silver at this later version holds every batch the progress holds (and maybe one more,
+    # which warm_state leaves to the stream).
+    streamed = progress.where((F.col("source") == "transactions") & (F.col("_topic") == topic)).persist()
+    try:
+        handled = {
+            int(row["_partition"]): int(row["last"])
+            for row in streamed.groupBy("_partition").agg(F.max("max_offset").alias("last")).collect()
+        }
+        last_batch = streamed.agg(F.max("_batch_id")).first()[0]
+    finally:
+        streamed.unpersist()
     _, silver_version = read_pinned(spark, names.silver("transactions"))
-    handled = {
-        int(row["_partition"]): int(row["last"])
-        for row in progress.where((F.col("source") == "transactions") & (F.col("_topic") == topic))
-        .groupBy("_partition")
-        .agg(F.max("max_offset").alias("last"))
-        .collect()
-    }
     offsets = {}
     for partition, (first, end) in ranges.items():
         after = handled.get(partition)
         offsets[partition] = EARLIEST if after is None else min(max(after + 1, first), end)
-    return WarmStart(topic, len(ranges), silver_version, progress_version, offsets)
+    return WarmStart(
+        topic, len(ranges), silver_version, progress_version, offsets, None if last_batch is None else int(last_batch)
+    )
 
 
 def warm_state(
@@ -158,6 +166,11 @@ def warm_state(
 
     names = table_names(settings)
     silver = read_version(spark, names.silver("transactions"), version=warm.silver_version)
+    # The stream's rows of batches the pinned progress holds (their offsets are behind the starting
+    # offsets; a later batch's rows are read from the topic again), and every imported row.
+    streamed = F.col("_topic") == warm.topic
+    in_progress = F.lit(False) if warm.last_batch is None else F.col("_batch_id") <= warm.last_batch
+    silver = silver.where(~streamed | in_progress)
     progress = read_version(spark, names.progress, version=warm.progress_version)
     maxima = (
         progress.where((F.col("source") == "transactions") & (F.col("_topic") == warm.topic))
