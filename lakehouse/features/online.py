@@ -108,9 +108,11 @@ class UserHistoryProcessor(StatefulProcessor):
                 merged = [np.concatenate(pair) for pair in zip(before.columns(), added.columns(), strict=True)]
                 order = np.argsort(merged[-1], kind="stable")
                 added = History(*(column[order] for column in merged))
-            pruned = prune(added, lateness_us=self.lateness_us, max_events=self.max_events)
-            self.users.updateValue((user_id,), pruned.to_state())
+            self.users.updateValue((user_id,), self._pruned(added).to_state())
             self.warmed.add(user_id)
+
+    def _pruned(self, history: History) -> History:
+        return prune(history, lateness_us=self.lateness_us, max_events=self.max_events)
 
     def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
         out = self.advance_rows(rows)
@@ -144,8 +146,7 @@ class UserHistoryProcessor(StatefulProcessor):
         keys = [(user_id,) for user_id in user_ids.tolist()]
         histories = [History.from_state(value) for value in get_values(self.users, keys)]
         found, duplicate, after = advance_users(histories, users, arrays, max_events=self.max_events)
-        limits = {"lateness_us": self.lateness_us, "max_events": self.max_events}
-        update_values(self.users, [(key, prune(h, **limits).to_state()) for key, h in zip(keys, after, strict=True)])
+        update_values(self.users, [(key, self._pruned(h).to_state()) for key, h in zip(keys, after, strict=True)])
         status[accepted[duplicate]] = DUPLICATE
         features: dict[str, list] = {name: [None] * len(batch) for name in STATE_COLUMNS}
         for name, values in found.items():

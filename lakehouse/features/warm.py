@@ -97,7 +97,6 @@ def stream_start(
     silver now (and ``record`` keeps what was read). A committed checkpoint needs neither: Spark
     resumes it from its own offsets and state."""
     from lakehouse.errors import ConfigError
-    from lakehouse.features.online import history_settings
 
     if starting_offsets not in STARTS:
         raise ConfigError(f"--starting-offsets must be one of {', '.join(STARTS)}, not {starting_offsets!r}")
@@ -116,9 +115,7 @@ def stream_start(
         warm.topic,
         ", ".join(f"{p}:{'earliest' if o == EARLIEST else o}" for p, o in sorted(warm.offsets.items())),
     )
-    limits = history_settings(settings)
-    state = warm_state(spark, settings, warm, lateness_us=limits["lateness_us"], max_events=limits["max_events"])
-    return warm.starting_offsets(), state
+    return warm.starting_offsets(), warm_state(spark, settings, warm)
 
 
 def plan_warm_start(spark: SparkSession, settings: Settings) -> WarmStart:
@@ -156,14 +153,16 @@ def plan_warm_start(spark: SparkSession, settings: Settings) -> WarmStart:
     )
 
 
-def warm_state(
-    spark: SparkSession, settings: Settings, warm: WarmStart, *, lateness_us: int, max_events: int
-) -> DataFrame:
+def warm_state(spark: SparkSession, settings: Settings, warm: WarmStart) -> DataFrame:
     """The initial state rows (:data:`WARM_STATE_DDL`) of ``warm``'s pinned silver, to be grouped
     by ``kafka_partition`` for the stateful operator."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    from lakehouse.features.online import history_settings
+
+    limits = history_settings(settings)
+    lateness_us, max_events = limits["lateness_us"], limits["max_events"]
     names = table_names(settings)
     silver = read_version(spark, names.silver("transactions"), version=warm.silver_version)
     # The stream's rows of batches the pinned progress holds (their offsets are behind the starting

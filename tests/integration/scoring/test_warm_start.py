@@ -13,7 +13,6 @@ from pyspark.sql import functions as F
 from lakehouse.contract.features import FEATURE_NAMES
 from lakehouse.contract.tables import table_names
 from lakehouse.features.materialize import build_features, compare_features
-from lakehouse.features.online import history_settings
 from lakehouse.features.warm import WarmStart, plan_warm_start, warm_state
 from lakehouse.ingest.files import import_files
 from lakehouse.ingest.queries import run_ingest
@@ -104,8 +103,7 @@ def test_a_new_scorer_warms_its_state_from_silver_and_its_features_equal_the_off
         )
         pinned = plan_warm_start(spark, settings)
         assert pinned.last_batch == last
-        limits = history_settings(settings)
-        state = warm_state(spark, settings, pinned, lateness_us=limits["lateness_us"], max_events=limits["max_events"])
+        state = warm_state(spark, settings, pinned)
         held = {r.transaction_id for r in state.select("transaction_id").collect()}
         assert "T-early" not in held and len(held) > fresh
     finally:
