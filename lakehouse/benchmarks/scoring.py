@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
-PIPELINE, PASSTHROUGH = "scorer", "pass-through"
+PIPELINE, PASSTHROUGH, QUIX = "scorer", "pass-through", "quix streams"
 WARMUP_S = 10.0
 DRAIN_S = 120.0  # after the producer stops: a pipeline still behind then could not keep up with the rate
 
@@ -64,6 +64,21 @@ class ScoreBench:
     setup: dict[str, float] = field(default_factory=dict)
     batches: dict[float, list[BatchTimings]] = field(default_factory=dict)  # rate → the scorer's batches
     progress: dict[float, list[dict]] = field(default_factory=dict)  # rate → the score query's progress
+    #: The Quix pipeline's scores against the Spark scorer's on the preloaded transactions.
+    parity: QuixParity | None = None
+    quix_figures: dict | None = None  # what the Quix app reported after its throughput run
+
+
+@dataclass
+class QuixParity:
+    compared: int  # transactions scored by both
+    only_one: int  # scored by one pipeline only
+    max_score_diff: float
+    alert_differences: int
+
+    @property
+    def equal(self) -> bool:
+        return self.only_one == 0 and self.max_score_diff <= 1e-9 and self.alert_differences == 0
 
 
 def start_passthrough(
@@ -92,7 +107,7 @@ def start_passthrough(
 
 
 def _created_ms(pipeline: str, message) -> float:
-    if pipeline == PIPELINE:
+    if pipeline != PASSTHROUGH:  # an alert
         return created_ms(message.value)
     return float(dict(message.headers)["created_ms"].decode())
 
@@ -116,6 +131,7 @@ def bench_score(
     duration_s: float,
     preload: int,
     runs: int,
+    quix: bool = True,
     on_progress: Callable[[str], None] = print,
 ) -> ScoreBench:
     from lakehouse.benchmarks.training import bench_world, train_world
@@ -143,6 +159,9 @@ def bench_score(
     landing_trigger = settings.streaming.queries.get("score_landing", QuerySettings()).trigger
     bench = ScoreBench(preload=preload)
     created: list[str] = []
+    quix_groups: list[str] = []  # their changelog topics are Quix's own: deleted by name at the end
+    scored_of: dict[str, str] = {}  # pipeline → the scored-rows topic of its latest run
+    pipelines = (PASSTHROUGH, PIPELINE, QUIX) if quix else (PASSTHROUGH, PIPELINE)
 
     def timed(name: str, work: Callable[[], object]) -> object:
         on_progress(f"{name} ...")
@@ -190,6 +209,9 @@ def bench_score(
     def begin(pipeline: str, source: str, output: str, *, once: bool, rate: float | None = None) -> StreamingQuery:
         checkpoint = str(folder / "checkpoints" / uuid.uuid4().hex)
         run = run_settings(source, output, checkpoint)
+        scored_of[pipeline] = run.kafka.topics.scored.name
+        if pipeline == QUIX:
+            return start_quix_run(run, source, output, stop_after=preload if once else 0)
         if pipeline == PIPELINE:
             record = bench.batches.setdefault(rate, []).append if rate is not None else None
             score, landing = start_scorer(spark, run, once=once, on_batch=record)
@@ -197,6 +219,26 @@ def bench_score(
                 landing.awaitTermination()
             return score
         return start_passthrough(spark, run, source=source, target=output, plan=query_plan(run, "score", once=once))
+
+    def start_quix_run(run: Settings, source: str, output: str, *, stop_after: int):
+        """The Quix app on the champion and dimensions the Spark scorer would publish now."""
+        from lakehouse.benchmarks.quix import start_quix
+        from lakehouse.scoring.champion import Champion, Publisher
+
+        ensure_topics(world.kafka, [run.kafka.topics.scored])
+        serving_dir = folder / "quix-serving" / uuid.uuid4().hex
+        Publisher(spark, run, serving_dir, Champion(spark, run)).refresh()
+        app = start_quix(
+            run,
+            source=source,
+            scored_topic=run.kafka.topics.scored.name,
+            alerts_topic=output,
+            serving_dir=serving_dir,
+            folder=folder,
+            stop_after=stop_after,
+        )
+        quix_groups.append(app.consumer_group)
+        return app
 
     try:
         entity_topics = [world.kafka.topics.users, world.kafka.topics.merchants]
@@ -208,21 +250,28 @@ def bench_score(
         (source,) = fresh_topics(False)
         on_progress(f"preloading {preload:,} transactions")
         send(source, ProduceLimits(count=preload), seed=101)
-        for pipeline in (PASSTHROUGH, PIPELINE):
-            for run in range(runs):
+        for pipeline in pipelines:
+            for run in range(1 if pipeline == QUIX else runs):  # Quix drains at a few hundred records/s
                 (output,) = fresh_topics(True)
                 query = begin(pipeline, source, output, once=True)
                 query.awaitTermination()
                 if query.exception() is not None:
                     raise RuntimeError(f"{pipeline} failed: {query.exception()}")
-                progress = [p for p in query.recentProgress if p["numInputRows"]]
-                rows = sum(p["numInputRows"] for p in progress)
-                seconds = sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000
+                if pipeline == QUIX:
+                    figures = bench.quix_figures = query.figures()
+                    rows, seconds = figures["processed"], figures["seconds"]
+                else:
+                    progress = [p for p in query.recentProgress if p["numInputRows"]]
+                    rows = sum(p["numInputRows"] for p in progress)
+                    seconds = sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000
                 bench.throughput.setdefault(pipeline, []).append(rows / seconds)
                 on_progress(
                     f"throughput {pipeline} run {run + 1}: {rows:,} records in {seconds:,.1f} s"
                     f" = {rows / seconds:,.0f}/s"
                 )
+        if quix:
+            bench.parity = _parity(world.kafka, scored_of[PIPELINE], scored_of[QUIX])
+            on_progress(f"Quix Streams against the Spark scorer: {bench.parity}")
 
         if not rates:  # the goal's rates: half the scorer's sustainable rate, and 200/s
             sustainable = sorted(bench.throughput[PIPELINE])[len(bench.throughput[PIPELINE]) // 2]
@@ -231,7 +280,7 @@ def bench_score(
         # transaction alerts: this world's champion (in its own registry) gets a threshold of 0.
         registry.tag(world, registry.champion_version(world), "threshold", repr(0.0))
         for rate in rates:
-            for pipeline in (PASSTHROUGH, PIPELINE):
+            for pipeline in pipelines:
                 source, output = fresh_topics(False, True)
                 query = begin(pipeline, source, output, once=False, rate=rate)
                 try:
@@ -246,6 +295,8 @@ def bench_score(
                 finally:
                     if pipeline == PIPELINE:
                         bench.progress[rate] = list(query.recentProgress)
+                    if pipeline == QUIX:
+                        query.stop()
                     for active in spark.streams.active:  # the scorer's landing query too
                         active.stop()
                 bench.latency.append(result)
@@ -257,10 +308,52 @@ def bench_score(
     finally:
         for active in spark.streams.active:
             active.stop()
+        if quix_groups:
+            from lakehouse.platform.kafka.topics import list_topics
+
+            created += [t for t in list_topics(world.kafka) if any(g in t for g in quix_groups)]
         if created:
             delete_topics(world.kafka, created)
         drop_schemas(spark, world)
     return bench
+
+
+def _scores(kafka, topic: str) -> dict[str, tuple[float, bool]]:
+    """transaction_id → (score, is_alert) of every scored-row record in ``topic``."""
+    import json
+
+    from lakehouse.platform.kafka.clients import consumer
+    from lakehouse.platform.kafka.topics import offset_ranges
+    from lakehouse.platform.waits import Deadline
+
+    expected = sum(end - start for start, end in offset_ranges(kafka, topic)[topic].values())
+    reader = consumer(kafka, topic, group_id=None, auto_offset_reset="earliest")
+    out: dict[str, tuple[float, bool]] = {}
+    read, deadline = 0, Deadline(DRAIN_S)
+    try:
+        while read < expected:
+            if deadline.expired():
+                raise RuntimeError(f"read {read:,} of the {expected:,} records of {topic} in {DRAIN_S:g} s")
+            for records in reader.poll(timeout_ms=500).values():
+                for message in records:
+                    row = json.loads(message.value)
+                    out[row["transaction_id"]] = (row["score"], row["is_alert"])
+                read += len(records)
+    finally:
+        reader.close()
+    return out
+
+
+def _parity(kafka, spark_topic: str, quix_topic: str) -> QuixParity:
+    """The two pipelines' scores of the same transactions, compared."""
+    spark, quix = _scores(kafka, spark_topic), _scores(kafka, quix_topic)
+    both = spark.keys() & quix.keys()
+    return QuixParity(
+        compared=len(both),
+        only_one=len(spark.keys() ^ quix.keys()),
+        max_score_diff=max((abs(spark[t][0] - quix[t][0]) for t in both), default=0.0),
+        alert_differences=sum(spark[t][1] != quix[t][1] for t in both),
+    )
 
 
 def _latency_run(

@@ -123,11 +123,15 @@ def bench_score_command(
     ] = None,
     duration: Annotated[float, typer.Option(help="Seconds per latency run.")] = 60.0,
     preload: Annotated[int, typer.Option(help="Transactions drained for the throughput figure.")] = 50_000,
-    runs: Annotated[int, typer.Option(help="Throughput runs per pipeline (the median is reported).")] = 3,
+    runs: Annotated[int, typer.Option(help="Throughput runs per Spark pipeline (the median is reported).")] = 3,
+    quix: Annotated[
+        bool, typer.Option(help="Also run the scorer in Quix Streams (its own virtualenv, made on first use).")
+    ] = True,
     output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/scoring.md.")] = None,
 ) -> None:
     """The scorer's sustainable throughput and end-to-end alert latency (p50/p95/p99 at fixed
-    rates) next to a minimal Spark Kafka → Kafka pass-through on the same records; written to docs/.
+    rates) next to a minimal Spark Kafka → Kafka pass-through and the same scorer in Quix Streams, on
+    the same records; written to docs/.
 
     Needs the broker (`fraudlake kafka up`). Example: fraudlake bench score --rate 100 --rate 500 --duration 60
     """
@@ -150,6 +154,7 @@ def bench_score_command(
             duration_s=duration,
             preload=preload,
             runs=runs,
+            quix=quix,
             on_progress=console.print,
         )
     path = output or settings.project_dir / "docs" / "benchmarks" / "scoring.md"

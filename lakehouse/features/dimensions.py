@@ -21,6 +21,7 @@ so a date in year 1 or 9999 is an ordinary integer here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,6 +33,34 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DAY_US = 86_400 * 1_000_000
+
+
+class _AsOfIndex:
+    """Rows by (key, time), for "the latest row of this key at or before this time" over many
+    lookups at once: keys become integer codes and times dense ranks, so one sorted int64 array
+    (code x ranks + rank) answers every lookup with a single ``searchsorted``, whether a call
+    asks for one event (a per-event processor) or a whole micro-batch. Row times must be unique
+    per key."""
+
+    def __init__(self, keys: np.ndarray, times: np.ndarray) -> None:
+        import pandas as pd
+
+        codes, uniques = pd.factorize(np.asarray(keys, object))
+        times = np.asarray(times, np.int64)
+        self.keys = pd.Index(uniques)
+        self.times = np.unique(times)
+        self.order = np.lexsort((times, codes))
+        self.codes = codes[self.order]
+        self.composite = self.codes * len(self.times) + np.searchsorted(self.times, times[self.order])
+
+    def find(self, keys: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Per lookup, the row (position in the input arrays) in effect; -1 when none (or a null key)."""
+        codes = self.keys.get_indexer(np.asarray(keys, object))
+        ranks = np.searchsorted(self.times, np.asarray(times, np.int64), side="right") - 1
+        at = np.searchsorted(self.composite, codes * len(self.times) + ranks, side="right") - 1
+        found = (codes >= 0) & (at >= 0)
+        found[found] = self.codes[at[found]] == codes[found]
+        return np.where(found, self.order[np.maximum(at, 0)], -1)
 
 
 @dataclass(frozen=True)
@@ -50,25 +79,31 @@ class Versions:
         frame = frame[[key, "updated_us", *columns]].rename(columns={key: "key"})
         return cls(frame.sort_values("updated_us", kind="stable").reset_index(drop=True))
 
-    def as_of(self, keys: pd.Series, times_us: np.ndarray, prefix: str) -> pd.DataFrame:
-        """For each (key, time): the version in effect, its columns renamed ``prefix`` + name; a
-        row of nulls when there is none (or the key is null). Same index as ``keys``."""
+    @cached_property
+    def _index(self) -> _AsOfIndex:
+        return _AsOfIndex(self.frame["key"].to_numpy(object), self.frame["updated_us"].to_numpy(np.int64))
+
+    @cached_property
+    def _columns(self) -> dict[str, tuple[np.ndarray, object]]:
+        """Each value column as an array with one extra slot at the end for "no version" (NaN or None)."""
         import pandas as pd
 
-        columns = [c for c in self.frame.columns if c not in ("key", "updated_us")]
-        events = pd.DataFrame(
-            {"key": keys.to_numpy(object), "t": np.asarray(times_us, np.int64), "row": np.arange(len(keys))}
-        )
-        known = events[events["key"].notna()].sort_values("t", kind="stable")
-        matched = pd.merge_asof(
-            known, self.frame, left_on="t", right_on="updated_us", by="key", direction="backward"
-        )  # backward includes equal times: "at or before"
-        out = matched.set_index("row")[columns].reindex(np.arange(len(keys)))
-        for column in columns:  # a missing match is None in object columns, NaN in numeric ones
-            if out[column].dtype == object:
-                out[column] = out[column].astype(object).where(out[column].notna(), None)
-        out.index = keys.index
-        return out.add_prefix(prefix)
+        out = {}
+        for name in self.frame.columns[2:]:
+            column = self.frame[name]
+            if not pd.api.types.is_numeric_dtype(column.dtype):
+                values, missing = column.astype(object).where(column.notna(), None).to_numpy(object), None
+            else:
+                values, missing = column.astype("Float64").to_numpy(np.float64, na_value=np.nan), np.nan
+            out[name] = np.append(values, np.array([missing], values.dtype))
+        return out
+
+    def as_of(self, keys: np.ndarray, times_us: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+        """For each (key, time): the version in effect's columns, named ``prefix`` + name (numbers
+        as float64 with NaN, others as objects with None, where there is none or the key is null)."""
+        rows = self._index.find(keys, times_us)
+        rows = np.where(rows < 0, len(self.frame), rows)
+        return {prefix + name: values[rows] for name, values in self._columns.items()}
 
 
 @dataclass(frozen=True)
@@ -94,18 +129,18 @@ class DailyCounts:
         frame = frame[["merchant_id", "day", "cum_tx", "cum_fraud"]].rename(columns={"merchant_id": "key"})
         return cls(frame.sort_values("day", kind="stable").reset_index(drop=True))
 
+    @cached_property
+    def _index(self) -> tuple[_AsOfIndex, np.ndarray, np.ndarray]:
+        cumulative = [np.append(self.frame[c].to_numpy(np.int64), 0) for c in ("cum_tx", "cum_fraud")]
+        index = _AsOfIndex(self.frame["key"].to_numpy(object), self.frame["day"].to_numpy(np.int64))
+        return index, *cumulative
+
     def through(self, keys: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cumulative (transactions, frauds) of each key up to and including each day (0 before)."""
-        import pandas as pd
-
-        events = pd.DataFrame({"key": keys, "day": np.asarray(days, np.int64), "row": np.arange(len(keys))})
-        known = events[events["key"].notna()].sort_values("day", kind="stable")
-        matched = pd.merge_asof(known, self.frame, on="day", by="key", direction="backward")
-        tx, fraud = np.zeros(len(keys), np.int64), np.zeros(len(keys), np.int64)
-        rows = matched["row"].to_numpy()
-        tx[rows] = matched["cum_tx"].fillna(0).to_numpy(np.int64)
-        fraud[rows] = matched["cum_fraud"].fillna(0).to_numpy(np.int64)
-        return tx, fraud
+        index, tx, fraud = self._index
+        rows = index.find(keys, days)
+        rows = np.where(rows < 0, len(self.frame), rows)
+        return tx[rows], fraud[rows]
 
 
 @dataclass(frozen=True)
@@ -138,10 +173,6 @@ def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a))
 
 
-def _floats(series: pd.Series) -> np.ndarray:
-    return series.astype("Float64").to_numpy(np.float64, na_value=np.nan)
-
-
 def table_features(state: pd.DataFrame, snapshot: Snapshot, *, feedback_delay_days: int) -> pd.DataFrame:
     """State rows (:func:`lakehouse.features.offline.state_output_ddl`, with ``time_us``) → the
     feature table's columns, in its order and types (nullable pandas dtypes)."""
@@ -149,16 +180,16 @@ def table_features(state: pd.DataFrame, snapshot: Snapshot, *, feedback_delay_da
 
     time_us = state["time_us"].to_numpy(np.int64)
     day = np.floor_divide(time_us, DAY_US)
-    user = snapshot.users.as_of(state["user_id"], time_us, "u_")
-    merchant = snapshot.merchants.as_of(state["merchant_id"], time_us, "m_")
-    previous = snapshot.merchants.as_of(state["prev_merchant_id"], time_us, "p_")
+    user = snapshot.users.as_of(state["user_id"].to_numpy(object), time_us, "u_")
+    merchant = snapshot.merchants.as_of(state["merchant_id"].to_numpy(object), time_us, "m_")
+    previous = snapshot.merchants.as_of(state["prev_merchant_id"].to_numpy(object), time_us, "p_")
 
-    m_lat, m_lon = _floats(merchant["m_latitude"]), _floats(merchant["m_longitude"])
-    prev_distance = haversine_km(_floats(previous["p_latitude"]), _floats(previous["p_longitude"]), m_lat, m_lon)
+    m_lat, m_lon = merchant["m_latitude"], merchant["m_longitude"]
+    prev_distance = haversine_km(previous["p_latitude"], previous["p_longitude"], m_lat, m_lon)
     prev_us = state["prev_time_us"].astype("Float64").to_numpy(np.float64, na_value=np.nan)
     hours = (time_us - prev_us) / 3.6e9
     hours = np.where(np.isnan(hours), 1 / 60, np.maximum(hours, 1 / 60))  # Spark's greatest skips a null
-    signup_us = _floats(user["u_signup_day"]) * DAY_US
+    signup_us = user["u_signup_day"] * DAY_US
     account_age_days = (time_us - signup_us) / 86_400e6
     hour = np.floor_divide(np.mod(time_us, DAY_US), 3_600_000_000)
     weekday = np.mod(day + 4, 7)  # 0 = Sunday (1970-01-01 was a Thursday)
@@ -176,15 +207,15 @@ def table_features(state: pd.DataFrame, snapshot: Snapshot, *, feedback_delay_da
         rate = np.where(counted > 0, frauds / np.where(counted > 0, counted, 1), np.nan)
 
     values = {
-        "home_distance_km": haversine_km(_floats(user["u_latitude"]), _floats(user["u_longitude"]), m_lat, m_lon),
+        "home_distance_km": haversine_km(user["u_latitude"], user["u_longitude"], m_lat, m_lon),
         "prev_distance_km": prev_distance,
         "prev_speed_kmh": prev_distance / hours,
         "hour_of_day": hour,
         "is_night": (hour < NIGHT_END_HOUR).astype(np.int64),
         "is_weekend": np.isin(weekday, (0, 6)).astype(np.int64),
         "account_age_days": account_age_days,
-        "user_age_years": _floats(user["u_age"]) + account_age_days / 365.25,
-        "merchant_category": merchant["m_category"].to_numpy(object),
+        "user_age_years": user["u_age"] + account_age_days / 365.25,
+        "merchant_category": merchant["m_category"],
         "merchant_fraud_rate_30d": rate,
         **counts,
     }
@@ -196,19 +227,31 @@ def table_features(state: pd.DataFrame, snapshot: Snapshot, *, feedback_delay_da
     return pd.DataFrame(out, index=state.index)
 
 
+_NULLABLE = {"DOUBLE": "Float64", "BIGINT": "Int64", "INT": "Int32", "BOOLEAN": "boolean"}
+
+
 def _typed(values, sql: str):
     """Values as the feature table's SQL type in a nullable pandas array (a NaN left by a missing
-    input is a null, as Spark's arithmetic on a null gives a null)."""
+    input is a null, as Spark's arithmetic on a null gives a null). Works on arrays, not Series:
+    a call may hold a single event, so the per-column cost is what counts."""
     import pandas as pd
+    from pandas.arrays import FloatingArray, IntegerArray
 
-    series = values.reset_index(drop=True) if isinstance(values, pd.Series) else pd.Series(values)
-    if sql == "DOUBLE":
-        return series.astype("Float64").array
-    if sql in ("BIGINT", "INT"):
-        return series.astype("Float64").astype("Int64" if sql == "BIGINT" else "Int32").array
-    if sql == "BOOLEAN":
-        return series.astype("boolean").array
-    return series.to_numpy(object)
+    if isinstance(values, pd.Series):
+        values = values.array
+    if sql not in _NULLABLE:
+        return values.to_numpy(object) if hasattr(values, "to_numpy") else np.asarray(values, object)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu" and sql != "BOOLEAN":
+        if values.dtype.kind in "iu":
+            return IntegerArray(values.astype(np.int64 if sql == "BIGINT" else np.int32), np.zeros(len(values), bool))
+        numbers = values.astype(np.float64)
+        missing = np.isnan(numbers)
+        if sql == "DOUBLE":
+            return FloatingArray(numbers, missing)
+        return IntegerArray(np.where(missing, 0, numbers).astype(np.int64 if sql == "BIGINT" else np.int32), missing)
+    if isinstance(values, pd.api.extensions.ExtensionArray) and sql != "BOOLEAN":
+        return values.astype(_NULLABLE[sql])
+    return pd.array(values, dtype=_NULLABLE[sql])
 
 
 def snapshot_from_frames(users, merchants, daily, versions: dict[str, int]) -> Snapshot:

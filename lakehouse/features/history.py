@@ -288,3 +288,17 @@ def prune(history: History, *, lateness_us: int, max_events: int) -> History:
     horizon = int(history.time_us.max()) - HISTORY_S * US - lateness_us
     keep = (history.time_us > horizon) & (history.seq > int(history.seq[-1]) - max_events)
     return History(*(column[keep] for column in history.columns()))
+
+
+def late_events(times_us: np.ndarray, prior_us: int | None, *, lateness_us: int) -> tuple[np.ndarray, int]:
+    """One Kafka partition's lateness clock over its next events (in offset order): an event is
+    late when it is older than the latest event time seen before it in the partition (``prior_us``
+    from earlier calls, None for none yet) minus ``lateness_us``, as silver decides. Returns the
+    late flags and the clock after the events (late ones included)."""
+    times = np.asarray(times_us, np.int64)
+    start = np.iinfo(np.int64).min if prior_us is None else prior_us
+    seen_before = np.maximum.accumulate(np.concatenate([[start], times]))[:-1]
+    late = times < seen_before - lateness_us
+    if prior_us is None and len(times):
+        late[0] = False
+    return late, int(max(times.max(), start)) if len(times) else prior_us

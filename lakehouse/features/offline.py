@@ -72,16 +72,17 @@ def state_columns_frame(rows: pd.DataFrame, features: dict[str, list]) -> pd.Dat
     import pandas as pd
 
     kinds = {f.name: f.kind for f in STATE_FEATURES} | dict(PREVIOUS_COLUMNS)
-    out = rows.copy()
+    added = {}
     for name, kind in kinds.items():
         values = features[name]
         if kind in ("long", "int"):
-            out[name] = pd.array(values, dtype="Int64")
+            added[name] = pd.array(values, dtype="Int64")
         elif kind == "double":
-            out[name] = pd.array(values, dtype="Float64")
+            added[name] = pd.array(values, dtype="Float64")
         else:
-            out[name] = pd.Series(values, index=rows.index, dtype=object)
-    return out
+            added[name] = np.array(values, dtype=object)
+    kept = rows.drop(columns=[c for c in kinds if c in rows.columns])
+    return pd.concat([kept, pd.DataFrame(added, index=rows.index)], axis=1)
 
 
 def event_arrays(rows: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -34,7 +34,7 @@ import numpy as np
 from pyspark.sql.streaming import StatefulProcessor
 
 from lakehouse.contract.features import HISTORY_S, PREVIOUS_COLUMNS, STATE_FEATURES
-from lakehouse.features.history import HISTORY_COLUMNS, US, History, advance_users, prune
+from lakehouse.features.history import HISTORY_COLUMNS, US, History, advance_users, late_events, prune
 from lakehouse.features.offline import (
     STATE_INPUT_COLUMNS,
     event_arrays,
@@ -129,16 +129,10 @@ class UserHistoryProcessor(StatefulProcessor):
         )
         if batch.empty:
             return None
-        times = batch["time_us"].to_numpy(np.int64)
         stored = self.partition_max.get()
-        prior = stored[0] if stored is not None else None
-        seen_before = np.maximum.accumulate(
-            np.concatenate([[prior if prior is not None else np.iinfo(np.int64).min], times])
-        )[:-1]
-        has_seen = np.ones(len(times), bool)
-        if prior is None:
-            has_seen[0] = False
-        late = has_seen & (times < seen_before - self.lateness_us)
+        late, latest = late_events(
+            batch["time_us"].to_numpy(np.int64), None if stored is None else stored[0], lateness_us=self.lateness_us
+        )
         status = np.where(late, LATE, ACCEPTED).astype(object)
         accepted = np.flatnonzero(~late)
         arrays = {c: v[accepted] for c, v in event_arrays(batch).items()}
@@ -153,7 +147,7 @@ class UserHistoryProcessor(StatefulProcessor):
             column = features[name]
             for position, value in zip(accepted.tolist(), values, strict=True):
                 column[position] = value
-        self.partition_max.update((int(max(times.max(), prior if prior is not None else times.max())),))
+        self.partition_max.update((latest,))
         out = state_columns_frame(batch, features)
         out["status"] = status
         return out[OUTPUT_COLUMNS]

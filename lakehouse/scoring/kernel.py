@@ -59,10 +59,8 @@ def model_inputs(frame: pd.DataFrame, compiled: CompiledModel):
     """The compiled model's inputs from feature columns in nullable pandas arrays (null = NA)."""
     numeric = {}
     for name in compiled.numeric:
-        column = frame[name]
-        missing = column.isna().to_numpy(bool)
-        values = column.astype("Float64").to_numpy(np.float64, na_value=0.0)
-        numeric[name] = (values, missing)
+        column = frame[name].array.astype("Float64")
+        numeric[name] = (column.to_numpy(np.float64, na_value=0.0), column.isna())
     categorical = {
         c.column: np.array([None if v is None or v != v else v for v in frame[c.column].tolist()], dtype=object)
         for c in compiled.categorical
@@ -220,10 +218,13 @@ def score_state_rows(
     alert = score >= model.threshold
     time_us = state["time_us"].to_numpy(np.int64)
     alerts = np.flatnonzero(alert)
-    numeric = {
-        name: features[name].iloc[alerts].astype("Float64").to_numpy(object, na_value=None) for name in NUMERIC_FEATURES
-    }
-    explained = dict(zip(alerts.tolist(), reasons_of_rows(numeric, model.profile, model.top_reasons), strict=True))
+    explained = {}
+    if len(alerts):  # most calls of a per-event caller have none
+        numeric = {
+            name: features[name].array[alerts].astype("Float64").to_numpy(object, na_value=None)
+            for name in NUMERIC_FEATURES
+        }
+        explained = dict(zip(alerts.tolist(), reasons_of_rows(numeric, model.profile, model.top_reasons), strict=True))
     reasoned = clock()
     columns = {
         "transaction_id": features["transaction_id"].tolist(),
