@@ -2,14 +2,16 @@
 
 1. No champion yet: simulated history (``simulator.days`` days, ``simulator.transactions``) is
    produced to Kafka, ingested, turned into features, and the first model is trained.
-2. The streaming jobs start as their own processes: ingest (Kafka → bronze → silver) and the
-   scorer (Kafka → features → model → gold.scored_transactions + fraud_alerts). The scorer first
-   catches up with the topic (which warms every user's history).
+2. The streaming jobs start as their own processes: ingest (Kafka → bronze → silver), the
+   scorer (Kafka → features → model → gold.scored_transactions + fraud_alerts), and the engine's
+   floor (:mod:`jobs.stream_passthrough`: a Spark Kafka → Kafka copy of the same payments with the
+   scorer's trigger). The scorer first catches up with the topic.
 3. Live traffic with fraud for ``--duration`` seconds, while the alerts show in a live table
    (the ``fraudlake alerts tail`` consumer).
 4. The scorer drains, the jobs stop, and a summary is printed: transactions, alerts, precision
    and recall against the simulator's ground truth, alert latency percentiles (broker append
-   time minus the transaction's creation time), and where to look next.
+   time minus the transaction's creation time) next to the pass-through's, measured at the same
+   time on the same machine, and where to look next.
 
 Ctrl-C at any moment stops the jobs (SIGINT reaches them as well; whatever is still running when
 the demo exits is terminated, then killed). ``make demo`` then stops the broker and catalog.
@@ -18,6 +20,7 @@ the demo exits is terminated, then killed). ``make demo`` then stops the broker 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import subprocess
 import threading
@@ -51,11 +54,17 @@ class LiveSummary:
     alerts: int
     true_alerts: int
     latency_ms: dict[str, float]
+    floor_latency_ms: dict[str, float]  # the pass-through's, measured beside the scorer
     model_version: int | None
 
     @property
     def precision(self) -> float:
         return self.true_alerts / self.alerts if self.alerts else float("nan")
+
+    @property
+    def floor_ratio(self) -> float:
+        floor = self.floor_latency_ms.get("p99", float("nan"))
+        return self.latency_ms["p99"] / floor if floor and floor == floor else float("nan")
 
     @property
     def recall(self) -> float:
@@ -113,6 +122,56 @@ class Jobs:
         self.running.clear()
 
 
+class Floor:
+    """The engine's floor beside the scorer (:mod:`jobs.stream_passthrough`): its own
+    ``LogAppendTime`` topic and a new checkpoint, removed at the end."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = f"demo_passthrough_{uuid.uuid4().hex[:8]}"
+        self.checkpoint = settings.paths.data_dir / "tmp" / self.topic
+        self.created = False
+
+    def start(self, jobs: Jobs) -> None:
+        from lakehouse.platform.kafka.topics import ensure_topics
+        from lakehouse.settings import TopicSettings
+
+        transactions = self.settings.kafka.topics.transactions
+        topic = TopicSettings(
+            name=self.topic,
+            partitions=transactions.partitions,
+            replication_factor=transactions.replication_factor,
+            retention_ms=3_600_000,
+            configs={"message.timestamp.type": "LogAppendTime"},
+        )
+        ensure_topics(self.settings.kafka, [topic])
+        self.created = True
+        jobs.start("passthrough", "stream_passthrough", "--target", self.topic, "--checkpoint", str(self.checkpoint))
+
+    def wait_ready(self, jobs: Jobs, timeout_s: float = 300) -> None:
+        """Until the query has pinned its starting offsets (the Kafka source's initial offset file):
+        every record sent after that is copied."""
+        wait_until(
+            lambda: (self.checkpoint / "sources" / "0" / "0").exists(),
+            timeout_s=timeout_s,
+            what="the pass-through query starting",
+            poll_s=POLL_S,
+            check=jobs.check,
+        )
+
+    def latencies(self, since_ms: int) -> list[float]:
+        from lakehouse.platform.kafka.floor import copy_created_ms
+
+        return appended_latencies(self.settings, self.topic, since_ms, lambda r: copy_created_ms(r.headers))
+
+    def remove(self) -> None:
+        from lakehouse.platform.kafka.topics import delete_topics
+
+        if self.created:
+            delete_topics(self.settings.kafka, [self.topic])
+        shutil.rmtree(self.checkpoint, ignore_errors=True)
+
+
 def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Callable[[int], None]) -> None:
     """Until the scorer has scored everything the transaction topic holds now, and landed it in
     ``gold.scored_transactions``."""
@@ -147,13 +206,14 @@ def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Calla
         )
 
 
-def alert_latencies(settings: Settings, since_ms: int) -> list[float]:
-    """Broker append time minus the transaction's creation time, of every alert appended since ``since_ms``."""
+def appended_latencies(
+    settings: Settings, topic: str, since_ms: int, created: Callable[[object], float]
+) -> list[float]:
+    """Broker append time minus ``created(record)``, of every record appended to ``topic`` since ``since_ms``."""
     from kafka import TopicPartition
 
     from lakehouse.platform.kafka.clients import consumer
 
-    topic = settings.kafka.topics.alerts.name
     reader = consumer(settings.kafka, group_id=None)
     latencies: list[float] = []
     try:
@@ -166,7 +226,7 @@ def alert_latencies(settings: Settings, since_ms: int) -> list[float]:
         while remaining:
             for tp, records in reader.poll(timeout_ms=1000).items():
                 for record in records:
-                    latencies.append(record.timestamp - created_ms(record.value))
+                    latencies.append(record.timestamp - created(record))
                 if reader.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
@@ -174,7 +234,11 @@ def alert_latencies(settings: Settings, since_ms: int) -> list[float]:
     return latencies
 
 
-def summarise(settings: Settings, since: datetime, latencies: list[float]) -> LiveSummary:
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    return {f"p{q}": percentile(latencies, q) for q in (50, 95, 99)}
+
+
+def summarise(settings: Settings, since: datetime, latencies: list[float], floor: list[float]) -> LiveSummary:
     from pyspark.sql import functions as F
 
     from lakehouse.contract.tables import table_names
@@ -201,7 +265,8 @@ def summarise(settings: Settings, since: datetime, latencies: list[float]) -> Li
             frauds=int(row["frauds"] or 0),
             alerts=int(row["alerts"] or 0),
             true_alerts=int(row["true_alerts"] or 0),
-            latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 95, 99)},
+            latency_ms=percentiles(latencies),
+            floor_latency_ms=percentiles(floor),
             model_version=registry.champion_version(settings, required=False),
         )
     finally:
@@ -231,89 +296,105 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
 
     sim = settings.simulator
     jobs = Jobs(settings, console)
+    floor = Floor(settings)
     with interrupt_as_sigterm():
         try:
-            if registry.champion_version(settings, required=False) is None:
-                console.rule("1. history and the first model")
-                simulation = Simulation(sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=1)
-                sender = make_sender(settings.kafka, settings.producer)
-                try:
-                    history = produce(settings, simulation, sender, ProduceLimits(count=sim.transactions), first_day=0)
-                finally:
-                    sender.close()
-                remember_day(settings, max(history.next_day, resume_day(settings, sim.days)))
-                console.print(
-                    f"produced {history.transactions:,} transactions ({history.fraud:,} fraud) over {sim.days} "
-                    "simulated days"
-                )
-                jobs.run("ingest the history (bronze → silver)", "stream_ingest", "--once")
-                jobs.run("build the features", "build_features")
-                jobs.run("train and register the first model", "train_model")
-            console.rule("2. streaming jobs")
-            jobs.start("ingest", "stream_ingest")
-            jobs.start("score", "stream_score")
-            with console.status("the scorer catches up with the topic …") as status:
-                wait_scored(
-                    settings,
-                    jobs,
-                    1800,
-                    lambda lag: status.update(f"the scorer catches up with the topic: {lag:,} to go"),
-                )
-
-            console.rule(f"3. live traffic: {rate:g} transactions/s for {duration_s:g} s, fraud rate {fraud_rate:g}")
-            live_sim = sim.model_copy(update={"fraud_rate": fraud_rate})
-            since = datetime.now(UTC)
-            stop = threading.Event()
-            assigned = threading.Event()
-            produced: dict[str, object] = {}
-
-            def traffic() -> None:
-                assigned.wait(60)
-                sender = make_sender(settings.kafka, settings.producer)
-                try:
-                    simulation = Simulation(
-                        live_sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=uuid.uuid4().int % 2**31
+            try:
+                if registry.champion_version(settings, required=False) is None:
+                    console.rule("1. history and the first model")
+                    simulation = Simulation(sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=1)
+                    sender = make_sender(settings.kafka, settings.producer)
+                    try:
+                        history = produce(
+                            settings, simulation, sender, ProduceLimits(count=sim.transactions), first_day=0
+                        )
+                    finally:
+                        sender.close()
+                    remember_day(settings, max(history.next_day, resume_day(settings, sim.days)))
+                    console.print(
+                        f"produced {history.transactions:,} transactions ({history.fraud:,} fraud) over {sim.days} "
+                        "simulated days"
                     )
-                    first_day = resume_day(settings, sim.days)
-                    produced["report"] = produce(
+                    jobs.run("ingest the history (bronze → silver)", "stream_ingest", "--once")
+                    jobs.run("build the features", "build_features")
+                    jobs.run("train and register the first model", "train_model")
+                console.rule("2. streaming jobs")
+                jobs.start("ingest", "stream_ingest")
+                jobs.start("score", "stream_score")
+                floor.start(jobs)
+                with console.status("the scorer catches up with the topic …") as status:
+                    wait_scored(
                         settings,
-                        simulation,
-                        sender,
-                        ProduceLimits(duration_s=duration_s, rate=rate),
-                        first_day=first_day,
+                        jobs,
+                        1800,
+                        lambda lag: status.update(f"the scorer catches up with the topic: {lag:,} to go"),
                     )
-                    remember_day(settings, produced["report"].next_day)
-                    wait_scored(settings, jobs, 600, lambda _lag: None)
-                except BaseException as exc:
-                    produced["error"] = exc
-                finally:
-                    sender.close()
-                    stop.set()
 
-            producer = threading.Thread(target=traffic, name="demo-traffic", daemon=True)
-            producer.start()
-            report = tail(
-                settings,
-                group_id=f"fraudlake-demo-{uuid.uuid4().hex[:8]}",
-                from_beginning=False,
-                outputs=[TableOutput(console, title="fraud alerts (live)")],
-                stop=stop,
-                on_assigned=lambda _offsets: assigned.set(),
+                floor.wait_ready(jobs)
+                console.rule(
+                    f"3. live traffic: {rate:g} transactions/s for {duration_s:g} s, fraud rate {fraud_rate:g}"
+                )
+                live_sim = sim.model_copy(update={"fraud_rate": fraud_rate})
+                since = datetime.now(UTC)
+                stop = threading.Event()
+                assigned = threading.Event()
+                produced: dict[str, object] = {}
+
+                def traffic() -> None:
+                    assigned.wait(60)
+                    sender = make_sender(settings.kafka, settings.producer)
+                    try:
+                        simulation = Simulation(
+                            live_sim,
+                            default_start(sim, datetime.now(UTC).date()),
+                            traffic_seed=uuid.uuid4().int % 2**31,
+                        )
+                        first_day = resume_day(settings, sim.days)
+                        produced["report"] = produce(
+                            settings,
+                            simulation,
+                            sender,
+                            ProduceLimits(duration_s=duration_s, rate=rate),
+                            first_day=first_day,
+                        )
+                        remember_day(settings, produced["report"].next_day)
+                        wait_scored(settings, jobs, 600, lambda _lag: None)
+                    except BaseException as exc:
+                        produced["error"] = exc
+                    finally:
+                        sender.close()
+                        stop.set()
+
+                producer = threading.Thread(target=traffic, name="demo-traffic", daemon=True)
+                producer.start()
+                report = tail(
+                    settings,
+                    group_id=f"fraudlake-demo-{uuid.uuid4().hex[:8]}",
+                    from_beginning=False,
+                    outputs=[TableOutput(console, title="fraud alerts (live)")],
+                    stop=stop,
+                    on_assigned=lambda _offsets: assigned.set(),
+                )
+                if report.stopped_by == "interrupted":
+                    raise KeyboardInterrupt
+                producer.join()
+                if "error" in produced:
+                    raise DemoError(f"live traffic failed: {produced['error']}")
+                sent = produced["report"]
+                console.print(
+                    f"sent {sent.transactions:,} transactions ({sent.fraud:,} fraud); {report.handled:,} alerts shown"
+                )
+            finally:
+                jobs.stop_all()
+            console.rule("4. summary")
+            jobs.run("drain the last records into silver (for the ground truth)", "stream_ingest", "--once")
+            since_ms = int(since.timestamp() * 1000)
+            alerts = appended_latencies(
+                settings, settings.kafka.topics.alerts.name, since_ms, lambda r: created_ms(r.value)
             )
-            if report.stopped_by == "interrupted":
-                raise KeyboardInterrupt
-            producer.join()
-            if "error" in produced:
-                raise DemoError(f"live traffic failed: {produced['error']}")
-            sent = produced["report"]
-            console.print(
-                f"sent {sent.transactions:,} transactions ({sent.fraud:,} fraud); {report.handled:,} alerts shown"
-            )
+            summary = summarise(settings, since, alerts, floor.latencies(since_ms))
         finally:
-            jobs.stop_all()
-        console.rule("4. summary")
-        jobs.run("drain the last records into silver (for the ground truth)", "stream_ingest", "--once")
-        summary = summarise(settings, since, alert_latencies(settings, int(since.timestamp() * 1000)))
+            floor.remove()
     print_summary(console, settings, summary)
     return summary
 
@@ -329,9 +410,16 @@ def print_summary(console: Console, settings: Settings, s: LiveSummary) -> None:
         ("precision (alerts that were fraud)", f"{s.precision:.1%}" if s.alerts else "n/a"),
         ("recall (frauds that alerted)", f"{s.recall:.1%}" if s.frauds else "n/a"),
         *[
-            (f"alert latency {q} (created → appended to {settings.kafka.topics.alerts.name})", f"{v:,.0f} ms")
+            (
+                f"alert latency {q} (created → appended to {settings.kafka.topics.alerts.name})",
+                f"{v:,.0f} ms (pass-through {s.floor_latency_ms[q]:,.0f} ms)",
+            )
             for q, v in s.latency_ms.items()
         ],
+        (
+            "alert p99 / pass-through p99 (the engine's floor, run beside the jobs; goal: at most 3x)",
+            f"{s.floor_ratio:.2f}x",
+        ),
         ("model version", str(s.model_version)),
     ]
     for name, value in rows:

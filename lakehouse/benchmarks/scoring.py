@@ -1,16 +1,18 @@
 """`fraudlake bench score`: the scorer against the engine's floor, in one run.
 
 The floor is a minimal Spark Structured Streaming query that copies each record from a Kafka
-topic to another (:func:`start_passthrough`), on the same records, with the same partitions,
-trigger and batch size. Measured for both:
+topic to another (:func:`lakehouse.platform.kafka.floor.start_passthrough`), on the same
+records, with the same partitions, trigger and batch size. The third pipeline is the same scorer
+in Quix Streams (:mod:`lakehouse.benchmarks.quix_app`), the stream processor a Python team would
+pick instead of Spark, on the same records. Measured for all three:
 
 - **sustainable throughput**: drain a preloaded topic (``availableNow``, a fresh checkpoint);
   records over the summed micro-batch durations (query start-up excluded), median of runs;
 - **end-to-end latency at fixed rates**: the producer sends at R transactions/s for D seconds;
   latency = the output record's broker append time (``LogAppendTime`` topics) minus the input
   record's creation time (its producer timestamp), per record, after a warm-up. The scorer runs
-  with every transaction alerting, so every transaction is one latency sample and both queries
-  write one output record per input: the scorer's worst case for output. The production scorer
+  with every transaction alerting, so every transaction is one latency sample and every pipeline
+  writes one output record per input to the measured topic: the scorer's worst case for output. The production scorer
   has no option for that: before the latency runs the benchmark sets the alert threshold of its
   own world's champion to 0 in its own registry (the scorer reads a version's threshold there
   when it loads it); the throughput runs score with the model's own threshold.
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.alerts import created_ms
+from lakehouse.platform.kafka.floor import copy_created_ms, start_passthrough
 from lakehouse.platform.measure import percentile
 from lakehouse.scoring.scorer import BatchTimings
 from lakehouse.settings import QuerySettings, Settings, TopicSettings
@@ -81,35 +84,10 @@ class QuixParity:
         return self.only_one == 0 and self.max_score_diff <= 1e-9 and self.alert_differences == 0
 
 
-def start_passthrough(
-    spark: SparkSession, settings: Settings, *, source: str, target: str, plan, starting_offsets: str = "earliest"
-) -> StreamingQuery:
-    """Kafka → Kafka, value and key as they are, the input's timestamp in a header."""
-    from pyspark.sql import functions as F
-
-    from lakehouse.platform.kafka.clients import spark_options
-    from lakehouse.platform.streaming import start_query
-
-    kafka = (
-        spark.readStream.format("kafka")
-        .options(**spark_options(settings.kafka))
-        .option("subscribe", source)
-        .option("startingOffsets", starting_offsets)
-        .option("maxOffsetsPerTrigger", plan.max_records)
-        .load()
-    )
-    header = F.struct(
-        F.lit("created_ms").alias("key"), F.unix_millis("timestamp").cast("string").cast("binary").alias("value")
-    )
-    out = kafka.select("key", "value", F.array(header).alias("headers"))
-    writer = out.writeStream.format("kafka").options(**spark_options(settings.kafka)).option("topic", target)
-    return start_query(writer, plan, lambda w: w.start())
-
-
 def _created_ms(pipeline: str, message) -> float:
     if pipeline != PASSTHROUGH:  # an alert
         return created_ms(message.value)
-    return float(dict(message.headers)["created_ms"].decode())
+    return copy_created_ms(message.headers)
 
 
 def _topic(name: str, partitions: int, *, append_time: bool = False) -> TopicSettings:

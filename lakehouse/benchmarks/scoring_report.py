@@ -101,7 +101,7 @@ def score_report(bench: ScoreBench, settings: Settings, *, duration_s: float, ma
                 f"{run.rate:,.0f}",
                 f"{run.pipeline}{behind(run)}",
                 f"{len(run.samples_ms):,}",
-                *(f"{run.percentile(q):,.0f}" for q in (50, 95, 99)),
+                *(f"{run.percentile(q):,.0f}" if run.samples_ms else "none after the warm-up" for q in (50, 95, 99)),
             )
             for run in bench.latency
         ],
@@ -114,7 +114,7 @@ def score_report(bench: ScoreBench, settings: Settings, *, duration_s: float, ma
             floor = pair[PASSTHROUGH].percentile(99)
             p99 = pair[PIPELINE].percentile(99) / floor
             quix = ""
-            if QUIX in pair:
+            if QUIX in pair and pair[QUIX].samples_ms:
                 quix = f"; Quix Streams p99 / pass-through p99 = {pair[QUIX].percentile(99) / floor:.2f}x"
             verdicts.append(
                 f"- at {rate:,.0f}/s: scorer p99 / pass-through p99 = **{p99:.2f}x** (goal: at most 2x:"

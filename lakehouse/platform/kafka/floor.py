@@ -1,0 +1,60 @@
+"""The engine's floor: a minimal Spark Structured Streaming query that copies each record of one
+Kafka topic to another, key and value as they are. Whatever Fraudlake does to a payment, it
+cannot deliver it sooner than this; ``fraudlake bench score`` and ``make demo`` measure the
+scorer's latency next to it, on the same records and with the same trigger and batch size.
+
+Each copy carries its input's creation time (the producer timestamp, in epoch milliseconds) in
+the :data:`CREATED_HEADER` header; on a ``LogAppendTime`` target topic, a copy's timestamp minus
+that header is its end-to-end latency, measured the way an alert's is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+    from lakehouse.platform.streaming import QueryPlan
+
+CREATED_HEADER = "created_ms"
+
+
+def start_passthrough(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    source: str,
+    target: str,
+    plan: QueryPlan,
+    starting_offsets: str = "earliest",
+) -> StreamingQuery:
+    """Kafka → Kafka, value and key as they are, the input's creation time in a header."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.platform.kafka.clients import spark_options
+    from lakehouse.platform.streaming import start_query
+
+    kafka = (
+        spark.readStream.format("kafka")
+        .options(**spark_options(settings.kafka))
+        .option("subscribe", source)
+        .option("startingOffsets", starting_offsets)
+        .option("maxOffsetsPerTrigger", plan.max_records)
+        .load()
+    )
+    header = F.struct(
+        F.lit(CREATED_HEADER).alias("key"),
+        F.unix_millis("timestamp").cast("string").cast("binary").alias("value"),
+    )
+    out = kafka.select("key", "value", F.array(header).alias("headers"))
+    writer = out.writeStream.format("kafka").options(**spark_options(settings.kafka)).option("topic", target)
+    return start_query(writer, plan, lambda w: w.start())
+
+
+def copy_created_ms(headers) -> float:
+    """The creation time a copy carries (``headers``: the consumer record's (key, bytes) pairs)."""
+    return float(dict(headers)[CREATED_HEADER].decode())
