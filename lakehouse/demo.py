@@ -36,6 +36,7 @@ from lakehouse.contract.alerts import created_ms
 from lakehouse.errors import FraudlakeError
 from lakehouse.operations.stream_status import checkpoint_offsets, end_offsets, kafka_lag, local_path
 from lakehouse.platform.jobs import run_job, start_job
+from lakehouse.platform.kafka.floor import appended_latencies, copy_created_ms, latency_topic
 from lakehouse.platform.measure import percentile
 from lakehouse.platform.waits import Deadline, wait_until
 from lakehouse.settings import Settings
@@ -134,17 +135,8 @@ class Floor:
 
     def start(self, jobs: Jobs) -> None:
         from lakehouse.platform.kafka.topics import ensure_topics
-        from lakehouse.settings import TopicSettings
 
-        transactions = self.settings.kafka.topics.transactions
-        topic = TopicSettings(
-            name=self.topic,
-            partitions=transactions.partitions,
-            replication_factor=transactions.replication_factor,
-            retention_ms=3_600_000,
-            configs={"message.timestamp.type": "LogAppendTime"},
-        )
-        ensure_topics(self.settings.kafka, [topic])
+        ensure_topics(self.settings.kafka, [latency_topic(self.topic, self.settings.kafka.topics.transactions)])
         self.created = True
         jobs.start("passthrough", "stream_passthrough", "--target", self.topic, "--checkpoint", str(self.checkpoint))
 
@@ -160,9 +152,7 @@ class Floor:
         )
 
     def latencies(self, since_ms: int) -> list[float]:
-        from lakehouse.platform.kafka.floor import copy_created_ms
-
-        return appended_latencies(self.settings, self.topic, since_ms, lambda r: copy_created_ms(r.headers))
+        return appended_latencies(self.settings.kafka, self.topic, since_ms, lambda r: copy_created_ms(r.headers))
 
     def remove(self) -> None:
         from lakehouse.platform.kafka.topics import delete_topics
@@ -204,34 +194,6 @@ def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Calla
                 f"{jobs.logs / 'demo-score.log'}"
             ),
         )
-
-
-def appended_latencies(
-    settings: Settings, topic: str, since_ms: int, created: Callable[[object], float]
-) -> list[float]:
-    """Broker append time minus ``created(record)``, of every record appended to ``topic`` since ``since_ms``."""
-    from kafka import TopicPartition
-
-    from lakehouse.platform.kafka.clients import consumer
-
-    reader = consumer(settings.kafka, group_id=None)
-    latencies: list[float] = []
-    try:
-        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
-        reader.assign(partitions)
-        ends = reader.end_offsets(partitions)
-        for tp, found in reader.offsets_for_times(dict.fromkeys(partitions, since_ms)).items():
-            reader.seek(tp, found.offset if found is not None else ends[tp])
-        remaining = {tp for tp in partitions if reader.position(tp) < ends[tp]}
-        while remaining:
-            for tp, records in reader.poll(timeout_ms=1000).items():
-                for record in records:
-                    latencies.append(record.timestamp - created(record))
-                if reader.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-    finally:
-        reader.close()
-    return latencies
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:

@@ -10,9 +10,10 @@ that header is its end-to-end latency, measured the way an alert's is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lakehouse.settings import Settings
+from lakehouse.settings import KafkaSettings, Settings, TopicSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -58,3 +59,43 @@ def start_passthrough(
 def copy_created_ms(headers) -> float:
     """The creation time a copy carries (``headers``: the consumer record's (key, bytes) pairs)."""
     return float(dict(headers)[CREATED_HEADER].decode())
+
+
+def latency_topic(name: str, like: TopicSettings) -> TopicSettings:
+    """A topic for measured outputs, partitioned like ``like``: the broker stamps each record when it
+    appends it (``LogAppendTime``), the end of the latency clock; kept an hour."""
+    return TopicSettings(
+        name=name,
+        partitions=like.partitions,
+        replication_factor=like.replication_factor,
+        retention_ms=3_600_000,
+        configs={"message.timestamp.type": "LogAppendTime"},
+    )
+
+
+def appended_latencies(
+    kafka: KafkaSettings, topic: str, since_ms: int, created: Callable[[object], float]
+) -> list[float]:
+    """Broker append time minus ``created(record)``, of every record appended to ``topic`` since ``since_ms``."""
+    from kafka import TopicPartition
+
+    from lakehouse.platform.kafka.clients import consumer
+
+    reader = consumer(kafka, group_id=None)
+    latencies: list[float] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        reader.assign(partitions)
+        ends = reader.end_offsets(partitions)
+        for tp, found in reader.offsets_for_times(dict.fromkeys(partitions, since_ms)).items():
+            reader.seek(tp, found.offset if found is not None else ends[tp])
+        remaining = {tp for tp in partitions if reader.position(tp) < ends[tp]}
+        while remaining:
+            for tp, records in reader.poll(timeout_ms=1000).items():
+                for record in records:
+                    latencies.append(record.timestamp - created(record))
+                if reader.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        reader.close()
+    return latencies
