@@ -2,10 +2,16 @@
 used by the streaming queries in :mod:`lakehouse.ingest.queries` and unit-tested on static DataFrames.
 
 Validation gives every record at most one machine-readable ``quarantine_reason``, the first that
-applies in this order: ``malformed_json``, ``missing_field:<name>``, ``bad_type:<name>``, then the
-value rules (``negative_amount``, ``absurd_amount``, ``unknown_currency``, ``invalid_ip``), then,
-for transactions, ``late_event`` and ``duplicate``. A null required field counts as missing.
-Unknown extra fields are ignored (schema drift), and the raw value stays in bronze.
+applies in this order: ``malformed_json``, ``missing_field:<name>``, ``bad_type:<name>``,
+``not_finite:<name>`` (NaN or an infinity in a number), ``out_of_range:<name>`` (a date or time
+outside ``data.time_range``, a latitude or longitude off the globe), then the value rules
+(``negative_amount``, ``absurd_amount``, ``unknown_currency``, ``invalid_ip``), then, for
+transactions, ``late_event`` and ``duplicate``. A null required field counts as missing. Unknown
+extra fields are ignored (schema drift), and the raw value stays in bronze.
+
+The ranges are what keeps a single hostile record from stopping a stream for good: a year-1 or
+year-9999 timestamp is valid for Spark but not for Python's datetime or pandas, which the silver
+batch, the scorer's step and the offline features build all use.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ if TYPE_CHECKING:
 CORRUPT = "_corrupt_record"
 IPV4 = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
 IPV6 = r"^[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}$"
+#: Numeric fields with a natural range (inclusive): outside it is ``out_of_range:<name>``.
+NUMERIC_RANGES: dict[str, tuple[float, float]] = {"latitude": (-90.0, 90.0), "longitude": (-180.0, 180.0)}
 
 
 def interval_seconds(seconds: float) -> Column:
@@ -56,6 +64,20 @@ def _typed(raw: Column, kind: str) -> Column:
     return raw.try_cast({"double": "double", "int": "int", "boolean": "boolean"}.get(kind, "string"))
 
 
+def _has_range(field: Field) -> bool:
+    return field.kind in ("timestamp", "date") or field.name in NUMERIC_RANGES
+
+
+def _out_of_range(value: Column, kind: str, contract: DataContractSettings, name: str) -> tuple[Column, str]:
+    from pyspark.sql import functions as F
+
+    if kind in ("timestamp", "date"):
+        start, end = (F.lit(d).cast(kind) for d in contract.time_range)
+        return (value < start) | (value >= end), f"out_of_range:{name}"
+    low, high = NUMERIC_RANGES[name]
+    return (value < low) | (value > high), f"out_of_range:{name}"
+
+
 def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataContractSettings) -> DataFrame:
     """Bronze rows → typed contract columns + ``quarantine_reason`` (null when valid).
 
@@ -88,6 +110,9 @@ def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataCo
     rules += [
         (raw[f.name].isNotNull() & typed[f.name].isNull(), f"bad_type:{f.name}") for f in fields if f.kind != "string"
     ]
+    numbers = [f.name for f in fields if f.kind == "double"]
+    rules += [(F.isnan(typed[n]) | (F.abs(typed[n]) == float("inf")), f"not_finite:{n}") for n in numbers]
+    rules += [_out_of_range(typed[f.name], f.kind, contract, f.name) for f in fields if _has_range(f)]
     if "amount" in typed:
         rules += [
             (typed["amount"] <= 0, "negative_amount"),

@@ -147,6 +147,20 @@ class DataContractSettings(_Section):
 
     currencies: list[str] = Field(min_length=1, description="Accepted ISO 4217 codes.")
     max_amount: float = Field(gt=0, description="Amounts above this are absurd and quarantined.")
+    time_range: tuple[date, date] = Field(
+        description=(
+            "[from, until): every date and time field must lie within, or the record is quarantined"
+            " (out_of_range:<field>). Within what every engine on the path holds (pandas: 1677-2262,"
+            " Python: years 1-9999), so no single record can stop a stream or a build."
+        )
+    )
+
+    @model_validator(mode="after")
+    def _time_range_ordered(self) -> DataContractSettings:
+        start, end = self.time_range
+        if not (date(1678, 1, 1) <= start < end <= date(2262, 1, 1)):
+            raise ValueError("time_range must be [from, until) with 1678-01-01 <= from < until <= 2262-01-01")
+        return self
 
 
 Range = tuple[float, float]

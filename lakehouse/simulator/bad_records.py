@@ -32,6 +32,9 @@ KINDS: dict[str, tuple[str, str]] = {
     "duplicate": ("transactions", "duplicate"),
     "late_event": ("transactions", "late_event"),
     "out_of_order": ("transactions", ACCEPTED),
+    "ancient_timestamp": ("transactions", "out_of_range:timestamp"),
+    "far_future_timestamp": ("transactions", "out_of_range:timestamp"),
+    "nan_amount": ("transactions", "not_finite:amount"),
     "user_missing_field": ("users", "missing_field:updated_at"),
     "merchant_malformed_json": ("merchants", "malformed_json"),
 }
@@ -142,6 +145,12 @@ class BadRecordInjector:
         if kind == "out_of_order":
             stamp = np.datetime64(record["timestamp"].rstrip("Z"), "ms").astype(np.int64) - self.out_of_order_ms
             return tx({"timestamp": str(iso_ms(np.array([stamp]))[0])})
+        if kind == "ancient_timestamp":  # valid for Spark, not for Python's datetime or pandas
+            return tx({"timestamp": "0001-01-01T00:00:00.000Z"})
+        if kind == "far_future_timestamp":
+            return tx({"timestamp": "9999-12-31T23:59:59.999Z"})
+        if kind == "nan_amount":  # a number as text, as many producers send it
+            return tx({"amount": "NaN"})
         if kind == "user_missing_field":
             user = json.loads(users[int(self.rng.integers(len(users)))])
             user.pop("updated_at")

@@ -60,12 +60,23 @@ CASES = [
     (with_changes(device_ip="300.12.7.1"), "invalid_ip"),
     (with_changes(device_ip="not-an-ip"), "invalid_ip"),
     (with_changes(merchant_id=..., amount=-1), "missing_field:merchant_id"),  # the first rule wins
+    # Hostile values that Spark holds but Python's datetime, pandas or the features do not.
+    (with_changes(timestamp="0001-01-01T00:00:00.000Z"), "out_of_range:timestamp"),
+    (with_changes(timestamp="9999-12-31T23:59:59.999Z"), "out_of_range:timestamp"),
+    (with_changes(timestamp="1600-02-29T00:00:00Z"), "out_of_range:timestamp"),
+    (with_changes(timestamp="2200-01-01T00:00:00Z"), "out_of_range:timestamp"),  # the range ends before it
+    (with_changes(timestamp="2199-12-31T23:59:59.999Z"), None),
+    (with_changes(amount=float("nan")), "bad_type:amount"),  # a bare NaN token: not JSON, not a number
+    (with_changes(amount=float("inf")), "bad_type:amount"),
+    (with_changes(amount="NaN"), "not_finite:amount"),  # a number as text, as many producers send
+    (with_changes(amount="-Infinity"), "not_finite:amount"),
 ]
 
 
 def test_parse_records_gives_each_record_one_reason(spark, settings) -> None:
     parsed = parse_records(bronze(spark, [v for v, _ in CASES]), TRANSACTION_FIELDS, settings.data)
-    reasons = [r.quarantine_reason for r in parsed.orderBy("offset").collect()]
+    # Only the reasons come back to Python: a year-1 event time is not a Python datetime.
+    reasons = [r.quarantine_reason for r in parsed.orderBy("offset").select("quarantine_reason").collect()]
     assert reasons == [expected for _, expected in CASES]
 
 
@@ -76,7 +87,7 @@ def test_parse_records_types_the_contract_fields(spark, settings) -> None:
     assert (row.amount, row.currency, row.is_fraud, row.fraud_scenario) == (12.5, "EUR", False, None)
 
 
-def test_parse_records_users_need_updated_at(spark, settings) -> None:
+def test_parse_records_users_need_updated_at_and_values_in_range(spark, settings) -> None:
     user = {
         "user_id": "U1",
         "age": 40,
@@ -91,12 +102,27 @@ def test_parse_records_users_need_updated_at(spark, settings) -> None:
         json.dumps(user),
         json.dumps({k: v for k, v in user.items() if k != "updated_at"}),
         json.dumps({**user, "age": "old"}),
+        json.dumps({**user, "latitude": 91.0}),
+        json.dumps({**user, "longitude": "NaN"}),
+        json.dumps({**user, "signup_date": "0001-01-01"}),
+        json.dumps({**user, "updated_at": "9999-12-31T00:00:00Z"}),
     ]
     reasons = [
         r.quarantine_reason
-        for r in parse_records(bronze(spark, values), USER_FIELDS, settings.data).orderBy("offset").collect()
+        for r in parse_records(bronze(spark, values), USER_FIELDS, settings.data)
+        .orderBy("offset")
+        .select("quarantine_reason")
+        .collect()
     ]
-    assert reasons == [None, "missing_field:updated_at", "bad_type:age"]
+    assert reasons == [
+        None,
+        "missing_field:updated_at",
+        "bad_type:age",
+        "out_of_range:latitude",
+        "not_finite:longitude",
+        "out_of_range:signup_date",
+        "out_of_range:updated_at",
+    ]
 
 
 def transactions(spark, rows):

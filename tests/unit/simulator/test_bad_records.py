@@ -78,6 +78,10 @@ def test_bad_records_carry_the_promised_defect(clean) -> None:
             assert np.datetime64(record["timestamp"].rstrip("Z"), "ms").astype(np.int64) == clean[2].max() - 3_600_000
         elif bad.kind == "out_of_order":
             assert bad.expected == ACCEPTED
+        elif bad.kind in ("ancient_timestamp", "far_future_timestamp"):
+            assert record["timestamp"][:4] in ("0001", "9999")
+        elif bad.kind == "nan_amount":
+            assert np.isnan(float(record["amount"]))
         elif bad.kind == "user_missing_field":
             assert "updated_at" not in record and bad.stream == "users"
         if bad.kind not in ("duplicate", "user_missing_field"):
