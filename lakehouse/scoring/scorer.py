@@ -158,15 +158,28 @@ class LandBatch:
         if self.run_id is None:
             self.run_id = query_run_id(spark, self.checkpoint)
         rows = scored_rows(records).withColumn("run_id", F.lit(self.run_id)).withColumn("batch_id", F.lit(batch_id))
-        rows = rows.select(*[F.col(name).cast(sql) for name, sql in SCORED_COLUMNS])
-        (
-            DeltaTable.forPath(spark, self.location)
-            .alias("t")
-            .merge(rows.alias("s"), "t.event_date = s.event_date AND t.transaction_id = s.transaction_id")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        rows = rows.select(*[F.col(name).cast(sql) for name, sql in SCORED_COLUMNS]).persist()
+        try:
+            # The batch's days as literals: Delta prunes the target to their partitions (it does not
+            # from the join condition alone), so a MERGE reads today's rows, not the whole table.
+            days = sorted(r.event_date.isoformat() for r in rows.select("event_date").distinct().collect())
+            if days:
+                (
+                    DeltaTable.forPath(spark, self.location)
+                    .alias("t")
+                    .merge(rows.alias("s"), landing_condition(days))
+                    .whenNotMatchedInsertAll()
+                    .execute()
+                )
+        finally:
+            rows.unpersist()
         faults.reached(AFTER_TABLE)
+
+
+def landing_condition(days: list[str]) -> str:
+    """The landing MERGE's match: the same transaction on one of the batch's ``days`` (ISO dates)."""
+    listed = ", ".join(f"DATE'{day}'" for day in days)
+    return f"t.event_date IN ({listed}) AND t.event_date = s.event_date AND t.transaction_id = s.transaction_id"
 
 
 def query_run_id(spark: SparkSession, checkpoint: str) -> str:
