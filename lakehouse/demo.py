@@ -5,7 +5,8 @@
 2. The streaming jobs start as their own processes: ingest (Kafka → bronze → silver), the
    scorer (Kafka → features → model → gold.scored_transactions + fraud_alerts), and the engine's
    floor (:mod:`jobs.stream_passthrough`: a Spark Kafka → Kafka copy of the same payments with the
-   scorer's trigger). The scorer first catches up with the topic.
+   scorer's trigger). A few seconds of unmeasured traffic take both past their cold first
+   micro-batches, and the scorer catches up with the topic.
 3. Live traffic with fraud for ``--duration`` seconds, while the alerts show in a live table
    (the ``fraudlake alerts tail`` consumer).
 4. The scorer drains, the jobs stop, and a summary is printed: transactions, alerts, precision
@@ -29,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -39,7 +41,10 @@ from lakehouse.platform.jobs import run_job, start_job
 from lakehouse.platform.kafka.floor import appended_latencies, copy_created_ms, latency_topic
 from lakehouse.platform.measure import percentile
 from lakehouse.platform.waits import Deadline, wait_until
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, SimulatorSettings
+
+if TYPE_CHECKING:
+    from lakehouse.simulator.producer import ProduceLimits, ProduceReport
 
 POLL_S = 1.0
 
@@ -94,10 +99,10 @@ class Jobs:
         self.console.print(f"  done in {time.monotonic() - began:,.0f} s")
 
     def start(self, name: str, module: str, *args: str) -> subprocess.Popen:
-        log = (self.logs / f"demo-{name}.log").open("w")
-        process = start_job(self.settings, module, *args, stdout=log, stderr=subprocess.STDOUT)
+        log = self.logs / f"demo-{name}.log"
+        process = start_job(self.settings, module, *args, stdout=log.open("w"), stderr=subprocess.STDOUT)
         self.running[name] = process
-        self.console.print(f"started {name} (pid {process.pid}, log {log.name} in {self.logs})")
+        self.console.print(f"started {name} (pid {process.pid}, log {log})")
         return process
 
     def check(self) -> None:
@@ -249,14 +254,32 @@ def interrupt_as_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def send_days(
+    settings: Settings, sim: SimulatorSettings, limits: ProduceLimits, first_day: int, seed: int
+) -> ProduceReport:
+    """Simulated payments from ``first_day`` on (the world's days end yesterday); where the next
+    traffic starts is remembered."""
+    from lakehouse.platform.kafka.senders import make_sender
+    from lakehouse.simulator.producer import produce, remember_day, resume_day
+    from lakehouse.simulator.simulation import Simulation, default_start
+
+    sender = make_sender(settings.kafka, settings.producer)
+    try:
+        simulation = Simulation(sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=seed)
+        report = produce(settings, simulation, sender, limits, first_day=first_day)
+    finally:
+        sender.close()
+    remember_day(settings, max(report.next_day, resume_day(settings, sim.days)))
+    return report
+
+
 def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: float, fraud_rate: float) -> LiveSummary:
     from lakehouse.alerts.tail import TableOutput, tail
     from lakehouse.ml import registry
-    from lakehouse.platform.kafka.senders import make_sender
-    from lakehouse.simulator.producer import ProduceLimits, produce, remember_day, resume_day
-    from lakehouse.simulator.simulation import Simulation, default_start
+    from lakehouse.simulator.producer import ProduceLimits, resume_day
 
     sim = settings.simulator
+    live_sim = sim.model_copy(update={"fraud_rate": fraud_rate})
     jobs = Jobs(settings, console)
     floor = Floor(settings)
     with interrupt_as_sigterm():
@@ -264,15 +287,7 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
             try:
                 if registry.champion_version(settings, required=False) is None:
                     console.rule("1. history and the first model")
-                    simulation = Simulation(sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=1)
-                    sender = make_sender(settings.kafka, settings.producer)
-                    try:
-                        history = produce(
-                            settings, simulation, sender, ProduceLimits(count=sim.transactions), first_day=0
-                        )
-                    finally:
-                        sender.close()
-                    remember_day(settings, max(history.next_day, resume_day(settings, sim.days)))
+                    history = send_days(settings, sim, ProduceLimits(count=sim.transactions), 0, seed=1)
                     console.print(
                         f"produced {history.transactions:,} transactions ({history.fraud:,} fraud) over {sim.days} "
                         "simulated days"
@@ -284,19 +299,17 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
                 jobs.start("ingest", "stream_ingest")
                 jobs.start("score", "stream_score")
                 floor.start(jobs)
-                with console.status("the scorer catches up with the topic …") as status:
-                    wait_scored(
-                        settings,
-                        jobs,
-                        1800,
-                        lambda lag: status.update(f"the scorer catches up with the topic: {lag:,} to go"),
-                    )
-
                 floor.wait_ready(jobs)
+                # A few seconds of traffic that nobody measures: the jobs' first micro-batches (a
+                # cold JVM) come before the live part, for the scorer and the floor alike, as in a
+                # deployment where the scorer runs before the payments do.
+                warm_up = ProduceLimits(count=max(20, int(rate * 5)), rate=rate)
+                send_days(settings, live_sim, warm_up, resume_day(settings, sim.days), seed=uuid.uuid4().int % 2**31)
+                with console.status("the scorer starts and catches up with the topic …") as status:
+                    wait_scored(settings, jobs, 1800, lambda lag: status.update(f"the scorer catches up: {lag:,} left"))
                 console.rule(
                     f"3. live traffic: {rate:g} transactions/s for {duration_s:g} s, fraud rate {fraud_rate:g}"
                 )
-                live_sim = sim.model_copy(update={"fraud_rate": fraud_rate})
                 since = datetime.now(UTC)
                 stop = threading.Event()
                 assigned = threading.Event()
@@ -304,27 +317,14 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
 
                 def traffic() -> None:
                     assigned.wait(60)
-                    sender = make_sender(settings.kafka, settings.producer)
                     try:
-                        simulation = Simulation(
-                            live_sim,
-                            default_start(sim, datetime.now(UTC).date()),
-                            traffic_seed=uuid.uuid4().int % 2**31,
-                        )
+                        limits = ProduceLimits(duration_s=duration_s, rate=rate)
                         first_day = resume_day(settings, sim.days)
-                        produced["report"] = produce(
-                            settings,
-                            simulation,
-                            sender,
-                            ProduceLimits(duration_s=duration_s, rate=rate),
-                            first_day=first_day,
-                        )
-                        remember_day(settings, produced["report"].next_day)
+                        produced["report"] = send_days(settings, live_sim, limits, first_day, uuid.uuid4().int % 2**31)
                         wait_scored(settings, jobs, 600, lambda _lag: None)
                     except BaseException as exc:
                         produced["error"] = exc
                     finally:
-                        sender.close()
                         stop.set()
 
                 producer = threading.Thread(target=traffic, name="demo-traffic", daemon=True)
@@ -352,7 +352,7 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
             jobs.run("drain the last records into silver (for the ground truth)", "stream_ingest", "--once")
             since_ms = int(since.timestamp() * 1000)
             alerts = appended_latencies(
-                settings, settings.kafka.topics.alerts.name, since_ms, lambda r: created_ms(r.value)
+                settings.kafka, settings.kafka.topics.alerts.name, since_ms, lambda r: created_ms(r.value)
             )
             summary = summarise(settings, since, alerts, floor.latencies(since_ms))
         finally:
