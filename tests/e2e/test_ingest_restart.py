@@ -21,14 +21,7 @@ from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.platform.waits import wait_until
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.helpers import PROJECT_DIR, still_running
-
-
-def delta_count(spark, path) -> int:
-    try:
-        return spark.read.format("delta").load(str(path)).count()
-    except Exception:
-        return 0
+from tests.helpers import PROJECT_DIR, DeltaCount, still_running
 
 
 @pytest.mark.slow
@@ -76,19 +69,20 @@ def test_ingest_killed_mid_stream_restarts_without_loss_or_duplicates(kafka_brok
     with log.open("w") as out:
         job = subprocess.Popen(command, env=env, cwd=PROJECT_DIR, start_new_session=True, stdout=out, stderr=out)
     alive = still_running(job, "the ingest job", log)
+    silver_count, bronze_count = DeltaCount(spark, silver), DeltaCount(spark, bronze)
     try:
-        wait_until(lambda: delta_count(spark, silver) > 0, timeout_s=240, what="first silver rows", check=alive)
+        wait_until(lambda: silver_count() > 0, timeout_s=240, what="first silver rows", check=alive)
         second = produce(settings, simulation, sender, ProduceLimits(count=1000), first_day=first.next_day)
         sender.close()
         wait_until(
-            lambda: delta_count(spark, bronze) > first.transactions + len(drifted),
+            lambda: bronze_count() > first.transactions + len(drifted),
             timeout_s=120,
             what="bronze rows of the second run",
             check=alive,
         )
         os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, mid-stream
         job.wait(timeout=60)
-        partial = delta_count(spark, silver)
+        partial = DeltaCount(spark, silver)()
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)
@@ -103,7 +97,7 @@ def test_ingest_killed_mid_stream_restarts_without_loss_or_duplicates(kafka_brok
     assert bronze_rows.count() == bronze_rows.select("topic", "partition", "offset").distinct().count() == expected
     assert silver_rows.count() == silver_rows.select("transaction_id").distinct().count() == expected
     assert silver_rows.where("transaction_id LIKE 'D%'").count() == len(drifted)
-    assert delta_count(spark, data / "warehouse" / "silver.db" / "quarantine") == 0
+    assert DeltaCount(spark, data / "warehouse" / "silver.db" / "quarantine")() == 0
     users = spark.read.format("delta").load(str(data / "warehouse" / "silver.db" / "user_versions"))
     assert users.count() == first.users + second.users
     delete_topics(settings.kafka, [t.name for t in topics.all()])

@@ -26,6 +26,7 @@ from lakehouse.ingest.queries import run_ingest
 from lakehouse.ml import registry
 from lakehouse.ml.training import train
 from lakehouse.platform import isolation
+from lakehouse.platform.delta import table_location
 from lakehouse.platform.kafka.clients import consumer
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
@@ -33,7 +34,7 @@ from lakehouse.platform.waits import wait_until
 from lakehouse.scoring.scorer import start_scorer
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.helpers import PROJECT_DIR, ingest_world
+from tests.helpers import PROJECT_DIR, DeltaCount, ingest_world
 
 pytestmark = pytest.mark.integration
 START = date(2026, 9, 1)
@@ -197,8 +198,11 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
     query_ids = [query.id for query in queries]
     challenger = None
 
+    scored_path = table_location(spark, table_names(settings).scored)
+
     def scored_all(report) -> Callable[[], bool]:
-        return lambda: rows_of_day(spark, settings, report).count() >= report.transactions
+        rows = DeltaCount(spark, scored_path, where=f"event_date = '{report.first_event[:10]}'")
+        return lambda: rows() >= report.transactions
 
     try:
         before = send_day(settings, 0.25, HISTORY_DAYS + 2, 150, seed=21)
