@@ -13,9 +13,17 @@ class TailError(FraudlakeError):
 
 
 class DeliveryError(TailError):
-    """An output could not take an alert; its offset was not committed, so a restart redelivers it."""
+    """An output could not take an alert; its offset was not committed, so a restart redelivers it.
+
+    ``permanent``: the output refused this alert itself (a webhook's 4xx), so trying again cannot help;
+    the tail sets such an alert aside in its dead-letter file instead of stopping on it.
+    """
 
     exit_code = 5
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 def error_reason(exc: BaseException) -> str:

@@ -5,6 +5,7 @@ what is wrong with it. Pure: no I/O.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from lakehouse.contract.alerts import ALERT_FIELDS
@@ -30,7 +31,27 @@ def parse_alert(value: bytes | None) -> dict[str, Any]:
         raise ValueError(f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     if not isinstance(alert["alert_id"], str) or not alert["alert_id"]:
         raise ValueError(f"alert_id must be a non-empty string, got {json.dumps(alert['alert_id'])}")
-    return alert
+    return _without_lone_surrogates(alert)
+
+
+#: A UTF-16 surrogate code point on its own: JSON can spell one (``"\\ud800"``), UTF-8 cannot encode it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (keys too) replaced by U+FFFD.
+
+    An alert carries fields that came from outside (merchant ids). A lone surrogate in one would
+    make every output fail to encode the alert, on every redelivery, and so stop its partition for
+    good; the replacement character keeps the alert deliverable and shows where the bad code was.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(key): _without_lone_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    return value
 
 
 def _preview(value: bytes, limit: int = 60) -> str:

@@ -16,13 +16,24 @@ Why it is built this way:
   missed is delivered again.
 * A malformed record can never become valid, so it is logged (partition and offset), counted and
   committed like the others instead of stopping the tail or blocking its partition.
+* A committed offset the topic can no longer serve (retention deleted the records behind it, the
+  topic was recreated, or the group's offsets expired while a state file shows the tail ran
+  before) never sends the tail to the end of the topic, which would skip every retained alert
+  without a word. By default the tail reads on from the earliest retained alert, drops what it
+  delivered before through the dedup state, and reports the gap (:class:`OffsetReset`); with
+  ``out_of_range="fail"`` it stops with an error and commits nothing.
+* One alert can never stop the group for good. An alert that an output refuses for itself (a
+  webhook's 4xx: retrying cannot help) goes to the dead-letter file with the reason, its partition
+  and offset, and the tail goes on; an output that is down (5xx, timeouts, a full disk) still stops
+  the tail, uncommitted, so that nothing is set aside for an outage. A lone UTF-16 surrogate in an
+  alert's text, which no output could encode, is replaced when the alert is parsed.
 
 The consumer loop lives here (:func:`tail`: poll, handle, commit; it does Kafka I/O); its parts are
 in :mod:`~lakehouse.alerts.parsing` (pure), :mod:`~lakehouse.alerts.dedup`,
 :mod:`~lakehouse.alerts.outputs` and :mod:`~lakehouse.alerts.webhook`. Their public names are
 re-exported here, where the CLI imports them. The loop and its commit discipline (what is handled,
-flushed, remembered and committed, in that order) stay in one module, about 400 lines, so that the
-guarantee above can be read in one place.
+flushed, remembered and committed, in that order) stay in one module (about 550 lines, past the
+usual 400 lines) so that the guarantee above can be read in one place.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from kafka import ConsumerRebalanceListener
@@ -55,12 +67,14 @@ __all__ = [
     "MALFORMED_LISTED",
     "MAX_BACKOFF_S",
     "MAX_POLL_RECORDS",
+    "OUT_OF_RANGE_POLICIES",
     "POLL_TIMEOUT_S",
     "AlertOutput",
     "Deduplicator",
     "DeliveryError",
     "FileOutput",
     "JsonLinesOutput",
+    "OffsetReset",
     "TableOutput",
     "TailError",
     "TailReport",
@@ -82,6 +96,47 @@ POLL_TIMEOUT_S = 0.5
 JOIN_GRACE_S = 30.0
 #: Malformed records listed in the report (all are counted and logged).
 MALFORMED_LISTED = 100
+#: What a tail does with a committed offset the topic cannot serve: read on from the earliest
+#: retained alert (and say what was skipped), or stop with an error.
+OUT_OF_RANGE_POLICIES = ("earliest", "fail")
+
+
+@dataclass(frozen=True)
+class OffsetReset:
+    """A partition whose committed offset the topic could not serve, and where the tail read on.
+
+    ``committed`` is None when the group had no offset although the state file shows that the tail
+    ran before (the group's offsets expired); ``earliest`` and ``end`` are the partition's bounds.
+    """
+
+    partition: int
+    committed: int | None
+    earliest: int
+    end: int
+
+    @property
+    def skipped(self) -> int:
+        """Offsets deleted before the group read them (0 when the cause was not retention)."""
+        return max(0, self.earliest - self.committed) if self.committed is not None else 0
+
+    def describe(self) -> str:
+        where = f"partition {self.partition}"
+        if self.committed is None:
+            return (
+                f"{where}: the group has no committed offset, but the state file shows the tail ran before "
+                f"(the group's offsets expired)"
+            )
+        if self.committed < self.earliest:
+            return (
+                f"{where}: committed offset {self.committed} is below the earliest retained offset {self.earliest}; "
+                f"offsets {self.committed} to {self.earliest - 1} were deleted (retention) before this group read them"
+            )
+        if self.committed > self.end:
+            return (
+                f"{where}: committed offset {self.committed} is past the partition's end ({self.end}); "
+                f"the topic was recreated or truncated"
+            )
+        return f"{where}: committed offset {self.committed} was out of range"
 
 
 @dataclass
@@ -94,11 +149,15 @@ class TailReport:
     handled: int = 0
     duplicates: int = 0
     malformed: int = 0
+    #: Alerts an output refused for themselves, written to the dead-letter file.
+    dead_lettered: int = 0
     committed: dict[int, int] = field(default_factory=dict)
     #: (partition, offset, what is wrong) of the first malformed records.
     malformed_records: list[tuple[int, int, str]] = field(default_factory=list)
     #: max_alerts, idle, stop, interrupted, or failed.
     stopped_by: str = ""
+    #: Partitions whose committed offset was out of range, read on from their earliest retained offset.
+    offset_resets: list[OffsetReset] = field(default_factory=list)
 
 
 class _FromBeginning(ConsumerRebalanceListener):
@@ -134,6 +193,8 @@ def tail(
     dedup: Deduplicator | None = None,
     stop: threading.Event | None = None,
     on_assigned: Callable[[dict[int, int]], None] | None = None,
+    out_of_range: str = "earliest",
+    dead_letter: FileOutput | None = None,
 ) -> TailReport:
     """Consume ``settings.kafka.topics.alerts`` as ``group_id``: parse, drop duplicates, hand every new
     alert to each output, commit per batch what was handled.
@@ -143,7 +204,13 @@ def tail(
     every partition of the first assignment to its start and so re-reads **everything** the topic
     still holds (duplicates of alerts seen in this run are dropped, not those of earlier runs
     without a state file). Either way the starting offsets are committed as soon as partitions are
-    assigned, so the group is anchored there even if the very first delivery fails.
+    assigned, so the group is anchored there even if the very first delivery fails. A committed
+    offset the topic cannot serve (see the module's notes) follows ``out_of_range``: ``earliest``
+    reads on from the earliest retained alert and lists the partition in ``offset_resets``,
+    ``fail`` raises :class:`TailError` and commits nothing. An alert that an output refuses for
+    itself (a permanent :class:`DeliveryError`) is appended to ``dead_letter`` with the output, the
+    reason, its partition and offset, and counts as handled; without ``dead_letter`` it stops the
+    tail like any other failed delivery.
 
     Stops after ``max_alerts`` new alerts were handled (records behind the last one stay
     uncommitted), after ``idle_timeout_s`` without records (counted once partitions are assigned;
@@ -160,14 +227,13 @@ def tail(
         raise ConfigError("the consumer group must not be empty")
     if max_alerts is not None and max_alerts < 1:
         raise ConfigError(f"max_alerts must be at least 1, got {max_alerts}")
+    if out_of_range not in OUT_OF_RANGE_POLICIES:
+        raise ConfigError(f"out_of_range {out_of_range!r}: use one of {', '.join(OUT_OF_RANGE_POLICIES)}")
     topic = settings.kafka.topics.alerts.name
     kafka = settings.kafka
-    client = consumer(
-        kafka,
-        group_id=group_id,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        max_poll_records=MAX_POLL_RECORDS,
-    )
+    # No automatic reset: the client would move a missing or out-of-range offset to the end (or the
+    # start) without telling. The run loop decides each case (a new group, or out_of_range).
+    client = consumer(kafka, group_id=group_id, auto_offset_reset="none", max_poll_records=MAX_POLL_RECORDS)
     try:
         with broker_errors(kafka):
             if not client.partitions_for_topic(topic):
@@ -181,7 +247,15 @@ def tail(
             else:
                 client.subscribe([topic])
         run = _TailRun(
-            settings, client, group_id, outputs, dedup if dedup is not None else Deduplicator(), stop, on_assigned
+            settings,
+            client,
+            group_id,
+            outputs,
+            dedup if dedup is not None else Deduplicator(),
+            stop,
+            on_assigned,
+            out_of_range,
+            dead_letter,
         )
         return run.run(max_alerts=max_alerts, idle_timeout_s=idle_timeout_s)
     finally:
@@ -203,6 +277,8 @@ class _TailRun:
         dedup: Deduplicator,
         stop: threading.Event | None,
         on_assigned: Callable[[dict[int, int]], None] | None,
+        out_of_range: str,
+        dead_letter: FileOutput | None,
     ) -> None:
         self.kafka = settings.kafka
         self.topic = settings.kafka.topics.alerts.name
@@ -211,13 +287,16 @@ class _TailRun:
         self.dedup = dedup
         self.stop = stop
         self.on_assigned = on_assigned
+        self.out_of_range = out_of_range
+        self.dead_letter = dead_letter
+        #: A state file with ids proves earlier runs: a group without offsets then lost them.
+        self.ran_before = dedup.path is not None and len(dedup) > 0
         self.report = TailReport(topic=self.topic, group_id=group_id)
         #: TopicPartition → next offset, handled but not committed yet.
         self.pending: dict[TopicPartition, int] = {}
         self.assigned: set[TopicPartition] = set()
 
     def run(self, *, max_alerts: int | None, idle_timeout_s: float | None) -> TailReport:
-        from lakehouse.platform.kafka.clients import broker_errors
 
         report = self.report
         last_activity = last_probe = time.monotonic()
@@ -227,8 +306,7 @@ class _TailRun:
                 if self.stop is not None and self.stop.is_set():
                     report.stopped_by = "stop"
                     break
-                with broker_errors(self.kafka):
-                    batch = self.client.poll(timeout_ms=int(POLL_TIMEOUT_S * 1000))
+                batch = self._poll()
                 now = time.monotonic()
                 if self._note_assignment(batch):
                     joined = True
@@ -287,6 +365,52 @@ class _TailRun:
         )
         return report
 
+    def _poll(self) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """One poll; a partition without a usable offset is placed (see :meth:`_place`) and read next time."""
+        from kafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
+
+        from lakehouse.platform.kafka.clients import broker_errors
+
+        try:
+            with broker_errors(self.kafka):
+                return self.client.poll(timeout_ms=int(POLL_TIMEOUT_S * 1000))
+        except NoOffsetForPartitionError as exc:
+            self._place(dict.fromkeys(exc.args[0]), missing=True)
+        except OffsetOutOfRangeError as exc:
+            self._place(dict(exc.args[0]), missing=False)
+        return {}
+
+    def _place(self, offsets: dict[TopicPartition, int | None], *, missing: bool) -> None:
+        """Position partitions whose offset is missing (``missing``) or out of range (partition → offset).
+
+        A new group starts at the end of the topic. Otherwise (an out-of-range offset, or a missing
+        one while the state file shows earlier runs) ``out_of_range`` decides: ``fail`` raises,
+        ``earliest`` seeks to the earliest retained offset, commits it, and reports the partition.
+        """
+        from lakehouse.platform.kafka.clients import broker_errors
+
+        if missing and not self.ran_before:
+            with broker_errors(self.kafka):
+                self.client.seek_to_end(*offsets)
+            return
+        timeout = self.kafka.request_timeout_ms
+        with broker_errors(self.kafka):
+            earliest = self.client.beginning_offsets(list(offsets), timeout_ms=timeout)
+            end = self.client.end_offsets(list(offsets), timeout_ms=timeout)
+        resets = {tp: OffsetReset(tp.partition, offsets[tp], earliest[tp], end[tp]) for tp in sorted(offsets)}
+        if self.out_of_range == "fail":
+            raise TailError(
+                "; ".join(reset.describe() for reset in resets.values())
+                + f". The tail of group {self.report.group_id} stops (out-of-range policy: fail) and commits nothing;"
+                " run it with --out-of-range earliest to read on from the earliest retained alert"
+            )
+        for tp, reset in resets.items():
+            log.warning("%s: reading on from offset %d, the earliest retained", reset.describe(), reset.earliest)
+            self.client.seek(tp, reset.earliest)
+            self.pending[tp] = reset.earliest
+            self.report.offset_resets.append(reset)
+        self._commit()
+
     def _process(self, record: ConsumerRecord) -> None:
         report = self.report
         report.received += 1
@@ -310,12 +434,43 @@ class _TailRun:
             log.debug("dropped duplicate alert %s at partition %d offset %d", alert_id, record.partition, record.offset)
             return
         for output in self.outputs:
-            output.handle(alert)
+            try:
+                output.handle(alert)
+            except DeliveryError as exc:
+                if not exc.permanent or self.dead_letter is None:
+                    raise
+                self._set_aside(record, alert, output, exc)
         # Remembered only once every output has it: a failed delivery must not look like a duplicate later.
         self.dedup.add(alert_id)
         report.handled += 1
 
+    def _set_aside(self, record: ConsumerRecord, alert: dict[str, Any], output: AlertOutput, exc: Exception) -> None:
+        """Append an alert that ``output`` refused for itself to the dead-letter file, with why and where from."""
+        assert self.dead_letter is not None
+        name = getattr(output, "display_url", None) or type(output).__name__
+        self.dead_letter.handle(
+            {
+                "alert": alert,
+                "output": name,
+                "reason": str(exc),
+                "partition": record.partition,
+                "offset": record.offset,
+                "dead_lettered_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            }
+        )
+        self.report.dead_lettered += 1
+        log.error(
+            "%s refused alert %s (partition %d offset %d) for good: set aside in %s",
+            name,
+            alert["alert_id"],
+            record.partition,
+            record.offset,
+            self.dead_letter.path,
+        )
+
     def _flush_outputs(self) -> None:
+        if self.dead_letter is not None:
+            self.dead_letter.flush()
         for output in self.outputs:
             flush = getattr(output, "flush", None)
             if flush is not None:

@@ -263,7 +263,8 @@ class WebhookOutput:
                 kind = "redirected" if 300 <= status < 400 else "rejected"
                 raise DeliveryError(
                     f"webhook {self.display_url} {kind} alert {alert_id}: {last} "
-                    "(not retried: the request itself is refused)"
+                    "(not retried: the request itself is refused)",
+                    permanent=True,
                 )
             retry_after = response.headers.get("Retry-After", "")
             raise _Transient(last, float(retry_after) if retry_after.isdigit() else None)

@@ -72,6 +72,23 @@ def alerts_tail(
             "--state-file", help="Remember delivered alert ids in this file, to drop duplicates across restarts too."
         ),
     ] = None,
+    out_of_range: Annotated[
+        str,
+        typer.Option(
+            "--out-of-range",
+            help="When the group's offset points at alerts the topic no longer holds (retention, a recreated "
+            "topic, expired group offsets): earliest (read on from the earliest retained alert, report the gap) "
+            "or fail (stop, commit nothing).",
+        ),
+    ] = "earliest",
+    dead_letter: Annotated[
+        Path | None,
+        typer.Option(
+            "--dead-letter",
+            help="Where alerts that an output refuses for good (a webhook's 4xx) are set aside, with the reason, "
+            "so that one alert cannot stop the group. Default: <data_dir>/alerts/dead_letters.jsonl.",
+        ),
+    ] = None,
 ) -> None:
     """Follow the fraud alerts topic: drop duplicate alerts (same alert_id), show or deliver each new
     one, and commit the group's offsets only once every output took the alerts, so a restart
@@ -86,6 +103,7 @@ def alerts_tail(
     from rich.console import Console
 
     from lakehouse.alerts.tail import (
+        OUT_OF_RANGE_POLICIES,
         Deduplicator,
         FileOutput,
         JsonLinesOutput,
@@ -99,10 +117,13 @@ def alerts_tail(
     output_format = output_format or ("table" if sys.stdout.isatty() else "json")
     if output_format not in ("table", "json"):
         raise ConfigError(f"--format {output_format!r}: use table or json")
+    if out_of_range not in OUT_OF_RANGE_POLICIES:
+        raise ConfigError(f"--out-of-range {out_of_range!r}: use {' or '.join(OUT_OF_RANGE_POLICIES)}")
     # In json mode stdout carries alerts only; everything said to the person goes to stderr.
     info = console if output_format == "table" else Console(stderr=True, soft_wrap=True)
     dedup = Deduplicator.load(state_file) if state_file else Deduplicator()
     webhook_output = WebhookOutput(webhook, retries=retries) if webhook else None
+    dead_letter_file = FileOutput(dead_letter or settings.paths.data_dir / "alerts" / "dead_letters.jsonl")
     outputs: list = []
     stop = threading.Event()
     try:
@@ -142,13 +163,15 @@ def alerts_tail(
                 idle_timeout_s=idle_timeout,
                 dedup=dedup,
                 stop=stop,
+                out_of_range=out_of_range,
+                dead_letter=dead_letter_file,
             )
         finally:
             signal.signal(signal.SIGTERM, previous_sigterm)
             for handler, stream in log_streams:
                 handler.setStream(stream)
     finally:
-        close_outputs(outputs)
+        close_outputs([*outputs, dead_letter_file])
     committed = ", ".join(f"{p}:{o}" for p, o in sorted(report.committed.items())) or "nothing new"
     info.print(
         f"{report.handled:,} new alerts, {report.duplicates:,} duplicates dropped, "
@@ -156,5 +179,16 @@ def alerts_tail(
         f"stopped: {STOP_REASONS.get(report.stopped_by, report.stopped_by)}",
         highlight=False,
     )
+    if report.dead_lettered:
+        info.print(
+            f"  [yellow]warning[/yellow]: {report.dead_lettered:,} alerts refused for good, set aside in "
+            f"{dead_letter_file.path}",
+            highlight=False,
+        )
+    for reset in report.offset_resets:
+        info.print(
+            f"  [yellow]warning[/yellow]: {reset.describe()}; read on from offset {reset.earliest}",
+            highlight=False,
+        )
     for partition, offset, problem in report.malformed_records[:5]:
         info.print(f"  malformed at partition {partition} offset {offset}: {problem}", highlight=False, markup=False)

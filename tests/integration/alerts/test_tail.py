@@ -341,3 +341,130 @@ def test_alerts_tail_dedup_state_is_saved_before_commit(alerts_settings, tmp_pat
 
     assert report.handled == 2
     assert set(state.read_text().split()) == {sample_alert(1)["alert_id"], sample_alert(2)["alert_id"]}
+
+
+def delete_records_before(settings: Settings, partition: int, offset: int) -> None:
+    """What retention does: the broker drops the partition's records below ``offset``."""
+    from kafka.structs import TopicPartition
+
+    admin = admin_client(settings.kafka)
+    try:
+        admin.delete_records({TopicPartition(settings.kafka.topics.alerts.name, partition): offset}, timeout_ms=30_000)
+    finally:
+        admin.close()
+
+
+def test_alerts_tail_offset_deleted_by_retention_reads_on_from_the_earliest_retained_or_fails(
+    alerts_settings, tmp_path
+) -> None:
+    """Defect: the tail jumped to the end of the partition and skipped every retained alert."""
+    settings = alerts_settings
+    group = f"tail-{uuid.uuid4().hex[:8]}"
+    produce(settings, [record(0, sample_alert(n)) for n in range(2)])
+    first = tail_to_file(settings, tmp_path / "a.jsonl", group_id=group, from_beginning=True, max_alerts=2)
+    assert first.committed == {0: 2, 1: 0}
+    produce(settings, [record(0, sample_alert(n)) for n in range(2, 6)])  # offsets 2 to 5
+    delete_records_before(settings, 0, 4)  # 2 and 3 are gone before the group read them
+
+    with pytest.raises(TailError, match=r"partition 0: committed offset 2 is below the earliest retained offset 4"):
+        tail_to_file(settings, tmp_path / "b.jsonl", group_id=group, from_beginning=False, out_of_range="fail")
+    assert committed_offsets(settings, group) == {0: 2, 1: 0}
+    assert read_alerts(tmp_path / "b.jsonl") == []
+
+    report = tail_to_file(settings, tmp_path / "c.jsonl", group_id=group, from_beginning=False, idle_timeout_s=2)
+
+    assert read_alerts(tmp_path / "c.jsonl") == [sample_alert(4), sample_alert(5)]
+    assert [(r.partition, r.committed, r.earliest, r.end, r.skipped) for r in report.offset_resets] == [(0, 2, 4, 6, 2)]
+    assert committed_offsets(settings, group) == {0: 6, 1: 0}
+
+
+def test_alerts_tail_offset_past_the_end_of_a_recreated_topic_reads_it_from_the_start(
+    alerts_settings, tmp_path
+) -> None:
+    """A topic deleted and created again starts at offset 0 under the group's old, larger offsets."""
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    from lakehouse.platform.kafka.clients import consumer
+
+    settings = alerts_settings
+    topic = settings.kafka.topics.alerts.name
+    group = f"tail-{uuid.uuid4().hex[:8]}"
+    produce(settings, [record(0, sample_alert(1)), record(1, sample_alert(2))])
+    old = consumer(settings.kafka, group_id=group)
+    try:
+        old.commit({TopicPartition(topic, p): OffsetAndMetadata(500, "", -1) for p in (0, 1)})
+    finally:
+        old.close()
+
+    report = tail_to_file(settings, tmp_path / "out.jsonl", group_id=group, from_beginning=False, idle_timeout_s=2)
+
+    assert sorted(read_alerts(tmp_path / "out.jsonl"), key=lambda a: a["transaction_id"]) == [
+        sample_alert(1),
+        sample_alert(2),
+    ]
+    assert sorted((r.partition, r.committed, r.earliest, r.skipped) for r in report.offset_resets) == [
+        (0, 500, 0, 0),
+        (1, 500, 0, 0),
+    ]
+    assert "recreated" in report.offset_resets[0].describe()
+
+
+def test_alerts_tail_group_whose_offsets_expired_reads_on_from_the_earliest_dropping_what_it_delivered(
+    alerts_settings, tmp_path
+) -> None:
+    """No committed offsets, but a state file with ids: the group ran before and lost its offsets."""
+    settings = alerts_settings
+    produce(settings, [record(0, sample_alert(1)), record(0, sample_alert(2)), record(1, sample_alert(3))])
+    state = tmp_path / "ids.txt"
+    state.write_text(f"{sample_alert(1)['alert_id']}\n")
+
+    report = tail_to_file(
+        settings,
+        tmp_path / "out.jsonl",
+        group_id=f"tail-{uuid.uuid4().hex[:8]}",
+        from_beginning=False,
+        idle_timeout_s=2,
+        dedup=Deduplicator.load(state),
+    )
+
+    assert sorted(read_alerts(tmp_path / "out.jsonl"), key=lambda a: a["transaction_id"]) == [
+        sample_alert(2),
+        sample_alert(3),
+    ]
+    assert report.duplicates == 1
+    assert sorted((r.partition, r.committed) for r in report.offset_resets) == [(0, None), (1, None)]
+
+
+def test_alerts_tail_one_alert_refused_for_good_or_unencodable_cannot_stop_the_group(alerts_settings, tmp_path) -> None:
+    """Defect: a webhook's 4xx for one alert, or a lone surrogate no output can encode, stopped the
+    group on every restart. The refused alert is set aside in the dead-letter file; the other is
+    delivered with U+FFFD in place of the surrogate."""
+    settings = alerts_settings
+    odd = json.dumps(sample_alert(2)).replace('"merchant-2"', '"merchant-\\ud800"').encode()
+    produce(settings, [record(0, sample_alert(1)), (0, "user-2", odd), record(0, sample_alert(3))])
+    server = ScriptedServer([200, 200, 422])  # the third alert is refused for itself
+    group = f"tail-{uuid.uuid4().hex[:8]}"
+    outputs = [FileOutput(tmp_path / "out.jsonl"), WebhookOutput(server.url(), retries=2)]
+    dead_letter = FileOutput(tmp_path / "dead.jsonl")
+    try:
+        report = tail(
+            settings,
+            group_id=group,
+            from_beginning=True,
+            outputs=outputs,
+            dead_letter=dead_letter,
+            max_alerts=3,
+            idle_timeout_s=20,
+        )
+    finally:
+        close_outputs([*outputs, dead_letter])
+        server.stop()
+
+    assert (report.handled, report.dead_lettered) == (3, 1)
+    delivered = read_alerts(tmp_path / "out.jsonl")
+    assert [a["merchant_id"] for a in delivered] == ["merchant-1", "merchant-\ufffd", "merchant-3"]
+    assert json.loads(server.requests[1]["body"])["merchant_id"] == "merchant-\ufffd"
+    [dead] = read_alerts(tmp_path / "dead.jsonl")
+    assert (dead["alert"], dead["partition"], dead["offset"]) == (sample_alert(3), 0, 2)
+    assert "HTTP 422" in dead["reason"] and dead["output"] == outputs[1].display_url
+    assert committed_offsets(settings, group) == {0: 3, 1: 0}

@@ -163,3 +163,12 @@ def test_file_output_that_cannot_open_its_file_is_a_plain_error(tmp_path) -> Non
 
     with pytest.raises(FraudlakeError, match=r"cannot open the alert file .*a-file/alerts\.jsonl for appending"):
         FileOutput(blocker / "alerts.jsonl")
+
+
+def test_parse_alert_replaces_lone_surrogates_that_no_output_could_encode() -> None:
+    value = json.dumps(sample_alert(1, merchant_id="m-\ud800", reasons=[{"text": "\udc00!"}])).encode()
+
+    alert = parse_alert(value)
+
+    assert (alert["merchant_id"], alert["reasons"][0]["text"]) == ("m-\ufffd", "\ufffd!")
+    assert json.dumps(alert, ensure_ascii=False).encode()  # encodable now

@@ -5,7 +5,7 @@ options and arguments (names, flags, defaults, required, repeatable), equals the
 A change to the command line is then a visible change to that file. After a deliberate change
 (a new command or option), rewrite the record and review its diff::
 
-    .venv/bin/python -m tests.unit.test_cli_commands --write
+    .venv/bin/python -m tests.unit.cli.test_commands --write
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def test_cli_help_lists_every_top_level_command() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python -m tests.unit.test_cli_commands --write")
+        sys.exit("usage: python -m tests.unit.cli.test_commands --write")
     RECORD.parent.mkdir(parents=True, exist_ok=True)
     RECORD.write_text(json.dumps(current_tree(), indent=2) + "\n")
     print(f"recorded {len(current_tree())} commands in {RECORD}")
