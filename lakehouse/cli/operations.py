@@ -28,12 +28,19 @@ def sql_command(
         Path | None, typer.Option("--output", "-o", help="Write csv/json to this file instead of stdout.")
     ] = None,
     limit: Annotated[int, typer.Option(help="Rows to show in table format (csv/json: all rows unless set).")] = 50,
+    write: Annotated[
+        bool,
+        typer.Option(
+            "--write", help="Allow a statement that changes the lakehouse (DDL, DELETE, UPDATE, MERGE, INSERT, SET)."
+        ),
+    ] = False,
 ) -> None:
-    """Run ad hoc Spark SQL over the catalog tables, time travel included.
+    """Run ad hoc Spark SQL over the catalog tables, time travel included. Read-only unless --write.
 
     Examples: fraudlake sql "SELECT reason, count(*) FROM silver.quarantine GROUP BY reason";
     fraudlake sql "SELECT count(*) FROM silver.transactions VERSION AS OF 3";
-    fraudlake sql "SELECT * FROM silver.users TIMESTAMP AS OF '2026-11-29 08:00'" -f csv -o users.csv
+    fraudlake sql "SELECT * FROM silver.users TIMESTAMP AS OF '2026-11-29 08:00'" -f csv -o users.csv;
+    fraudlake sql --write "DROP TABLE scratch.probe"
     """
     from rich.table import Table
 
@@ -41,7 +48,7 @@ def sql_command(
 
     if output_format not in ("table", "csv", "json"):
         raise SqlError(f"--format {output_format!r}: use table, csv or json")
-    df = run_sql(spark_session(ctx, "fraudlake-sql"), statement)
+    df = run_sql(spark_session(ctx, "fraudlake-sql"), statement, write=write)
     if output_format == "table":
         rows = df.limit(limit + 1).collect()
         table = Table(show_lines=False)

@@ -73,3 +73,45 @@ def test_maintain_compacts_and_keeps_time_travel(spark, settings, versioned_tabl
 def test_maintain_refuses_a_retention_below_the_time_travel_window(spark, settings) -> None:
     with pytest.raises(ConfigError, match="history_retention_hours"):
         maintain(spark, settings, retain_hours=1)
+
+
+READS = [
+    "SELECT count(*) FROM {table}",
+    "WITH a AS (SELECT * FROM {table}) SELECT max(id) FROM a",
+    "SELECT * FROM {table} VERSION AS OF 1",
+    "SHOW TABLES IN {schema}",
+    "DESCRIBE HISTORY {table}",
+    "DESCRIBE DETAIL {table}",
+    "EXPLAIN DELETE FROM {table}",
+]
+WRITES = [
+    "DROP TABLE {table}",
+    "DELETE FROM {table} WHERE id = 0",
+    "UPDATE {table} SET amount = 0",
+    "INSERT INTO {table} VALUES (9, 9.0)",
+    "MERGE INTO {table} t USING {table} s ON t.id = s.id WHEN MATCHED THEN DELETE",
+    "TRUNCATE TABLE {table}",
+    "ALTER TABLE {table} SET LOCATION '/tmp/elsewhere'",
+    "RESTORE TABLE {table} TO VERSION AS OF 0",
+    "CREATE TABLE {schema}.copy SHALLOW CLONE {table}",
+    "EXECUTE IMMEDIATE 'DROP TABLE {table}'",
+    "INSERT OVERWRITE DIRECTORY '/tmp/out' SELECT 1",
+    "OPTIMIZE {table}",
+    "SET spark.sql.shuffle.partitions = 1",
+]
+
+
+def test_sql_is_read_only_unless_write_is_given(spark, versioned_table) -> None:
+    """Defect: `fraudlake sql` ran DROP, DELETE and UPDATE on managed tables without asking."""
+    schema, table = versioned_table
+    for statement in READS:
+        run_sql(spark, statement.format(schema=schema, table=table)).collect()
+    for statement in WRITES:
+        with pytest.raises(SqlError, match="read-only; give --write"):
+            run_sql(spark, statement.format(schema=schema, table=table))
+    assert run_sql(spark, f"SELECT count(*) AS n FROM {table}").first().n == 4
+    assert run_sql(spark, f"DESCRIBE HISTORY {table}").agg({"version": "max"}).first()[0] == 3
+
+    run_sql(spark, f"DELETE FROM {table} WHERE id = 0", write=True)
+
+    assert run_sql(spark, f"SELECT count(*) AS n FROM {table}").first().n == 3

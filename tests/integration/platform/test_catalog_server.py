@@ -32,7 +32,7 @@ def test_catalog_server_shared_by_concurrent_spark_processes(cli_env, tmp_path) 
 
         # The first Spark driver alone: it creates the metastore's tables (two drivers doing that
         # at once on a fresh catalog wait on each other's locks for up to Derby's 60 s).
-        created = fraudlake("sql", "CREATE TABLE default.probe_1 USING DELTA AS SELECT 1 AS id", env=env)
+        created = fraudlake("sql", "--write", "CREATE TABLE default.probe_1 USING DELTA AS SELECT 1 AS id", env=env)
         assert created.returncode == 0, created.stderr[-2000:]
 
         # Then two drivers at the same time, each with the catalog open: one writes a table, the
@@ -45,15 +45,15 @@ def test_catalog_server_shared_by_concurrent_spark_processes(cli_env, tmp_path) 
         archive.write_bytes(b"not an archive")
         both = [
             subprocess.Popen(
-                [*_cli(), "sql", statement, "--format", "csv"],
+                [*_cli(), "sql", *statement, "--format", "csv"],
                 env=environ,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
             for statement, environ in (
-                ("CREATE TABLE default.probe_2 USING DELTA AS SELECT 2 AS id", env),
-                ("SELECT count(*) AS n FROM default.probe_1", stale),
+                (("--write", "CREATE TABLE default.probe_2 USING DELTA AS SELECT 2 AS id"), env),
+                (("SELECT count(*) AS n FROM default.probe_1",), stale),
             )
         ]
         outputs = [p.communicate(timeout=300) for p in both]
