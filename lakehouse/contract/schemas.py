@@ -62,6 +62,8 @@ MERCHANT_FIELDS: tuple[Field, ...] = (
 )
 
 LABEL_FIELDS: frozenset[str] = frozenset({"is_fraud", "fraud_scenario"})
+#: Fields that identify an entity: ingest accepts only non-blank scalar text for them (``bad_id``).
+IDENTIFIERS: frozenset[str] = frozenset({"transaction_id", "user_id", "merchant_id"})
 
 STREAMS: dict[str, tuple[Field, ...]] = {
     "transactions": TRANSACTION_FIELDS,

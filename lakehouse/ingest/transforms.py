@@ -2,23 +2,28 @@
 used by the streaming queries in :mod:`lakehouse.ingest.queries` and unit-tested on static DataFrames.
 
 Validation gives every record at most one machine-readable ``quarantine_reason``, the first that
-applies in this order: ``malformed_json``, ``missing_field:<name>``, ``bad_type:<name>``,
-``not_finite:<name>`` (NaN or an infinity in a number), ``out_of_range:<name>`` (a date or time
-outside ``data.time_range``, a latitude or longitude off the globe), then the value rules
+applies in this order: ``malformed_json``, ``missing_field:<name>``, ``bad_type:<name>`` (a value
+that is not of the field's type, or a JSON object or array where an id is expected), ``bad_id:<name>``
+(an id that is blank, has surrounding white space or control characters, or is longer than
+:data:`MAX_ID_LENGTH`), ``not_finite:<name>`` (NaN or an infinity in a number),
+``out_of_range:<name>`` (a date or time outside ``data.time_range``, a latitude or longitude off
+the globe), then the value rules
 (``negative_amount``, ``absurd_amount``, ``unknown_currency``, ``invalid_ip``), then, for
 transactions, ``late_event`` and ``duplicate``. A null required field counts as missing. Unknown
 extra fields are ignored (schema drift), and the raw value stays in bronze.
 
 The ranges are what keeps a single hostile record from stopping a stream for good: a year-1 or
 year-9999 timestamp is valid for Spark but not for Python's datetime or pandas, which the silver
-batch, the scorer's step and the offline features build all use.
+batch, the scorer's step and the offline features build all use. The id rules keep unrelated
+records apart: a blank user id would pool every such payment into one user's history, and an
+object where an id is expected would otherwise become its JSON text.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lakehouse.contract.schemas import Field
+from lakehouse.contract.schemas import IDENTIFIERS, Field
 from lakehouse.settings import DataContractSettings
 
 if TYPE_CHECKING:
@@ -29,6 +34,8 @@ IPV4 = r"^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-
 IPV6 = r"^[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}$"
 #: Numeric fields with a natural range (inclusive): outside it is ``out_of_range:<name>``.
 NUMERIC_RANGES: dict[str, tuple[float, float]] = {"latitude": (-90.0, 90.0), "longitude": (-180.0, 180.0)}
+#: The longest id accepted (a UUID has 36 characters); longer is ``bad_id:<name>``.
+MAX_ID_LENGTH = 256
 
 
 def interval_seconds(seconds: float) -> Column:
@@ -64,18 +71,38 @@ def _typed(raw: Column, kind: str) -> Column:
     return raw.try_cast({"double": "double", "int": "int", "boolean": "boolean"}.get(kind, "string"))
 
 
-def _has_range(field: Field) -> bool:
-    return field.kind in ("timestamp", "date") or field.name in NUMERIC_RANGES
-
-
-def _out_of_range(value: Column, kind: str, contract: DataContractSettings, name: str) -> tuple[Column, str]:
+def _out_of_range(value: Column, field: Field, contract: DataContractSettings) -> Column | None:
+    """True where ``value`` lies outside the field's plausible range; None for a field without one."""
     from pyspark.sql import functions as F
 
-    if kind in ("timestamp", "date"):
-        start, end = (F.lit(d).cast(kind) for d in contract.time_range)
-        return (value < start) | (value >= end), f"out_of_range:{name}"
-    low, high = NUMERIC_RANGES[name]
-    return (value < low) | (value > high), f"out_of_range:{name}"
+    if field.kind in ("timestamp", "date"):
+        start, end = (F.lit(d).cast(field.kind) for d in contract.time_range)
+        return (value < start) | (value >= end)
+    if field.name in NUMERIC_RANGES:
+        low, high = NUMERIC_RANGES[field.name]
+        return (value < low) | (value > high)
+    return None
+
+
+def _id_rules(value: Column, raw_json: Column, name: str) -> list[tuple[Column, str]]:
+    """An id's rules: a JSON object or array (``bad_type``), then blank or unsafe text (``bad_id``).
+
+    ``from_json`` reads any JSON value into a string field as its text, so ``{"id": 1}`` would pass
+    as an id. Whether it was an object is asked of the record parsed as a variant, only for text
+    that starts like one (so a plain id costs nothing more).
+    """
+    from pyspark.sql import functions as F
+
+    structured = F.schema_of_variant(F.variant_get(F.try_parse_json(raw_json), f"$.{name}", "variant"))
+    looks_structured = value.rlike(r"^\s*[\[{]")
+    nested = F.when(looks_structured, structured.rlike("^(OBJECT|ARRAY)")).otherwise(False)
+    unsafe = (
+        (F.trim(value) == "")
+        | (F.trim(value) != value)
+        | value.rlike(r"[\x00-\x1f\x7f]")
+        | (F.length(value) > MAX_ID_LENGTH)
+    )
+    return [(nested, f"bad_type:{name}"), (unsafe, f"bad_id:{name}")]
 
 
 def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataContractSettings) -> DataFrame:
@@ -110,9 +137,11 @@ def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataCo
     rules += [
         (raw[f.name].isNotNull() & typed[f.name].isNull(), f"bad_type:{f.name}") for f in fields if f.kind != "string"
     ]
+    rules += [rule for f in fields if f.name in IDENTIFIERS for rule in _id_rules(raw[f.name], F.col("value"), f.name)]
     numbers = [f.name for f in fields if f.kind == "double"]
     rules += [(F.isnan(typed[n]) | (F.abs(typed[n]) == float("inf")), f"not_finite:{n}") for n in numbers]
-    rules += [_out_of_range(typed[f.name], f.kind, contract, f.name) for f in fields if _has_range(f)]
+    ranges = {f.name: _out_of_range(typed[f.name], f, contract) for f in fields}
+    rules += [(condition, f"out_of_range:{name}") for name, condition in ranges.items() if condition is not None]
     if "amount" in typed:
         rules += [
             (typed["amount"] <= 0, "negative_amount"),

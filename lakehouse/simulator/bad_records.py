@@ -35,6 +35,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "ancient_timestamp": ("transactions", "out_of_range:timestamp"),
     "far_future_timestamp": ("transactions", "out_of_range:timestamp"),
     "nan_amount": ("transactions", "not_finite:amount"),
+    "blank_user_id": ("transactions", "bad_id:user_id"),
+    "object_merchant_id": ("transactions", "bad_type:merchant_id"),
     "user_missing_field": ("users", "missing_field:updated_at"),
     "merchant_malformed_json": ("merchants", "malformed_json"),
 }
@@ -151,6 +153,10 @@ class BadRecordInjector:
             return tx({"timestamp": "9999-12-31T23:59:59.999Z"})
         if kind == "nan_amount":  # a number as text, as many producers send it
             return tx({"amount": "NaN"})
+        if kind == "blank_user_id":  # would pool every such payment into one "user"
+            return tx({"user_id": "  "})
+        if kind == "object_merchant_id":  # a nested object where a producer should have sent its id
+            return tx({"merchant_id": {"id": record["merchant_id"]}})
         if kind == "user_missing_field":
             user = json.loads(users[int(self.rng.integers(len(users)))])
             user.pop("updated_at")

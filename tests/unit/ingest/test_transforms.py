@@ -70,6 +70,15 @@ CASES = [
     (with_changes(amount=float("inf")), "bad_type:amount"),
     (with_changes(amount="NaN"), "not_finite:amount"),  # a number as text, as many producers send
     (with_changes(amount="-Infinity"), "not_finite:amount"),
+    # Ids: a blank one would pool unrelated payments into one history; an object is not an id.
+    (with_changes(user_id=""), "bad_id:user_id"),
+    (with_changes(user_id="   "), "bad_id:user_id"),
+    (with_changes(user_id=" U1"), "bad_id:user_id"),
+    (with_changes(merchant_id="M\u00001"), "bad_id:merchant_id"),
+    (with_changes(transaction_id="T" * 257), "bad_id:transaction_id"),
+    (with_changes(merchant_id={"id": "M1"}), "bad_type:merchant_id"),
+    (with_changes(user_id=["U1"]), "bad_type:user_id"),
+    (with_changes(user_id="[U1]", merchant_id="{M1}", transaction_id=12345), None),  # odd text, numbers: ids
 ]
 
 

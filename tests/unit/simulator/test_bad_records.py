@@ -82,6 +82,10 @@ def test_bad_records_carry_the_promised_defect(clean) -> None:
             assert record["timestamp"][:4] in ("0001", "9999")
         elif bad.kind == "nan_amount":
             assert np.isnan(float(record["amount"]))
+        elif bad.kind == "blank_user_id":
+            assert record["user_id"].strip() == ""
+        elif bad.kind == "object_merchant_id":
+            assert isinstance(record["merchant_id"], dict)
         elif bad.kind == "user_missing_field":
             assert "updated_at" not in record and bad.stream == "users"
         if bad.kind not in ("duplicate", "user_missing_field"):
