@@ -32,13 +32,16 @@ def import_command(
     currency: Annotated[str | None, typer.Option(help="Currency of every row when the file has none.")] = None,
 ) -> None:
     """Load your own transactions (and users, merchants) into bronze and silver, validated like
-    the streams (bad rows to quarantine with a reason).
+    the streams (bad rows to quarantine with a reason). Running it again with the same file and name
+    does nothing (and says so); an import that stopped half-way is finished by running it again.
 
     Example: fraudlake import --transactions tx.csv --map timestamp=tx_time --map amount=amt --currency EUR
     """
-    from lakehouse.ingest.files import import_files, parse_mapping
+    from lakehouse.ingest.files import FAULT_STEPS, import_files, parse_mapping
+    from lakehouse.platform import faults
 
     parsed = parse_mapping(mapping or [])
+    faults.arm(FAULT_STEPS)  # before Spark starts: its JVM inherits the job's process group
     reports = import_files(
         spark_session(ctx, "fraudlake-import"),
         settings_of(ctx),
@@ -51,7 +54,11 @@ def import_command(
         currency=currency,
     )
     for r in reports:
-        console.print(f"{r.stream:<13} {r.rows:>10,} rows  {r.accepted:>10,} accepted  {r.quarantined:>8,} quarantined")
+        already = "  (imported before under this name: nothing done)" if r.already else ""
+        console.print(
+            f"{r.stream:<13} {r.rows:>10,} rows  {r.accepted or 0:>10,} accepted  {r.quarantined or 0:>8,} quarantined"
+            f"{already}"
+        )
 
 
 @app.command("reconcile")

@@ -6,6 +6,7 @@
     silver.users | merchants                 the latest version per key (MERGE; Change Data Feed on)
     silver.quarantine                        every rejected record: raw value, coordinates, reason
     silver.ingest_progress                   per micro-batch and Kafka partition: latest event time
+    silver.imports                           the import ledger: each imported file, its fingerprint and state
     silver.transactions_enriched             view: transactions with the user and merchant known so far
     gold.transaction_features                every silver transaction's features, point in time (+ labels)
     gold.merchant_daily                      per merchant and day: transactions and frauds
@@ -71,6 +72,19 @@ PROGRESS_COLUMNS = (
     ("max_event_time", "TIMESTAMP"),
     ("max_offset", "BIGINT"),
 )
+#: silver.imports: one row when an import starts and one when it is done (append-only; the latest wins).
+IMPORT_COLUMNS = (
+    ("topic", "STRING"),  # import:<name>:<stream>
+    ("stream", "STRING"),
+    ("source_path", "STRING"),
+    ("fingerprint", "STRING"),  # the rows' content: the same file gives the same fingerprint
+    ("rows", "BIGINT"),
+    ("accepted", "BIGINT"),
+    ("quarantined", "BIGINT"),
+    ("_batch_id", "BIGINT"),
+    ("state", "STRING"),  # started | done
+    ("recorded_at", "TIMESTAMP"),
+)
 _SQL_TYPES = {
     "string": "STRING",
     "double": "DOUBLE",
@@ -111,6 +125,10 @@ class TableNames:
     @property
     def progress(self) -> str:
         return f"{self.silver_schema}.ingest_progress"
+
+    @property
+    def imports(self) -> str:
+        return f"{self.silver_schema}.imports"
 
     @property
     def enriched(self) -> str:
@@ -169,6 +187,7 @@ def table_ddls(names: TableNames, settings: Settings) -> dict[str, str]:
     tables += [
         (names.quarantine, QUARANTINE_COLUMNS, None, retention),
         (names.progress, PROGRESS_COLUMNS, None, retention),
+        (names.imports, IMPORT_COLUMNS, None, retention),
         (names.features, feature_columns(), "event_date", retention),
         (names.merchant_daily, MERCHANT_DAILY_COLUMNS, None, retention),
         (names.scored, SCORED_COLUMNS, "event_date", retention),
@@ -197,7 +216,7 @@ def create_tables(spark: SparkSession, settings: Settings) -> TableNames:
     as they are. Every job calls it at start-up, so it asks the catalog once per schema what
     exists and runs a statement only for what does not: a ``CREATE TABLE IF NOT EXISTS`` of a
     Delta table costs a catalog round trip and a look at its log even when it creates nothing
-    (4 s per job start for the 15 tables)."""
+    (4 s per job start for the 16 tables)."""
     names = table_names(settings)
     known_schemas = {row[0].lower() for row in spark.sql("SHOW SCHEMAS").collect()}
     existing: set[str] = set()  # the catalog keeps names in lower case

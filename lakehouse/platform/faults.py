@@ -8,7 +8,12 @@ its workers in a group of their own), as a power cut would. Nothing is flushed
 or closed. Unset, :func:`reached` is one dictionary lookup.
 
 The steps are named where they are reached (the scorer's: ``after_state``, ``after_alerts``,
-``before_commit``, ``after_table``); an unknown name never fires, so :func:`arm` refuses it.
+``before_commit``, ``after_table``; the import's ``import_after_bronze``); an unknown name never
+fires, so :func:`arm` refuses it.
+
+``FRAUDLAKE_FAULT_MODE=raise`` makes the step raise :class:`InjectedFault` instead, for code that
+runs inside a test's own process (an import through the Python API, which shares the test's
+Spark and catalog): the work stops at the same point, and nothing after it runs.
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ FAULT_ENV = "FRAUDLAKE_FAULT"
 GROUP_ENV = "FRAUDLAKE_FAULT_GROUP"
 #: Optional: a file that gets one line per kill (a worker's stderr may be lost with its JVM).
 LOG_ENV = "FRAUDLAKE_FAULT_LOG"
+#: ``kill`` (the default: the job's process group gets SIGKILL) or ``raise`` (:class:`InjectedFault`).
+MODE_ENV = "FRAUDLAKE_FAULT_MODE"
 log = logging.getLogger(__name__)
+
+
+class InjectedFault(BaseException):
+    """Raised at the named step in ``raise`` mode: a crash, not an error, so no ``except Exception``
+    on the way up catches it."""
 
 
 def arm(known: tuple[str, ...]) -> str | None:
@@ -40,8 +52,12 @@ def arm(known: tuple[str, ...]) -> str | None:
 
 
 def reached(step: str) -> None:
-    """Kill the job's process group here when ``FRAUDLAKE_FAULT`` names this step."""
-    if os.environ.get(FAULT_ENV) != step or GROUP_ENV not in os.environ:
+    """Kill the job's process group here when ``FRAUDLAKE_FAULT`` names this step (or raise, see above)."""
+    if os.environ.get(FAULT_ENV) != step:
+        return
+    if os.environ.get(MODE_ENV) == "raise":
+        raise InjectedFault(f"fraudlake fault injection: stopped at step {step!r}")
+    if GROUP_ENV not in os.environ:
         return
     message = f"fraudlake fault injection: killing the job at step {step!r}"
     print(message, file=sys.stderr, flush=True)

@@ -27,6 +27,7 @@ CONTROL_VARIABLES = {
     "FRAUDLAKE_FAULT",  # fault injection (lakehouse.platform.faults)
     "FRAUDLAKE_FAULT_GROUP",
     "FRAUDLAKE_FAULT_LOG",
+    "FRAUDLAKE_FAULT_MODE",
     "FRAUDLAKE_CLASS_ARCHIVE_DUMP",  # the process that makes the driver's class-data archive
 }
 #: Keys that may only come from the environment.

@@ -111,3 +111,91 @@ def test_import_names_a_missing_required_column_and_a_bad_mapping(own_schemas, s
         parse_mapping(["amout=value"])
     result = CliRunner().invoke(app, ["import", "--transactions", str(path), "--map", "amount=value"])
     assert result.exit_code != 0
+
+
+MIXED_OFFSETS = """txn,customer,shop,when,value
+m1,c1,s1,2026-10-01T10:00:00Z,10.00
+m2,c1,s1,2026-10-01T12:00:00+05:00,11.00
+m3,c1,s1,2026-10-01T11:00:00Z,12.00
+"""
+MIXED_MAPPING = parse_mapping(["transaction_id=txn", "user_id=customer", "merchant_id=shop", "timestamp=when"])
+
+
+def test_import_is_idempotent_resumes_after_a_crash_and_orders_rows_by_instant(
+    own_schemas, spark, tmp_path, monkeypatch
+) -> None:
+    """Defects: a re-import doubled bronze and broke reconcile for good, an import stopped between
+    bronze and silver could not be finished, and rows were ordered by their timestamp text, so
+    12:00+05:00 (07:00 UTC) after 11:00Z was a false late_event."""
+    from lakehouse.ingest.files import AFTER_BRONZE
+    from lakehouse.platform import faults
+
+    path = tmp_path / "mixed.csv"
+    path.write_text(MIXED_OFFSETS)
+    names = table_names(own_schemas)
+
+    def run(file=path):
+        return import_files(
+            spark, own_schemas, transactions=str(file), mapping=dict(MIXED_MAPPING, amount="value"), currency="EUR"
+        )
+
+    monkeypatch.setenv(faults.FAULT_ENV, AFTER_BRONZE)
+    monkeypatch.setenv(faults.MODE_ENV, "raise")
+    with pytest.raises(faults.InjectedFault):
+        run()
+    monkeypatch.delenv(faults.FAULT_ENV)
+    assert spark.table(names.bronze("transactions")).count() == 3
+    assert not next(r for r in reconcile(spark, own_schemas) if r.stream == "transactions").ok
+
+    [resumed] = run()  # the same import again finishes what the crash left
+
+    assert (resumed.rows, resumed.accepted, resumed.quarantined, resumed.already) == (3, 3, 0, False)
+    silver = spark.table(names.silver("transactions")).orderBy("_offset").collect()
+    assert [r.transaction_id for r in silver] == ["m2", "m1", "m3"]
+    assert all(r.ok for r in reconcile(spark, own_schemas) if r.stream == "transactions")
+
+    [again] = run()
+
+    assert (again.rows, again.accepted, again.already) == (3, 3, True)
+    assert spark.table(names.bronze("transactions")).count() == 3
+    assert spark.table(names.silver("transactions")).count() == 3
+
+    other = tmp_path / "other" / "mixed.csv"  # the same default name (the file's stem), other rows
+    other.parent.mkdir()
+    other.write_text(MIXED_OFFSETS.replace("12.00", "13.00"))
+    with pytest.raises(ConfigError, match="another --name"):
+        run(other)
+    assert spark.table(names.bronze("transactions")).count() == 3
+
+
+def test_a_pandas_parquet_file_with_nanosecond_timestamps_imports(own_schemas, spark, tmp_path) -> None:
+    """Defect: pandas writes nanosecond timestamps by default, and Spark refused the whole file
+    (Illegal Parquet type: INT64 (TIMESTAMP(NANOS,false)))."""
+    from datetime import datetime
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "payments.parquet"
+    pd.DataFrame(
+        {
+            "txn": ["p1", "p2"],
+            "customer": ["c1", "c1"],
+            "shop": ["s1", "s1"],
+            "when": pd.to_datetime(["2026-10-01 09:00:00.123456789", "2026-10-01 10:00:00.000000000"]),
+            "value": [12.5, 20.0],
+        }
+    ).to_parquet(path)
+    assert str(pq.read_schema(path).field("when").type) == "timestamp[ns]"
+
+    [report] = import_files(
+        spark, own_schemas, transactions=str(path), mapping=dict(MIXED_MAPPING, amount="value"), currency="EUR"
+    )
+
+    assert (report.rows, report.accepted) == (2, 2)
+    silver = spark.table(table_names(own_schemas).silver("transactions"))
+    # Event times in the contract are milliseconds, as in the stream.
+    assert sorted(r.event_time for r in silver.collect()) == [
+        datetime(2026, 10, 1, 9, 0, 0, 123000),
+        datetime(2026, 10, 1, 10),
+    ]
