@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -148,3 +149,16 @@ MERCHANTS = (
     "merchant_id string, category string, latitude double, longitude double, updated_at timestamp, "
     "_partition int, _offset bigint"
 )
+
+
+def write_checkpoint(folder, batches: dict[int, dict], committed: list[int], metadata: dict | None = None) -> None:
+    """A streaming checkpoint as Spark writes it: offsets/<batch> (per source, its offsets) and commits/<batch>."""
+    (folder / "offsets").mkdir(parents=True)
+    (folder / "commits").mkdir()
+    for batch, source in batches.items():
+        (folder / "offsets" / str(batch)).write_text(
+            "v1\n" + json.dumps(metadata or {"batchWatermarkMs": 0}) + "\n" + json.dumps(source) + "\n"
+        )
+    for batch in committed:
+        (folder / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}\n')
+        (folder / "commits" / f".{batch}.crc").write_text("")

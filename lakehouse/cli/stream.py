@@ -74,8 +74,9 @@ def stream_status_command(
 ) -> None:
     """Health of every streaming query (ingest and score), read from their checkpoints and the
     broker: last committed batch, when it ran, and the records waiting for it (lag). Exits 0 when
-    all are healthy, 1 when any is stale (records waiting, no recent commit) or never started,
-    3 when the broker is down. Works whether the jobs run or not; Airflow runs it too.
+    all are healthy, 1 when any is stale (records waiting, no recent commit), broken (a damaged
+    checkpoint, offsets the topic cannot serve) or never started, 3 when the broker is down.
+    Works whether the jobs run or not; Airflow runs it too.
 
     Example: fraudlake stream status --max-idle-s 600
     """

@@ -11,9 +11,13 @@ it read; the source says how far it goes now. The difference is the query's lag:
 
 A query is *healthy* when nothing waits for it or it committed within ``max_idle_s``; *stale*
 when records wait (or its lag cannot be read) and its last commit is older; *not started* when
-its checkpoint holds no committed batch. A job that is down while nothing arrives stays healthy:
-keeping the process alive is the service manager's part (``conf/systemd/``); this check says
-whether data flows through.
+its checkpoint holds no committed batch; *broken* when no restart can carry on by itself: its
+checkpoint cannot be read (a truncated or missing offsets file), or it points where the topic
+has no records (past a partition's end: the topic was recreated or truncated, so the lag would
+read 0 while the query waits for offsets that will only come after everything new; or before a
+partition's first offset: retention deleted records the query never read). A job that is down
+while nothing arrives stays healthy: keeping the process alive is the service manager's part
+(``conf/systemd/``); this check says whether data flows through.
 
 Checkpoints and the warehouse are read as files: local or mounted folders (``file:`` URIs too).
 """
@@ -33,7 +37,7 @@ from lakehouse.errors import FraudlakeError
 from lakehouse.platform.streaming import query_plan
 from lakehouse.settings import Settings
 
-HEALTHY, STALE, NOT_STARTED = "healthy", "stale", "not started"
+HEALTHY, STALE, NOT_STARTED, BROKEN = "healthy", "stale", "not started", "broken"
 #: Delta's ``DeltaSourceOffset.END_INDEX``: the offset is past the last file of its version.
 DELTA_END_INDEX = 2**63 - 1 - 100
 
@@ -80,7 +84,7 @@ class StreamStatus:
             return f"all {len(self.queries)} streaming queries healthy (max idle {self.max_idle_s:g} s)"
         problems = [
             f"{state}: " + "; ".join(f"{q.query} ({q.detail})" for q in self.queries if q.state == state)
-            for state in (STALE, NOT_STARTED)
+            for state in (BROKEN, STALE, NOT_STARTED)
             if any(q.state == state for q in self.queries)
         ]
         return " | ".join(problems)
@@ -105,18 +109,34 @@ def local_path(uri: str) -> Path:
     return Path(uri)
 
 
+class CheckpointError(FraudlakeError):
+    """A checkpoint's files cannot be read as Spark writes them."""
+
+
 def last_commit(checkpoint: Path) -> CommittedBatch | None:
-    """The last committed micro-batch of a checkpoint (None before the first)."""
+    """The last committed micro-batch of a checkpoint (None before the first); :class:`CheckpointError`
+    when its offsets file is missing, truncated or not what Spark writes."""
     commits = checkpoint / "commits"
     ids = [int(p.name) for p in commits.iterdir() if p.name.isdigit()] if commits.is_dir() else []
     if not ids:
         return None
     batch_id = max(ids)
     # offsets/<id>: the format version, the batch's metadata, then one line per source.
-    lines = (checkpoint / "offsets" / str(batch_id)).read_text().splitlines()
-    stamp_ms = json.loads(lines[1]).get("batchTimestampMs")
+    offsets = checkpoint / "offsets" / str(batch_id)
+    try:
+        lines = offsets.read_text().splitlines()
+        stamp_ms = json.loads(lines[1]).get("batchTimestampMs")
+        source = json.loads(lines[2])
+        if not isinstance(source, dict):
+            raise ValueError(f"a source offset must be a JSON object, got {lines[2][:60]!r}")
+    except (OSError, UnicodeDecodeError, IndexError, ValueError, AttributeError) as exc:
+        what = "missing" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__}: {exc})"
+        raise CheckpointError(
+            f"checkpoint file {offsets} of committed batch {batch_id} is {what}; see docs/operations.md, "
+            "'A damaged checkpoint'"
+        ) from None
     stamp_s = stamp_ms / 1000 if stamp_ms else (commits / str(batch_id)).stat().st_mtime
-    return CommittedBatch(batch_id, datetime.fromtimestamp(stamp_s, UTC), json.loads(lines[2]))
+    return CommittedBatch(batch_id, datetime.fromtimestamp(stamp_s, UTC), source)
 
 
 def checkpoint_offsets(checkpoint: Path) -> dict[int, int] | None:
@@ -140,6 +160,29 @@ def end_offsets(settings: Settings, *topics: str) -> dict[str, dict[int, int]]:
 def kafka_lag(committed: Mapping[int, int], end: Mapping[int, int]) -> int:
     """Records after the committed offsets (a partition the query has not read yet counts from 0)."""
     return sum(max(0, offset - committed.get(partition, 0)) for partition, offset in end.items())
+
+
+def offsets_out_of_range(committed: Mapping[int, int], ranges: Mapping[int, tuple[int, int]]) -> list[str]:
+    """What is wrong with committed offsets the topic cannot serve, per partition (empty: nothing).
+
+    Past the end: the topic was recreated or truncated under the query. Before the first offset:
+    retention deleted records the query had not read. A partition the query has not read yet
+    starts at its first offset, and is fine.
+    """
+    problems = []
+    for partition, offset in sorted(committed.items()):
+        first, end = ranges.get(partition, (0, 0))
+        if offset > end:
+            problems.append(
+                f"partition {partition}: checkpoint at offset {offset:,}, past the end ({end:,}): "
+                "the topic was recreated or truncated"
+            )
+        elif offset < first:
+            problems.append(
+                f"partition {partition}: checkpoint at offset {offset:,}, before the first retained offset "
+                f"({first:,}): {first - offset:,} records were deleted unread"
+            )
+    return problems
 
 
 def delta_pending_rows(table: Path, offset: Mapping[str, Any]) -> int | None:
@@ -229,17 +272,27 @@ def stream_status(settings: Settings, *, max_idle_s: float | None = None, now: d
     max_idle_s = settings.streaming.max_idle_s if max_idle_s is None else max_idle_s
     queries = streaming_queries(settings)
     checkpoints = {q.name: query_plan(settings, q.name).checkpoint for q in queries}
-    batches = {q.name: last_commit(local_path(checkpoints[q.name])) for q in queries}
+    batches: dict[str, CommittedBatch | None] = {}
+    damaged: dict[str, str] = {}
+    for q in queries:
+        try:
+            batches[q.name] = last_commit(local_path(checkpoints[q.name]))
+        except CheckpointError as exc:
+            batches[q.name], damaged[q.name] = None, str(exc)
     # After the checkpoints: a commit landing meanwhile makes the lag look larger, never negative.
-    ends = end_offsets(settings, *dict.fromkeys(q.topic for q in queries if q.topic))
+    from lakehouse.platform.kafka.topics import offset_ranges
+
+    ranges = offset_ranges(settings.kafka, *dict.fromkeys(q.topic for q in queries if q.topic))
     now = now or datetime.now(UTC)
     statuses = []
     for q in queries:
         batch = batches[q.name]
-        lag, unknown_lag = None, ""
+        lag, unknown_lag, broken = None, "", damaged.get(q.name, "")
         if batch is not None and q.topic:
-            if q.topic in ends:
-                lag = kafka_lag({int(p): o for p, o in batch.source_offset.get(q.topic, {}).items()}, ends[q.topic])
+            if q.topic in ranges:
+                committed = {int(p): o for p, o in batch.source_offset.get(q.topic, {}).items()}
+                lag = kafka_lag(committed, {p: end for p, (_, end) in ranges[q.topic].items()})
+                broken = "; ".join(offsets_out_of_range(committed, ranges[q.topic]))
             else:
                 unknown_lag = f"lag unknown: topic {q.topic} not found on the broker"
         elif batch is not None:
@@ -247,7 +300,7 @@ def stream_status(settings: Settings, *, max_idle_s: float | None = None, now: d
             lag = delta_pending_rows(path, batch.source_offset) if (path / "_delta_log").is_dir() else None
             unknown_lag = f"lag unknown: cannot count the unread commits of {q.table} at {path}"
         idle_s = None if batch is None else round(max(0.0, (now - batch.planned_at).total_seconds()), 1)
-        state = classify(idle_s, lag, max_idle_s)
+        state = BROKEN if broken else classify(idle_s, lag, max_idle_s)
         statuses.append(
             QueryStatus(
                 job=q.job,
@@ -259,7 +312,7 @@ def stream_status(settings: Settings, *, max_idle_s: float | None = None, now: d
                 idle_s=idle_s,
                 lag=lag,
                 state=state,
-                detail=describe(state, idle_s, lag, max_idle_s, unknown_lag),
+                detail=broken or describe(state, idle_s, lag, max_idle_s, unknown_lag),
             )
         )
     return StreamStatus(now, max_idle_s, statuses)

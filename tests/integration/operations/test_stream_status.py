@@ -83,3 +83,46 @@ def test_stream_status_reports_lag_per_query_and_stale_queries_exit_1(status_set
     table = fraudlake("stream", "status", env=env, timeout=120)
     assert table.returncode == 1, table.stderr
     assert "not started: score" in table.stdout and "stale:" not in table.stdout  # the ingest queries keep up
+
+
+def test_stream_status_calls_a_query_broken_when_its_topic_was_recreated_or_its_checkpoint_damaged(
+    kafka_broker, tmp_path, cli_env
+) -> None:
+    """Defects: after a topic was recreated under a query, its lag read 0 and the query passed as
+    healthy; a truncated checkpoint file made the command die with a traceback."""
+    from lakehouse.contract.queries import ingest_query_name
+    from lakehouse.operations.stream_status import BROKEN, local_path
+    from lakehouse.platform.isolation import isolated
+    from lakehouse.platform.streaming import query_plan
+    from tests.helpers import write_checkpoint
+
+    settings = isolated(kafka_broker, topics=True, checkpoint_dir=tmp_path / "checkpoints")
+    ensure_topics(settings.kafka)  # new topics: every partition ends at offset 0
+    try:
+        topic = settings.kafka.topics.transactions.name
+        partitions = settings.kafka.topics.transactions.partitions
+
+        def checkpoint(query: str):
+            return local_path(query_plan(settings, query).checkpoint)
+
+        # Where the old topic had left the query: 500 records into each partition.
+        write_checkpoint(
+            checkpoint(ingest_query_name("bronze", "transactions")),
+            {0: {topic: {str(p): 500 for p in range(partitions)}}},
+            committed=[0],
+        )
+        users = checkpoint(ingest_query_name("bronze", "users"))
+        write_checkpoint(users, {0: {settings.kafka.topics.users.name: {"0": 0}}}, committed=[0])
+        (users / "offsets" / "0").write_text('v1\n{"batchWatermarkMs":0}\n{"user_info')  # cut short
+
+        report = by_query(stream_status(settings))
+
+        recreated = report["bronze_transactions"]
+        assert (recreated.state, recreated.lag) == (BROKEN, 0)
+        assert "partition 0: checkpoint at offset 500, past the end (0): the topic was recreated" in recreated.detail
+        assert report["bronze_users"].state == BROKEN and "is unreadable" in report["bronze_users"].detail
+        result = fraudlake("stream", "status", "--json", env={**cli_env, **environ_of(settings)}, timeout=120)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "broken: bronze_transactions (partition 0: checkpoint at offset 500" in result.stderr
+    finally:
+        delete_topics(settings.kafka, [t.name for t in settings.kafka.topics.all()])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +16,7 @@ from lakehouse.operations.stream_status import (
     HEALTHY,
     NOT_STARTED,
     STALE,
+    CheckpointError,
     QueryStatus,
     StreamStatus,
     checkpoint_offsets,
@@ -23,19 +25,9 @@ from lakehouse.operations.stream_status import (
     kafka_lag,
     last_commit,
     local_path,
+    offsets_out_of_range,
 )
-
-
-def write_checkpoint(folder, batches: dict[int, dict], committed: list[int], metadata: dict | None = None) -> None:
-    (folder / "offsets").mkdir(parents=True)
-    (folder / "commits").mkdir()
-    for batch, source in batches.items():
-        (folder / "offsets" / str(batch)).write_text(
-            "v1\n" + json.dumps(metadata or {"batchWatermarkMs": 0}) + "\n" + json.dumps(source) + "\n"
-        )
-    for batch in committed:
-        (folder / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}\n')
-        (folder / "commits" / f".{batch}.crc").write_text("")
+from tests.helpers import write_checkpoint
 
 
 def test_checkpoint_offsets_reads_the_last_committed_batch(tmp_path) -> None:
@@ -188,3 +180,31 @@ def test_local_path_accepts_file_uris_and_refuses_remote_ones() -> None:
         FraudlakeError, match=r"s3a://bucket/cp: fraudlake stream status reads .* local or mounted folders only"
     ):
         local_path("s3a://bucket/cp")
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (lambda f: f.write_text('v1\n{"batchWatermarkMs": 0}\n{"t": {"0": 3'), "unreadable (JSONDecodeError"),
+        (lambda f: f.write_text("v1\n"), "unreadable (IndexError"),
+        (lambda f: f.write_bytes(b"v1\n\xff\xfe"), "unreadable (UnicodeDecodeError"),
+        (lambda f: f.unlink(), "missing"),
+    ],
+)
+def test_last_commit_of_a_damaged_checkpoint_is_a_plain_error(tmp_path, damage, said) -> None:
+    """Defect: a truncated checkpoint file made `stream status` die with a traceback."""
+    write_checkpoint(tmp_path, {0: {"t": {"0": 3}}}, committed=[0])
+    damage(tmp_path / "offsets" / "0")
+    with pytest.raises(
+        CheckpointError, match=rf"offsets/0 of committed batch 0 is {re.escape(said)}.*A damaged checkpoint"
+    ):
+        last_commit(tmp_path)
+
+
+def test_offsets_out_of_range_names_a_recreated_topic_and_records_deleted_unread() -> None:
+    ranges = {0: (0, 10), 1: (40, 50), 2: (0, 0)}
+    assert offsets_out_of_range({0: 10, 1: 45}, ranges) == []
+    assert offsets_out_of_range({0: 500, 1: 12, 2: 0}, ranges) == [
+        "partition 0: checkpoint at offset 500, past the end (10): the topic was recreated or truncated",
+        "partition 1: checkpoint at offset 12, before the first retained offset (40): 28 records were deleted unread",
+    ]
