@@ -1,7 +1,8 @@
 """Kafka → bronze → silver ingest. Run: ``fraudlake stream ingest [--once]``.
 
 Continuous by default (each query on its configured trigger) until Ctrl-C or SIGTERM, which stop
-the queries between micro-batches; ``--once`` drains what the topics hold now and exits
+the queries between micro-batches; a query that fails is restarted alone from its checkpoint,
+with a back-off, while the others run on. ``--once`` drains what the topics hold now and exits
 (backfills, tests).
 """
 
@@ -11,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from lakehouse.ingest.queries import run_ingest
+from lakehouse.ingest.queries import ingest_restarter, run_ingest
 from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.platform.spark import build_spark
 from lakehouse.platform.streaming import supervise
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
         log.info("ingest running: %s (Ctrl-C or SIGTERM stops)", ", ".join(q.name for q in queries))
-        failed = supervise(queries)
+        # A failed query (a broker outage, a concurrent writer) is restarted alone, the others run on.
+        failed = supervise(queries, restart=ingest_restarter(spark, settings))
         for query in failed:
             log.error("query %s failed: %s", query.name, query.exception())
         return 1 if failed else 0

@@ -27,6 +27,7 @@ from lakehouse.contract.tables import (
     TableNames,
     create_tables,
     silver_columns,
+    table_names,
 )
 from lakehouse.ingest.transforms import (
     bronze_records,
@@ -36,12 +37,14 @@ from lakehouse.ingest.transforms import (
     parse_records,
     with_source,
 )
-from lakehouse.platform.delta import append_once, table_location
+from lakehouse.platform.delta import append_once, retry_on_conflict, table_location
 from lakehouse.platform.kafka.clients import kafka_stream
 from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
@@ -76,6 +79,12 @@ class SilverBatch:
         self.quarantine_order = [c for c, _ in QUARANTINE_COLUMNS]
 
     def __call__(self, bronze: DataFrame, batch_id: int) -> None:
+        # A concurrent writer (OPTIMIZE by `fraudlake maintain`, an import's MERGE of users) makes
+        # a commit fail; the whole batch runs again, which is safe: every append is idempotent per
+        # batch and the MERGE applies only newer versions.
+        retry_on_conflict(lambda: self._land(bronze, batch_id), what=f"{self.query} batch {batch_id}")
+
+    def _land(self, bronze: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
         parsed = parse_records(bronze, self.fields, self.settings.data).persist()
@@ -198,3 +207,20 @@ def run_ingest(
                 raise_if_failed(query)
         queries.extend(started)
     return queries
+
+
+def ingest_restarter(spark: SparkSession, settings: Settings) -> Callable[[StreamingQuery], StreamingQuery]:
+    """Starts a failed ingest query again by its name, from its checkpoint (for
+    :func:`lakehouse.platform.streaming.supervise`): the other five run on meanwhile."""
+    names = table_names(settings)
+    starters = {
+        ingest_query_name(layer, stream): (start, stream)
+        for layer, start in (("bronze", start_bronze), ("silver", start_silver))
+        for stream in STREAMS
+    }
+
+    def restart(query: StreamingQuery) -> StreamingQuery:
+        start, stream = starters[query.name]
+        return start(spark, settings, names, stream, once=False)
+
+    return restart

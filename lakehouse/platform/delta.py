@@ -8,14 +8,72 @@ travel can replay.
 Exactly once: :func:`append_once` writes with Delta's idempotent-write options (``txnAppId``,
 ``txnVersion``), so a micro-batch replayed after a crash is skipped by Delta instead of appended
 twice. The application id is part of the on-disk contract: it must stay the same across releases.
+
+Concurrent writers: Delta's optimistic concurrency makes a commit fail when another writer
+changed what it read (``fraudlake maintain``'s OPTIMIZE under a MERGE, an import of users beside
+the users stream). :func:`retry_on_conflict` runs such a step again on a fresh snapshot, so a
+conflict costs a retry instead of stopping a stream; it is for steps that are safe to repeat
+(idempotent appends, MERGEs that apply only newer rows).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Attempts of a step that meets concurrent Delta writers, the first one included.
+CONFLICT_ATTEMPTS = 6
+
+
+def conflict_errors() -> tuple[type[BaseException], ...]:
+    """Delta's commit-conflict exceptions, as PySpark raises them."""
+    import delta.exceptions as errors
+
+    names = (
+        "DeltaConcurrentModificationException",
+        "ConcurrentWriteException",
+        "ConcurrentAppendException",
+        "ConcurrentDeleteReadException",
+        "ConcurrentDeleteDeleteException",
+        "ConcurrentTransactionException",
+        "MetadataChangedException",
+        "ProtocolChangedException",
+    )
+    return tuple(getattr(errors, name) for name in names if hasattr(errors, name))
+
+
+def retry_on_conflict(
+    step: Callable[[], T], *, what: str, attempts: int = CONFLICT_ATTEMPTS, backoff_s: float = 0.5
+) -> T:
+    """Run ``step``; when a concurrent Delta writer made its commit fail, run it again (up to
+    ``attempts`` in all, backing off exponentially with jitter), then let the conflict through.
+    ``step`` must be safe to repeat."""
+    conflicts = conflict_errors()
+    for attempt in range(1, attempts + 1):
+        try:
+            return step()
+        except conflicts as exc:
+            if attempt == attempts:
+                raise
+            delay = backoff_s * 2 ** (attempt - 1) * (1 + random.random())  # jitter
+            log.warning(
+                "%s: a concurrent Delta writer changed what it read (%s); attempt %d of %d in %.1f s",
+                what,
+                type(exc).__name__,
+                attempt + 1,
+                attempts,
+                delay,
+            )
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def latest_version(spark: SparkSession, name: str) -> int:

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 from lakehouse.contract.queries import SCORE_LANDING_QUERY, SCORE_QUERY
 from lakehouse.contract.tables import SCORED_COLUMNS, create_tables, table_names
 from lakehouse.platform import faults
-from lakehouse.platform.delta import table_location
+from lakehouse.platform.delta import retry_on_conflict, table_location
 from lakehouse.scoring.champion import Champion, Publisher
 from lakehouse.scoring.kernel import DAYS_COLUMNS, MICROS_COLUMNS
 from lakehouse.scoring.processor import AFTER_ALERTS, AFTER_TABLE, BEFORE_COMMIT, METRICS_TOPIC
@@ -164,12 +164,16 @@ class LandBatch:
             # from the join condition alone), so a MERGE reads today's rows, not the whole table.
             days = sorted(r.event_date.isoformat() for r in rows.select("event_date").distinct().collect())
             if days:
-                (
-                    DeltaTable.forPath(spark, self.location)
-                    .alias("t")
-                    .merge(rows.alias("s"), landing_condition(days))
-                    .whenNotMatchedInsertAll()
-                    .execute()
+                # Insert-only by transaction id: repeating it after a conflict (OPTIMIZE) inserts nothing twice.
+                retry_on_conflict(
+                    lambda: (
+                        DeltaTable.forPath(spark, self.location)
+                        .alias("t")
+                        .merge(rows.alias("s"), landing_condition(days))
+                        .whenNotMatchedInsertAll()
+                        .execute()
+                    ),
+                    what=f"score_landing batch {batch_id}",
                 )
         finally:
             rows.unpersist()

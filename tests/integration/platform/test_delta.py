@@ -64,3 +64,62 @@ def test_create_tables_creates_what_is_missing_and_keeps_what_exists(spark, sett
         assert spark.table(names.quarantine).count() == 0
     finally:
         drop_schemas(spark, own)
+
+
+def test_a_merge_that_meets_a_concurrent_writer_runs_again_on_a_fresh_snapshot(spark, tmp_path) -> None:
+    """Defect: an OPTIMIZE, an import or a DELETE committing under the silver MERGE made it fail,
+    and the failed query stopped ingest. A UDF in the MERGE's source holds it until another writer
+    has rewritten the files it read, so the conflict is certain, not a matter of timing."""
+    import threading
+    import time
+
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from lakehouse.platform.delta import conflict_errors, retry_on_conflict
+    from lakehouse.platform.waits import wait_until
+
+    path = str(tmp_path / "users")
+    spark.createDataFrame([(i, 0) for i in range(4)], "id INT, v INT").coalesce(1).write.format("delta").save(path)
+    reached, release = tmp_path / "reached", tmp_path / "release"
+
+    @F.udf("int")
+    def held(value: int) -> int:
+        reached.touch()
+        deadline = time.monotonic() + 120
+        while not release.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return value
+
+    source = spark.range(0, 4, 1, numPartitions=1).select(F.col("id").cast("int"), held(F.lit(1)).alias("v"))
+    attempts: list[int] = []
+
+    def merge() -> None:
+        attempts.append(1)
+        table = DeltaTable.forPath(spark, path).alias("t")
+        table.merge(source.alias("s"), "t.id = s.id").whenMatchedUpdate(set={"v": "s.v"}).execute()
+
+    def other_writer(drop_id: int) -> threading.Thread:
+        def run() -> None:
+            wait_until(reached.exists, timeout_s=120, what="the MERGE reading its source")
+            spark.sql(f"DELETE FROM delta.`{path}` WHERE id = {drop_id}")
+            release.touch()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    writer = other_writer(3)
+    with pytest.raises(conflict_errors()):
+        retry_on_conflict(merge, what="test merge", attempts=1)  # without retries: the conflict is real
+    writer.join()
+    reached.unlink()
+    release.unlink()
+
+    writer = other_writer(2)
+    retry_on_conflict(merge, what="test merge", backoff_s=0.01)
+    writer.join()
+
+    assert len(attempts) == 1 + 2  # the failed one above, then one conflict and one success
+    rows = sorted((r.id, r.v) for r in spark.read.format("delta").load(path).collect())
+    assert rows == [(0, 1), (1, 1)]  # updated on the snapshot after both deletes
