@@ -1,9 +1,13 @@
 """Reconciliation: every bronze record is in silver or in quarantine, exactly once.
 
 Counted per stream by Kafka coordinates (topic, partition, offset), so a mismatch says what is
-wrong: records not accounted for yet (in flight, or lost), accounted twice, or present in silver
-or quarantine without a bronze record. Also: no user's transactions on two partitions
-(:func:`split_users`), which the scorer's per-partition state needs.
+wrong: records lost (in bronze, read by silver's query, yet in neither silver nor quarantine),
+accounted twice, or present in silver or quarantine without a bronze record. Records that silver's
+query has not read yet are *in flight*, not lost: a running ingest always has some. How far the
+query has read comes from its checkpoint (the last bronze version it read in full); bronze as of
+that version is what must be accounted for. When the checkpoint cannot tell (none yet, still in
+its first snapshot, unreadable, not a local folder), every bronze record must be. Also: no user's
+transactions on two partitions (:func:`split_users`), which the scorer's per-partition state needs.
 """
 
 from __future__ import annotations
@@ -11,7 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lakehouse.contract.tables import STREAMS, table_names
+from lakehouse.contract.queries import ingest_query_name
+from lakehouse.contract.tables import IMPORT_TOPIC_PREFIX, STREAMS, table_names
+from lakehouse.errors import FraudlakeError
+from lakehouse.platform.checkpoints import last_commit, local_path, processed_delta_version
+from lakehouse.platform.delta import latest_version, read_version
+from lakehouse.platform.streaming import query_plan
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,17 +35,31 @@ class Reconciliation:
     bronze: int
     silver: int
     quarantine: int
-    unaccounted: int  # in bronze, in neither silver nor quarantine
+    unaccounted: int  # read by silver's query, yet in neither silver nor quarantine: lost
     double_counted: int  # coordinates found more than once in silver + quarantine
     orphans: int  # in silver or quarantine, not in bronze
     bronze_duplicates: int  # the same Kafka record twice in bronze
+    in_flight: int = 0  # in bronze, not read by silver's query yet
 
     @property
     def ok(self) -> bool:
         return (
-            self.bronze == self.silver + self.quarantine
+            self.bronze == self.silver + self.quarantine + self.in_flight
             and self.unaccounted == self.double_counted == self.orphans == self.bronze_duplicates == 0
         )
+
+
+def silver_read_version(settings: Settings, stream: str) -> int | None:
+    """The last bronze version the stream's silver query has read in full (-1: none), from its
+    checkpoint; None when there is no checkpoint folder or it cannot tell."""
+    try:
+        checkpoint = local_path(query_plan(settings, ingest_query_name("silver", stream)).checkpoint)
+        if not checkpoint.is_dir():  # another checkpoint folder, or no stream: nothing to go by
+            return None
+        batch = last_commit(checkpoint)
+    except FraudlakeError:
+        return None
+    return -1 if batch is None else processed_delta_version(batch.source_offset)
 
 
 def reconcile(spark: SparkSession, settings: Settings) -> list[Reconciliation]:
@@ -54,6 +77,17 @@ def reconcile(spark: SparkSession, settings: Settings) -> list[Reconciliation]:
             return df.select(*(F.col(f"_{c}").alias(c) for c in COORDINATES))
 
         bronze = spark.table(names.bronze(stream)).groupBy(*COORDINATES).agg(F.count("*").alias("b"))
+        read = silver_read_version(settings, stream)
+        if read is not None and read < latest_version(spark, names.bronze(stream)):
+            # What silver's query has read: bronze as of that version, and every imported row (an
+            # import accounts for its rows as it writes them).
+            imported = spark.table(names.bronze(stream)).where(F.col("topic").startswith(IMPORT_TOPIC_PREFIX))
+            seen = imported.select(*COORDINATES)
+            if read >= 0:
+                seen = seen.unionByName(read_version(spark, names.bronze(stream), version=read).select(*COORDINATES))
+            bronze = bronze.join(seen.distinct().withColumn("read", F.lit(True)), COORDINATES, "left")
+        else:
+            bronze = bronze.withColumn("read", F.lit(True))
         accounted = (
             coordinates(silver_table)
             .withColumn("s", F.lit(1))
@@ -68,7 +102,12 @@ def reconcile(spark: SparkSession, settings: Settings) -> list[Reconciliation]:
                 F.coalesce(F.sum("b"), F.lit(0)).alias("bronze"),
                 F.coalesce(F.sum("s"), F.lit(0)).alias("silver"),
                 F.coalesce(F.sum("q"), F.lit(0)).alias("quarantine"),
-                F.count(F.when(F.col("b").isNotNull() & F.col("s").isNull(), 1)).alias("unaccounted"),
+                F.count(F.when(F.col("b").isNotNull() & F.col("s").isNull() & F.col("read").isNotNull(), 1)).alias(
+                    "unaccounted"
+                ),
+                F.count(F.when(F.col("b").isNotNull() & F.col("s").isNull() & F.col("read").isNull(), 1)).alias(
+                    "in_flight"
+                ),
                 F.count(F.when(F.col("s") + F.col("q") > 1, 1)).alias("double_counted"),
                 F.count(F.when(F.col("b").isNull(), 1)).alias("orphans"),
                 F.count(F.when(F.col("b") > 1, 1)).alias("bronze_duplicates"),

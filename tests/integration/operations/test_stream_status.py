@@ -126,3 +126,29 @@ def test_stream_status_calls_a_query_broken_when_its_topic_was_recreated_or_its_
         assert "broken: bronze_transactions (partition 0: checkpoint at offset 500" in result.stderr
     finally:
         delete_topics(settings.kafka, [t.name for t in settings.kafka.topics.all()])
+
+
+def test_reconcile_counts_what_silver_has_not_read_yet_as_in_flight_not_lost(status_settings, spark) -> None:
+    """Defect: with ingest running at its normal lag, reconcile failed (bronze ahead of silver
+    counted as unaccounted), so the weekly DAG failed whenever the stream was live."""
+    from lakehouse.contract.tables import table_names
+    from lakehouse.ingest.reconcile import reconcile
+
+    settings = status_settings
+    simulation = Simulation(settings.simulator, date(2026, 10, 1), traffic_seed=43)
+    sender = make_sender(settings.kafka, settings.producer)
+    first = produce(settings, simulation, sender, ProduceLimits(count=150), first_day=0)
+    run_ingest(spark, settings, once=True)
+    second = produce(settings, simulation, sender, ProduceLimits(count=80), first_day=first.next_day)
+    sender.close()
+    run_ingest(spark, settings, once=True, layers=("bronze",))  # silver has not read these yet
+
+    live = {r.stream: r for r in reconcile(spark, settings)}
+
+    assert (live["transactions"].in_flight, live["transactions"].unaccounted) == (second.transactions, 0)
+    assert all(r.ok for r in live.values()), live
+    names = table_names(settings)
+    one = spark.table(names.silver("transactions")).first().transaction_id
+    spark.sql(f"DELETE FROM {names.silver('transactions')} WHERE transaction_id = '{one}'")  # a silver row lost
+    lost = {r.stream: r for r in reconcile(spark, settings)}["transactions"]
+    assert (lost.unaccounted, lost.in_flight, lost.ok) == (1, second.transactions, False)
