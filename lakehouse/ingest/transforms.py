@@ -4,8 +4,8 @@ used by the streaming queries in :mod:`lakehouse.ingest.queries` and unit-tested
 Validation gives every record at most one machine-readable ``quarantine_reason``, the first that
 applies in this order: ``malformed_json``, ``missing_field:<name>``, ``bad_type:<name>`` (a value
 that is not of the field's type, or a JSON object or array where an id is expected), ``bad_id:<name>``
-(an id that is blank, has surrounding white space or control characters, or is longer than
-:data:`MAX_ID_LENGTH`), ``not_finite:<name>`` (NaN or an infinity in a number),
+(an id that is blank, has surrounding white space or control characters, holds bytes that were
+not UTF-8, or is longer than :data:`MAX_ID_LENGTH`), ``not_finite:<name>`` (NaN or an infinity in a number),
 ``out_of_range:<name>`` (a date or time outside ``data.time_range``, a latitude or longitude off
 the globe), then the value rules
 (``negative_amount``, ``absurd_amount``, ``unknown_currency``, ``invalid_ip``), then, for
@@ -15,8 +15,9 @@ extra fields are ignored (schema drift), and the raw value stays in bronze.
 The ranges are what keeps a single hostile record from stopping a stream for good: a year-1 or
 year-9999 timestamp is valid for Spark but not for Python's datetime or pandas, which the silver
 batch, the scorer's step and the offline features build all use. The id rules keep unrelated
-records apart: a blank user id would pool every such payment into one user's history, and an
-object where an id is expected would otherwise become its JSON text.
+records apart: a blank user id would pool every such payment into one user's history, so would
+two ids whose invalid bytes both read as U+FFFD, and an object where an id is expected would
+otherwise become its JSON text.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def _id_rules(value: Column, raw_json: Column, name: str) -> list[tuple[Column, 
     unsafe = (
         (F.trim(value) == "")
         | (F.trim(value) != value)
-        | value.rlike(r"[\x00-\x1f\x7f]")
+        | value.rlike(r"[\x00-\x1f\x7f\x{FFFD}]")  # U+FFFD: bytes that were not UTF-8
         | (F.length(value) > MAX_ID_LENGTH)
     )
     return [(nested, f"bad_type:{name}"), (unsafe, f"bad_id:{name}")]

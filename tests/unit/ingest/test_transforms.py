@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from lakehouse.contract.schemas import TRANSACTION_FIELDS, USER_FIELDS
-from lakehouse.ingest.transforms import late_and_duplicates, latest_per_key, parse_records
+from lakehouse.ingest.transforms import bronze_records, late_and_duplicates, latest_per_key, parse_records
 
 GOOD = {
     "transaction_id": "T1",
@@ -87,6 +87,30 @@ def test_parse_records_gives_each_record_one_reason(spark, settings) -> None:
     # Only the reasons come back to Python: a year-1 event time is not a Python datetime.
     reasons = [r.quarantine_reason for r in parsed.orderBy("offset").select("quarantine_reason").collect()]
     assert reasons == [expected for _, expected in CASES]
+
+
+def test_bytes_that_are_not_utf8_never_stop_the_parse_and_land_somewhere(spark, settings) -> None:
+    """Kafka values are bytes: invalid UTF-8 in a field or in the whole value is quarantined with a
+    reason, never a crash, and the bronze value stays text (invalid bytes read as U+FFFD)."""
+    good = with_changes().encode()
+    values = [
+        good,
+        good.replace(b'"U1"', b'"U\xff\xfe"'),  # invalid bytes inside the user id
+        b"\xff\xfe\x00garbage",  # not text at all
+        good.replace(b'"EUR"', b'"\xc3"'),  # a cut multi-byte sequence in the currency
+    ]
+    now = datetime(2026, 10, 2)
+    kafka = spark.createDataFrame(
+        [(b"U1", v, "transaction_stream", 0, i, now) for i, v in enumerate(values)],
+        "key BINARY, value BINARY, topic STRING, partition INT, offset BIGINT, timestamp TIMESTAMP",
+    )
+
+    parsed = parse_records(bronze_records(kafka), TRANSACTION_FIELDS, settings.data)
+    rows = parsed.orderBy("offset").select("value", "quarantine_reason", "user_id").collect()
+
+    # An id read with replacement characters could be anyone's: quarantined, not pooled.
+    assert [r.quarantine_reason for r in rows] == [None, "bad_id:user_id", "malformed_json", "unknown_currency"]
+    assert all(isinstance(r.value, str) for r in rows)
 
 
 def test_parse_records_types_the_contract_fields(spark, settings) -> None:
