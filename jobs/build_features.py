@@ -13,7 +13,7 @@ import sys
 from datetime import date
 
 from lakehouse.features.materialize import build_features
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error, private_files
 from lakehouse.platform.spark import build_spark
 from lakehouse.settings import load_settings
 
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     configure_logging()
+    private_files()
     with exit_on_error():
         settings = load_settings(args.env)
         report = build_features(build_spark(settings, app_name="fraudlake-features"), settings, since=args.since)

@@ -8,7 +8,7 @@ import sys
 import uuid
 
 from lakehouse.operations.smoke import run_smoke
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error, private_files
 from lakehouse.platform.spark import build_spark
 from lakehouse.settings import load_settings
 
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=100, help="records to send through")
     args = parser.parse_args(argv)
     configure_logging()
+    private_files()
     with exit_on_error():
         settings = load_settings(args.env)
         table = f"{settings.paths.data_dir}/smoke/{uuid.uuid4().hex[:12]}"

@@ -13,7 +13,7 @@ import logging
 import sys
 
 from lakehouse.ingest.queries import ingest_restarter, run_ingest
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error, private_files
 from lakehouse.platform.spark import build_spark
 from lakehouse.platform.streaming import supervise
 from lakehouse.settings import load_settings
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="drain what is there now, then exit (availableNow)")
     args = parser.parse_args(argv)
     configure_logging()
+    private_files()
     with exit_on_error():
         settings = load_settings(args.env)
         spark = build_spark(settings, app_name="fraudlake-ingest")

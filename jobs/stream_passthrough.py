@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import sys
 
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error, private_files
 from lakehouse.platform.spark import build_spark
 from lakehouse.settings import load_settings
 
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="the query's checkpoint (a new one: it starts at latest)")
     args = parser.parse_args(argv)
     configure_logging()
+    private_files()
     with exit_on_error():
         settings = load_settings(args.env)
         spark = build_spark(settings, app_name="fraudlake-passthrough")

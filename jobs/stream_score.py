@@ -11,7 +11,7 @@ import logging
 import sys
 
 from lakehouse.features.warm import STARTS
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error, private_files
 from lakehouse.platform.spark import build_spark
 from lakehouse.settings import load_settings
 
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     configure_logging()
+    private_files()
     with exit_on_error():
         settings = load_settings(args.env)
         faults.arm(FAULT_STEPS)  # before Spark starts: its JVM and workers inherit it

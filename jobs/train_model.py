@@ -11,7 +11,7 @@ import sys
 from datetime import date
 
 from lakehouse.ml.training import train
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error, private_files
 from lakehouse.platform.spark import build_spark
 from lakehouse.settings import load_settings
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = parser.parse_args(argv)
     configure_logging()
+    private_files()
     with exit_on_error():
         settings = load_settings(args.env)
         spark = build_spark(settings, app_name="fraudlake-train")

@@ -28,7 +28,7 @@ from lakehouse.cli import (
     simulator,
     stream,
 )
-from lakehouse.platform.entrypoint import configure_logging, exit_on_error
+from lakehouse.platform.entrypoint import configure_logging, exit_on_error, private_files
 from lakehouse.settings import load_settings
 
 app = typer.Typer(
@@ -59,6 +59,7 @@ def main_options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging, client libraries included.")] = False,
 ) -> None:
     configure_logging(verbose, hosted=bool((ctx.obj or {}).get("hosted")))
+    private_files()
     settings = load_settings(env, conf_dir)
     ctx.obj = {"settings": settings, "conf_dir": conf_dir}
 

@@ -47,7 +47,7 @@ def dag_arguments(conf: Settings, cron: str, *, catchup: bool, tags: list[str]) 
 
 def airflow_environ(settings: Settings) -> dict[str, str]:
     """The variables of a local Airflow for Fraudlake: its home and SQLite database under the data
-    folder, the project's dags/, no example DAGs, the UI port from the settings."""
+    folder, the project's dags/, no example DAGs, the UI's address and port from the settings."""
     home = settings.airflow_home
     home.mkdir(parents=True, exist_ok=True)
     return {
@@ -56,6 +56,7 @@ def airflow_environ(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__API__PORT": str(settings.orchestration.airflow_port),
+        "AIRFLOW__API__HOST": settings.orchestration.airflow_host,  # Airflow's default is every interface
         "FRAUDLAKE_ENV": settings.env,
         # `airflow standalone` starts its components as `airflow ...`: the project's interpreter first.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 
@@ -11,6 +12,16 @@ from lakehouse.errors import FraudlakeError
 
 # Third-party loggers that narrate every connection attempt at INFO.
 NOISY_LOGGERS = ("kafka", "librdkafka", "py4j", "urllib3", "faker")
+
+
+#: Files and folders an entry point creates are its owner's alone (0600 and 0700): the warehouse
+#: holds personal data, the MLflow database and Airflow's generated password are secrets.
+PRIVATE_UMASK = 0o077
+
+
+def private_files() -> None:
+    """Make every file and folder this process, and the processes it starts, creates private."""
+    os.umask(PRIVATE_UMASK)
 
 
 def configure_logging(verbose: bool = False, *, hosted: bool = False) -> None:

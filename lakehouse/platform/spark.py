@@ -80,6 +80,11 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # Delta rebuilds a table's snapshot from its log in this many tasks (default 50, sized for a
         # cluster): every streaming MERGE or append pays it, so it follows the shuffle partitions.
         "spark.databricks.delta.snapshotPartitions": str(spark.shuffle_partitions),
+        # Hadoop sets a new file's mode itself (umask 022: world-readable), whatever the process's
+        # umask: the warehouse holds personal data, so tables and checkpoints are their owner's
+        # alone. Hive's defaults set the old key (dfs.umaskmode), which wins over the new one.
+        "spark.hadoop.fs.permissions.umask-mask": "077",
+        "spark.hadoop.dfs.umaskmode": "077",
     }
     jars = spark_jars(settings)
     if jars:

@@ -445,6 +445,11 @@ class OrchestrationSettings(_Section):
         default=None, description="AIRFLOW_HOME of `make airflow`; default: <data_dir>/airflow."
     )
     airflow_port: int = Field(ge=1, le=65535, description="Port of the local Airflow UI (`make airflow`).")
+    airflow_host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address the local Airflow UI and API listen on: loopback unless set (0.0.0.0 exposes it).",
+    )
 
 
 class Settings(_Section):

@@ -77,9 +77,12 @@ def test_compose_fraudlake_services_use_cluster_env_and_share_the_data_dir(compo
         assert str(cluster.paths.data_dir) in mounts, name
 
 
-def test_compose_published_ports_do_not_collide(compose: dict) -> None:
-    published = [p.split(":")[0] for svc in compose["services"].values() for p in svc.get("ports", [])]
-    assert len(published) == len(set(published))
+def test_compose_publishes_ports_on_loopback_only_and_they_do_not_collide(compose: dict) -> None:
+    """Defect: Kafka, the Spark master and Airflow were published on every host interface."""
+    published = [p.split(":") for svc in compose["services"].values() for p in svc.get("ports", [])]
+    assert published and all(len(p) == 3 and p[0] == "127.0.0.1" for p in published), published
+    host_ports = [p[1] for p in published]
+    assert len(host_ports) == len(set(host_ports))
 
 
 def test_compose_catalog_server_is_what_the_cluster_overlay_connects_to(compose: dict, cluster) -> None:

@@ -96,11 +96,17 @@ def spark_options(kafka: KafkaSettings) -> dict[str, str]:
             if kafka.sasl_mechanism == "PLAIN"
             else "org.apache.kafka.common.security.scram.ScramLoginModule"
         )
-        user = kafka.sasl_username.get_secret_value().replace('"', '\\"')
-        password = kafka.sasl_password.get_secret_value().replace('"', '\\"')
+        user = _jaas_quoted(kafka.sasl_username.get_secret_value())
+        password = _jaas_quoted(kafka.sasl_password.get_secret_value())
         options["kafka.sasl.mechanism"] = kafka.sasl_mechanism
         options["kafka.sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
     return options
+
+
+def _jaas_quoted(value: str) -> str:
+    """``value`` for a double-quoted JAAS option: Kafka's parser (a ``StreamTokenizer``) reads a
+    backslash as an escape, so backslashes are doubled before quotes are escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def kafka_stream(

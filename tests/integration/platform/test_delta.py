@@ -4,6 +4,7 @@ persistent catalog."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,26 @@ def test_a_merge_that_meets_a_concurrent_writer_runs_again_on_a_fresh_snapshot(s
     assert len(attempts) == 1 + 2  # the failed one above, then one conflict and one success
     rows = sorted((r.id, r.v) for r in spark.read.format("delta").load(path).collect())
     assert rows == [(0, 1), (1, 1)]  # updated on the snapshot after both deletes
+
+
+def test_files_the_platform_creates_are_private(tmp_path, cli_env) -> None:
+    """Defect: the warehouse (personal data), the MLflow database and Airflow's generated password
+    were world-readable. Every entry point sets a private umask before it starts anything, so the
+    files of a command, and of the Spark JVM it starts, are the owner's alone (0600, folders 0700)."""
+    import stat
+    import subprocess
+    import sys
+
+    fraudlake = str(Path(sys.executable).parent / "fraudlake")
+    own = {**cli_env, "FRAUDLAKE_PATHS__DATA_DIR": str(tmp_path / "data"), "FRAUDLAKE_SPARK__CATALOG": "in-memory"}
+    table, batch = tmp_path / "table", tmp_path / "batch"
+    for command in (
+        ["simulate", "--out", str(batch), "--transactions", "200", "--days", "2"],
+        ["sql", "--write", f"CREATE TABLE probe USING DELTA LOCATION '{table}' AS SELECT 1 AS id"],
+    ):
+        done = subprocess.run([fraudlake, *command], env=own, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    written = [p for root in (table, batch, tmp_path / "data") for p in root.rglob("*")]
+    exposed = [str(p) for p in written if stat.S_IMODE(p.stat().st_mode) & 0o077]
+    assert len(written) > 10 and exposed == []

@@ -37,3 +37,16 @@ def test_client_config_and_spark_options_carry_sasl_from_environment() -> None:
     assert options["kafka.sasl.jaas.config"] == (
         'org.apache.kafka.common.security.scram.ScramLoginModule required username="fraud-svc" password="pa\\"ss";'
     )
+
+
+def test_spark_sasl_options_survive_kafkas_own_jaas_parser_with_quotes_backslashes_and_non_ascii(spark) -> None:
+    """Defect: a password with a backslash worked for the Python clients and failed on Spark's path
+    (Kafka's JAAS parser reads a backslash as an escape). Parsed here by Kafka's own JaasConfig."""
+    password = 'p"a\\ss\\\\wörd\\"'
+    kafka = load_settings("cluster", environ={**SASL_ENV, "FRAUDLAKE_KAFKA__SASL_PASSWORD": password}).kafka
+
+    jaas = spark_options(kafka)["kafka.sasl.jaas.config"]
+
+    parsed = spark._jvm.org.apache.kafka.common.security.JaasConfig("KafkaClient", jaas)
+    options = parsed.getAppConfigurationEntry("KafkaClient")[0].getOptions()
+    assert (options.get("username"), options.get("password")) == ("fraud-svc", password)
