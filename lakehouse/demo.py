@@ -255,16 +255,16 @@ def interrupt_as_sigterm() -> Iterator[None]:
 
 
 def send_days(
-    settings: Settings, sim: SimulatorSettings, limits: ProduceLimits, first_day: int, seed: int
+    settings: Settings, sim: SimulatorSettings, limits: ProduceLimits, first_day: int, seed: int | None = None
 ) -> ProduceReport:
-    """Simulated payments from ``first_day`` on (the world's days end yesterday); where the next
-    traffic starts is remembered."""
+    """Simulated payments from ``first_day`` on (default: a fresh traffic seed); remembers the next day."""
     from lakehouse.platform.kafka.senders import make_sender
     from lakehouse.simulator.producer import produce, remember_day, resume_day
     from lakehouse.simulator.simulation import Simulation, default_start
 
     sender = make_sender(settings.kafka, settings.producer)
     try:
+        seed = uuid.uuid4().int % 2**31 if seed is None else seed
         simulation = Simulation(sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=seed)
         report = produce(settings, simulation, sender, limits, first_day=first_day)
     finally:
@@ -304,7 +304,7 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
                 # cold JVM) come before the live part, for the scorer and the floor alike, as in a
                 # deployment where the scorer runs before the payments do.
                 warm_up = ProduceLimits(count=max(20, int(rate * 5)), rate=rate)
-                send_days(settings, live_sim, warm_up, resume_day(settings, sim.days), seed=uuid.uuid4().int % 2**31)
+                send_days(settings, live_sim, warm_up, resume_day(settings, sim.days))
                 with console.status("the scorer starts and catches up with the topic …") as status:
                     wait_scored(settings, jobs, 1800, lambda lag: status.update(f"the scorer catches up: {lag:,} left"))
                 console.rule(
@@ -320,7 +320,7 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
                     try:
                         limits = ProduceLimits(duration_s=duration_s, rate=rate)
                         first_day = resume_day(settings, sim.days)
-                        produced["report"] = send_days(settings, live_sim, limits, first_day, uuid.uuid4().int % 2**31)
+                        produced["report"] = send_days(settings, live_sim, limits, first_day)
                         wait_scored(settings, jobs, 600, lambda _lag: None)
                     except BaseException as exc:
                         produced["error"] = exc
