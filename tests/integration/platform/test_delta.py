@@ -72,7 +72,6 @@ def test_a_merge_that_meets_a_concurrent_writer_runs_again_on_a_fresh_snapshot(s
     and the failed query stopped ingest. A UDF in the MERGE's source holds it until another writer
     has rewritten the files it read, so the conflict is certain, not a matter of timing."""
     import threading
-    import time
 
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
@@ -86,10 +85,10 @@ def test_a_merge_that_meets_a_concurrent_writer_runs_again_on_a_fresh_snapshot(s
 
     @F.udf("int")
     def held(value: int) -> int:
+        from lakehouse.platform.waits import wait_until  # in the Python worker
+
         reached.touch()
-        deadline = time.monotonic() + 120
-        while not release.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(release.exists, timeout_s=120, what="the other writer's commit")
         return value
 
     source = spark.range(0, 4, 1, numPartitions=1).select(F.col("id").cast("int"), held(F.lit(1)).alias("v"))
