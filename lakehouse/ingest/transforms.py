@@ -85,7 +85,7 @@ def _out_of_range(value: Column, field: Field, contract: DataContractSettings) -
     return None
 
 
-def _id_rules(value: Column, raw_json: Column, name: str) -> list[tuple[Column, str]]:
+def _id_rules(value: Column, record: Column, name: str) -> list[tuple[Column, str]]:
     """An id's rules: a JSON object or array (``bad_type``), then blank or unsafe text (``bad_id``).
 
     ``from_json`` reads any JSON value into a string field as its text, so ``{"id": 1}`` would pass
@@ -94,7 +94,7 @@ def _id_rules(value: Column, raw_json: Column, name: str) -> list[tuple[Column, 
     """
     from pyspark.sql import functions as F
 
-    structured = F.schema_of_variant(F.variant_get(F.try_parse_json(raw_json), f"$.{name}", "variant"))
+    structured = F.schema_of_variant(F.variant_get(record, f"$.{name}", "variant"))
     looks_structured = value.rlike(r"^\s*[\[{]")
     nested = F.when(looks_structured, structured.rlike("^(OBJECT|ARRAY)")).otherwise(False)
     unsafe = (
@@ -138,7 +138,8 @@ def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataCo
     rules += [
         (raw[f.name].isNotNull() & typed[f.name].isNull(), f"bad_type:{f.name}") for f in fields if f.kind != "string"
     ]
-    rules += [rule for f in fields if f.name in IDENTIFIERS for rule in _id_rules(raw[f.name], F.col("value"), f.name)]
+    record = F.try_parse_json("value")  # the record as a variant, one expression for every id field
+    rules += [rule for f in fields if f.name in IDENTIFIERS for rule in _id_rules(raw[f.name], record, f.name)]
     numbers = [f.name for f in fields if f.kind == "double"]
     rules += [(F.isnan(typed[n]) | (F.abs(typed[n]) == float("inf")), f"not_finite:{n}") for n in numbers]
     ranges = {f.name: _out_of_range(typed[f.name], f, contract) for f in fields}
