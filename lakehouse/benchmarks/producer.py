@@ -61,7 +61,7 @@ def bench_producer(settings: Settings, client: str, start: date, count: int, rep
         finally:
             sender.close()
             delete_topics(run_settings.kafka, [t.name for t in run_settings.kafka.topics.all()])
-        if report.failed or report.delivered != report.sent:
+        if report.failed or report.delivered != report.sent or report.caught_up:
             raise RuntimeError(f"benchmark run lost records: {report}")
         runs.append(report.transactions / report.elapsed_s)
     return Series(f"produce with {client}", runs)

@@ -28,11 +28,11 @@ def bench_produce(
     """
     from lakehouse.benchmarks.producer import bench_generation, bench_producer, write_producer_report
     from lakehouse.platform.kafka.topics import list_topics
-    from lakehouse.simulator.simulation import default_start
+    from lakehouse.simulator.simulation import start_before
 
     settings = settings_of(ctx)
     list_topics(settings.kafka)  # fail plainly now if the broker is down
-    start = default_start(settings.simulator, datetime.now(UTC).date())
+    start = start_before(settings.simulator, datetime.now(UTC).date(), count)
     series = [bench_generation(settings, start, count, repeats)]
     for client in ("confluent", "kafka-python"):
         console.print(f"benchmarking {client} ...")

@@ -64,19 +64,20 @@ def import_command(
 @app.command("reconcile")
 def reconcile_command(ctx: typer.Context) -> None:
     """Check per stream that bronze = silver + quarantine, record by record, and that no user's
-    transactions arrived on two partitions (the scorer's state needs producers keyed by user_id).
-    Exits 1 when not.
+    transactions arrived on two partitions (the scorer's state needs producers keyed by user_id), and
+    that no partition's clock runs in the future. Exits 1 when not.
 
     Safe beside a running ingest: what silver's query has not read yet (its checkpoint says how far
     it has) is counted as in flight, not as lost.
     """
     from rich.table import Table
 
-    from lakehouse.ingest.reconcile import reconcile, split_users
+    from lakehouse.ingest.reconcile import clocks_ahead, reconcile, split_users
 
     spark, settings = spark_session(ctx, "fraudlake-reconcile"), settings_of(ctx)
     results = reconcile(spark, settings)
     split = split_users(spark, settings)
+    ahead = clocks_ahead(spark, settings)
     table = Table(title="bronze = silver + quarantine + in flight")
     columns = [
         "stream",
@@ -102,5 +103,10 @@ def reconcile_command(ctx: typer.Context) -> None:
             "part of their history. Key transactions by user_id, and never add partitions to a live topic "
             "(README: Scale-out)."
         )
-    if not all(r.ok for r in results) or not split.ok:
+    if not ahead.ok:
+        console.print(
+            f"partition clocks in the future ({'; '.join(ahead.partitions)}): every later record of these "
+            "partitions is marked late_event. Recovery: docs/operations.md, 'A partition clock in the future'."
+        )
+    if not all(r.ok for r in results) or not split.ok or not ahead.ok:
         raise typer.Exit(1)

@@ -162,6 +162,11 @@ def produce_command(
         console.print(f"bad-record manifest: {result.manifest}")
     if result.interrupted:
         console.print("stopped by Ctrl-C after flushing")
+    if result.caught_up:
+        console.print(
+            f"[yellow]stopped: simulated time reached the wall clock at {result.caught_up}[/] (later payments "
+            "would be dated after they are sent); set simulator.start earlier or raise simulator.live_days"
+        )
     if result.failed:
         console.print(f"[red]{result.failed} records could not be delivered[/]: {result.errors[:1]}")
         raise typer.Exit(1)

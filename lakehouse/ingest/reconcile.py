@@ -7,7 +7,9 @@ query has not read yet are *in flight*, not lost: a running ingest always has so
 query has read comes from its checkpoint (the last bronze version it read in full); bronze as of
 that version is what must be accounted for. When the checkpoint cannot tell (none yet, still in
 its first snapshot, unreadable, not a local folder), every bronze record must be. Also: no user's
-transactions on two partitions (:func:`split_users`), which the scorer's per-partition state needs.
+transactions on two partitions (:func:`split_users`), which the scorer's per-partition state needs,
+and no partition whose clock runs in the future (:func:`clocks_ahead`), which would make every later
+record of it late.
 """
 
 from __future__ import annotations
@@ -152,3 +154,35 @@ def split_users(spark: SparkSession, settings: Settings, *, examples: int = 5) -
     )
     first = [r.user_id for r in split.orderBy("user_id").limit(examples).collect()]
     return SplitUsers(split.count() if first else 0, first)
+
+
+@dataclass(frozen=True)
+class ClocksAhead:
+    """Kafka partitions whose latest accepted event time lies in the future (beyond
+    ``data.max_ahead_minutes``): every later record of such a partition is marked late."""
+
+    partitions: list[str]  # "topic/partition: latest event time"
+
+    @property
+    def ok(self) -> bool:
+        return not self.partitions
+
+
+def clocks_ahead(spark: SparkSession, settings: Settings) -> ClocksAhead:
+    """The partitions whose clock (``silver.ingest_progress``) is ahead of now: records accepted
+    before the ``future_time`` rule existed, or through a broker that takes far-future Kafka
+    timestamps. docs/operations.md says how to recover."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.ingest.transforms import interval_seconds
+
+    ahead = F.current_timestamp() + interval_seconds(settings.data.max_ahead_minutes * 60)
+    rows = (
+        spark.table(table_names(settings).progress)
+        .groupBy("_topic", "_partition")
+        .agg(F.max("max_event_time").alias("clock"))
+        .where(F.col("clock") > ahead)
+        .orderBy("_topic", "_partition")
+        .collect()
+    )
+    return ClocksAhead([f"{r._topic}/{r._partition}: {r.clock.isoformat()}" for r in rows])

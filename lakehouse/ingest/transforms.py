@@ -7,7 +7,8 @@ that is not of the field's type, or a JSON object or array where an id is expect
 (an id that is blank, has surrounding white space or control characters, holds bytes that were
 not UTF-8, or is longer than :data:`MAX_ID_LENGTH`), ``not_finite:<name>`` (NaN or an infinity in a number),
 ``out_of_range:<name>`` (a date or time outside ``data.time_range``, a latitude or longitude off
-the globe), then the value rules
+the globe), ``future_time:<name>`` (a time later than the record's Kafka timestamp, or its import's
+time, by more than ``data.max_ahead_minutes``), then the value rules
 (``negative_amount``, ``absurd_amount``, ``unknown_currency``, ``invalid_ip``), then, for
 transactions, ``late_event`` and ``duplicate``. A null required field counts as missing. Unknown
 extra fields are ignored (schema drift), and the raw value stays in bronze.
@@ -17,7 +18,10 @@ year-9999 timestamp is valid for Spark but not for Python's datetime or pandas, 
 batch, the scorer's step and the offline features build all use. The id rules keep unrelated
 records apart: a blank user id would pool every such payment into one user's history, so would
 two ids whose invalid bytes both read as U+FFFD, and an object where an id is expected would
-otherwise become its JSON text.
+otherwise become its JSON text. The bound against the Kafka timestamp keeps one record dated ahead
+from moving its partition's clock into the future, which would make every later record of the
+partition ``late_event`` (the broker refuses, in turn, a Kafka timestamp an hour ahead of its own
+clock: ``message.timestamp.after.max.ms`` on the topics).
 """
 
 from __future__ import annotations
@@ -144,6 +148,8 @@ def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataCo
     rules += [(F.isnan(typed[n]) | (F.abs(typed[n]) == float("inf")), f"not_finite:{n}") for n in numbers]
     ranges = {f.name: _out_of_range(typed[f.name], f, contract) for f in fields}
     rules += [(condition, f"out_of_range:{name}") for name, condition in ranges.items() if condition is not None]
+    ahead = F.col("kafka_timestamp") + interval_seconds(contract.max_ahead_minutes * 60)
+    rules += [(typed[f.name] > ahead, f"future_time:{f.name}") for f in fields if f.kind == "timestamp"]
     if "amount" in typed:
         rules += [
             (typed["amount"] <= 0, "negative_amount"),

@@ -154,6 +154,14 @@ class DataContractSettings(_Section):
             " Python: years 1-9999), so no single record can stop a stream or a build."
         )
     )
+    max_ahead_minutes: float = Field(
+        gt=0,
+        description=(
+            "A record's time may lie at most this far after its Kafka timestamp (or its import's time),"
+            " or it is quarantined (future_time:<field>): one record dated ahead would otherwise make"
+            " every later record of its partition late."
+        ),
+    )
 
     @model_validator(mode="after")
     def _time_range_ordered(self) -> DataContractSettings:
@@ -237,7 +245,16 @@ class SimulatorSettings(_Section):
     cities: int = Field(ge=2)
     days: int = Field(ge=1, description="Span of the offline batch.")
     start: date | None = Field(
-        default=None, description="First day of the offline batch (UTC); null: `days` before today."
+        default=None,
+        description="First day of the offline batch (UTC); null: `days` + `live_days` before today.",
+    )
+    live_days: int = Field(
+        default=60,
+        ge=0,
+        description=(
+            "Simulated days kept between the offline batch and today for live traffic, which runs"
+            " faster than the clock: the producer stops when its simulated time reaches the wall clock."
+        ),
     )
     transactions: int = Field(ge=1, description="Transactions in the offline batch, fraud included.")
     fraud_rate: float = Field(ge=0, le=0.5)

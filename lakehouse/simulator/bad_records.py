@@ -10,6 +10,7 @@ Kinds are taken in turn, so a run with at least ``len(KINDS)`` bad records has e
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -17,6 +18,8 @@ import numpy as np
 from lakehouse.simulator.simulation import iso_ms
 
 ACCEPTED = "accepted"
+#: How far ahead of the wall clock an ``ahead_of_clock`` record is dated (30 days).
+AHEAD_MS = 30 * 24 * 3600 * 1000
 
 #: kind → (stream, expected outcome: a quarantine reason, or "accepted")
 KINDS: dict[str, tuple[str, str]] = {
@@ -34,6 +37,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "out_of_order": ("transactions", ACCEPTED),
     "ancient_timestamp": ("transactions", "out_of_range:timestamp"),
     "far_future_timestamp": ("transactions", "out_of_range:timestamp"),
+    "ahead_of_clock": ("transactions", "future_time:timestamp"),
     "nan_amount": ("transactions", "not_finite:amount"),
     "blank_user_id": ("transactions", "bad_id:user_id"),
     "object_merchant_id": ("transactions", "bad_type:merchant_id"),
@@ -151,6 +155,8 @@ class BadRecordInjector:
             return tx({"timestamp": "0001-01-01T00:00:00.000Z"})
         if kind == "far_future_timestamp":
             return tx({"timestamp": "9999-12-31T23:59:59.999Z"})
+        if kind == "ahead_of_clock":  # a plausible date, but weeks after the moment it was sent
+            return tx({"timestamp": str(iso_ms(np.array([int(time.time() * 1000) + AHEAD_MS]))[0])})
         if kind == "nan_amount":  # a number as text, as many producers send it
             return tx({"amount": "NaN"})
         if kind == "blank_user_id":  # would pool every such payment into one "user"

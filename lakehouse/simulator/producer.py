@@ -4,7 +4,8 @@ Merchants and users are published first, then each simulated day in chunks of
 ``producer.chunk_hours``: the chunk's sign-ups and profile changes, its transactions (keyed by
 user_id, so one user's events stay in order), and any bad records derived from it. The send rate
 is paced to a target (or unpaced); the run stops at a count of transactions, a wall-clock
-duration, or Ctrl-C, and always flushes before returning.
+duration, Ctrl-C, or when its simulated time reaches the wall clock (payments dated after the
+moment they are sent would be quarantined as ``future_time``), and always flushes before returning.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class ProduceReport:
     last_event: str | None = None
     manifest: str | None = None
     next_day: int = 0  # the simulated day a following run should start at
+    caught_up: str | None = None  # the simulated time at which the run stopped for reaching the wall clock
 
     @property
     def rate(self) -> float:
@@ -157,6 +159,7 @@ def produce(
         day = first_day
         running = True
         chunk_ms = int(settings.producer.chunk_hours * HOUR_MS)
+        ahead_ms = settings.data.max_ahead_minutes * 60_000
         carry: TxBatch | None = None
         while running:
             # Fraud episodes that run past midnight belong to the next day's chunks: sent now, they
@@ -171,6 +174,16 @@ def produce(
             day_start = simulation.start_ms + day * DAY_MS
             for chunk_start in range(day_start, day_start + DAY_MS, chunk_ms):
                 chunk_end = min(chunk_start + chunk_ms, day_end)
+                if chunk_end > time.time() * 1000 + ahead_ms:
+                    # Sent now, these payments would be dated after the moment they reach Kafka.
+                    report.caught_up = str(iso_ms(np.array([chunk_start]))[0])
+                    log.warning(
+                        "simulated time reached the wall clock at %s: stopping (an earlier simulator.start, "
+                        "or more simulator.live_days, leaves more room)",
+                        report.caught_up,
+                    )
+                    running = False
+                    break
                 in_chunk = (batch.ts_ms >= chunk_start) & (batch.ts_ms < chunk_end)
                 if limits.count is not None:
                     room = limits.count - report.transactions

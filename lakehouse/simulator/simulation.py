@@ -26,7 +26,16 @@ def iso_ms(ts_ms: np.ndarray) -> np.ndarray:
 
 
 def default_start(sim: SimulatorSettings, today: date) -> date:
-    return sim.start or (today - timedelta(days=sim.days))
+    """The offline batch's first day: ``simulator.start``, or ``days + live_days`` before today, so
+    that live traffic (which runs faster than the clock) has ``live_days`` of past to run through."""
+    return sim.start or (today - timedelta(days=sim.days + sim.live_days))
+
+
+def start_before(sim: SimulatorSettings, today: date, live_transactions: int) -> date:
+    """A first day early enough that ``live_transactions`` sent after the offline batch (at the
+    batch's daily volume, two days to spare) are all dated in the past: for benchmarks and loads."""
+    live_days = -(-live_transactions * sim.days // sim.transactions) + 2
+    return today - timedelta(days=sim.days + live_days)
 
 
 def midnight_ms(day: date) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from lakehouse.contract.tables import table_names
 from lakehouse.ingest.queries import run_ingest
-from lakehouse.ingest.reconcile import SplitUsers, reconcile, split_users
+from lakehouse.ingest.reconcile import SplitUsers, clocks_ahead, reconcile, split_users
 from lakehouse.platform import isolation
 from lakehouse.platform.kafka.clients import producer
 from lakehouse.platform.kafka.senders import make_sender
@@ -80,6 +80,8 @@ def test_ingest_lands_every_record_in_silver_or_quarantine_with_its_reason(inges
     assert count(spark, names.silver("users")) == len(simulation.population.user_id)
     assert count(spark, names.silver("merchants")) == len(simulation.population.merchant_id)
     assert all(r.ok for r in reconcile(spark, settings)), reconcile(spark, settings)
+    # A record dated weeks ahead (ahead_of_clock) was quarantined: no partition clock runs ahead.
+    assert clocks_ahead(spark, settings).ok, clocks_ahead(spark, settings)
     # Found and named: the split user, and no user of the producer keyed by user_id.
     assert split_users(spark, settings) == SplitUsers(1, [split[0]["user_id"]])
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter, defaultdict
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
+from kafka.errors import InvalidTimestampError
 
 from lakehouse.platform.isolation import isolated
 from lakehouse.platform.kafka.clients import admin_client, client_config
@@ -152,3 +153,34 @@ def test_produce_interrupted_flushes_what_it_sent(run_settings) -> None:
     assert report.interrupted and calls == 1
     assert report.transactions < 10**6
     assert report.delivered == report.sent and report.failed == 0
+
+
+def test_produce_stops_where_simulated_time_reaches_the_wall_clock(run_settings) -> None:
+    """Live traffic runs faster than the clock: sent past the wall clock, payments would be dated
+    after their Kafka timestamp (quarantined as future_time). The run stops there and says so."""
+    today = datetime.now(UTC).date()
+    simulation = Simulation(run_settings.simulator, today - timedelta(days=1), traffic_seed=13)
+    sender = make_sender(run_settings.kafka, run_settings.producer)
+    try:
+        report = produce(run_settings, simulation, sender, ProduceLimits(count=10**6), first_day=0)
+    finally:
+        sender.close()
+
+    ahead = timedelta(minutes=run_settings.data.max_ahead_minutes)
+    assert report.caught_up is not None, "the run went on into the future"
+    assert datetime.fromisoformat(report.last_event) <= datetime.now(UTC) + ahead
+    assert 0 < report.transactions < 10**6 and report.failed == 0
+
+
+def test_the_broker_refuses_a_record_stamped_an_hour_ahead_of_its_clock(run_settings) -> None:
+    """A producer whose clock runs ahead fails loudly (message.timestamp.after.max.ms on the
+    topics) instead of moving its partitions' clocks into the future."""
+    producer = KafkaProducer(**client_config(run_settings.kafka), retries=0)
+    topic = run_settings.kafka.topics.transactions.name
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    try:
+        producer.send(topic, b"on time", timestamp_ms=now_ms).get(timeout=30)
+        with pytest.raises(InvalidTimestampError):
+            producer.send(topic, b"ahead", timestamp_ms=now_ms + 2 * 3600 * 1000).get(timeout=30)
+    finally:
+        producer.close()

@@ -65,7 +65,11 @@ CASES = [
     (with_changes(timestamp="9999-12-31T23:59:59.999Z"), "out_of_range:timestamp"),
     (with_changes(timestamp="1600-02-29T00:00:00Z"), "out_of_range:timestamp"),
     (with_changes(timestamp="2200-01-01T00:00:00Z"), "out_of_range:timestamp"),  # the range ends before it
-    (with_changes(timestamp="2199-12-31T23:59:59.999Z"), None),
+    (with_changes(timestamp="2199-12-31T23:59:59.999Z"), "future_time:timestamp"),  # in range, not yet sent
+    # The Kafka timestamp is 2026-10-02T00:00: data.max_ahead_minutes (10) later is the last plausible time.
+    (with_changes(timestamp="2026-10-02T00:10:00.000Z"), None),
+    (with_changes(timestamp="2026-10-02T00:10:00.001Z"), "future_time:timestamp"),
+    (with_changes(timestamp="2026-10-02T00:30:00+05:00"), None),  # an instant: 2026-10-01T19:30Z
     (with_changes(amount=float("nan")), "bad_type:amount"),  # a bare NaN token: not JSON, not a number
     (with_changes(amount=float("inf")), "bad_type:amount"),
     (with_changes(amount="NaN"), "not_finite:amount"),  # a number as text, as many producers send
@@ -139,6 +143,7 @@ def test_parse_records_users_need_updated_at_and_values_in_range(spark, settings
         json.dumps({**user, "longitude": "NaN"}),
         json.dumps({**user, "signup_date": "0001-01-01"}),
         json.dumps({**user, "updated_at": "9999-12-31T00:00:00Z"}),
+        json.dumps({**user, "updated_at": "2026-11-01T00:00:00Z"}),  # a month after it reached Kafka
     ]
     reasons = [
         r.quarantine_reason
@@ -155,6 +160,7 @@ def test_parse_records_users_need_updated_at_and_values_in_range(spark, settings
         "not_finite:longitude",
         "out_of_range:signup_date",
         "out_of_range:updated_at",
+        "future_time:updated_at",
     ]
 
 
