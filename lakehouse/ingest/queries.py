@@ -29,6 +29,7 @@ from lakehouse.contract.tables import (
     silver_columns,
     table_names,
 )
+from lakehouse.ingest.poison import FailureCounts, find_poison, without
 from lakehouse.ingest.transforms import (
     bronze_records,
     interval_seconds,
@@ -37,7 +38,8 @@ from lakehouse.ingest.transforms import (
     parse_records,
     with_source,
 )
-from lakehouse.platform.delta import append_once, retry_on_conflict, table_location
+from lakehouse.platform.delta import append_once, conflict_errors, retry_on_conflict, table_location
+from lakehouse.platform.faults import poisoned
 from lakehouse.platform.kafka.clients import kafka_stream
 from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
 from lakehouse.settings import Settings
@@ -66,8 +68,11 @@ def start_bronze(
 class SilverBatch:
     """The ``foreachBatch`` function of one stream's bronze → silver query."""
 
-    def __init__(self, spark: SparkSession, settings: Settings, names: TableNames, stream: str, query: str) -> None:
+    def __init__(
+        self, spark: SparkSession, settings: Settings, names: TableNames, stream: str, query: str, checkpoint: str
+    ) -> None:
         self.settings = settings
+        self.failures = FailureCounts(checkpoint)
         self.names = names
         self.stream = stream
         self.query = query
@@ -82,23 +87,55 @@ class SilverBatch:
         # A concurrent writer (OPTIMIZE by `fraudlake maintain`, an import's MERGE of users) makes
         # a commit fail; the whole batch runs again, which is safe: every append is idempotent per
         # batch and the MERGE applies only newer versions.
-        retry_on_conflict(lambda: self._land(bronze, batch_id), what=f"{self.query} batch {batch_id}")
+        what = f"{self.query} batch {batch_id}"
+        try:
+            retry_on_conflict(lambda: self._land(bronze, batch_id), what=what)
+        except conflict_errors():
+            raise
+        except Exception as exc:
+            failures = self.failures.add(batch_id)
+            if failures < self.settings.lakehouse.poison_after_failures:
+                raise
+            log.warning("%s failed %d times (%s): looking for poison records", what, failures, exc)
+            poison = find_poison(bronze, lambda rows: self._decide(rows, batch_id, dry_run=True))
+            if poison is None:
+                raise
+            poison = poison.persist()
+            retry_on_conflict(lambda: self._land(without(bronze, poison), batch_id, poison=poison), what=what)
+            poison.unpersist()
+        self.failures.clear(batch_id)
 
-    def _land(self, bronze: DataFrame, batch_id: int) -> None:
+    def _decide(self, bronze: DataFrame, batch_id: int, *, dry_run: bool = False) -> tuple[DataFrame, ...]:
+        """(parsed, accepted, rejected, checked, progress source) of a batch's bronze rows;
+        ``dry_run``: only compute them (the poison search)."""
+        parsed = parse_records(poisoned(bronze), self.fields, self.settings.data).persist()
+        valid = parsed.where("quarantine_reason IS NULL")
+        rejected = parsed.where("quarantine_reason IS NOT NULL")
+        if self.stream == "transactions":
+            checked = self._late_and_duplicates(valid, batch_id).persist()
+            accepted = checked.where("quarantine_reason IS NULL")
+            rejected = rejected.unionByName(checked.where("quarantine_reason IS NOT NULL"))
+            progress_source = valid
+        else:
+            checked, accepted, progress_source = None, valid, None
+        if dry_run:
+            try:
+                for frame in (accepted, rejected):
+                    frame.write.format("noop").mode("overwrite").save()
+            finally:
+                for frame in (parsed, checked):
+                    if frame is not None:
+                        frame.unpersist()
+        return parsed, accepted, rejected, checked, progress_source
+
+    def _land(self, bronze: DataFrame, batch_id: int, poison: DataFrame | None = None) -> None:
         from pyspark.sql import functions as F
 
-        parsed = parse_records(bronze, self.fields, self.settings.data).persist()
+        parsed, accepted, rejected, checked, progress_source = self._decide(bronze, batch_id)
         try:
-            valid = parsed.where("quarantine_reason IS NULL")
-            rejected = parsed.where("quarantine_reason IS NOT NULL")
-            if self.stream == "transactions":
-                checked = self._late_and_duplicates(valid, batch_id).persist()
-                accepted = checked.where("quarantine_reason IS NULL")
-                rejected = rejected.unionByName(checked.where("quarantine_reason IS NOT NULL"))
-                progress_source = valid
-            else:
-                checked, accepted, progress_source = None, valid, None
             self._append(self.target, with_source(accepted, batch_id).select(*self.silver_order), batch_id)
+            if poison is not None:
+                rejected = rejected.select(*bronze.columns, "quarantine_reason").unionByName(poison)
             quarantine = with_source(rejected, batch_id).select(
                 F.lit(self.stream).alias("source"),
                 F.col("quarantine_reason").alias("reason"),
@@ -112,10 +149,10 @@ class SilverBatch:
                 self._append(self.names.progress, self._progress(progress_source, batch_id), batch_id)
             if self.stream != "transactions":
                 self._merge_latest(with_source(accepted, batch_id).select(*self.silver_order))
-            if checked is not None:
-                checked.unpersist()
         finally:
-            parsed.unpersist()
+            for frame in (parsed, checked):
+                if frame is not None:
+                    frame.unpersist()
 
     def _append(self, table: str, rows: DataFrame, batch_id: int) -> None:
         # A batch replayed after a crash is skipped by Delta, table by table.
@@ -187,7 +224,7 @@ def start_silver(
     plan = query_plan(settings, ingest_query_name("silver", stream), once=once)
     source = spark.readStream.option("maxFilesPerTrigger", 1000).table(names.bronze(stream))
     source = source.where(~F.col("topic").startswith(IMPORT_TOPIC_PREFIX))  # imports did their own silver step
-    batch = SilverBatch(spark, settings, names, stream, plan.name)
+    batch = SilverBatch(spark, settings, names, stream, plan.name, plan.checkpoint)
     return start_query(source.writeStream.foreachBatch(batch), plan, lambda w: w.start())
 
 

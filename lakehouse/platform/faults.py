@@ -14,6 +14,8 @@ fires, so :func:`arm` refuses it.
 ``FRAUDLAKE_FAULT_MODE=raise`` makes the step raise :class:`InjectedFault` instead, for code that
 runs inside a test's own process (an import through the Python API, which shares the test's
 Spark and catalog): the work stops at the same point, and nothing after it runs.
+
+``FRAUDLAKE_FAULT_POISON`` makes records poison (:func:`poisoned`), for the poison-pill guard.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from lakehouse.errors import FraudlakeError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 FAULT_ENV = "FRAUDLAKE_FAULT"
 GROUP_ENV = "FRAUDLAKE_FAULT_GROUP"
@@ -68,3 +74,20 @@ def reached(step: str) -> None:
     os.killpg(job, signal.SIGKILL)
     if os.getpgrp() != job:  # a Python worker: PySpark's daemon keeps its workers in a group of their own
         os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+#: ``FRAUDLAKE_FAULT_POISON=<text>``: a record whose raw value contains the text makes its
+#: micro-batch fail in silver's transforms, as a record no validation rule foresaw would.
+POISON_ENV = "FRAUDLAKE_FAULT_POISON"
+
+
+def poisoned(bronze: DataFrame) -> DataFrame:
+    """``bronze`` as the silver step reads it: unchanged, unless ``FRAUDLAKE_FAULT_POISON`` is set."""
+    marker = os.environ.get(POISON_ENV)
+    if not marker:
+        return bronze
+    from pyspark.sql import functions as F
+
+    value = F.col("value")
+    failing = F.raise_error(F.lit(f"fraudlake fault injection: a poison record ({POISON_ENV})"))
+    return bronze.withColumn("value", F.when(value.contains(marker), failing).otherwise(value))

@@ -295,6 +295,14 @@ class LakehouseSettings(_Section):
     history_retention_hours: float = Field(
         gt=0, description="Time travel window: VACUUM never removes files younger than this."
     )
+    poison_after_failures: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "A silver micro-batch that has failed this many times is searched for records that fail"
+            " on their own; those go to quarantine (poison_record:<error>) and the rest lands."
+        ),
+    )
 
     @model_validator(mode="after")
     def _dedup_covers_lateness(self) -> LakehouseSettings:

@@ -13,6 +13,7 @@ from lakehouse.contract.tables import table_names
 from lakehouse.ingest.queries import run_ingest
 from lakehouse.ingest.reconcile import SplitUsers, clocks_ahead, reconcile, split_users
 from lakehouse.platform import isolation
+from lakehouse.platform.faults import POISON_ENV
 from lakehouse.platform.kafka.clients import producer
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
@@ -122,3 +123,39 @@ def test_ingest_rerun_is_idempotent_and_profile_changes_update_latest_keeping_hi
     # Change Data Feed shows the updates of users known before (a user who signed up and moved
     # within one micro-batch is inserted at the latest version directly).
     assert updated and updated <= {r.user_id for r in moved}
+
+
+def test_a_record_that_fails_its_batch_again_and_again_is_quarantined_and_the_rest_lands(
+    ingest_settings, spark, monkeypatch
+) -> None:
+    """The poison-pill guard: a record no validation rule foresaw (injected: it makes silver's
+    transforms raise) fails its batch; at the second failure (poison_after_failures: 2) the batch
+    is bisected, the record goes to quarantine with the error, and every other record lands."""
+    settings = ingest_settings.model_copy(
+        update={"lakehouse": ingest_settings.lakehouse.model_copy(update={"poison_after_failures": 2})}
+    )
+    monkeypatch.setenv(POISON_ENV, "POISON-7f3a")
+    simulation = Simulation(settings.simulator, date(2026, 10, 1), traffic_seed=22)
+    records = [json.loads(v) for v in simulation.transaction_json(simulation.day(0).take(list(range(40))))]
+    records[17]["transaction_id"] = "POISON-7f3a"
+    direct = producer(settings.kafka)
+    for record in records:
+        direct.send(
+            settings.kafka.topics.transactions.name, json.dumps(record).encode(), key=record["user_id"].encode()
+        )
+    direct.flush(30)
+    direct.close()
+    run_ingest(spark, settings, once=True, layers=("bronze",))
+
+    with pytest.raises(Exception, match="poison record"):  # the first failure: taken for a passing fault
+        run_ingest(spark, settings, once=True, layers=("silver",))
+    for query in spark.streams.active:  # the other streams' queries drain on their own
+        query.awaitTermination()
+    run_ingest(spark, settings, once=True, layers=("silver",))
+
+    names = table_names(settings)
+    quarantined = spark.table(names.quarantine).select("reason", "_offset", "value").collect()
+    assert len(quarantined) == 1 and "POISON-7f3a" in quarantined[0].value
+    assert quarantined[0].reason.startswith("poison_record:") and "poison record" in quarantined[0].reason
+    assert count(spark, names.silver("transactions")) == len(records) - 1
+    assert all(r.ok for r in reconcile(spark, settings)), reconcile(spark, settings)
