@@ -25,6 +25,12 @@ class BrokerUnavailableError(FraudlakeError):
     exit_code = 3
 
 
+class BrokerRefusedError(BrokerUnavailableError):
+    """A Kafka broker answered but refused the connection: TLS trust, credentials or protocol."""
+
+    exit_code = 5
+
+
 class PlatformError(FraudlakeError):
     """A local platform component (broker JVM, jars) could not be set up or started."""
 

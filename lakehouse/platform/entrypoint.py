@@ -24,6 +24,33 @@ def private_files() -> None:
     os.umask(PRIVATE_UMASK)
 
 
+class SecretsFilter(logging.Filter):
+    """Masks the secrets given in the environment (``FRAUDLAKE_*PASSWORD*``, ``*SECRET*``) in
+    every record that reaches a handler, at any level: kafka-python's DEBUG output shows SASL
+    exchanges, and a library may put a connection string in an error."""
+
+    MASK = "*****"
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        super().__init__()
+        env = os.environ if environ is None else environ
+        self.secrets = sorted(
+            {v for k, v in env.items() if k.startswith("FRAUDLAKE_") and ("PASSWORD" in k or "SECRET" in k) and v},
+            key=len,
+            reverse=True,
+        )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            masked = message
+            for secret in self.secrets:
+                masked = masked.replace(secret, self.MASK)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return True
+
+
 def configure_logging(verbose: bool = False, *, hosted: bool = False) -> None:
     """Configure logging once, at the entry point (modules only call ``logging.getLogger``).
 
@@ -37,6 +64,10 @@ def configure_logging(verbose: bool = False, *, hosted: bool = False) -> None:
             stream=sys.stderr,
             force=True,
         )
+    secrets = SecretsFilter()
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, SecretsFilter) for f in handler.filters):
+            handler.addFilter(secrets)
     for name in NOISY_LOGGERS:
         # kafka-python logs every refused connection as ERROR while a broker starts; our own
         # messages say plainly when it is really unreachable.

@@ -31,7 +31,11 @@ CONTROL_VARIABLES = {
     "FRAUDLAKE_CLASS_ARCHIVE_DUMP",  # the process that makes the driver's class-data archive
 }
 #: Keys that may only come from the environment.
-SECRET_KEYS = {("kafka", "sasl_username"), ("kafka", "sasl_password")}
+SECRET_KEYS = {
+    ("kafka", "sasl_username"),
+    ("kafka", "sasl_password"),
+    ("kafka", "broker", "alerts_reader_password"),
+}
 
 
 def default_conf_dir() -> Path:
@@ -156,11 +160,14 @@ def _env_name(path: tuple[str, ...]) -> str:
 
 
 def _reject_secrets_in_files(layer: dict[str, Any], source: str) -> None:
-    for section, key in SECRET_KEYS:
-        if isinstance(layer.get(section), dict) and layer[section].get(key) is not None:
+    for path in SECRET_KEYS:
+        node: Any = layer
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
             raise ConfigError(
-                f"config {source}: {section}.{key}: secrets are read only from the environment "
-                f"({ENV_PREFIX}{section.upper()}__{key.upper()}); remove it from the file"
+                f"config {source}: {'.'.join(path)}: secrets are read only from the environment "
+                f"({ENV_PREFIX}{'__'.join(path).upper()}); remove it from the file"
             )
 
 
@@ -230,7 +237,11 @@ def _resolve_paths(settings: Settings) -> Settings:
             "checkpoint_dir": _absolute_uri(settings.spark.checkpoint_dir, root),
         }
     )
-    kafka = settings.kafka.model_copy(update={"broker": broker})
+    cafile = absolute(settings.kafka.ssl_cafile)
+    if cafile is None and broker.secure and broker.enabled and not settings.kafka.bootstrap_servers:
+        # The secured local broker's own CA, made by `fraudlake kafka up`.
+        cafile = (broker.data_dir or paths.data_dir / "kafka") / "tls" / "ca.pem"
+    kafka = settings.kafka.model_copy(update={"broker": broker, "ssl_cafile": cafile})
     quality = settings.quality.model_copy(
         update={"suites_dir": absolute(settings.quality.suites_dir), "docs_dir": absolute(settings.quality.docs_dir)}
     )

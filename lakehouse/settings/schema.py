@@ -59,6 +59,23 @@ class EmbeddedBrokerSettings(_Section):
     start_timeout_s: float = Field(gt=0)
     stop_timeout_s: float = Field(gt=0)
     properties: dict[str, str] = Field(default_factory=dict, description="Extra server.properties.")
+    secure: bool = Field(
+        default=False,
+        description=(
+            "A SASL_SSL listener (SCRAM-SHA-512 over TLS with a locally made CA) with ACLs, instead of"
+            " PLAINTEXT; the app's SCRAM user is kafka.sasl_username (conf/secure.yaml)."
+        ),
+    )
+    alerts_reader: str | None = Field(
+        default=None,
+        description=(
+            "Secured broker: a SCRAM user that may only read the alerts topic (and its own consumer"
+            " groups). Null: none."
+        ),
+    )
+    alerts_reader_password: SecretStr | None = Field(
+        default=None, description="The alerts reader's password (FRAUDLAKE_KAFKA__BROKER__ALERTS_READER_PASSWORD)."
+    )
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> EmbeddedBrokerSettings:
@@ -75,6 +92,14 @@ class KafkaSettings(_Section):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: SecretStr | None = None
     sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description=(
+            "PEM file of the CA(s) to trust for TLS (SSL, SASL_SSL); null: the system's trust store."
+            " The secured local broker's CA is <broker data dir>/tls/ca.pem."
+        ),
+    )
+    ssl_check_hostname: bool = Field(default=True, description="Check the broker's certificate names its host.")
     client_id: str
     request_timeout_ms: int = Field(ge=1000)
     connect_timeout_s: float = Field(gt=0, description="How long a command waits for the broker.")

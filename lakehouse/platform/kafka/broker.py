@@ -3,7 +3,8 @@
 ``fraudlake kafka up | down | status`` call :class:`LocalBroker`. Its classpath is the Maven-resolved
 ``kafka.broker.jars_dir`` and nothing else (Spark's jars stay apart). Storage is formatted once
 (``kafka.tools.StorageTool format --standalone``); ``server.properties`` is rewritten on every start
-from settings, so a change of ports in config takes effect on the next ``up``.
+from settings, so a change of ports in config takes effect on the next ``up``. With
+``kafka.broker.secure`` it listens with SASL_SSL only, with ACLs (:mod:`lakehouse.platform.kafka.secure`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from pathlib import Path
 
 from lakehouse.errors import BrokerUnavailableError, PlatformError
 from lakehouse.platform.jvm import JvmService, alive, jar_classpath, java_executable, port_open
+from lakehouse.platform.kafka.secure import (
+    TlsFiles,
+    admin_settings,
+    format_arguments,
+    grant,
+    make_tls,
+    secure_properties,
+)
 from lakehouse.platform.kafka.topics import list_topics
 from lakehouse.platform.waits import wait_until
 from lakehouse.settings import Settings
@@ -42,6 +51,7 @@ class LocalBroker:
         self.log_dirs = self.home / "data"
         self.logs = self.home / "logs"
         self.properties_file = self.home / "server.properties"
+        self.tls = TlsFiles(self.home / "tls")
         self.service = JvmService(
             "broker", self.home, ("kafka.Kafka", str(self.properties_file)), self.config.stop_timeout_s
         )
@@ -66,11 +76,17 @@ class LocalBroker:
                 )
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
+        if self.config.secure:
+            make_tls(self.tls.folder, self.config.host)
         self._write_properties()
         if not self.is_formatted():
             self._format()
         pid = self.service.launch(self._jvm("kafka.Kafka", str(self.properties_file), heap=self.config.heap))
-        return self._wait_ready(pid), True
+        status = self._wait_ready(pid)
+        if self.config.secure:
+            users = grant(self.kafka, self._admin_settings(self.config.start_timeout_s))
+            log.info("SCRAM users and ACLs set up: %s", ", ".join(users) or "none")
+        return status, True
 
     def down(self) -> bool:
         """Stop the broker cleanly (SIGTERM: controlled shutdown); True when one was running."""
@@ -137,6 +153,8 @@ class LocalBroker:
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.check.interval.ms": "60000",
         }
+        if self.config.secure:
+            props.update(secure_properties(self.tls, host, port, cport))
         props.update(self.config.properties)
         return props
 
@@ -155,6 +173,7 @@ class LocalBroker:
             "-c",
             str(self.properties_file),
             "--standalone",
+            *(format_arguments(self.tls) if self.config.secure else []),
         )
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
@@ -191,5 +210,11 @@ class LocalBroker:
         )
 
     def _probe_settings(self, timeout_s: float):
-        kafka = self.kafka.model_copy(update={"connect_timeout_s": timeout_s, "bootstrap_servers": self.address})
-        return kafka
+        if self.config.secure:
+            return self._admin_settings(timeout_s)
+        return self.kafka.model_copy(update={"connect_timeout_s": timeout_s, "bootstrap_servers": self.address})
+
+    def _admin_settings(self, timeout_s: float):
+        """The internal admin user's client settings (the secured broker's probe and set-up)."""
+        admin = admin_settings(self.kafka, self.tls, self.address)
+        return admin.model_copy(update={"connect_timeout_s": timeout_s})

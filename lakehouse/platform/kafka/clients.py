@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from lakehouse.errors import BrokerUnavailableError
+from lakehouse.errors import BrokerRefusedError, BrokerUnavailableError
 from lakehouse.settings import KafkaSettings
 
 if TYPE_CHECKING:
@@ -33,6 +34,10 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
         "bootstrap_timeout_ms": int(kafka.connect_timeout_s * 1000),
         "security_protocol": kafka.security_protocol,
     }
+    if kafka.ssl_cafile:
+        config["ssl_cafile"] = str(kafka.ssl_cafile)
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        config["ssl_check_hostname"] = kafka.ssl_check_hostname
     if kafka.sasl_mechanism:
         config["sasl_mechanism"] = kafka.sasl_mechanism
         config["sasl_plain_username"] = kafka.sasl_username.get_secret_value() if kafka.sasl_username else None
@@ -53,15 +58,83 @@ def unavailable(kafka: KafkaSettings, cause: BaseException | str) -> BrokerUnava
 
 @contextlib.contextmanager
 def broker_errors(kafka: KafkaSettings) -> Iterator[None]:
-    """Turn 'cannot reach the broker' failures inside the block into a plain error."""
+    """Turn 'cannot reach the broker' failures inside the block into a plain error, and a broker
+    that answers but refuses us (TLS trust, credentials, protocol) into :class:`BrokerRefusedError`."""
     try:
         yield
     except KafkaTimeoutError as exc:
-        raise unavailable(kafka, exc) from None
+        raise refused(kafka) or unavailable(kafka, exc) from None
     except KafkaError as exc:
         if "NoBrokersAvailable" in type(exc).__name__ or "bootstrap" in str(exc).lower():
-            raise unavailable(kafka, exc) from None
+            raise refused(kafka) or unavailable(kafka, exc) from None
         raise
+
+
+class _Failures(logging.Handler):
+    """kafka-python's own account of why its connections failed (it only logs them, then retries
+    until its bootstrap times out)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.messages) < 100:
+            self.messages.append(record.getMessage())
+
+
+def refused(kafka: KafkaSettings, probe_s: float = 3.0) -> BrokerRefusedError | None:
+    """Why a broker that did not let us bootstrap refused us, from one short connection attempt
+    whose failures are read from kafka-python's log; None when it does not answer at all."""
+    from kafka import KafkaAdminClient
+
+    from lakehouse.platform.jvm import port_open
+
+    addresses = [a.rsplit(":", 1) for a in kafka.bootstrap.split(",")]
+    if not any(port_open(host, int(port)) for host, port in addresses):
+        return None  # nothing listens: unreachable, not refused
+    logger = logging.getLogger("kafka")
+    failures = _Failures()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(failures)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        config = {**client_config(kafka), "bootstrap_timeout_ms": int(probe_s * 1000)}
+        KafkaAdminClient(**config).close()
+        return None  # it answers now
+    except KafkaError:
+        return refusal(kafka, failures.messages)
+    finally:
+        logger.removeHandler(failures)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def refusal(kafka: KafkaSettings, messages: list[str]) -> BrokerRefusedError | None:
+    """The refusal that kafka-python's connection failures show, in words; None for none."""
+    text = "\n".join(messages)
+    where = f"the Kafka broker at {kafka.bootstrap}"
+    tls = next((m for m in messages if "Handshake failed" in m or "CERTIFICATE_VERIFY_FAILED" in m), None)
+    if tls:
+        trust = kafka.ssl_cafile or "the system's trust store"
+        return BrokerRefusedError(
+            f"the TLS handshake with {where} failed ({tls.split('Handshake failed: ')[-1]}); "
+            f"its certificate must be signed by a CA in kafka.ssl_cafile (now {trust})"
+        )
+    if "SaslAuthenticationFailed" in text or (kafka.sasl_mechanism and re.search(r"broker_version=\(\d", text)):
+        return BrokerRefusedError(
+            f"{where} refused the {kafka.sasl_mechanism} credentials (FRAUDLAKE_KAFKA__SASL_USERNAME / "
+            "FRAUDLAKE_KAFKA__SASL_PASSWORD), or does not offer that mechanism"
+        )
+    if kafka.security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and (
+        "Invalid frame length" in text or "disconnected" in text
+    ):
+        return BrokerRefusedError(
+            f"{where} closed the connection without a Kafka answer: it expects TLS or authentication "
+            f"(kafka.security_protocol is {kafka.security_protocol}; the secured local profile is --env secure)"
+        )
+    return None
 
 
 def admin_client(kafka: KafkaSettings) -> KafkaAdminClient:
@@ -96,17 +169,27 @@ def spark_options(kafka: KafkaSettings) -> dict[str, str]:
             if kafka.sasl_mechanism == "PLAIN"
             else "org.apache.kafka.common.security.scram.ScramLoginModule"
         )
-        user = _jaas_quoted(kafka.sasl_username.get_secret_value())
-        password = _jaas_quoted(kafka.sasl_password.get_secret_value())
         options["kafka.sasl.mechanism"] = kafka.sasl_mechanism
-        options["kafka.sasl.jaas.config"] = f'{module} required username="{user}" password="{password}";'
+        options["kafka.sasl.jaas.config"] = jaas_config(
+            module, kafka.sasl_username.get_secret_value(), kafka.sasl_password.get_secret_value()
+        )
+    if kafka.ssl_cafile:
+        options["kafka.ssl.truststore.type"] = "PEM"
+        options["kafka.ssl.truststore.location"] = str(kafka.ssl_cafile)
+    if not kafka.ssl_check_hostname:
+        options["kafka.ssl.endpoint.identification.algorithm"] = ""
     return options
 
 
-def _jaas_quoted(value: str) -> str:
-    """``value`` for a double-quoted JAAS option: Kafka's parser (a ``StreamTokenizer``) reads a
-    backslash as an escape, so backslashes are doubled before quotes are escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+def jaas_config(module: str, user: str, password: str, **extra: str) -> str:
+    """A JAAS login line. Values are double-quoted as Kafka's parser (a ``StreamTokenizer``) reads
+    them: it takes a backslash as an escape, so backslashes are doubled before quotes are escaped."""
+
+    def quoted(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    options = " ".join(f"{k}={quoted(v)}" for k, v in {"username": user, "password": password, **extra}.items())
+    return f"{module} required {options};"
 
 
 def kafka_stream(

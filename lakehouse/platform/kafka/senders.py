@@ -176,6 +176,10 @@ def confluent_config(kafka: KafkaSettings, producer_settings: ProducerSettings) 
         config["sasl.mechanism"] = shared["sasl_mechanism"]
         config["sasl.username"] = shared["sasl_plain_username"]
         config["sasl.password"] = shared["sasl_plain_password"]
+    if kafka.ssl_cafile:
+        config["ssl.ca.location"] = str(kafka.ssl_cafile)
+    if not kafka.ssl_check_hostname:
+        config["ssl.endpoint.identification.algorithm"] = "none"
     return config
 
 

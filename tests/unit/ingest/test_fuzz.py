@@ -20,7 +20,7 @@ from tests.unit.ingest.test_transforms import BRONZE, GOOD
 
 RECORDS = 10_000
 KNOWN_REASON = re.compile(
-    r"malformed_json|(missing_field|bad_type|bad_id|not_finite|out_of_range):[a-z_]+|"
+    r"malformed_json|(missing_field|bad_type|bad_id|not_finite|out_of_range|future_time):[a-z_]+|"
     r"negative_amount|absurd_amount|unknown_currency|invalid_ip"
 )
 

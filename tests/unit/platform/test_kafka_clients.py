@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from lakehouse.platform.kafka.clients import client_config, spark_options
+import logging
+
+from lakehouse.platform.entrypoint import SecretsFilter
+from lakehouse.platform.kafka.clients import client_config, refusal, spark_options
+from lakehouse.platform.kafka.senders import confluent_config
 from lakehouse.settings import load_settings
 
 SASL_ENV = {
@@ -50,3 +54,36 @@ def test_spark_sasl_options_survive_kafkas_own_jaas_parser_with_quotes_backslash
     parsed = spark._jvm.org.apache.kafka.common.security.JaasConfig("KafkaClient", jaas)
     options = parsed.getAppConfigurationEntry("KafkaClient")[0].getOptions()
     assert (options.get("username"), options.get("password")) == ("fraud-svc", password)
+
+
+def test_the_secure_profile_trusts_the_local_brokers_ca_on_every_client(tmp_path) -> None:
+    """TLS trust settings reach kafka-python, librdkafka and Spark from one setting, and the secured
+    local profile fills it with the CA that `fraudlake kafka up` makes."""
+    settings = load_settings(
+        "secure", environ={**SASL_ENV, "KAFKA_BOOTSTRAP_SERVERS": "", "FRAUDLAKE_PATHS__DATA_DIR": str(tmp_path)}
+    )
+    ca = tmp_path / "kafka" / "tls" / "ca.pem"
+    assert settings.kafka.ssl_cafile == ca
+    assert client_config(settings.kafka)["ssl_cafile"] == str(ca)
+    assert confluent_config(settings.kafka, settings.producer)["ssl.ca.location"] == str(ca)
+    options = spark_options(settings.kafka)
+    assert (options["kafka.ssl.truststore.type"], options["kafka.ssl.truststore.location"]) == ("PEM", str(ca))
+
+
+def test_a_refusal_is_told_by_what_kafka_python_saw() -> None:
+    kafka = load_settings("cluster", environ=SASL_ENV).kafka
+    tls = ["Connection failed: KafkaConnectionError: Handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED] bad"]
+    sasl = ["<KafkaConnection node_id=bootstrap-0 broker_version=(4, 1) (disconnected)>: Connection lost"]
+    plain = ["<KafkaTCPTransport>: Abort (InvalidReceiveError: Invalid frame length: 352518912)"]
+    assert "TLS handshake" in str(refusal(kafka, tls))
+    assert "refused the SCRAM-SHA-512 credentials" in str(refusal(kafka, sasl))
+    plaintext = kafka.model_copy(update={"security_protocol": "PLAINTEXT", "sasl_mechanism": None})
+    assert "expects TLS or authentication" in str(refusal(plaintext, plain))
+    assert refusal(kafka, []) is None
+
+
+def test_secrets_given_in_the_environment_never_reach_a_log_line() -> None:
+    secret = 'pa"ss\\wörd'
+    record = logging.LogRecord("kafka.net", logging.DEBUG, __file__, 1, "sasl: %s %s", ("user", secret), None)
+    SecretsFilter({"FRAUDLAKE_KAFKA__SASL_PASSWORD": secret}).filter(record)
+    assert secret not in record.getMessage() and "*****" in record.getMessage()
