@@ -97,11 +97,12 @@ def maintain_command(
         typer.Option(help="VACUUM retention; never below lakehouse.history_retention_hours (the default)."),
     ] = None,
 ) -> None:
-    """OPTIMIZE every bronze, silver and gold table, then VACUUM files older than the retention."""
+    """OPTIMIZE every bronze, silver and gold table, then VACUUM files older than the retention
+    (longer on a bronze table whose silver stream lags: it keeps what the stream has not read)."""
     from lakehouse.operations.maintenance import maintain
 
     for result in maintain(spark_session(ctx, "fraudlake-maintain"), settings_of(ctx), retain_hours=retain_hours):
         console.print(
             f"{result.table:<40} files {result.files_before:>5} → {result.files_after:<5} "
-            f"version {result.version_after}"
+            f"version {result.version_after}  kept {result.retained_hours:g} h"
         )

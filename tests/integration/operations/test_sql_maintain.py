@@ -6,14 +6,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 
+from lakehouse.contract.queries import ingest_query_name
 from lakehouse.errors import ConfigError
 from lakehouse.operations.maintenance import maintain
 from lakehouse.operations.sql import SqlError, run_sql, write_rows
+from lakehouse.platform.checkpoints import DELTA_END_INDEX
 from lakehouse.platform.isolation import isolated
+from lakehouse.platform.streaming import query_plan
+from tests.helpers import write_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +121,47 @@ def test_sql_is_read_only_unless_write_is_given(spark, versioned_table) -> None:
     run_sql(spark, f"DELETE FROM {table} WHERE id = 0", write=True)
 
     assert run_sql(spark, f"SELECT count(*) AS n FROM {table}").first().n == 3
+
+
+def added_files(table_location: Path, version: int) -> list[Path]:
+    commit = table_location / "_delta_log" / f"{version:020d}.json"
+    actions = [json.loads(line) for line in commit.read_text().splitlines()]
+    return [table_location / a["add"]["path"] for a in actions if "add" in a]
+
+
+def test_vacuum_keeps_the_files_a_lagging_silver_stream_has_not_read(spark, settings, tmp_path) -> None:
+    """OPTIMIZE replaces bronze's files, VACUUM deletes the originals: a silver query that had not
+    read them yet would fail on a missing file at its next batch. Maintain keeps them."""
+    schema = f"sqltest_{uuid.uuid4().hex[:8]}"
+    spark.sql(f"CREATE SCHEMA {schema}")
+    table = f"{schema}.transactions"
+    spark.createDataFrame([(0, 10.0)], "id INT, amount DOUBLE").write.format("delta").saveAsTable(table)
+    for i in range(1, 4):
+        spark.sql(f"INSERT INTO {table} VALUES ({i}, {10.0 * (i + 1)})")
+    test_settings = isolated(
+        settings,
+        schemas=False,
+        checkpoint_dir=tmp_path / "checkpoints",
+        lakehouse={
+            "schemas": {"bronze": schema, "silver": f"{schema}_none", "gold": f"{schema}_none"},
+            "history_retention_hours": 0.0001,
+        },
+    )
+    checkpoint = Path(query_plan(test_settings, ingest_query_name("silver", "transactions")).checkpoint)
+    read_through_1 = {"sourceVersion": 1, "reservoirId": "r", "reservoirVersion": 1, "index": DELTA_END_INDEX}
+    write_checkpoint(checkpoint, {0: read_through_1}, committed=[0])
+    location = Path(spark.sql(f"DESCRIBE DETAIL {table}").first().location.removeprefix("file:"))
+    unread = added_files(location, 2) + added_files(location, 3)
+    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    try:
+        [lagging] = maintain(spark, test_settings)
+        assert lagging.files_after == 1 and lagging.retained_hours >= 1
+        assert all(f.is_file() for f in unread), "VACUUM deleted files the silver stream has not read"
+
+        shutil.rmtree(checkpoint)  # no stream: the configured retention alone, and the originals go
+        [alone] = maintain(spark, test_settings)
+        assert alone.retained_hours == 0.0001
+        assert not any(f.is_file() for f in unread)
+    finally:
+        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
+        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
