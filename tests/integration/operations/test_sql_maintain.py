@@ -24,15 +24,21 @@ from tests.helpers import write_checkpoint
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def versioned_table(spark):
-    """schema.amounts with versions 0..3 (one row each time), in a schema of its own."""
+def four_versions(spark, name: str) -> tuple[str, str]:
+    """``<new schema>.<name>`` with versions 0..3 (one row, one file each time)."""
     schema = f"sqltest_{uuid.uuid4().hex[:8]}"
     spark.sql(f"CREATE SCHEMA {schema}")
-    table = f"{schema}.amounts"
+    table = f"{schema}.{name}"
     spark.createDataFrame([(0, 10.0)], "id INT, amount DOUBLE").write.format("delta").saveAsTable(table)
     for i in range(1, 4):
         spark.sql(f"INSERT INTO {table} VALUES ({i}, {10.0 * (i + 1)})")
+    return schema, table
+
+
+@pytest.fixture
+def versioned_table(spark):
+    """schema.amounts with versions 0..3 (one row each time), in a schema of its own."""
+    schema, table = four_versions(spark, "amounts")
     yield schema, table
     spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
@@ -132,12 +138,7 @@ def added_files(table_location: Path, version: int) -> list[Path]:
 def test_vacuum_keeps_the_files_a_lagging_silver_stream_has_not_read(spark, settings, tmp_path) -> None:
     """OPTIMIZE replaces bronze's files, VACUUM deletes the originals: a silver query that had not
     read them yet would fail on a missing file at its next batch. Maintain keeps them."""
-    schema = f"sqltest_{uuid.uuid4().hex[:8]}"
-    spark.sql(f"CREATE SCHEMA {schema}")
-    table = f"{schema}.transactions"
-    spark.createDataFrame([(0, 10.0)], "id INT, amount DOUBLE").write.format("delta").saveAsTable(table)
-    for i in range(1, 4):
-        spark.sql(f"INSERT INTO {table} VALUES ({i}, {10.0 * (i + 1)})")
+    schema, table = four_versions(spark, "transactions")
     test_settings = isolated(
         settings,
         schemas=False,
