@@ -54,6 +54,7 @@ from lakehouse.alerts.outputs import AlertOutput, FileOutput, JsonLinesOutput, T
 from lakehouse.alerts.parsing import parse_alert
 from lakehouse.alerts.webhook import MAX_BACKOFF_S, WebhookOutput, redact_url
 from lakehouse.errors import ConfigError
+from lakehouse.platform import faults
 
 if TYPE_CHECKING:
     from kafka import KafkaConsumer
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from lakehouse.settings import Settings
 
 __all__ = [
+    "FAULT_STEPS",
     "JOIN_GRACE_S",
     "MALFORMED_LISTED",
     "MAX_BACKOFF_S",
@@ -99,6 +101,10 @@ MALFORMED_LISTED = 100
 #: What a tail does with a committed offset the topic cannot serve: read on from the earliest
 #: retained alert (and say what was skipped), or stop with an error.
 OUT_OF_RANGE_POLICIES = ("earliest", "fail")
+#: Fault-injection steps (``FRAUDLAKE_FAULT``): the batch handed to every output, nothing flushed,
+#: remembered or committed yet; then flushed and remembered (state file), not committed.
+AFTER_OUTPUTS, BEFORE_COMMIT = "tail_after_outputs", "tail_before_commit"
+FAULT_STEPS = (AFTER_OUTPUTS, BEFORE_COMMIT)
 
 
 @dataclass(frozen=True)
@@ -485,9 +491,14 @@ class _TailRun:
 
         from lakehouse.platform.kafka.clients import broker_errors
 
+        handled = self.report.handled > 0  # not the anchoring commit of a new assignment
+        if handled:
+            faults.reached(AFTER_OUTPUTS)
         self._flush_outputs()
         if self.dedup.path is not None and self.dedup.changed:
             self.dedup.save()
+        if handled:
+            faults.reached(BEFORE_COMMIT)
         offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self.pending.items()}
         try:
             with broker_errors(self.kafka):

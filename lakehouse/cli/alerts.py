@@ -103,6 +103,7 @@ def alerts_tail(
     from rich.console import Console
 
     from lakehouse.alerts.tail import (
+        FAULT_STEPS,
         OUT_OF_RANGE_POLICIES,
         Deduplicator,
         FileOutput,
@@ -112,8 +113,10 @@ def alerts_tail(
         close_outputs,
         tail,
     )
+    from lakehouse.platform import faults
 
     settings = settings_of(ctx)
+    faults.arm(FAULT_STEPS)
     output_format = output_format or ("table" if sys.stdout.isatty() else "json")
     if output_format not in ("table", "json"):
         raise ConfigError(f"--format {output_format!r}: use table or json")

@@ -8,7 +8,8 @@ its workers in a group of their own), as a power cut would. Nothing is flushed
 or closed. Unset, :func:`reached` is one dictionary lookup.
 
 The steps are named where they are reached (the scorer's: ``after_state``, ``after_alerts``,
-``before_commit``, ``after_table``; the import's ``import_after_bronze``); an unknown name never
+``before_commit``, ``after_table``; the import's ``import_after_bronze``; the alerts tail's
+``tail_after_outputs`` and ``tail_before_commit``); an unknown name never
 fires, so :func:`arm` refuses it.
 
 ``FRAUDLAKE_FAULT_MODE=raise`` makes the step raise :class:`InjectedFault` instead, for code that

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -468,3 +469,43 @@ def test_alerts_tail_one_alert_refused_for_good_or_unencodable_cannot_stop_the_g
     assert (dead["alert"], dead["partition"], dead["offset"]) == (sample_alert(3), 0, 2)
     assert "HTTP 422" in dead["reason"] and dead["output"] == outputs[1].display_url
     assert committed_offsets(settings, group) == {0: 3, 1: 0}
+
+
+@pytest.mark.parametrize(
+    ("step", "at_most"),
+    [("tail_after_outputs", 2), ("tail_before_commit", 1)],  # before the state file is saved: at least once
+)
+def test_alerts_tail_killed_at_each_step_delivers_every_alert_after_one_restart(
+    alerts_settings, cli_env, tmp_path, step, at_most
+) -> None:
+    """FRAUDLAKE_FAULT kills the real CLI at a named step of its first commit (SIGKILL to its
+    process group); one restart of the same group delivers every alert, none lost, and once the
+    state file was saved, none twice."""
+    settings = alerts_settings
+    alerts = [sample_alert(n) for n in range(4)]
+    produce(settings, [record(n % 2, alert) for n, alert in enumerate(alerts)])
+    group, out = f"kill-{uuid.uuid4().hex[:8]}", tmp_path / "alerts.jsonl"
+    env = {**cli_env, "FRAUDLAKE_KAFKA__TOPICS__ALERTS__NAME": settings.kafka.topics.alerts.name}
+    base = [FRAUDLAKE, "alerts", "tail", "--format", "json", "--group", group, "--output-file", str(out)]
+    base += ["--state-file", str(tmp_path / "ids.txt")]
+
+    def run(*extra: str, **more_env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, *extra],
+            env={**env, **more_env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            start_new_session=True,  # the fault kills the CLI's whole process group, not this test
+        )
+
+    killed = run("--from-beginning", "--idle-timeout", "5", FRAUDLAKE_FAULT=step)
+    # The killed member holds its partitions until its session times out (10 s): then they move.
+    restarted = run("--idle-timeout", "15")
+
+    assert killed.returncode == -9, killed.stderr
+    assert restarted.returncode == 0, restarted.stderr
+    delivered = Counter(alert["alert_id"] for alert in read_alerts(out))
+    assert set(delivered) == {a["alert_id"] for a in alerts}
+    assert max(delivered.values()) <= at_most
+    assert sum(committed_offsets(settings, group).values()) == len(alerts)
