@@ -3,10 +3,19 @@
 The Hive metastore in Derby is the persistent catalog of every table. Embedded, Derby admits one
 JVM per database folder; served over the network, the ingest job, the scorer, ``fraudlake sql``
 and the spark-sql shell all share it at once.
+
+It listens on loopback and admits only its user: on the first start a random password is written
+to ``derby.properties`` in its folder (private to the user who runs Fraudlake, like every data file),
+with Derby's built-in authentication required. The user is Derby's default ``APP``, so that a
+catalog made before authentication keeps its tables (they live in the user's schema). Spark
+sessions on the same machine read the password from that file (:func:`catalog_credentials`);
+Spark redacts it wherever it shows its configuration.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +25,40 @@ from lakehouse.platform.waits import wait_until
 from lakehouse.settings import Settings
 
 MAIN_CLASS = "org.apache.derby.drda.NetworkServerControl"
+#: Derby's default user: a catalog made before authentication keeps its tables in its schema.
+CATALOG_USER = "APP"
+PROPERTIES = "derby.properties"
+
+
+def catalog_credentials(settings: Settings) -> tuple[str, str] | None:
+    """(user, password) of the local catalog server, from its ``derby.properties``; None before
+    its first authenticated start."""
+    path = settings.metastore_dir / PROPERTIES
+    if not path.is_file():
+        return None
+    key = f"derby.user.{CATALOG_USER}="
+    for line in path.read_text().splitlines():
+        if line.startswith(key):
+            return CATALOG_USER, line.removeprefix(key)
+    return None
+
+
+def _require_authentication(folder: Path) -> None:
+    """Write ``derby.properties`` with built-in authentication and a random password, once."""
+    path = folder / PROPERTIES
+    if path.is_file() and f"derby.user.{CATALOG_USER}=" in path.read_text():
+        return
+    password = secrets.token_urlsafe(24)  # URL-safe: no character that a properties file would escape
+    lines = [
+        "# Written by fraudlake on the catalog server's first start: only this user may connect.",
+        "derby.connection.requireAuthentication=true",
+        "derby.authentication.provider=BUILTIN",
+        f"derby.user.{CATALOG_USER}={password}",
+    ]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -54,6 +97,7 @@ class LocalCatalogServer:
                     "(FRAUDLAKE_SPARK__CATALOG_SERVER__PORT)"
                 )
             self.folder.mkdir(parents=True, exist_ok=True)
+            _require_authentication(self.folder)
             command = [
                 java_executable(),
                 f"-Xmx{self.config.heap}",
@@ -66,6 +110,8 @@ class LocalCatalogServer:
                 self.config.host,
                 "-p",
                 str(self.config.port),
+                # Derby 10.16 installs no security manager (the JDK's is deprecated for removal,
+                # JEP 411): authentication, loopback and private files are what keep others out.
                 "-noSecurityManager",
             ]
             pid, started = self.service.launch(command), True

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.errors import PlatformError
+from lakehouse.platform.catalog_server import catalog_credentials
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -110,6 +111,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             f"jdbc:derby://{server.host}:{server.port}/metastore_db;create=true"
         )
         conf["spark.hadoop.javax.jdo.option.ConnectionDriverName"] = "org.apache.derby.jdbc.ClientDriver"
+        credentials = catalog_credentials(settings) if server.enabled else None
+        if credentials is not None:  # Spark redacts keys that name a password wherever it shows them
+            conf["spark.hadoop.javax.jdo.option.ConnectionUserName"] = credentials[0]
+            conf["spark.hadoop.javax.jdo.option.ConnectionPassword"] = credentials[1]
         conf["spark.hadoop.datanucleus.schema.autoCreateAll"] = "true"
         conf["spark.hadoop.hive.metastore.schema.verification"] = "false"
     elif spark.catalog == "hive-metastore":
