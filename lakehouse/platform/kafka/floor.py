@@ -10,8 +10,8 @@ that header is its end-to-end latency, measured the way an alert's is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.settings import KafkaSettings, Settings, TopicSettings
 
@@ -77,12 +77,17 @@ def appended_latencies(
     kafka: KafkaSettings, topic: str, since_ms: int, created: Callable[[object], float]
 ) -> list[float]:
     """Broker append time minus ``created(record)``, of every record appended to ``topic`` since ``since_ms``."""
+    return [record.timestamp - created(record) for record in records_since(kafka, topic, since_ms)]
+
+
+def records_since(kafka: KafkaSettings, topic: str, since_ms: int) -> Iterator[Any]:
+    """Every record appended to ``topic`` since ``since_ms`` (by its timestamp), up to the end
+    offsets when the read starts."""
     from kafka import TopicPartition
 
     from lakehouse.platform.kafka.clients import consumer
 
     reader = consumer(kafka, group_id=None)
-    latencies: list[float] = []
     try:
         partitions = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
         reader.assign(partitions)
@@ -92,10 +97,8 @@ def appended_latencies(
         remaining = {tp for tp in partitions if reader.position(tp) < ends[tp]}
         while remaining:
             for tp, records in reader.poll(timeout_ms=1000).items():
-                for record in records:
-                    latencies.append(record.timestamp - created(record))
+                yield from (r for r in records if r.offset < ends[tp])
                 if reader.position(tp) >= ends[tp]:
                     remaining.discard(tp)
     finally:
         reader.close()
-    return latencies

@@ -20,37 +20,28 @@ the demo exits is terminated, then killed). ``make demo`` then stops the broker 
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import signal
-import subprocess
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from lakehouse.contract.alerts import created_ms
-from lakehouse.errors import FraudlakeError
-from lakehouse.operations.stream_status import checkpoint_offsets, end_offsets, kafka_lag, local_path
-from lakehouse.platform.jobs import run_job, start_job
+from lakehouse.demo.pipeline import (
+    POLL_S,
+    DemoError,
+    Jobs,
+    ensure_champion,
+    interrupt_as_sigterm,
+    send_days,
+    wait_scored,
+)
 from lakehouse.platform.kafka.floor import appended_latencies, copy_created_ms, latency_topic
 from lakehouse.platform.measure import percentile
-from lakehouse.platform.waits import Deadline, wait_until
-from lakehouse.settings import Settings, SimulatorSettings
-
-if TYPE_CHECKING:
-    from lakehouse.simulator.producer import ProduceLimits, ProduceReport
-
-POLL_S = 1.0
-
-
-class DemoError(FraudlakeError):
-    """A step of the demo failed; the message says which and where its log is."""
+from lakehouse.platform.waits import wait_until
+from lakehouse.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -75,57 +66,6 @@ class LiveSummary:
     @property
     def recall(self) -> float:
         return self.true_alerts / self.frauds if self.frauds else float("nan")
-
-
-class Jobs:
-    """The demo's child processes: started with their logs in ``<data_dir>/logs``, always stopped."""
-
-    def __init__(self, settings: Settings, console: Console) -> None:
-        self.settings = settings
-        self.console = console
-        self.running: dict[str, subprocess.Popen] = {}
-        self.logs = settings.paths.data_dir / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-
-    def run(self, title: str, module: str, *args: str) -> None:
-        """Run a job to completion (its output goes to its log)."""
-        self.console.print(f"[bold]{title}[/bold] …")
-        log = self.logs / f"demo-{module}.log"
-        began = time.monotonic()
-        with log.open("w") as out:
-            code = run_job(self.settings, module, *args, stdout=out, stderr=subprocess.STDOUT)
-        if code != 0:
-            raise DemoError(f"{title} failed (exit {code}); see {log}")
-        self.console.print(f"  done in {time.monotonic() - began:,.0f} s")
-
-    def start(self, name: str, module: str, *args: str) -> subprocess.Popen:
-        log = self.logs / f"demo-{name}.log"
-        process = start_job(self.settings, module, *args, stdout=log.open("w"), stderr=subprocess.STDOUT)
-        self.running[name] = process
-        self.console.print(f"started {name} (pid {process.pid}, log {log})")
-        return process
-
-    def check(self) -> None:
-        for name, process in self.running.items():
-            if process.poll() is not None:
-                raise DemoError(
-                    f"the {name} job stopped (exit {process.returncode}); see {self.logs / f'demo-{name}.log'}"
-                )
-
-    def stop_all(self, timeout_s: float = 90) -> None:
-        """SIGTERM (the jobs stop their queries between micro-batches), then SIGKILL at the deadline."""
-        for process in self.running.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = Deadline(timeout_s)
-        for name, process in self.running.items():
-            try:
-                process.wait(timeout=max(1.0, deadline.remaining()))
-            except subprocess.TimeoutExpired:
-                self.console.print(f"{name} did not stop in time: killed")
-                process.kill()
-                process.wait()
-        self.running.clear()
 
 
 class Floor:
@@ -167,40 +107,6 @@ class Floor:
         shutil.rmtree(self.checkpoint, ignore_errors=True)
 
 
-def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Callable[[int], None]) -> None:
-    """Until the scorer has scored everything the transaction topic holds now, and landed it in
-    ``gold.scored_transactions``."""
-    from lakehouse.contract.queries import SCORE_LANDING_QUERY, SCORE_QUERY
-    from lakehouse.platform.streaming import query_plan
-
-    deadline = Deadline(timeout_s)
-    for query, topic in (
-        (SCORE_QUERY, settings.kafka.topics.transactions.name),
-        (SCORE_LANDING_QUERY, settings.kafka.topics.scored.name),
-    ):
-        checkpoint = local_path(query_plan(settings, query).checkpoint)
-        target = end_offsets(settings, topic).get(topic, {})
-        lag = [-1]
-
-        def caught_up(checkpoint=checkpoint, target=target, lag=lag) -> bool:
-            lag[0] = kafka_lag(checkpoint_offsets(checkpoint) or {}, target)
-            if lag[0] > 0:
-                on_wait(lag[0])
-            return lag[0] == 0
-
-        wait_until(
-            caught_up,
-            timeout_s=max(1.0, deadline.remaining()),
-            what=f"the scorer's {query} query catching up",
-            poll_s=POLL_S,
-            check=jobs.check,
-            on_timeout=lambda query=query, lag=lag: DemoError(
-                f"the scorer's {query} query is still {lag[0]:,} records behind after {timeout_s:g} s; see "
-                f"{jobs.logs / 'demo-score.log'}"
-            ),
-        )
-
-
 def percentiles(latencies: list[float]) -> dict[str, float]:
     return {f"p{q}": percentile(latencies, q) for q in (50, 95, 99)}
 
@@ -240,42 +146,8 @@ def summarise(settings: Settings, since: datetime, latencies: list[float], floor
         spark.stop()
 
 
-@contextlib.contextmanager
-def interrupt_as_sigterm() -> Iterator[None]:
-    """Let SIGTERM stop the demo like Ctrl-C does (so the ``finally`` blocks clean up)."""
-
-    def raise_interrupt(_signum, _frame) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def send_days(
-    settings: Settings, sim: SimulatorSettings, limits: ProduceLimits, first_day: int, seed: int | None = None
-) -> ProduceReport:
-    """Simulated payments from ``first_day`` on (default: a fresh traffic seed); remembers the next day."""
-    from lakehouse.platform.kafka.senders import make_sender
-    from lakehouse.simulator.producer import produce, remember_day, resume_day
-    from lakehouse.simulator.simulation import Simulation, default_start
-
-    sender = make_sender(settings.kafka, settings.producer)
-    try:
-        seed = uuid.uuid4().int % 2**31 if seed is None else seed
-        simulation = Simulation(sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=seed)
-        report = produce(settings, simulation, sender, limits, first_day=first_day)
-    finally:
-        sender.close()
-    remember_day(settings, max(report.next_day, resume_day(settings, sim.days)))
-    return report
-
-
 def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: float, fraud_rate: float) -> LiveSummary:
     from lakehouse.alerts.tail import TableOutput, tail
-    from lakehouse.ml import registry
     from lakehouse.simulator.producer import ProduceLimits, resume_day
 
     sim = settings.simulator
@@ -285,16 +157,7 @@ def run_demo(settings: Settings, console: Console, *, duration_s: float, rate: f
     with interrupt_as_sigterm():
         try:
             try:
-                if registry.champion_version(settings, required=False) is None:
-                    console.rule("1. history and the first model")
-                    history = send_days(settings, sim, ProduceLimits(count=sim.transactions), 0, seed=1)
-                    console.print(
-                        f"produced {history.transactions:,} transactions ({history.fraud:,} fraud) over {sim.days} "
-                        "simulated days"
-                    )
-                    jobs.run("ingest the history (bronze → silver)", "stream_ingest", "--once")
-                    jobs.run("build the features", "build_features")
-                    jobs.run("train and register the first model", "train_model")
+                ensure_champion(settings, jobs, "1. history and the first model")
                 console.rule("2. streaming jobs")
                 jobs.start("ingest", "stream_ingest")
                 jobs.start("score", "stream_score")

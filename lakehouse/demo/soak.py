@@ -1,0 +1,285 @@
+"""``fraudlake soak``: the whole pipeline at a set rate for a long time, measured, with a report in
+``docs/benchmarks/soak.md``.
+
+A first model if there is none (as the demo), then the ingest and scoring jobs as their own
+processes, simulated traffic at ``--rate`` for ``--duration`` seconds, and an alerts tail (its own
+group and state file) writing every alert to a file. Every ``--interval`` seconds it samples, from
+outside the jobs:
+
+- the resident memory (RSS) of each job's process tree (the Python driver, its JVM, the Python
+  workers);
+- each streaming query's lag (records waiting) and the duration of its last micro-batch (the
+  checkpoint's commit file written after its offsets file);
+- the size of the scorer's state store on disk.
+
+At the end the scorer drains, the jobs stop, and the alerts are accounted for: every transaction
+scored as an alert since the start must have its alert in ``fraud_alerts`` (lost: 0) and reach the
+tail's file once (duplicated in effect: 0; records repeated in the topic after a replay carry the
+same ``alert_id`` and are counted apart, as the tail drops them).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from lakehouse.demo.pipeline import DemoError, Jobs, ensure_champion, interrupt_as_sigterm, send_days, wait_scored
+from lakehouse.platform.checkpoints import local_path
+from lakehouse.platform.measure import percentile
+from lakehouse.settings import Settings
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Sample:
+    at_s: float  # since the measured part began
+    rss_mb: dict[str, float]  # job → RSS of its process tree
+    lag: dict[str, int | None]  # streaming query → records waiting
+    batch_s: dict[str, float | None]  # streaming query → duration of its last micro-batch
+    state_mb: float  # the scorer's state store on disk
+
+
+@dataclass
+class SoakResult:
+    duration_s: float
+    rate: float
+    sent: int = 0
+    scored: int = 0
+    flagged: int = 0  # scored as alerts since the start
+    alert_records: int = 0  # records in fraud_alerts since the start
+    lost: int = 0  # flagged, but no alert in the topic
+    delivered: int = 0  # alerts the tail wrote to its file
+    duplicated: int = 0  # alerts the tail wrote more than once
+    repeated_records: int = 0  # alert records repeated in the topic (same alert_id)
+    samples: list[Sample] = field(default_factory=list)
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MiB (0 when it is gone)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total / MB
+
+
+def last_batch_s(checkpoint: Path) -> float | None:
+    """How long the last committed micro-batch took: its commit file's time minus its offsets file's."""
+    commits = (
+        [int(p.name) for p in (checkpoint / "commits").glob("[0-9]*")] if (checkpoint / "commits").is_dir() else []
+    )
+    if not commits:
+        return None
+    batch = str(max(commits))
+    try:
+        return (checkpoint / "commits" / batch).stat().st_mtime - (checkpoint / "offsets" / batch).stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / MB if folder.is_dir() else 0.0
+
+
+def take_sample(settings: Settings, jobs: Jobs, at_s: float) -> Sample:
+    from lakehouse.contract.queries import SCORE_QUERY
+    from lakehouse.operations.stream_status import stream_status
+    from lakehouse.platform.streaming import query_plan
+
+    status = stream_status(settings)
+    checkpoints = {q.query: local_path(q.checkpoint) for q in status.queries}
+    return Sample(
+        at_s=round(at_s, 1),
+        rss_mb={name: round(tree_rss_mb(p.pid), 1) for name, p in jobs.running.items()},
+        lag={q.query: q.lag for q in status.queries},
+        batch_s={name: last_batch_s(path) for name, path in checkpoints.items()},
+        state_mb=round(folder_mb(local_path(query_plan(settings, SCORE_QUERY).checkpoint) / "state"), 2),
+    )
+
+
+def run_soak(
+    settings: Settings, console: Console, *, duration_s: float, rate: float, fraud_rate: float, interval_s: float
+) -> SoakResult:
+    from lakehouse.alerts.tail import Deduplicator, FileOutput, close_outputs, tail
+    from lakehouse.simulator.producer import ProduceLimits, resume_day
+
+    sim = settings.simulator
+    live_sim = sim.model_copy(update={"fraud_rate": fraud_rate})
+    result = SoakResult(duration_s=duration_s, rate=rate)
+    folder = settings.paths.data_dir / "soak" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder.mkdir(parents=True)
+    jobs = Jobs(settings, console)
+    with interrupt_as_sigterm():
+        try:
+            ensure_champion(settings, jobs, "history and the first model")
+            jobs.start("ingest", "stream_ingest")
+            jobs.start("score", "stream_score")
+            send_days(
+                settings,
+                live_sim,
+                ProduceLimits(count=max(20, int(rate * 5)), rate=rate),
+                resume_day(settings, sim.days),
+            )
+            with console.status("the scorer starts and catches up with the topic …"):
+                wait_scored(settings, jobs, 1800, lambda _lag: None)
+            since = datetime.now(UTC)
+            console.rule(f"soak: {rate:g} transactions/s for {duration_s:g} s, a sample every {interval_s:g} s")
+            done, assigned, produced = threading.Event(), threading.Event(), {}
+
+            def traffic() -> None:
+                assigned.wait(60)
+                try:
+                    limits = ProduceLimits(duration_s=duration_s, rate=rate)
+                    produced["report"] = send_days(settings, live_sim, limits, resume_day(settings, sim.days))
+                    wait_scored(settings, jobs, 900, lambda _lag: None)
+                except BaseException as exc:
+                    produced["error"] = exc
+                finally:
+                    done.set()
+
+            output = FileOutput(folder / "alerts.jsonl")
+            tailing: dict[str, object] = {}
+
+            def follow() -> None:
+                try:
+                    tail(
+                        settings,
+                        group_id=f"fraudlake-soak-{uuid.uuid4().hex[:8]}",
+                        from_beginning=False,
+                        outputs=[output],
+                        dedup=Deduplicator.load(folder / "alert-ids.txt"),
+                        stop=stop_tail,
+                        on_assigned=lambda _offsets: assigned.set(),
+                    )
+                except BaseException as exc:
+                    tailing["error"] = exc
+
+            stop_tail = threading.Event()
+            threads = [threading.Thread(target=f, name=f"soak-{f.__name__}", daemon=True) for f in (follow, traffic)]
+            for thread in threads:
+                thread.start()
+            began = time.monotonic()
+            while not done.wait(interval_s):
+                jobs.check()
+                result.samples.append(take_sample(settings, jobs, time.monotonic() - began))
+                console.print(describe(result.samples[-1]))
+            result.samples.append(take_sample(settings, jobs, time.monotonic() - began))
+            stop_tail.set()
+            threads[0].join(timeout=120)
+            close_outputs([output])
+            for what, outcome in (("live traffic", produced), ("the alerts tail", tailing)):
+                if "error" in outcome:
+                    raise DemoError(f"{what} failed: {outcome['error']}")
+            result.sent = produced["report"].transactions
+        finally:
+            jobs.stop_all()
+    account(settings, result, since, folder / "alerts.jsonl")
+    return result
+
+
+def describe(sample: Sample) -> str:
+    rss = ", ".join(f"{job} {mb:,.0f} MB" for job, mb in sample.rss_mb.items())
+    lag = sum(v for v in sample.lag.values() if v)
+    return f"{sample.at_s:>7,.0f} s  RSS {rss}  lag {lag:,}  state {sample.state_mb:,.1f} MB"
+
+
+def account(settings: Settings, result: SoakResult, since: datetime, delivered: Path) -> None:
+    """Alerts lost and duplicated: the scored transactions flagged since ``since`` against the
+    alerts topic and the tail's file."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.contract.tables import table_names
+    from lakehouse.platform.kafka.floor import records_since
+    from lakehouse.platform.spark import build_spark
+
+    topic = settings.kafka.topics.alerts.name
+    in_topic = [json.loads(r.value) for r in records_since(settings.kafka, topic, int(since.timestamp() * 1000))]
+    spark = build_spark(settings, app_name="fraudlake-soak-account")
+    try:
+        live = spark.table(table_names(settings).scored).where(F.col("transaction_created_at") >= F.lit(since))
+        flagged = {r.transaction_id for r in live.where("is_alert").select("transaction_id").collect()}
+        result.scored = live.count()
+    finally:
+        spark.stop()
+    alerted = {a["transaction_id"] for a in in_topic}
+    written = Counter(json.loads(line)["alert_id"] for line in delivered.read_text().splitlines() if line.strip())
+    result.flagged = len(flagged)
+    result.alert_records = len(in_topic)
+    result.lost = len(flagged - alerted)
+    result.delivered = sum(written.values())
+    result.duplicated = sum(n - 1 for n in written.values())
+    result.repeated_records = len(in_topic) - len({a["alert_id"] for a in in_topic})
+
+
+def write_soak_report(path: Path, result: SoakResult, machine: str) -> str:
+    """The report as markdown, written to ``path``; returns it."""
+    jobs = sorted({job for s in result.samples for job in s.rss_mb})
+    queries = sorted({q for s in result.samples for q in s.lag})
+    lines = [
+        "# Soak run",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {machine}",
+        f"`fraudlake soak --duration {result.duration_s:g} --rate {result.rate:g}`: the ingest and scoring jobs "
+        "as their own processes, simulated traffic at the rate, an alerts tail with a state file. Sampled from "
+        "outside the jobs.",
+        "",
+        "## Alerts",
+        "",
+        "| sent | scored | scored as alerts | alert records | **lost** | delivered by the tail "
+        "| **duplicated in effect** | records repeated in the topic |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {result.sent:,} | {result.scored:,} | {result.flagged:,} | {result.alert_records:,} | **{result.lost:,}** "
+        f"| {result.delivered:,} | **{result.duplicated:,}** | {result.repeated_records:,} |",
+        "",
+        "## Over time",
+        "",
+        "| s | "
+        + " | ".join(f"RSS {j} (MB)" for j in jobs)
+        + " | lag (records) | "
+        + " | ".join(f"last batch {q} (s)" for q in ("score", "silver_transactions") if q in queries)
+        + " | scorer state (MB) |",
+        "|" + "---:|" * (2 + len(jobs) + sum(q in queries for q in ("score", "silver_transactions")) + 1),
+    ]
+    for s in result.samples:
+        batches = [s.batch_s.get(q) for q in ("score", "silver_transactions") if q in queries]
+        lines.append(
+            f"| {s.at_s:,.0f} | "
+            + " | ".join(f"{s.rss_mb.get(j, 0):,.0f}" for j in jobs)
+            + f" | {sum(v for v in s.lag.values() if v):,} | "
+            + " | ".join("-" if b is None else f"{b:.1f}" for b in batches)
+            + f" | {s.state_mb:,.1f} |"
+        )
+    if result.samples:
+        first, last = result.samples[0], result.samples[-1]
+        growth = ", ".join(f"{j} {first.rss_mb.get(j, 0):,.0f} → {last.rss_mb.get(j, 0):,.0f} MB" for j in jobs)
+        score_batches = [s.batch_s["score"] for s in result.samples if s.batch_s.get("score") is not None]
+        lines += [
+            "",
+            f"RSS first → last sample: {growth}. Scorer state {first.state_mb:,.1f} → {last.state_mb:,.1f} MB.",
+            f"Scorer batch time (last batch at each sample): median {percentile(score_batches, 50):.1f} s, "
+            f"max {max(score_batches):.1f} s."
+            if score_batches
+            else "No scorer batch was sampled.",
+        ]
+    text = "\n".join(lines) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text
