@@ -42,6 +42,9 @@ def soak_command(
     rate: Rate = 25.0,
     fraud_rate: FraudRate = 0.02,
     interval: Annotated[float, typer.Option(help="Seconds between samples.")] = 60.0,
+    pause_broker: Annotated[
+        float, typer.Option(help="Stop the local broker (SIGSTOP) halfway through for this many seconds; 0: never.")
+    ] = 0.0,
     output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/soak.md.")] = None,
 ) -> None:
     """The whole pipeline at a set rate for a long time: RSS per job, lag, batch time and the
@@ -55,7 +58,15 @@ def soak_command(
     from lakehouse.demo.soak import run_soak, write_soak_report
 
     settings = settings_of(ctx)
-    result = run_soak(settings, console, duration_s=duration, rate=rate, fraud_rate=fraud_rate, interval_s=interval)
+    result = run_soak(
+        settings,
+        console,
+        duration_s=duration,
+        rate=rate,
+        fraud_rate=fraud_rate,
+        interval_s=interval,
+        pause_broker_s=pause_broker,
+    )
     path = output or settings.project_dir / "docs" / "benchmarks" / "soak.md"
     console.print(write_soak_report(path, result, machine_description()))
     console.print(f"written to {path}")

@@ -12,6 +12,10 @@ outside the jobs:
   checkpoint's commit file written after its offsets file);
 - the size of the scorer's state store on disk.
 
+With ``--pause-broker N`` the local broker is stopped with SIGSTOP halfway through for N seconds
+(a frozen host): a job or the tail that stops meanwhile is started again, as its service
+manager would, and counted; nothing may be lost.
+
 At the end the scorer drains, the jobs stop, and the alerts are accounted for: every transaction
 scored as an alert since the start must have its alert in ``fraud_alerts`` (lost: 0) and reach the
 tail's file once (duplicated in effect: 0; records repeated in the topic after a replay carry the
@@ -21,6 +25,8 @@ same ``alert_id`` and are counted apart, as the tail drops them).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import uuid
@@ -32,11 +38,13 @@ from pathlib import Path
 from rich.console import Console
 
 from lakehouse.demo.pipeline import DemoError, Jobs, ensure_champion, interrupt_as_sigterm, send_days, wait_scored
+from lakehouse.errors import BrokerUnavailableError
 from lakehouse.platform.checkpoints import local_path
 from lakehouse.platform.measure import percentile
 from lakehouse.settings import Settings
 
 MB = 1024 * 1024
+JOB_MODULES = {"ingest": "stream_ingest", "score": "stream_score"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,8 @@ class SoakResult:
     duplicated: int = 0  # alerts the tail wrote more than once
     repeated_records: int = 0  # alert records repeated in the topic (same alert_id)
     samples: list[Sample] = field(default_factory=list)
+    restarts: dict[str, int] = field(default_factory=dict)  # job or tail → times it was started again
+    broker_pause: tuple[float, float] | None = None  # (began at s, lasted s): the broker under SIGSTOP
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -100,24 +110,72 @@ def folder_mb(folder: Path) -> float:
 
 
 def take_sample(settings: Settings, jobs: Jobs, at_s: float) -> Sample:
+    """One sample; the lag is unknown (empty) while the broker does not answer."""
     from lakehouse.contract.queries import SCORE_QUERY
-    from lakehouse.operations.stream_status import stream_status
+    from lakehouse.errors import BrokerUnavailableError
+    from lakehouse.operations.stream_status import stream_status, streaming_queries
     from lakehouse.platform.streaming import query_plan
 
-    status = stream_status(settings)
-    checkpoints = {q.query: local_path(q.checkpoint) for q in status.queries}
+    try:
+        lag = {q.query: q.lag for q in stream_status(settings).queries}
+    except BrokerUnavailableError:
+        lag = {}
+    checkpoints = {q.name: local_path(query_plan(settings, q.name).checkpoint) for q in streaming_queries(settings)}
     return Sample(
         at_s=round(at_s, 1),
         rss_mb={name: round(tree_rss_mb(p.pid), 1) for name, p in jobs.running.items()},
-        lag={q.query: q.lag for q in status.queries},
+        lag=lag,
         batch_s={name: last_batch_s(path) for name, path in checkpoints.items()},
         state_mb=round(folder_mb(local_path(query_plan(settings, SCORE_QUERY).checkpoint) / "state"), 2),
     )
 
 
+def restart_stopped(jobs: Jobs, result: SoakResult, limit: int = 5) -> None:
+    """What a service manager does: start a job that stopped again (counted), up to ``limit`` times."""
+    for name, process in list(jobs.running.items()):
+        if process.poll() is None:
+            continue
+        result.restarts[name] = result.restarts.get(name, 0) + 1
+        if result.restarts[name] > limit:
+            jobs.check()  # raises, naming the job and its log
+        jobs.console.print(f"[yellow]the {name} job stopped (exit {process.returncode}): starting it again[/]")
+        jobs.start(name, JOB_MODULES[name])
+
+
+class BrokerPause:
+    """The local broker under SIGSTOP for a while (a frozen host, a long GC pause), always resumed."""
+
+    def __init__(self, settings: Settings, seconds: float) -> None:
+        from lakehouse.platform.kafka.broker import LocalBroker
+
+        self.pid = LocalBroker(settings).service.running_pid()
+        if self.pid is None:
+            raise DemoError("--pause-broker needs the local broker (fraudlake kafka up)")
+        self.seconds = seconds
+        self.timer: threading.Timer | None = None
+
+    def begin(self) -> None:
+        os.kill(self.pid, signal.SIGSTOP)
+        self.timer = threading.Timer(self.seconds, self.end)
+        self.timer.start()
+
+    def end(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        os.kill(self.pid, signal.SIGCONT)
+
+
 def run_soak(
-    settings: Settings, console: Console, *, duration_s: float, rate: float, fraud_rate: float, interval_s: float
+    settings: Settings,
+    console: Console,
+    *,
+    duration_s: float,
+    rate: float,
+    fraud_rate: float,
+    interval_s: float,
+    pause_broker_s: float = 0.0,
 ) -> SoakResult:
+    """``pause_broker_s``: halfway through, the local broker is stopped (SIGSTOP) for that long."""
     from lakehouse.alerts.tail import Deduplicator, FileOutput, close_outputs, tail
     from lakehouse.simulator.producer import ProduceLimits, resume_day
 
@@ -130,8 +188,8 @@ def run_soak(
     with interrupt_as_sigterm():
         try:
             ensure_champion(settings, jobs, "history and the first model")
-            jobs.start("ingest", "stream_ingest")
-            jobs.start("score", "stream_score")
+            for name, module in JOB_MODULES.items():
+                jobs.start(name, module)
             send_days(
                 settings,
                 live_sim,
@@ -158,29 +216,50 @@ def run_soak(
             output = FileOutput(folder / "alerts.jsonl")
             tailing: dict[str, object] = {}
 
+            group = f"fraudlake-soak-{uuid.uuid4().hex[:8]}"
+
             def follow() -> None:
-                try:
-                    tail(
-                        settings,
-                        group_id=f"fraudlake-soak-{uuid.uuid4().hex[:8]}",
-                        from_beginning=False,
-                        outputs=[output],
-                        dedup=Deduplicator.load(folder / "alert-ids.txt"),
-                        stop=stop_tail,
-                        on_assigned=lambda _offsets: assigned.set(),
-                    )
-                except BaseException as exc:
-                    tailing["error"] = exc
+                # A tail that loses the broker stops; like its service manager, start it again (the
+                # group resumes from its commits, the state file drops what was delivered).
+                while not stop_tail.is_set():
+                    try:
+                        tail(
+                            settings,
+                            group_id=group,
+                            from_beginning=False,
+                            outputs=[output],
+                            dedup=Deduplicator.load(folder / "alert-ids.txt"),
+                            stop=stop_tail,
+                            on_assigned=lambda _offsets: assigned.set(),
+                        )
+                        return
+                    except BrokerUnavailableError as exc:
+                        result.restarts["tail"] = result.restarts.get("tail", 0) + 1
+                        console.print(f"[yellow]the alerts tail lost the broker ({exc}): starting it again[/]")
+                        stop_tail.wait(2.0)
+                    except BaseException as exc:
+                        tailing["error"] = exc
+                        return
 
             stop_tail = threading.Event()
             threads = [threading.Thread(target=f, name=f"soak-{f.__name__}", daemon=True) for f in (follow, traffic)]
             for thread in threads:
                 thread.start()
             began = time.monotonic()
-            while not done.wait(interval_s):
-                jobs.check()
-                result.samples.append(take_sample(settings, jobs, time.monotonic() - began))
-                console.print(describe(result.samples[-1]))
+            pause = BrokerPause(settings, pause_broker_s) if pause_broker_s > 0 else None
+            try:
+                while not done.wait(interval_s):
+                    elapsed = time.monotonic() - began
+                    if pause is not None and result.broker_pause is None and elapsed >= duration_s / 2:
+                        console.print(f"[yellow]pausing the broker (SIGSTOP) for {pause_broker_s:g} s[/]")
+                        pause.begin()
+                        result.broker_pause = (round(elapsed, 1), pause_broker_s)
+                    restart_stopped(jobs, result)
+                    result.samples.append(take_sample(settings, jobs, elapsed))
+                    console.print(describe(result.samples[-1]))
+            finally:
+                if pause is not None:
+                    pause.end()
             result.samples.append(take_sample(settings, jobs, time.monotonic() - began))
             stop_tail.set()
             threads[0].join(timeout=120)
@@ -267,6 +346,11 @@ def write_soak_report(path: Path, result: SoakResult, machine: str) -> str:
             + " | ".join("-" if b is None else f"{b:.1f}" for b in batches)
             + f" | {s.state_mb:,.1f} |"
         )
+    if result.broker_pause is not None:
+        at, lasted = result.broker_pause
+        lines += ["", f"The broker was stopped (SIGSTOP) at {at:,.0f} s for {lasted:g} s, then resumed (SIGCONT)."]
+    restarts = ", ".join(f"{name} {n}" for name, n in sorted(result.restarts.items())) or "none"
+    lines += ["", f"Restarts (as a service manager does): {restarts}."]
     if result.samples:
         first, last = result.samples[0], result.samples[-1]
         growth = ", ".join(f"{j} {first.rss_mb.get(j, 0):,.0f} → {last.rss_mb.get(j, 0):,.0f} MB" for j in jobs)
