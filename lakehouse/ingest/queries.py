@@ -69,10 +69,18 @@ class SilverBatch:
     """The ``foreachBatch`` function of one stream's bronze → silver query."""
 
     def __init__(
-        self, spark: SparkSession, settings: Settings, names: TableNames, stream: str, query: str, checkpoint: str
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        names: TableNames,
+        stream: str,
+        query: str,
+        checkpoint: str | None = None,
     ) -> None:
+        """``checkpoint``: the streaming query's, beside which its batches' failures are counted
+        (the poison-pill guard); None for a one-off batch (an import), which fails as a whole."""
         self.settings = settings
-        self.failures = FailureCounts(checkpoint)
+        self.failures = FailureCounts(checkpoint) if checkpoint else None
         self.names = names
         self.stream = stream
         self.query = query
@@ -93,6 +101,8 @@ class SilverBatch:
         except conflict_errors():
             raise
         except Exception as exc:
+            if self.failures is None:
+                raise
             failures = self.failures.add(batch_id)
             if failures < self.settings.lakehouse.poison_after_failures:
                 raise
@@ -103,7 +113,8 @@ class SilverBatch:
             poison = poison.persist()
             retry_on_conflict(lambda: self._land(without(bronze, poison), batch_id, poison=poison), what=what)
             poison.unpersist()
-        self.failures.clear(batch_id)
+        if self.failures is not None:
+            self.failures.clear(batch_id)
 
     def _decide(self, bronze: DataFrame, batch_id: int, *, dry_run: bool = False) -> tuple[DataFrame, ...]:
         """(parsed, accepted, rejected, checked, progress source) of a batch's bronze rows;
