@@ -12,7 +12,8 @@ import argparse
 import logging
 import sys
 
-from lakehouse.ingest.queries import ingest_restarter, run_ingest
+from lakehouse.ingest.queries import FAULT_STEPS, ingest_restarter, run_ingest
+from lakehouse.platform import faults
 from lakehouse.platform.entrypoint import configure_logging, exit_on_error, private_files
 from lakehouse.platform.spark import build_spark
 from lakehouse.platform.streaming import supervise
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     private_files()
     with exit_on_error():
         settings = load_settings(args.env)
+        faults.arm(FAULT_STEPS)  # before Spark starts: its JVM inherits the job's process group
         spark = build_spark(settings, app_name="fraudlake-ingest")
         queries = run_ingest(spark, settings, once=args.once)
         if args.once:

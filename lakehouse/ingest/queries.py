@@ -38,8 +38,8 @@ from lakehouse.ingest.transforms import (
     parse_records,
     with_source,
 )
+from lakehouse.platform import faults
 from lakehouse.platform.delta import append_once, conflict_errors, retry_on_conflict, table_location
-from lakehouse.platform.faults import poisoned
 from lakehouse.platform.kafka.clients import kafka_stream
 from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
 from lakehouse.settings import Settings
@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FIELDS = {"transactions": TRANSACTION_FIELDS, "users": USER_FIELDS, "merchants": MERCHANT_FIELDS}
+#: Fault-injection steps (``FRAUDLAKE_FAULT``): a stream's silver table appended, its quarantine
+#: and progress rows not yet (``silver_transactions_after_table``, ...).
+AFTER_TABLE = "_after_table"
+FAULT_STEPS = tuple(f"{ingest_query_name('silver', stream)}{AFTER_TABLE}" for stream in STREAMS)
 
 
 def start_bronze(
@@ -119,7 +123,7 @@ class SilverBatch:
     def _decide(self, bronze: DataFrame, batch_id: int, *, dry_run: bool = False) -> tuple[DataFrame, ...]:
         """(parsed, accepted, rejected, checked, progress source) of a batch's bronze rows;
         ``dry_run``: only compute them (the poison search)."""
-        parsed = parse_records(poisoned(bronze), self.fields, self.settings.data).persist()
+        parsed = parse_records(faults.poisoned(bronze), self.fields, self.settings.data).persist()
         valid = parsed.where("quarantine_reason IS NULL")
         rejected = parsed.where("quarantine_reason IS NOT NULL")
         if self.stream == "transactions":
@@ -145,6 +149,7 @@ class SilverBatch:
         parsed, accepted, rejected, checked, progress_source = self._decide(bronze, batch_id)
         try:
             self._append(self.target, with_source(accepted, batch_id).select(*self.silver_order), batch_id)
+            faults.reached(f"{self.query}{AFTER_TABLE}")  # silver appended; quarantine, progress not yet
             if poison is not None:
                 rejected = rejected.select(*bronze.columns, "quarantine_reason").unionByName(poison)
             quarantine = with_source(rejected, batch_id).select(

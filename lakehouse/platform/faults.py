@@ -9,7 +9,7 @@ or closed. Unset, :func:`reached` is one dictionary lookup.
 
 The steps are named where they are reached (the scorer's: ``after_state``, ``after_alerts``,
 ``before_commit``, ``after_table``; the import's ``import_after_bronze``; the alerts tail's
-``tail_after_outputs`` and ``tail_before_commit``); an unknown name never
+``tail_after_outputs`` and ``tail_before_commit``; ingest's ``silver_<stream>_after_table``); an unknown name never
 fires, so :func:`arm` refuses it.
 
 ``FRAUDLAKE_FAULT_MODE=raise`` makes the step raise :class:`InjectedFault` instead, for code that
