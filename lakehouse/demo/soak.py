@@ -274,10 +274,14 @@ def run_soak(
     return result
 
 
+def lag_text(sample: Sample) -> str:
+    """Records waiting over every query; "unknown" while the broker did not answer."""
+    return f"{sum(v for v in sample.lag.values() if v):,}" if sample.lag else "unknown"
+
+
 def describe(sample: Sample) -> str:
     rss = ", ".join(f"{job} {mb:,.0f} MB" for job, mb in sample.rss_mb.items())
-    lag = sum(v for v in sample.lag.values() if v)
-    return f"{sample.at_s:>7,.0f} s  RSS {rss}  lag {lag:,}  state {sample.state_mb:,.1f} MB"
+    return f"{sample.at_s:>7,.0f} s  RSS {rss}  lag {lag_text(sample)}  state {sample.state_mb:,.1f} MB"
 
 
 def account(settings: Settings, result: SoakResult, since: datetime, delivered: Path) -> None:
@@ -342,7 +346,7 @@ def write_soak_report(path: Path, result: SoakResult, machine: str) -> str:
         lines.append(
             f"| {s.at_s:,.0f} | "
             + " | ".join(f"{s.rss_mb.get(j, 0):,.0f}" for j in jobs)
-            + f" | {sum(v for v in s.lag.values() if v):,} | "
+            + f" | {lag_text(s)} | "
             + " | ".join("-" if b is None else f"{b:.1f}" for b in batches)
             + f" | {s.state_mb:,.1f} |"
         )

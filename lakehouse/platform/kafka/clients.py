@@ -127,9 +127,9 @@ def refusal(kafka: KafkaSettings, messages: list[str]) -> BrokerRefusedError | N
             f"{where} refused the {kafka.sasl_mechanism} credentials (FRAUDLAKE_KAFKA__SASL_USERNAME / "
             "FRAUDLAKE_KAFKA__SASL_PASSWORD), or does not offer that mechanism"
         )
-    if kafka.security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and (
-        "Invalid frame length" in text or "disconnected" in text
-    ):
+    # TLS bytes read as a Kafka frame. (A bare disconnect says nothing: a frozen or restarting broker
+    # disconnects too, and is unreachable, not refusing.)
+    if kafka.security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and "Invalid frame length" in text:
         return BrokerRefusedError(
             f"{where} closed the connection without a Kafka answer: it expects TLS or authentication "
             f"(kafka.security_protocol is {kafka.security_protocol}; the secured local profile is --env secure)"

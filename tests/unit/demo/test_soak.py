@@ -44,3 +44,5 @@ def test_the_report_gives_the_alerts_accounting_and_the_samples_over_time(tmp_pa
     assert "| 3,000 | 3,000 | 60 | 61 | **0** | 60 | **0** | 1 |" in text
     assert "| 60 | 950 | 1,210 | 3 | 1.1 | - | 2.5 |" in text  # no silver batch sampled yet
     assert "ingest 900 → 950 MB" in text and "max 1.5 s" in text
+    paused = Sample(90, {"ingest": 950.0}, {}, {}, 2.5)  # the broker did not answer: no lag
+    assert "| 90 | 950 | unknown |" in write_soak_report(tmp_path / "p.md", SoakResult(90, 25, samples=[paused]), "m")

@@ -80,6 +80,9 @@ def test_a_refusal_is_told_by_what_kafka_python_saw() -> None:
     plaintext = kafka.model_copy(update={"security_protocol": "PLAINTEXT", "sasl_mechanism": None})
     assert "expects TLS or authentication" in str(refusal(plaintext, plain))
     assert refusal(kafka, []) is None
+    # A broker frozen by SIGSTOP accepts the TCP connection and never answers: unreachable, not refusing.
+    frozen = ["<KafkaConnection node_id=bootstrap-0 broker_version=unknown (disconnected)>: socket disconnected"]
+    assert refusal(plaintext, frozen) is None
 
 
 def test_secrets_given_in_the_environment_never_reach_a_log_line() -> None:
