@@ -19,7 +19,8 @@ def test_the_last_batch_time_is_its_commit_after_its_offsets(tmp_path) -> None:
 
 
 def test_rss_counts_the_whole_process_tree() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(64 << 20); time.sleep(30)"])
+    holding = "import sys; x = bytearray(64 << 20); sys.stdin.read()"  # holds 64 MB until killed
+    child = subprocess.Popen([sys.executable, "-c", holding], stdin=subprocess.PIPE)
     try:
         parent = os.getpid()
         alone = tree_rss_mb(child.pid)
