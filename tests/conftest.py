@@ -29,6 +29,18 @@ for _name in ("kafka", "librdkafka", "py4j"):
 LANES = ("unit", "integration", "dags", "e2e")
 
 
+@pytest.fixture(autouse=True)
+def _root_log_handlers() -> Iterator[None]:
+    """An in-process CLI run configures logging onto the stderr that pytest captures for that test
+    and closes after it; the root logger gets its handlers back, so later tests do not log into a
+    closed stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The lane of a test is its folder (so `-m unit` is the fast lane); `spark` marks every test
     that uses the session's SparkSession, directly or through a fixture."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import socket
+import ssl
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +95,10 @@ def refused(kafka: KafkaSettings, probe_s: float = 3.0) -> BrokerRefusedError | 
     addresses = [a.rsplit(":", 1) for a in kafka.bootstrap.split(",")]
     if not any(port_open(host, int(port)) for host, port in addresses):
         return None  # nothing listens: unreachable, not refused
+    if kafka.security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and any(
+        speaks_tls(host, int(port), probe_s) for host, port in addresses
+    ):
+        return refusal(kafka, ["Invalid frame length: the listener speaks TLS"])
     logger = logging.getLogger("kafka")
     failures = _Failures()
     level, propagate = logger.level, logger.propagate
@@ -109,6 +115,22 @@ def refused(kafka: KafkaSettings, probe_s: float = 3.0) -> BrokerRefusedError | 
         logger.removeHandler(failures)
         logger.setLevel(level)
         logger.propagate = propagate
+
+
+def speaks_tls(host: str, port: int, timeout_s: float) -> bool:
+    """Whether the listener completes a TLS handshake (its certificate unchecked: this only asks
+    what protocol it speaks, and sends nothing else)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout_s) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return True
+    except (OSError, ssl.SSLError):
+        return False
 
 
 def refusal(kafka: KafkaSettings, messages: list[str]) -> BrokerRefusedError | None:

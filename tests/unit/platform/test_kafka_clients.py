@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from lakehouse.platform.entrypoint import SecretsFilter
-from lakehouse.platform.kafka.clients import client_config, refusal, spark_options
+from lakehouse.platform.kafka.clients import client_config, refusal, spark_options, speaks_tls
 from lakehouse.platform.kafka.senders import confluent_config
 from lakehouse.settings import load_settings
 
@@ -83,6 +84,12 @@ def test_a_refusal_is_told_by_what_kafka_python_saw() -> None:
     # A broker frozen by SIGSTOP accepts the TCP connection and never answers: unreachable, not refusing.
     frozen = ["<KafkaConnection node_id=bootstrap-0 broker_version=unknown (disconnected)>: socket disconnected"]
     assert refusal(plaintext, frozen) is None
+
+
+def test_a_listener_that_never_answers_does_not_count_as_speaking_tls() -> None:
+    # The secured broker's TLS listener is the positive case (tests/integration/platform/test_secure_broker.py).
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        assert not speaks_tls("127.0.0.1", silent.getsockname()[1], timeout_s=0.3)
 
 
 def test_secrets_given_in_the_environment_never_reach_a_log_line() -> None:
