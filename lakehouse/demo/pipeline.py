@@ -82,11 +82,13 @@ class Jobs:
 
 
 def ensure_champion(settings: Settings, jobs: Jobs, title: str) -> None:
-    """No champion yet: produce the simulated history, ingest it, build its features and train
-    and register the first model."""
+    """The topics (a fresh broker has none); then, with no champion yet: produce the simulated
+    history, ingest it, build its features and train and register the first model."""
     from lakehouse.ml import registry
+    from lakehouse.platform.kafka.topics import ensure_topics
     from lakehouse.simulator.producer import ProduceLimits
 
+    ensure_topics(settings.kafka)
     if registry.champion_version(settings, required=False) is not None:
         return
     sim = settings.simulator

@@ -27,7 +27,7 @@ a duplicate whose original is older than the history kept (30 days) would pass o
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -122,13 +122,16 @@ class UserHistoryProcessor(StatefulProcessor):
     def advance_rows(self, rows: Iterator[pd.DataFrame]) -> pd.DataFrame | None:
         """One partition's rows of the micro-batch → its state rows (:data:`OUTPUT_COLUMNS`), in
         offset order, with the state updated; None when there are none."""
-        import pandas as pd
-
-        batch = (
-            pd.concat(list(rows), ignore_index=True).sort_values("kafka_offset", kind="stable").reset_index(drop=True)
-        )
+        batch = batch_frame(rows)
         if batch.empty:
             return None
+        out, commit = self.advance(batch)
+        commit()
+        return out
+
+    def advance(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, Callable[[], None]]:
+        """``batch`` (one partition's rows, in offset order) → (its state rows, the state writes).
+        Nothing is written until the second is called: a caller may compute, check and drop."""
         stored = self.partition_max.get()
         late, latest = late_events(
             batch["time_us"].to_numpy(np.int64), None if stored is None else stored[0], lateness_us=self.lateness_us
@@ -140,20 +143,31 @@ class UserHistoryProcessor(StatefulProcessor):
         keys = [(user_id,) for user_id in user_ids.tolist()]
         histories = [History.from_state(value) for value in get_values(self.users, keys)]
         found, duplicate, after = advance_users(histories, users, arrays, max_events=self.max_events)
-        update_values(self.users, [(key, self._pruned(h).to_state()) for key, h in zip(keys, after, strict=True)])
         status[accepted[duplicate]] = DUPLICATE
         features: dict[str, list] = {name: [None] * len(batch) for name in STATE_COLUMNS}
         for name, values in found.items():
             column = features[name]
             for position, value in zip(accepted.tolist(), values, strict=True):
                 column[position] = value
-        self.partition_max.update((latest,))
         out = state_columns_frame(batch, features)
         out["status"] = status
-        return out[OUTPUT_COLUMNS]
+
+        def commit() -> None:
+            update_values(self.users, [(key, self._pruned(h).to_state()) for key, h in zip(keys, after, strict=True)])
+            if latest is not None:
+                self.partition_max.update((latest,))
+
+        return out[OUTPUT_COLUMNS], commit
 
     def close(self) -> None:
         pass
+
+
+def batch_frame(rows: Iterator[pd.DataFrame]) -> pd.DataFrame:
+    """One partition's chunks of a micro-batch as one frame, in Kafka offset order."""
+    import pandas as pd
+
+    return pd.concat(list(rows), ignore_index=True).sort_values("kafka_offset", kind="stable").reset_index(drop=True)
 
 
 def history_settings(settings: Settings) -> dict:

@@ -78,8 +78,20 @@ def reached(step: str) -> None:
 
 
 #: ``FRAUDLAKE_FAULT_POISON=<text>``: a record whose raw value contains the text makes its
-#: micro-batch fail in silver's transforms, as a record no validation rule foresaw would.
+#: micro-batch fail in silver's transforms, and a transaction whose id contains it makes the
+#: scorer's step fail, as a record no validation rule foresaw would.
 POISON_ENV = "FRAUDLAKE_FAULT_POISON"
+
+
+def poison_marker() -> str | None:
+    """The scorer's poison marker, read in the driver (its tasks get it from the processor)."""
+    return os.environ.get(POISON_ENV) or None
+
+
+def refuse_poison(transaction_ids, marker: str | None) -> None:
+    """Raise when one of ``transaction_ids`` (strings) contains ``marker`` (see :data:`POISON_ENV`)."""
+    if marker and any(marker in str(t) for t in transaction_ids):
+        raise ValueError(f"fraudlake fault injection: a poison record ({POISON_ENV})")
 
 
 def poisoned(bronze: DataFrame) -> DataFrame:

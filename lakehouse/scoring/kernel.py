@@ -262,6 +262,23 @@ def _micros(times: pd.Series) -> list[int | None]:
     return [None if gone else m for gone, m in zip(stamps.isna().tolist(), micros, strict=True)]
 
 
+def poison_value(row: pd.Series, reason: str) -> str:
+    """The scored-rows record of a transaction the scorer set aside (a poison record): its
+    ``quarantine_reason`` and the row as the scorer saw it (for ``silver.quarantine``)."""
+    import pandas as pd
+
+    def plain(value):
+        if value is None or (not isinstance(value, (list, np.ndarray)) and pd.isna(value)):
+            return None
+        if isinstance(value, pd.Timestamp):
+            return value.isoformat()
+        value = value.item() if isinstance(value, np.generic) else value
+        return value if not isinstance(value, float) or np.isfinite(value) else str(value)
+
+    record = {str(name): plain(value) for name, value in row.items()}
+    return json.dumps({"quarantine_reason": reason, "record": record}, default=str, allow_nan=False)
+
+
 def scored_value(row: dict) -> str:
     """The scored-rows record's JSON (times as epoch microseconds, dates as days)."""
     out = row | {

@@ -16,21 +16,25 @@ status), for ``fraudlake features check``: the check runs the scorer's own code.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lakehouse.contract.features import feature_table_columns, feature_table_types
 from lakehouse.features.dimensions import table_features
-from lakehouse.features.online import ACCEPTED, UserHistoryProcessor
+from lakehouse.features.online import ACCEPTED, UserHistoryProcessor, batch_frame
+from lakehouse.ingest.poison import bisect_failures, error_reason
 from lakehouse.platform import faults
 from lakehouse.scoring import serving
-from lakehouse.scoring.kernel import kafka_records, score_state_rows
+from lakehouse.scoring.kernel import kafka_records, poison_value, score_state_rows
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 RECORDS_DDL = "topic STRING, key STRING, value STRING"
 #: Not a Kafka topic: one record per task and micro-batch with where its time went (JSON of
@@ -60,9 +64,11 @@ class ScoringProcessor(UserHistoryProcessor):
         scored_topic: str,
         alerts_topic: str,
         emit: str = "records",
+        poison_marker: str | None = None,
         **history,
     ) -> None:
         super().__init__(**history)
+        self.poison_marker = poison_marker
         self.serving_dir = serving_dir
         self.feedback_delay_days = feedback_delay_days
         self.scored_topic = scored_topic
@@ -72,18 +78,52 @@ class ScoringProcessor(UserHistoryProcessor):
     def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
         import pandas as pd
 
-        began = time.perf_counter()
-        state = self.advance_rows(rows)
-        if state is None:
+        batch = batch_frame(rows)
+        if batch.empty:
             return
-        timings = {"state": time.perf_counter() - began}
+        timings: dict[str, float] = {}
+        try:
+            out, commit = self._process(batch, timings)
+            poison: list[tuple[int, str]] = []
+        except Exception as exc:
+            if self.emit != "records":
+                raise
+            poison = self._poison(batch, exc)
+            kept = batch.drop(index=[i for i, _ in poison]).reset_index(drop=True)
+            timings = {}
+            out, commit = self._process(kept, timings) if len(kept) else (None, lambda: None)
+        commit()
         faults.reached(AFTER_STATE)
+        if self.emit == "features":
+            yield out
+            return
+        topics, keys, values = ([], [], []) if out is None else (list(c) for c in (out.topic, out.key, out.value))
+        rows_scored = len(topics) - sum(t == self.alerts_topic for t in topics)
+        for index, reason in poison:
+            topics.append(self.scored_topic)
+            keys.append(str(batch.at[index, "user_id"]))
+            values.append(poison_value(batch.loc[index], reason))
+        figures = {name: timings.get(name, 0.0) for name in STEP_NAMES}
+        figures |= {"rows": rows_scored, "alerts": len(topics) - rows_scored - len(poison), "poison": len(poison)}
+        topics.append(METRICS_TOPIC)
+        keys.append(None)
+        values.append(json.dumps(figures))
+        yield pd.DataFrame({"topic": topics, "key": keys, "value": values})
+
+    def _process(self, batch: pd.DataFrame, timings: dict[str, float]) -> tuple[pd.DataFrame, Callable[[], None]]:
+        """``batch`` → (its output rows, the state writes), writing nothing: features and scores
+        (``emit="features"``) or the Kafka records (``topic``, ``key``, ``value``)."""
+        import pandas as pd
+
+        began = time.perf_counter()
+        state, commit = self.advance(batch)
+        timings["state"] = time.perf_counter() - began
         model, snapshot = serving.current(self.serving_dir, model_required=self.emit != "features")
         accepted = state[state["status"].to_numpy() == ACCEPTED].reset_index(drop=True)
+        faults.refuse_poison(accepted["transaction_id"], self.poison_marker)
         if model is None:  # the feature check before any champion: features only
             features = table_features(accepted, snapshot, feedback_delay_days=self.feedback_delay_days)
-            yield self._feature_rows(state, features, np.full(len(features), np.nan), None)
-            return
+            return self._feature_rows(state, features, np.full(len(features), np.nan), None), commit
         features, score, scored = score_state_rows(
             accepted,
             snapshot,
@@ -93,17 +133,33 @@ class ScoringProcessor(UserHistoryProcessor):
             timings=timings,
         )
         if self.emit == "features":
-            yield self._feature_rows(state, features, score, model.version)
-            return
+            return self._feature_rows(state, features, score, model.version), commit
         written = time.perf_counter()
         topics, keys, values = kafka_records(scored, self.scored_topic, self.alerts_topic)
         timings["records"] = time.perf_counter() - written
-        figures = {name: timings.get(name, 0.0) for name in STEP_NAMES}
-        figures |= {"rows": len(scored), "alerts": len(topics) - len(scored)}
-        topics.append(METRICS_TOPIC)
-        keys.append(None)
-        values.append(json.dumps(figures))
-        yield pd.DataFrame({"topic": topics, "key": keys, "value": values})
+        return pd.DataFrame({"topic": topics, "key": keys, "value": values}), commit
+
+    def _poison(self, batch: pd.DataFrame, exc: Exception) -> list[tuple[int, str]]:
+        """The rows of a batch that failed with ``exc`` that fail alone (each confirmed by a second
+        run), with ``poison_record:<error>``; re-raises ``exc`` when none does, or every row of a
+        batch of several does (then the fault is the code's or the model's, not a record's)."""
+
+        def error(lo: int, hi: int) -> str | None:
+            try:
+                self._process(batch.iloc[lo:hi].reset_index(drop=True), {})
+            except Exception as failed:
+                return error_reason(failed)
+            return None
+
+        found = [(i, reason) for i, reason in bisect_failures(len(batch), error) if error(i, i + 1) is not None]
+        if not found or (len(found) == len(batch) > 1):
+            raise exc
+        for index, reason in found:
+            row = batch.loc[index]
+            log.error(
+                "poison record %s/%s quarantined by the scorer: %s", row.kafka_partition, row.kafka_offset, reason
+            )
+        return found
 
     @staticmethod
     def _feature_rows(

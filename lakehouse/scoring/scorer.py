@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.queries import SCORE_LANDING_QUERY, SCORE_QUERY
-from lakehouse.contract.tables import SCORED_COLUMNS, create_tables, table_names
+from lakehouse.contract.tables import QUARANTINE_COLUMNS, SCORED_COLUMNS, create_tables, table_names
 from lakehouse.platform import faults
 from lakehouse.platform.delta import retry_on_conflict, table_location
 from lakehouse.scoring.champion import Champion, Publisher
@@ -79,7 +79,8 @@ class BatchTimings:
 
 
 #: The name of the observed metrics of the ``score`` query: per micro-batch, summed over its tasks,
-#: the seconds of each step (:data:`lakehouse.scoring.processor.STEP_NAMES`), ``rows`` and ``alerts``.
+#: the seconds of each step (:data:`lakehouse.scoring.processor.STEP_NAMES`), ``rows``, ``alerts``
+#: and ``poison`` (records set aside to ``silver.quarantine``).
 STEP_METRICS = "score_steps"
 
 
@@ -94,7 +95,7 @@ def observe_steps(records: DataFrame) -> DataFrame:
         F.coalesce(F.sum(F.when(metrics, F.get_json_object("value", f"$.{name}").cast("double"))), F.lit(0.0)).alias(
             name
         )
-        for name in (*STEP_NAMES, "rows", "alerts")
+        for name in (*STEP_NAMES, "rows", "alerts", "poison")
     ]
     return records.observe(STEP_METRICS, *sums)
 
@@ -146,17 +147,34 @@ class LandBatch:
     """The ``foreachBatch`` function of the ``score_landing`` query (see the module doc: delivery)."""
 
     def __init__(self, spark: SparkSession, settings: Settings, checkpoint: str) -> None:
-        self.location = table_location(spark, table_names(settings).scored)
+        names = table_names(settings)
+        self.location = table_location(spark, names.scored)
+        self.quarantine = table_location(spark, names.quarantine)
+        self.source_topic = settings.kafka.topics.transactions.name
         self.checkpoint = checkpoint
         self.run_id: str | None = None
 
     def __call__(self, records: DataFrame, batch_id: int) -> None:
-        from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
         spark = records.sparkSession
         if self.run_id is None:
             self.run_id = query_run_id(spark, self.checkpoint)
+        records = records.persist()
+        try:
+            poison = F.get_json_object(F.col("value").cast("string"), "$.quarantine_reason").isNotNull()
+            self._land_scored(records.where(~poison), batch_id)
+            if records.where(poison).take(1):
+                self._quarantine(records.where(poison), batch_id)
+        finally:
+            records.unpersist()
+        faults.reached(AFTER_TABLE)
+
+    def _land_scored(self, records: DataFrame, batch_id: int) -> None:
+        from delta.tables import DeltaTable
+        from pyspark.sql import functions as F
+
+        spark = records.sparkSession
         rows = scored_rows(records).withColumn("run_id", F.lit(self.run_id)).withColumn("batch_id", F.lit(batch_id))
         rows = rows.select(*[F.col(name).cast(sql) for name, sql in SCORED_COLUMNS]).persist()
         try:
@@ -177,7 +195,53 @@ class LandBatch:
                 )
         finally:
             rows.unpersist()
-        faults.reached(AFTER_TABLE)
+
+    def _quarantine(self, records: DataFrame, batch_id: int) -> None:
+        """Poison records (the scorer set them aside) → ``silver.quarantine`` with ``source='score'``,
+        once per Kafka record (insert-only by its coordinates: a replayed score batch sends them again)."""
+        from delta.tables import DeltaTable
+
+        rows = poison_rows(records, self.source_topic, batch_id)
+        condition = (
+            "t.source = s.source AND t._topic = s._topic AND t._partition = s._partition AND t._offset = s._offset"
+        )
+        retry_on_conflict(
+            lambda: (
+                DeltaTable.forPath(records.sparkSession, self.quarantine)
+                .alias("t")
+                .merge(rows.alias("s"), condition)
+                .whenNotMatchedInsertAll()
+                .execute()
+            ),
+            what=f"score_landing batch {batch_id} (quarantine)",
+        )
+
+
+#: ``silver.quarantine.source`` of the records the scorer set aside.
+SCORE_SOURCE = "score"
+
+
+def poison_rows(records: DataFrame, source_topic: str, batch_id: int) -> DataFrame:
+    """Poison records of the scored-rows topic → ``silver.quarantine`` rows (one per Kafka record)."""
+    from pyspark.sql import functions as F
+
+    value = F.col("value").cast("string")
+    record = lambda name: F.get_json_object(value, f"$.record.{name}")  # noqa: E731
+    columns = {
+        "source": F.lit(SCORE_SOURCE),
+        "reason": F.get_json_object(value, "$.quarantine_reason"),
+        "key": F.col("key").cast("string"),
+        "value": F.get_json_object(value, "$.record"),
+        "_topic": F.lit(source_topic),
+        "_partition": record("kafka_partition").cast("int"),
+        "_offset": record("kafka_offset").cast("bigint"),
+        "_kafka_timestamp": record("kafka_timestamp").cast("timestamp"),
+        "_ingested_at": F.col("timestamp"),
+        "_batch_id": F.lit(batch_id).cast("bigint"),
+        "quarantined_at": F.current_timestamp(),
+    }
+    rows = records.select(*[expr.alias(name) for name, expr in columns.items()])
+    return rows.dropDuplicates(["_partition", "_offset"]).select(*[c for c, _ in QUARANTINE_COLUMNS])
 
 
 def landing_condition(days: list[str]) -> str:
@@ -244,6 +308,7 @@ def start_scorer(
         feedback_delay_days=settings.features.feedback_delay_days,
         scored_topic=topics.scored.name,
         alerts_topic=topics.alerts.name,
+        poison_marker=faults.poison_marker(),
         **history_settings(settings),
     )
     start, initial = stream_start(spark, settings, plan.checkpoint, folder / "warm-start.json", starting_offsets)

@@ -27,6 +27,7 @@ from lakehouse.ml import registry
 from lakehouse.ml.training import train
 from lakehouse.platform import isolation
 from lakehouse.platform.delta import table_location
+from lakehouse.platform.faults import POISON_ENV
 from lakehouse.platform.kafka.clients import consumer
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
@@ -34,7 +35,7 @@ from lakehouse.platform.waits import wait_until
 from lakehouse.scoring.scorer import start_scorer
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.helpers import PROJECT_DIR, DeltaCount, ingest_world
+from tests.helpers import PROJECT_DIR, DeltaCount, environ_set, ingest_world
 
 pytestmark = pytest.mark.integration
 START = date(2026, 9, 1)
@@ -355,3 +356,24 @@ def test_features_check_runs_the_scorers_step_and_its_scores_equal_mllibs(world,
     assert report.model_version == registry.champion_version(settings)
     assert report.score.null_mismatches == 0 and report.score.max_abs <= TOLERANCE, report.score
     assert report.decisions_differ == 0 and report.ok, report
+
+
+def test_a_record_that_fails_the_scorer_on_its_own_is_quarantined_and_the_rest_is_scored(world, spark) -> None:
+    # The module's last day (the crash test sends day +5 on the same transactions topic: a later day
+    # sent before it would make its events late).
+    settings, _ = world
+    names = table_names(settings)
+    day = send_day(settings, 0.04, HISTORY_DAYS + 6, 120, seed=41)
+    arrived = labels(spark, settings).join(spark.table(names.silver("transactions")), "transaction_id")
+    poison = arrived.where(f"event_date = '{day.first_event[:10]}'").orderBy("transaction_id").first()
+    with environ_set({POISON_ENV: poison.transaction_id}):
+        score_once(spark, settings)
+
+    assert rows_of_day(spark, settings, day).where(f"transaction_id = '{poison.transaction_id}'").count() == 0
+    assert rows_of_day(spark, settings, day).count() == day.transactions - 1
+    set_aside = spark.table(names.quarantine).where("source = 'score'").collect()
+    assert [(r._topic, r._partition, r._offset, r.key) for r in set_aside] == [
+        (settings.kafka.topics.transactions.name, poison._partition, poison._offset, poison.user_id)
+    ]
+    assert set_aside[0].reason.startswith("poison_record:") and "fault injection" in set_aside[0].reason
+    assert json.loads(set_aside[0].value)["transaction_id"] == poison.transaction_id
