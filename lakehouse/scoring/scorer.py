@@ -20,6 +20,12 @@ feature table, and its compiled form gives MLlib's scores), and published to the
 is refused (logged once) and the current model keeps scoring. New dimension versions are
 published the same way. Every row records its model version.
 
+**A poison record.** A transaction that makes the stateful step fail on its own (a case no
+validation rule foresaw) is found in the task by bisection, scored no further and sent on the
+scored-rows topic as a quarantine record; the landing query puts it in ``silver.quarantine``
+(``source='score'``, ``poison_record:<error>``, once per Kafka record) and the rest of the batch is
+scored as usual (:meth:`lakehouse.scoring.processor.ScoringProcessor._poison`).
+
 **Delivery.** Kafka offsets and the feature state live in the ``score`` query's checkpoint; a
 micro-batch that did not commit runs again after a crash (same offsets, same restored state).
 

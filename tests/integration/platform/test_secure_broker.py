@@ -1,11 +1,11 @@
 """The secured local profile on a real broker of its own: SASL_SSL (SCRAM-SHA-512 over TLS with a
 CA made on first start), ACLs, loopback only. Strangers are refused with the reason in words; the
 app's user, whose password holds a quote, a backslash and non-ASCII, produces, ingests through
-Spark and writes through Spark's Kafka sink; the alerts reader reads alerts and nothing else."""
+Spark and scores (the scorer's Kafka source and sink); the alerts reader reads the scorer's alerts
+and nothing else."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from datetime import date
@@ -19,18 +19,19 @@ from lakehouse.alerts.outputs import FileOutput, close_outputs
 from lakehouse.alerts.tail import tail
 from lakehouse.contract.tables import table_names
 from lakehouse.errors import BrokerRefusedError
+from lakehouse.features.materialize import build_features
 from lakehouse.ingest.queries import run_ingest
 from lakehouse.ingest.reconcile import reconcile
+from lakehouse.ml import registry
+from lakehouse.ml.training import train
 from lakehouse.platform import isolation
 from lakehouse.platform.kafka.broker import LocalBroker
 from lakehouse.platform.kafka.clients import consumer, producer
-from lakehouse.platform.kafka.floor import start_passthrough
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import ensure_topics, list_topics
-from lakehouse.platform.streaming import query_plan
+from lakehouse.scoring.scorer import start_scorer
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.alert_helpers import sample_alert
 from tests.helpers import free_port, ingest_world
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -93,10 +94,8 @@ def test_every_listener_of_the_secured_broker_is_on_loopback(secure) -> None:
     assert all(re.match(r"^(127\.0\.0\.1|\[::1\]|\[::ffff:127\.0\.0\.1\]):\d+$", address) for address in mine), mine
 
 
-def test_the_app_user_produces_ingests_and_writes_through_spark_and_the_reader_only_reads_alerts(
-    secure, spark, tmp_path
-) -> None:
-    settings = ingest_world(secure, tmp_path)
+def test_the_app_user_produces_ingests_and_scores_and_the_reader_only_reads_alerts(secure, spark, tmp_path) -> None:
+    settings = ingest_world(secure, tmp_path, fraud_rate=0.1)
     ensure_topics(settings.kafka)
     simulation = Simulation(settings.simulator, date(2026, 10, 1), traffic_seed=31)
     for day, client in enumerate(("confluent", "kafka-python")):
@@ -107,41 +106,42 @@ def test_the_app_user_produces_ingests_and_writes_through_spark_and_the_reader_o
             sender.close()
         assert report.failed == 0 and report.delivered == report.sent, (client, report.errors[:1])
 
-    # Spark's Kafka source (ingest) and sink (the scorer's alert path) over SASL_SSL with the PEM CA.
+    # Spark's Kafka source: ingest over SASL_SSL with the PEM CA.
     run_ingest(spark, settings, once=True)
     assert spark.table(table_names(settings).silver("transactions")).count() == 400
     assert all(r.ok for r in reconcile(spark, settings))
-    topics = settings.kafka.topics
-    plan = query_plan(settings, "secure_copy", once=True)
-    start_passthrough(
-        spark, settings, source=topics.transactions.name, target=topics.scored.name, plan=plan
-    ).awaitTermination()
-    copied = consumer(settings.kafka, topics.scored.name, group_id=None, consumer_timeout_ms=5000)
-    try:
-        assert sum(1 for _ in copied) == 400
-    finally:
-        copied.close()
 
-    # The alerts reader (its ACLs name the alerts topic the broker was set up with): alerts yes, payments no.
-    ensure_topics(secure.kafka)
-    app = producer(secure.kafka)
-    for n in range(3):
-        app.send(secure.kafka.topics.alerts.name, json.dumps(sample_alert(n)).encode(), key=b"user").get(timeout=30)
-    app.close()
+    # The scorer (Spark's Kafka source and sink) with a champion trained on the two days; its alerts
+    # go to the alerts topic the broker was set up with (the reader's ACLs name it).
+    scoring = isolation.isolated(
+        settings,
+        schemas=False,
+        registry_dir=tmp_path / "registry",
+        training={"gap_days": 0, "validation_days": 1, "gbt": {"max_iter": 5, "max_depth": 2}},
+    )
+    scoring = on(scoring, topics=scoring.kafka.topics.model_copy(update={"alerts": secure.kafka.topics.alerts}))
+    ensure_topics(scoring.kafka)
+    build_features(spark, scoring)
+    registry.set_champion(scoring, train(spark, scoring, promote=False).version, reason="test: the secured scorer")
+    for query in start_scorer(spark, scoring, once=True):
+        query.awaitTermination()
+        assert query.exception() is None, query.exception()
+    scored = spark.table(table_names(scoring).scored)
+    alerts = scored.where("is_alert").count()
+    assert scored.count() == 400 and alerts > 0
+
+    # The alerts reader: the scorer's alerts yes, payments no.
     reader = on(secure, sasl_username=SecretStr("alerts-reader"), sasl_password=SecretStr("r3ad'er\\"))
     output = FileOutput(tmp_path / "alerts.jsonl")
     try:
-        result = tail(reader, group_id="alerts-reader-desk", from_beginning=True, outputs=[output], max_alerts=3)
+        result = tail(reader, group_id="alerts-reader-desk", from_beginning=True, outputs=[output], max_alerts=alerts)
     finally:
         close_outputs([output])
-    assert result.handled == 3
-    assert len(Path(tmp_path / "alerts.jsonl").read_text().splitlines()) == 3
-    # Payments are there, yet the reader sees none of them, and may not write an alert.
-    app = producer(secure.kafka)
-    app.send(secure.kafka.topics.transactions.name, b"{}", key=b"user").get(timeout=30)
-    app.close()
+    assert result.handled == alerts
+    assert len(Path(tmp_path / "alerts.jsonl").read_text().splitlines()) == alerts
+    # The 400 payments are there, yet the reader sees none of them, and may not write an alert.
     snooping = consumer(
-        reader.kafka, secure.kafka.topics.transactions.name, group_id="alerts-reader-snoop", consumer_timeout_ms=5000
+        reader.kafka, settings.kafka.topics.transactions.name, group_id="alerts-reader-snoop", consumer_timeout_ms=5000
     )
     try:
         assert list(snooping) == []
