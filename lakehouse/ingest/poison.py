@@ -9,8 +9,9 @@ are bisected: each half is run through the batch's own transforms without writin
 that fail are split again, down to single records. The records that fail alone go to quarantine
 with the reason ``poison_record:<error>``; the rest of the batch lands as usual, in the same
 micro-batch (so the idempotent appends still hold). When the batch fails with no record at all
-(a fault of the code, a table or the machine), or no single record fails, the failure is not a
-record's: the batch fails again, and the job's restarts and service manager take over.
+(a fault of the code, a table or the machine), no single record fails, or every record of the
+batch fails alone, the failure is not a record's: the batch fails again, and the job's restarts
+and service manager take over.
 
 Only records are isolated that fail *on their own*; with ``k`` of them in a batch of ``n`` rows,
 the search costs about ``2 k log2 n`` dry runs.
@@ -101,6 +102,14 @@ def bisect_failures(size: int, failure: Callable[[int, int], str | None]) -> lis
     return sorted(found)
 
 
+def records_to_blame(size: int, failure: Callable[[int, int], str | None]) -> list[tuple[int, str]]:
+    """The rows that fail on their own (:func:`bisect_failures`), each confirmed by a second run (a
+    passing fault does not fail twice); none when every row of a batch of several fails alone: then
+    the fault is the code's, a table's or the model's, and quarantining the whole stream would hide it."""
+    found = [(i, reason) for i, reason in bisect_failures(size, failure) if failure(i, i + 1) is not None]
+    return [] if len(found) == size > 1 else found
+
+
 def error_reason(exc: BaseException) -> str:
     """``poison_record:<error>``: Spark's error class when it has one, else the exception's type,
     then the first line of its message."""
@@ -139,7 +148,7 @@ def find_poison(rows: DataFrame, dry_run: Callable[[DataFrame], None]) -> DataFr
         log.warning("the batch fails without any record (%s): no record is to blame", empty)
         return None
     coordinates = sorted(tuple(r) for r in rows.select(*COORDINATES).collect())
-    found = bisect_failures(
+    found = records_to_blame(
         len(coordinates), lambda lo, hi: error(rows.where(_between(coordinates[lo], coordinates[hi - 1])))
     )
     if not found:

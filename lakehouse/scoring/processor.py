@@ -26,7 +26,7 @@ import numpy as np
 from lakehouse.contract.features import feature_table_columns, feature_table_types
 from lakehouse.features.dimensions import table_features
 from lakehouse.features.online import ACCEPTED, UserHistoryProcessor, batch_frame
-from lakehouse.ingest.poison import bisect_failures, error_reason
+from lakehouse.ingest.poison import error_reason, records_to_blame
 from lakehouse.platform import faults
 from lakehouse.scoring import serving
 from lakehouse.scoring.kernel import kafka_records, poison_value, score_state_rows
@@ -140,9 +140,9 @@ class ScoringProcessor(UserHistoryProcessor):
         return pd.DataFrame({"topic": topics, "key": keys, "value": values}), commit
 
     def _poison(self, batch: pd.DataFrame, exc: Exception) -> list[tuple[int, str]]:
-        """The rows of a batch that failed with ``exc`` that fail alone (each confirmed by a second
-        run), with ``poison_record:<error>``; re-raises ``exc`` when none does, or every row of a
-        batch of several does (then the fault is the code's or the model's, not a record's)."""
+        """The rows of a batch that failed with ``exc`` that are to blame
+        (:func:`lakehouse.ingest.poison.records_to_blame`), with ``poison_record:<error>``;
+        re-raises ``exc`` when no record is."""
 
         def error(lo: int, hi: int) -> str | None:
             try:
@@ -151,8 +151,8 @@ class ScoringProcessor(UserHistoryProcessor):
                 return error_reason(failed)
             return None
 
-        found = [(i, reason) for i, reason in bisect_failures(len(batch), error) if error(i, i + 1) is not None]
-        if not found or (len(found) == len(batch) > 1):
+        found = records_to_blame(len(batch), error)
+        if not found:
             raise exc
         for index, reason in found:
             row = batch.loc[index]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lakehouse.ingest.poison import FAILURES_FILE, FailureCounts, bisect_failures, error_reason
+from lakehouse.ingest.poison import FAILURES_FILE, FailureCounts, bisect_failures, error_reason, records_to_blame
 
 
 @pytest.mark.parametrize("poison", [set(), {0}, {39}, {3, 17}, {10, 11, 12}])
@@ -20,6 +20,21 @@ def test_bisection_finds_exactly_the_records_that_fail_alone(poison) -> None:
 
     assert found == [(i, f"boom {i}") for i in sorted(poison)]
     assert len(calls) <= 1 + 2 * max(1, len(poison)) * 6  # about 2 k log2 n dry runs, not n
+
+
+def test_a_record_is_blamed_only_when_it_fails_again_and_others_pass() -> None:
+    alone = []
+
+    def passing_fault(lo: int, hi: int) -> str | None:  # row 3 fails alone once only
+        if (lo, hi) == (3, 4):
+            alone.append(lo)
+            return "boom" if len(alone) == 1 else None
+        return "boom" if lo <= 3 < hi else None
+
+    assert records_to_blame(8, lambda lo, hi: "boom" if lo <= 5 < hi else None) == [(5, "boom")]
+    assert records_to_blame(8, passing_fault) == [] and len(alone) == 2
+    assert records_to_blame(8, lambda lo, hi: "broken model" if hi > lo else None) == []  # every row: not theirs
+    assert records_to_blame(1, lambda lo, hi: "boom" if hi > lo else None) == [(0, "boom")]
 
 
 def test_failures_are_counted_per_batch_beside_the_checkpoint_and_survive_a_restart(tmp_path) -> None:
