@@ -106,6 +106,7 @@ def produce_command(
 
     from lakehouse.platform.kafka.senders import make_sender
     from lakehouse.platform.kafka.topics import ensure_topics
+    from lakehouse.simulator.labels import pending_labels_file
     from lakehouse.simulator.producer import ProduceLimits, produce, progress_line, remember_day, resume_day
     from lakehouse.simulator.simulation import Simulation, default_start
 
@@ -128,6 +129,7 @@ def produce_command(
     sender = make_sender(settings.kafka, producer_settings)
     limits = ProduceLimits(count=count, duration_s=duration, rate=None if preload else rate)
     first_day = resume_day(settings, sim.days) if start_day is None else start_day
+    labels_path = pending_labels_file(settings.paths.data_dir)
     console.print(
         f"producing to {settings.kafka.bootstrap} with {producer_settings.client} "
         f"(traffic seed {traffic_seed}, from simulated day {first_day})"
@@ -135,7 +137,14 @@ def produce_command(
     try:
         if preload:
             result = produce(
-                settings, simulation, sender, limits, first_day=first_day, bad_rate=bad_rate, manifest_path=manifest
+                settings,
+                simulation,
+                sender,
+                limits,
+                first_day=first_day,
+                bad_rate=bad_rate,
+                manifest_path=manifest,
+                labels_path=labels_path,
             )
         else:
             with Live(console=console, refresh_per_second=4, transient=True) as live:
@@ -147,6 +156,7 @@ def produce_command(
                     first_day=first_day,
                     bad_rate=bad_rate,
                     manifest_path=manifest,
+                    labels_path=labels_path,
                     on_progress=lambda r: live.update(progress_line(r)),
                 )
     finally:
@@ -158,6 +168,8 @@ def produce_command(
         f"{result.merchants:,} merchant records, {result.bad:,} bad records; "
         f"events {result.first_event} → {result.last_event}"
     )
+    if sim.labels.emit:
+        console.print(f"{result.labels:,} label events sent; {result.labels_pending:,} to come in later runs")
     if result.manifest and result.bad:
         console.print(f"bad-record manifest: {result.manifest}")
     if result.interrupted:

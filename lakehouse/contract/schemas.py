@@ -61,6 +61,21 @@ MERCHANT_FIELDS: tuple[Field, ...] = (
     Field("updated_at", "timestamp", True, "When this version of the record took effect (added: latest wins)."),
 )
 
+#: A label event on ``fraud_labels``: a payment's label as someone reported it, late (a chargeback,
+#: a customer's report, an analyst's decision). A later event for the same payment supersedes it.
+LABEL_EVENT_FIELDS: tuple[Field, ...] = (
+    Field("label_id", "string", True, "Unique id of this label event (a repeat is a duplicate)."),
+    Field("transaction_id", "string", True, "The labelled payment."),
+    Field("user_id", "string", True, "The payment's user; also the Kafka key."),
+    Field("label", "string", True, "fraud or legitimate."),
+    Field("source", "string", True, "chargeback, customer_report or analyst."),
+    Field("reported_at", "timestamp", True, "When the label became known, ISO 8601 UTC."),
+    Field("analyst", "string", False, "Who decided (source analyst)."),
+    Field("note", "string", False, "Free text."),
+)
+LABEL_VALUES: tuple[str, ...] = ("fraud", "legitimate")
+LABEL_SOURCES: tuple[str, ...] = ("chargeback", "customer_report", "analyst")
+
 LABEL_FIELDS: frozenset[str] = frozenset({"is_fraud", "fraud_scenario"})
 #: Fields that identify an entity: ingest accepts only non-blank scalar text for them (``bad_id``).
 IDENTIFIERS: frozenset[str] = frozenset({"transaction_id", "user_id", "merchant_id"})

@@ -155,6 +155,7 @@ def send_days(
 ) -> ProduceReport:
     """Simulated payments from ``first_day`` on (default: a fresh traffic seed); remembers the next day."""
     from lakehouse.platform.kafka.senders import make_sender
+    from lakehouse.simulator.labels import pending_labels_file
     from lakehouse.simulator.producer import produce, remember_day, resume_day
     from lakehouse.simulator.simulation import Simulation, default_start
 
@@ -162,7 +163,8 @@ def send_days(
     try:
         seed = uuid.uuid4().int % 2**31 if seed is None else seed
         simulation = Simulation(sim, default_start(sim, datetime.now(UTC).date()), traffic_seed=seed)
-        report = produce(settings, simulation, sender, limits, first_day=first_day)
+        labels = pending_labels_file(settings.paths.data_dir)
+        report = produce(settings, simulation, sender, limits, first_day=first_day, labels_path=labels)
     finally:
         sender.close()
     remember_day(settings, max(report.next_day, resume_day(settings, sim.days)))

@@ -39,9 +39,10 @@ class TopicsSettings(_Section):
     merchants: TopicSettings
     alerts: TopicSettings
     scored: TopicSettings
+    labels: TopicSettings
 
     def all(self) -> list[TopicSettings]:
-        return [self.transactions, self.users, self.merchants, self.alerts, self.scored]
+        return [self.transactions, self.users, self.merchants, self.alerts, self.scored, self.labels]
 
 
 class EmbeddedBrokerSettings(_Section):
@@ -263,6 +264,21 @@ class BadRecordsSettings(_Section):
     out_of_order_minutes: float = Field(gt=0, description="How far back an out-of-order (still accepted) event is.")
 
 
+class LabelsSettings(_Section):
+    """When and how a payment's label becomes known (``fraud_labels``): most frauds are reported
+    late, by chargeback (weeks) or by the customer (days); some never are; a few legitimate
+    payments are claimed as fraud."""
+
+    fraud_reported: float = Field(ge=0, le=1, description="Share of frauds ever reported; the rest is never known.")
+    chargeback_share: float = Field(ge=0, le=1, description="Reports that are chargebacks; the rest from customers.")
+    chargeback_days_median: float = Field(gt=0, description="Median days from a payment to its chargeback.")
+    report_days_median: float = Field(gt=0, description="Median days from a payment to the customer's report.")
+    delay_sigma: float = Field(gt=0, le=3, description="Spread of the delays (sigma of their logarithm, lognormal).")
+    max_delay_days: float = Field(gt=0, description="No report comes later than this.")
+    false_claim_rate: float = Field(ge=0, le=0.1, description="Legitimate payments claimed as fraud.")
+    emit: bool = Field(default=False, description="`produce` sends them on the labels topic.")
+
+
 class SimulatorSettings(_Section):
     seed: int = Field(description="Seeds users, merchants and (for simulate) the traffic.")
     users: int = Field(ge=10)
@@ -290,6 +306,7 @@ class SimulatorSettings(_Section):
     favourite_share: float = Field(ge=0, le=1, description="Share of home payments at the user's regulars.")
     scenarios: ScenariosSettings
     bad_records: BadRecordsSettings
+    labels: LabelsSettings
 
 
 class ProducerSettings(_Section):

@@ -6,6 +6,10 @@ user_id, so one user's events stay in order), and any bad records derived from i
 is paced to a target (or unpaced); the run stops at a count of transactions, a wall-clock
 duration, Ctrl-C, or when its simulated time reaches the wall clock (payments dated after the
 moment they are sent would be quarantined as ``future_time``), and always flushes before returning.
+
+With ``simulator.labels.emit``, each sent payment may get a late label event
+(:mod:`lakehouse.simulator.labels`), sent on the labels topic once the traffic reaches its report
+time; the labels still to come are kept in ``labels_path`` for the next run.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from lakehouse.platform.kafka.senders import Sender
 from lakehouse.settings import Settings
 from lakehouse.simulator.bad_records import BadRecordInjector
 from lakehouse.simulator.entities import DAY_MS, HOUR_MS
+from lakehouse.simulator.labels import LabelQueue, label_events, label_json
 from lakehouse.simulator.simulation import EntityEvent, Simulation, entity_json, iso_ms
 from lakehouse.simulator.traffic import TxBatch
 
@@ -50,6 +55,8 @@ class ProduceReport:
     manifest: str | None = None
     next_day: int = 0  # the simulated day a following run should start at
     caught_up: str | None = None  # the simulated time at which the run stopped for reaching the wall clock
+    labels: int = 0  # label events sent (simulator.labels.emit)
+    labels_pending: int = 0  # made, to be reported after the traffic sent so far (kept for the next run)
 
     @property
     def rate(self) -> float:
@@ -101,6 +108,7 @@ def produce(
     first_day: int,
     bad_rate: float = 0.0,
     manifest_path: Path | None = None,
+    labels_path: Path | None = None,
     on_progress: Callable[[ProduceReport], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> ProduceReport:
@@ -109,7 +117,10 @@ def produce(
         "transactions": topics.transactions.name,
         "users": topics.users.name,
         "merchants": topics.merchants.name,
+        "labels": topics.labels.name,
     }
+    label_settings = settings.simulator.labels
+    label_queue = LabelQueue(labels_path) if label_settings.emit else None
     report = ProduceReport(traffic_seed=simulation.traffic_seed, manifest=str(manifest_path) if manifest_path else None)
     injector = BadRecordInjector(
         bad_rate,
@@ -207,6 +218,17 @@ def produce(
                     stamps = iso_ms(chunk.ts_ms[[0, sent_here - 1]])
                     report.first_event = report.first_event or str(stamps[0])
                     report.last_event = str(stamps[1])
+                if label_queue is not None:
+                    rng = np.random.default_rng([simulation.traffic_seed, chunk_start, 0x1ABE1])
+                    label_queue.add(label_events(chunk.take(np.arange(sent_here)), label_settings, rng))
+                    due = label_queue.due(chunk_end)
+                    for key, value in zip(
+                        simulation.population.user_id[due.user].tolist(),
+                        label_json(due, simulation.population.user_id),
+                        strict=True,
+                    ):
+                        sender.send(topic_of["labels"], key.encode(), value)
+                    report.labels += len(due)
                 bad_records = injector.derive(
                     values[:sent_here], keys[:sent_here], chunk.ts_ms[:sent_here], sample_users, sample_merchants
                 )
@@ -227,6 +249,9 @@ def produce(
         log.warning("interrupted: flushing what was sent")
     finally:
         report.next_day = last_day + 1
+        if label_queue is not None:
+            label_queue.save()
+            report.labels_pending = len(label_queue.pending)
         sender.flush(settings.kafka.request_timeout_ms / 1000 * 2)
         if manifest:
             manifest.close()

@@ -14,6 +14,7 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 SEED_TOPICS = {"transaction_stream", "user_info_stream", "merchant_info_stream", "fraud_alerts"}
 #: Fraudlake's own topic: the scorer's scored rows on their way to gold.scored_transactions.
 INTERNAL_TOPICS = {"scored_transactions"}
+LABEL_TOPICS = {"fraud_labels"}  # DESIGN.md: late labels
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def conf_dir(tmp_path: Path) -> Path:
 def test_settings_every_overlay_loads_with_seed_topic_names(env: str) -> None:
     settings = load_settings(env, environ={})
     assert settings.env == env
-    assert {t.name for t in settings.kafka.topics.all()} == SEED_TOPICS | INTERNAL_TOPICS
+    assert {t.name for t in settings.kafka.topics.all()} == SEED_TOPICS | INTERNAL_TOPICS | LABEL_TOPICS
 
 
 def test_settings_relative_paths_resolve_against_project_dir() -> None:

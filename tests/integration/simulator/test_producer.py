@@ -13,10 +13,12 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import InvalidTimestampError
 
+from lakehouse.contract.schemas import LABEL_EVENT_FIELDS
 from lakehouse.platform.isolation import isolated
 from lakehouse.platform.kafka.clients import admin_client, client_config
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
+from lakehouse.simulator.labels import LabelQueue
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
 
@@ -184,3 +186,34 @@ def test_the_broker_refuses_a_record_stamped_an_hour_ahead_of_its_clock(run_sett
             producer.send(topic, b"ahead", timestamp_ms=now_ms + 2 * 3600 * 1000).get(timeout=30)
     finally:
         producer.close()
+
+
+def test_labels_come_late_on_their_topic_and_the_rest_wait_for_a_later_run(run_settings, tmp_path) -> None:
+    sim = run_settings.simulator
+    settings = run_settings.model_copy(
+        update={"simulator": sim.model_copy(update={"labels": sim.labels.model_copy(update={"emit": True})})}
+    )
+    topics = settings.kafka.topics
+    pending = tmp_path / "pending-labels.json"
+    sender = make_sender(settings.kafka, settings.producer)
+    try:
+        simulation = Simulation(settings.simulator, date(2026, 9, 1), traffic_seed=5)
+        report = produce(settings, simulation, sender, ProduceLimits(count=4000), first_day=0, labels_path=pending)
+    finally:
+        sender.close()
+    assert report.failed == 0 and report.labels > 0 and report.labels_pending > 0
+
+    payments = {
+        p["transaction_id"]: p
+        for p in (json.loads(m.value) for m in read_all(settings, topics.transactions.name, report.transactions))
+    }
+    labels = [
+        json.loads(m.value) | {"key": m.key.decode()} for m in read_all(settings, topics.labels.name, report.labels)
+    ]
+    for label in labels:
+        payment = payments[label["transaction_id"]]
+        assert list(label)[:-1] == [f.name for f in LABEL_EVENT_FIELDS]
+        assert label["key"] == label["user_id"] == payment["user_id"]
+        assert payment["timestamp"] < label["reported_at"] < "2026-09-03"  # after the payment, before the run's end
+    assert sum(payments[label["transaction_id"]]["is_fraud"] for label in labels) >= 0.8 * len(labels)
+    assert len(LabelQueue(pending).pending) == report.labels_pending
