@@ -50,7 +50,8 @@ def soak_command(
     """The whole pipeline at a set rate for a long time: RSS per job, lag, batch time and the
     scorer's state size over time, and the alerts lost (must be 0) and duplicated in effect (must
     be 0), written to docs/benchmarks/soak.md. Needs the broker and catalog up; exits 1 when an
-    alert was lost or duplicated.
+    alert was lost or duplicated, or the traffic stopped before the duration (refused up front
+    when the simulator has too few days left before today).
 
     Example: fraudlake soak --duration 3600 --rate 25 --interval 60
     """
@@ -70,5 +71,7 @@ def soak_command(
     path = output or settings.project_dir / "docs" / "benchmarks" / "soak.md"
     console.print(write_soak_report(path, result, machine_description()))
     console.print(f"written to {path}")
-    if result.lost or result.duplicated:
+    if result.stopped_early:
+        console.print(f"[red]the traffic stopped early: {result.stopped_early}[/]")
+    if result.lost or result.duplicated or result.stopped_early:
         raise typer.Exit(1)

@@ -25,6 +25,7 @@ same ``alert_id`` and are counted apart, as the tail drops them).
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import threading
@@ -32,7 +33,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -71,6 +72,8 @@ class SoakResult:
     samples: list[Sample] = field(default_factory=list)
     restarts: dict[str, int] = field(default_factory=dict)  # job or tail → times it was started again
     broker_pause: tuple[float, float] | None = None  # (began at s, lasted s): the broker under SIGSTOP
+    traffic_s: float | None = None  # how long the traffic ran
+    stopped_early: str | None = None  # why the traffic stopped before the duration, if it did
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -181,6 +184,7 @@ def run_soak(
 
     sim = settings.simulator
     live_sim = sim.model_copy(update={"fraud_rate": fraud_rate})
+    check_live_room(settings, duration_s * rate, datetime.now(UTC).date())
     result = SoakResult(duration_s=duration_s, rate=rate)
     folder = settings.paths.data_dir / "soak" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder.mkdir(parents=True)
@@ -267,11 +271,34 @@ def run_soak(
             for what, outcome in (("live traffic", produced), ("the alerts tail", tailing)):
                 if "error" in outcome:
                     raise DemoError(f"{what} failed: {outcome['error']}")
-            result.sent = produced["report"].transactions
+            report = produced["report"]
+            result.sent, result.traffic_s = report.transactions, round(report.elapsed_s, 1)
+            if report.caught_up:
+                result.stopped_early = f"the simulated time reached the wall clock at {report.caught_up}"
         finally:
             jobs.stop_all()
     account(settings, result, since, folder / "alerts.jsonl")
     return result
+
+
+def check_live_room(settings: Settings, transactions: float, today: date) -> None:
+    """Refuse a run whose traffic would reach the wall clock in simulated time before it ends (the
+    producer stops there): live traffic runs at the offline batch's daily volume, from the day
+    the previous run left off, and may not be dated after today."""
+    from lakehouse.simulator.producer import resume_day
+    from lakehouse.simulator.simulation import default_start
+
+    sim = settings.simulator
+    first = resume_day(settings, sim.days)
+    room = (today - default_start(sim, today)).days - first
+    needed = math.ceil(transactions * sim.days / sim.transactions) + 1
+    if needed > room:
+        raise DemoError(
+            f"{transactions:,.0f} live transactions need about {needed} simulated days at the history's daily "
+            f"volume ({sim.transactions / sim.days:,.0f}), and the simulator has {max(room, 0)} left before today "
+            f"(from day {first}). Raise simulator.live_days (FRAUDLAKE_SIMULATOR__LIVE_DAYS) to at least "
+            f"{needed + first - sim.days} on a fresh data folder, or send fewer (--duration, --rate)"
+        )
 
 
 def lag_text(sample: Sample) -> str:
@@ -323,6 +350,15 @@ def write_soak_report(path: Path, result: SoakResult, machine: str) -> str:
         f"`fraudlake soak --duration {result.duration_s:g} --rate {result.rate:g}`: the ingest and scoring jobs "
         "as their own processes, simulated traffic at the rate, an alerts tail with a state file. Sampled from "
         "outside the jobs.",
+        *(
+            [
+                "",
+                f"**The traffic stopped after {result.traffic_s:,.0f} s of the {result.duration_s:,.0f} s asked**: "
+                f"{result.stopped_early}.",
+            ]
+            if result.stopped_early
+            else []
+        ),
         "",
         "## Alerts",
         "",

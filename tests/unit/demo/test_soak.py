@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import date
 
-from lakehouse.demo.soak import Sample, SoakResult, last_batch_s, tree_rss_mb, write_soak_report
+import pytest
+
+from lakehouse.demo.pipeline import DemoError
+from lakehouse.demo.soak import Sample, SoakResult, check_live_room, last_batch_s, tree_rss_mb, write_soak_report
+from lakehouse.settings import load_settings
 from tests.helpers import write_checkpoint
 
 
@@ -47,3 +52,17 @@ def test_the_report_gives_the_alerts_accounting_and_the_samples_over_time(tmp_pa
     assert "ingest 900 → 950 MB" in text and "max 1.5 s" in text
     paused = Sample(90, {"ingest": 950.0}, {}, {}, 2.5)  # the broker did not answer: no lag
     assert "| 90 | 950 | unknown |" in write_soak_report(tmp_path / "p.md", SoakResult(90, 25, samples=[paused]), "m")
+    early = SoakResult(3600, 25, samples=samples, traffic_s=2376.4, stopped_early="the simulated time reached x")
+    assert "**The traffic stopped after 2,376 s of the 3,600 s asked**: the simulated time reached x." in (
+        write_soak_report(tmp_path / "e.md", early, "m")
+    )
+
+
+def test_a_run_the_simulator_has_no_room_for_is_refused_with_the_setting_to_change(tmp_path) -> None:
+    settings = load_settings("local", environ={"FRAUDLAKE_PATHS__DATA_DIR": str(tmp_path)})
+    sim = settings.simulator  # 30 days of history at 3,333 a day, 60 days of room before today
+    today = date(2026, 12, 5)
+    check_live_room(settings, 25 * 3600, today)  # 27 days of traffic
+    with pytest.raises(DemoError, match=r"need about 109 simulated days .* at least 109"):
+        check_live_room(settings, 360_000, today)
+    assert sim.live_days == 60
