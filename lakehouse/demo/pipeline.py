@@ -4,12 +4,13 @@ simulated traffic, and waiting for the scorer."""
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -169,3 +170,23 @@ def send_days(
         sender.close()
     remember_day(settings, max(report.next_day, resume_day(settings, sim.days)))
     return report
+
+
+def check_live_room(settings: Settings, transactions: float, today: date) -> None:
+    """Refuse a run whose traffic would reach the wall clock in simulated time before it ends (the
+    producer stops there): live traffic runs at the offline batch's daily volume, from the day
+    the previous run left off, and may not be dated after today."""
+    from lakehouse.simulator.producer import resume_day
+    from lakehouse.simulator.simulation import default_start
+
+    sim = settings.simulator
+    first = resume_day(settings, sim.days)
+    room = (today - default_start(sim, today)).days - first
+    needed = math.ceil(transactions * sim.days / sim.transactions) + 1
+    if needed > room:
+        raise DemoError(
+            f"{transactions:,.0f} live transactions need about {needed} simulated days at the history's daily "
+            f"volume ({sim.transactions / sim.days:,.0f}), and the simulator has {max(room, 0)} left before today "
+            f"(from day {first}). Raise simulator.live_days (FRAUDLAKE_SIMULATOR__LIVE_DAYS) to at least "
+            f"{needed + first - sim.days} on a fresh data folder, or send fewer (--duration, --rate)"
+        )

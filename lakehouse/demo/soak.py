@@ -25,7 +25,6 @@ same ``alert_id`` and are counted apart, as the tail drops them).
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import threading
@@ -33,12 +32,20 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 
-from lakehouse.demo.pipeline import DemoError, Jobs, ensure_champion, interrupt_as_sigterm, send_days, wait_scored
+from lakehouse.demo.pipeline import (
+    DemoError,
+    Jobs,
+    check_live_room,
+    ensure_champion,
+    interrupt_as_sigterm,
+    send_days,
+    wait_scored,
+)
 from lakehouse.errors import BrokerUnavailableError
 from lakehouse.platform.checkpoints import local_path
 from lakehouse.platform.measure import percentile
@@ -279,26 +286,6 @@ def run_soak(
             jobs.stop_all()
     account(settings, result, since, folder / "alerts.jsonl")
     return result
-
-
-def check_live_room(settings: Settings, transactions: float, today: date) -> None:
-    """Refuse a run whose traffic would reach the wall clock in simulated time before it ends (the
-    producer stops there): live traffic runs at the offline batch's daily volume, from the day
-    the previous run left off, and may not be dated after today."""
-    from lakehouse.simulator.producer import resume_day
-    from lakehouse.simulator.simulation import default_start
-
-    sim = settings.simulator
-    first = resume_day(settings, sim.days)
-    room = (today - default_start(sim, today)).days - first
-    needed = math.ceil(transactions * sim.days / sim.transactions) + 1
-    if needed > room:
-        raise DemoError(
-            f"{transactions:,.0f} live transactions need about {needed} simulated days at the history's daily "
-            f"volume ({sim.transactions / sim.days:,.0f}), and the simulator has {max(room, 0)} left before today "
-            f"(from day {first}). Raise simulator.live_days (FRAUDLAKE_SIMULATOR__LIVE_DAYS) to at least "
-            f"{needed + first - sim.days} on a fresh data folder, or send fewer (--duration, --rate)"
-        )
 
 
 def lag_text(sample: Sample) -> str:

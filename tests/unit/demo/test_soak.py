@@ -9,8 +9,8 @@ from datetime import date
 
 import pytest
 
-from lakehouse.demo.pipeline import DemoError
-from lakehouse.demo.soak import Sample, SoakResult, check_live_room, last_batch_s, tree_rss_mb, write_soak_report
+from lakehouse.demo.pipeline import DemoError, check_live_room
+from lakehouse.demo.soak import Sample, SoakResult, last_batch_s, tree_rss_mb, write_soak_report
 from lakehouse.settings import load_settings
 from tests.helpers import write_checkpoint
 
