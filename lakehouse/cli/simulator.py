@@ -100,6 +100,7 @@ def produce_command(
 
     Example: fraudlake produce --rate 500 --duration 60 --bad-rate 0.01
     """
+    import functools
     import random
 
     from rich.live import Live
@@ -129,36 +130,27 @@ def produce_command(
     sender = make_sender(settings.kafka, producer_settings)
     limits = ProduceLimits(count=count, duration_s=duration, rate=None if preload else rate)
     first_day = resume_day(settings, sim.days) if start_day is None else start_day
-    labels_path = pending_labels_file(settings.paths.data_dir)
     console.print(
         f"producing to {settings.kafka.bootstrap} with {producer_settings.client} "
         f"(traffic seed {traffic_seed}, from simulated day {first_day})"
     )
+    run = functools.partial(
+        produce,
+        settings,
+        simulation,
+        sender,
+        limits,
+        first_day=first_day,
+        bad_rate=bad_rate,
+        manifest_path=manifest,
+        labels_path=pending_labels_file(settings.paths.data_dir),
+    )
     try:
         if preload:
-            result = produce(
-                settings,
-                simulation,
-                sender,
-                limits,
-                first_day=first_day,
-                bad_rate=bad_rate,
-                manifest_path=manifest,
-                labels_path=labels_path,
-            )
+            result = run()
         else:
             with Live(console=console, refresh_per_second=4, transient=True) as live:
-                result = produce(
-                    settings,
-                    simulation,
-                    sender,
-                    limits,
-                    first_day=first_day,
-                    bad_rate=bad_rate,
-                    manifest_path=manifest,
-                    labels_path=labels_path,
-                    on_progress=lambda r: live.update(progress_line(r)),
-                )
+                result = run(on_progress=lambda r: live.update(progress_line(r)))
     finally:
         sender.close()
     remember_day(settings, result.next_day)
