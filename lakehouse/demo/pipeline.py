@@ -54,7 +54,11 @@ class Jobs:
 
     def start(self, name: str, module: str, *args: str) -> subprocess.Popen:
         log = self.logs / f"demo-{name}.log"
-        process = start_job(self.settings, module, *args, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        first = name not in self.running
+        out = log.open("w" if first else "a")  # a restart keeps what the stopped job said
+        out.write(f"--- {'started' if first else 'started again'} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        out.flush()
+        process = start_job(self.settings, module, *args, stdout=out, stderr=subprocess.STDOUT)
         self.running[name] = process
         self.console.print(f"started {name} (pid {process.pid}, log {log})")
         return process
