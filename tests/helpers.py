@@ -108,7 +108,7 @@ def environ_of(settings) -> dict[str, str]:
     return {
         **{
             f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name
-            for name in ("transactions", "users", "merchants", "alerts")
+            for name in ("transactions", "users", "merchants", "alerts", "labels")
         },
         **{
             f"FRAUDLAKE_LAKEHOUSE__SCHEMAS__{layer.upper()}": schema

@@ -16,9 +16,13 @@ app = typer.Typer()
 @app.command("import")
 def import_command(
     ctx: typer.Context,
-    transactions: Annotated[str, typer.Option(help="Transactions file (CSV with a header, or Parquet).")],
+    transactions: Annotated[str | None, typer.Option(help="Transactions file (CSV with a header, or Parquet).")] = None,
     users: Annotated[str | None, typer.Option(help="Users file (optional).")] = None,
     merchants: Annotated[str | None, typer.Option(help="Merchants file (optional).")] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(help="Label events (a chargeback file: transaction_id, user_id, label, source, reported_at)."),
+    ] = None,
     file_format: Annotated[
         str | None, typer.Option("--format", help="csv or parquet (default: from the file suffix).")
     ] = None,
@@ -31,7 +35,7 @@ def import_command(
     ] = None,
     currency: Annotated[str | None, typer.Option(help="Currency of every row when the file has none.")] = None,
 ) -> None:
-    """Load your own transactions (and users, merchants) into bronze and silver, validated like
+    """Load your own transactions (and users, merchants, label events) into bronze and silver, validated like
     the streams (bad rows to quarantine with a reason). Running it again with the same file and name
     does nothing (and says so); an import that stopped half-way is finished by running it again.
 
@@ -48,6 +52,7 @@ def import_command(
         transactions=transactions,
         users=users,
         merchants=merchants,
+        labels=labels,
         fmt=file_format,
         mapping=parsed,
         name=name,

@@ -1,5 +1,5 @@
 """Models: ``fraudlake train`` (as a job), ``fraudlake backtest`` (re-score history with any
-model) and the registry, ``fraudlake model list|show|promote|rollback``."""
+model) and the registry, ``fraudlake model list|show|promote|rollback|shadow|compare``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import typer
 from lakehouse.cli.common import console, run_job, settings_of, spark_session
 
 app = typer.Typer()
-model_app = typer.Typer(help="The model registry (MLflow): list, show, promote, rollback.", no_args_is_help=True)
+model_app = typer.Typer(
+    help="The model registry (MLflow): list, show, promote, rollback, shadow scoring and its comparison.",
+    no_args_is_help=True,
+)
 app.add_typer(model_app, name="model")
 
 
@@ -151,3 +154,53 @@ def model_rollback(ctx: typer.Context) -> None:
     from lakehouse.ml import registry
 
     console.print(f"champion: version {registry.rollback(settings_of(ctx))} (rolled back)")
+
+
+@model_app.command("shadow")
+def model_shadow(
+    ctx: typer.Context,
+    version: Annotated[int | None, typer.Argument(help="Version to score beside the champion.")] = None,
+    stop: Annotated[bool, typer.Option("--stop", help="Stop shadow scoring.")] = False,
+) -> None:
+    """Score a version beside the champion on the live stream, with no alerts, into
+    gold.shadow_scores (the running scorer picks it up within scoring.reload_check_s).
+
+    Example: fraudlake model shadow 4
+    """
+    from lakehouse.errors import ConfigError
+    from lakehouse.ml import registry
+
+    if (version is None) == (not stop):
+        raise ConfigError("give a VERSION to shadow, or --stop")
+    registry.set_shadow(settings_of(ctx), None if stop else version, reason="set by hand")
+    console.print("shadow scoring stopped" if stop else f"shadow: version {version} (no alerts)")
+
+
+@model_app.command("compare")
+def model_compare(
+    ctx: typer.Context,
+    version: Annotated[int | None, typer.Argument(help="Shadow version to compare (default: the current one).")] = None,
+) -> None:
+    """The shadow version against the champion on the same live transactions, judged on the labels
+    matured since (labels.maturity_days): average precision and daily card precision at the alert
+    budget.
+
+    Example: fraudlake model compare
+    """
+    from lakehouse.ml.shadow import compare_shadow
+
+    c = compare_shadow(spark_session(ctx, "fraudlake-model"), settings_of(ctx), version)
+
+    def figure(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    champions = ", ".join(str(v) for v in c.champion_versions) or "none"
+    console.print(
+        f"shadow version {c.shadow_version} beside champion {champions}: {c.rows:,} transactions over {c.days} days "
+        f"before {c.matured_before:%Y-%m-%d %H:%M} UTC (labels matured), {c.frauds:,} known frauds"
+    )
+    console.print(f"average precision    champion {figure(c.champion_ap)}  shadow {figure(c.shadow_ap)}")
+    console.print(
+        f"precision at budget  champion {figure(c.champion_precision_at_budget)}  "
+        f"shadow {figure(c.shadow_precision_at_budget)}"
+    )

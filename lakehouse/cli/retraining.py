@@ -77,11 +77,13 @@ def retrain_evaluate(ctx: typer.Context, interval_end: IntervalEnd) -> None:
 
 @retrain_app.command("promote")
 def retrain_promote(ctx: typer.Context, interval_end: IntervalEnd) -> None:
-    """Promote the challenger if the evaluation says so and the champion has not changed since."""
+    """Promote the challenger if the evaluation says so and the champion has not changed since
+    (with training.shadow_days: through a shadow period on the live stream)."""
     from lakehouse.retraining.steps import promote
 
     run = _run(ctx, interval_end)
-    _show("promotion", promote(settings_of(ctx), run))
+    session = partial(spark_session, ctx, "fraudlake-retrain-promote")  # started only to judge a shadow
+    _show("promotion", promote(settings_of(ctx), run, session))
 
 
 @retrain_app.command("await-scorer")
@@ -112,7 +114,7 @@ def retrain_record(ctx: typer.Context, interval_end: IntervalEnd) -> None:
     _show("outcome", {k: v for k, v in row.items() if k != "state"})
     for line in row["failed_expectations"]:
         console.print(f"  failed: {line}", markup=False, highlight=False, soft_wrap=True)
-    if row["status"] not in ("promoted", "kept_champion"):
+    if row["status"] not in ("promoted", "kept_champion", "shadowing"):
         console.print(
             f"run {run.key} did not complete: {row['status']} at {row['stopped_at']}", markup=False, highlight=False
         )

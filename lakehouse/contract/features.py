@@ -10,7 +10,9 @@ event time:
   out-of-order transaction that arrives later does not change the features of one scored
   before it, offline or online: training sees exactly what the scorer saw.
 - label-derived features (``merchant_fraud_rate_*``) only count labels of transactions on days
-  that ended at least ``features.feedback_delay_days`` before the transaction's day.
+  that ended at least ``features.feedback_delay_days`` before the transaction's day, and, with
+  label events, only labels reported within that delay (:mod:`lakehouse.features.labels`): every
+  label they count was known before the transaction's day began.
 - a transaction's own label (``is_fraud``, ``fraud_scenario``) is never an input.
 
 Features come from two places, marked by ``source``:
@@ -140,7 +142,8 @@ FEATURES: tuple[Feature, ...] = (
         "double",
         "tables",
         "Share of fraud among the merchant's transactions in the 30 days that end feedback_delay_days before this "
-        "transaction's day; null without transactions.",
+        "transaction's day, counting a fraud only if its label was reported within feedback_delay_days of its "
+        "day (labels.source); null without transactions.",
     ),
     Feature("hour_of_day", "int", "tables", "Hour of the event (UTC), 0-23."),
     Feature("is_night", "int", "tables", "1 between 00:00 and 05:59 UTC."),

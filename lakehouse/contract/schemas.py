@@ -78,15 +78,30 @@ LABEL_SOURCES: tuple[str, ...] = ("chargeback", "customer_report", "analyst")
 
 LABEL_FIELDS: frozenset[str] = frozenset({"is_fraud", "fraud_scenario"})
 #: Fields that identify an entity: ingest accepts only non-blank scalar text for them (``bad_id``).
-IDENTIFIERS: frozenset[str] = frozenset({"transaction_id", "user_id", "merchant_id"})
+IDENTIFIERS: frozenset[str] = frozenset({"transaction_id", "user_id", "merchant_id", "label_id"})
 
 STREAMS: dict[str, tuple[Field, ...]] = {
     "transactions": TRANSACTION_FIELDS,
     "users": USER_FIELDS,
     "merchants": MERCHANT_FIELDS,
+    "labels": LABEL_EVENT_FIELDS,
 }
 #: The key of each stream's Kafka records.
-STREAM_KEYS: dict[str, str] = {"transactions": "user_id", "users": "user_id", "merchants": "merchant_id"}
+STREAM_KEYS: dict[str, str] = {
+    "transactions": "user_id",
+    "users": "user_id",
+    "merchants": "merchant_id",
+    "labels": "user_id",
+}
+#: Streams whose records are versions of something: stream → (what they are versions of, the field
+#: that orders them). Silver keeps every version and, per key, the latest (a later one supersedes).
+LATEST_BY: dict[str, tuple[str, str]] = {
+    "users": ("user_id", "updated_at"),
+    "merchants": ("merchant_id", "updated_at"),
+    "labels": ("transaction_id", "reported_at"),
+}
+#: Streams whose records are events with their own id: a repeated id is a ``duplicate``.
+EVENT_IDS: dict[str, str] = {"transactions": "transaction_id", "labels": "label_id"}
 
 
 def field_names(fields: tuple[Field, ...]) -> list[str]:

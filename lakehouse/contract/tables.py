@@ -1,9 +1,11 @@
 """The lakehouse tables: names in the catalog, columns, and their creation (idempotent).
 
-    bronze.transactions | users | merchants   raw Kafka records + coordinates, append-only
+    bronze.transactions | users | merchants | labels   raw Kafka records + coordinates, append-only
     silver.transactions                      clean, typed, deduplicated payments (event_date partitions)
     silver.user_versions | merchant_versions every accepted profile version, append-only
+    silver.label_versions                    every accepted label event (deduplicated by label_id), append-only
     silver.users | merchants                 the latest version per key (MERGE; Change Data Feed on)
+    silver.labels                            the latest label per transaction (by reported_at; MERGE, CDF on)
     silver.quarantine                        every rejected record: raw value, coordinates, reason
     silver.ingest_progress                   per micro-batch and Kafka partition: latest event time
     silver.imports                           the import ledger: each imported file, its fingerprint and state
@@ -11,6 +13,7 @@
     gold.transaction_features                every silver transaction's features, point in time (+ labels)
     gold.merchant_daily                      per merchant and day: transactions and frauds
     gold.scored_transactions                 every transaction the scorer scored: score, model version, alert
+    gold.shadow_scores                       the shadow version's score beside the champion's (no alerts)
 
 The database names come from ``lakehouse.contract.schemas`` in config.
 """
@@ -21,13 +24,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.features import feature_table_columns, feature_table_types
-from lakehouse.contract.schemas import MERCHANT_FIELDS, TRANSACTION_FIELDS, USER_FIELDS, Field
+from lakehouse.contract.schemas import LATEST_BY, TRANSACTION_FIELDS, Field
+from lakehouse.contract.schemas import STREAMS as STREAM_FIELDS
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-STREAMS = ("transactions", "users", "merchants")
+STREAMS = tuple(STREAM_FIELDS)
 #: Imported files land in bronze under a pseudo-topic with this prefix (``import:<name>:<stream>``)
 #: and go to silver in the import itself: the streams' silver queries leave those rows alone.
 IMPORT_TOPIC_PREFIX = "import:"
@@ -118,6 +122,10 @@ class TableNames:
     def versions(self, stream: str) -> str:
         return f"{self.silver_schema}.{stream[:-1]}_versions"  # users → user_versions
 
+    def accepted(self, stream: str) -> str:
+        """Where silver appends a stream's accepted records: its versions, or silver.transactions."""
+        return self.versions(stream) if stream in LATEST_BY else self.silver(stream)
+
     @property
     def quarantine(self) -> str:
         return f"{self.silver_schema}.quarantine"
@@ -145,6 +153,10 @@ class TableNames:
     @property
     def scored(self) -> str:
         return f"{self.gold_schema}.scored_transactions"
+
+    @property
+    def shadow(self) -> str:
+        return f"{self.gold_schema}.shadow_scores"
 
     @property
     def retraining_runs(self) -> str:
@@ -181,9 +193,9 @@ def table_ddls(names: TableNames, settings: Settings) -> dict[str, str]:
     cdf = {**retention, "delta.enableChangeDataFeed": "true"}
     tables = [(names.bronze(stream), BRONZE_COLUMNS, "ingest_date", retention) for stream in STREAMS]
     tables.append((names.silver("transactions"), silver_columns(TRANSACTION_FIELDS), "event_date", retention))
-    for stream, fields in (("users", USER_FIELDS), ("merchants", MERCHANT_FIELDS)):
-        tables.append((names.versions(stream), silver_columns(fields), None, retention))
-        tables.append((names.silver(stream), silver_columns(fields), None, cdf))
+    for stream in LATEST_BY:
+        tables.append((names.versions(stream), silver_columns(STREAM_FIELDS[stream]), None, retention))
+        tables.append((names.silver(stream), silver_columns(STREAM_FIELDS[stream]), None, cdf))
     tables += [
         (names.quarantine, QUARANTINE_COLUMNS, None, retention),
         (names.progress, PROGRESS_COLUMNS, None, retention),
@@ -191,6 +203,7 @@ def table_ddls(names: TableNames, settings: Settings) -> dict[str, str]:
         (names.features, feature_columns(), "event_date", retention),
         (names.merchant_daily, MERCHANT_DAILY_COLUMNS, None, retention),
         (names.scored, SCORED_COLUMNS, "event_date", retention),
+        (names.shadow, SHADOW_COLUMNS, "event_date", retention),
         (names.retraining_runs, RETRAINING_COLUMNS, None, retention),
     ]
     return {
@@ -255,6 +268,24 @@ SCORED_COLUMNS = (
     ("run_id", "STRING"),
     ("batch_id", "BIGINT"),
 )
+#: gold.shadow_scores: per transaction scored while a shadow version ran, both scores side by side.
+SHADOW_COLUMNS = (
+    ("transaction_id", "STRING"),
+    ("user_id", "STRING"),
+    ("amount", "DOUBLE"),
+    ("event_time", "TIMESTAMP"),
+    ("event_date", "DATE"),
+    ("model_version", "INT"),  # the champion's
+    ("score", "DOUBLE"),
+    ("is_alert", "BOOLEAN"),
+    ("shadow_model_version", "INT"),
+    ("shadow_score", "DOUBLE"),
+    ("shadow_threshold", "DOUBLE"),
+    ("shadow_is_alert", "BOOLEAN"),  # what it would have decided; it sends no alert
+    ("scored_at", "TIMESTAMP"),
+    ("run_id", "STRING"),
+    ("batch_id", "BIGINT"),
+)
 MERCHANT_DAILY_COLUMNS = (
     ("merchant_id", "STRING"),
     ("event_date", "DATE"),
@@ -267,7 +298,7 @@ MERCHANT_DAILY_COLUMNS = (
 RETRAINING_COLUMNS = (
     ("run_key", "STRING"),
     ("interval_end", "TIMESTAMP"),
-    ("status", "STRING"),  # promoted | kept_champion | gate_failed | incomplete
+    ("status", "STRING"),  # promoted | shadowing | kept_champion | gate_failed | incomplete
     ("stopped_at", "STRING"),  # the failed gates, or the first step that did not run
     ("features_version", "BIGINT"),
     ("window_from", "DATE"),

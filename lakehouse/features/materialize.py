@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse.contract.features import CATEGORICAL_FEATURES, FEATURE_NAMES, HISTORY_S
 from lakehouse.contract.tables import create_tables
+from lakehouse.features.labels import feedback_cut, known_labels
 from lakehouse.features.offline import merchant_daily_stats, transaction_features
 from lakehouse.platform.delta import latest_version, read_pinned
 from lakehouse.settings import Settings
@@ -44,7 +45,11 @@ def build_features(spark: SparkSession, settings: Settings, *, since: date | Non
     names = create_tables(spark, settings)
     # Pin one silver version for the whole job, so the counts below reconcile exactly.
     silver, silver_version = read_pinned(spark, names.silver("transactions"))
-    merchant_daily_stats(silver).write.format("delta").mode("overwrite").saveAsTable(names.merchant_daily)
+    # A fraud counts in its merchant's rates only if its label was reported within the feedback
+    # delay: then every count a transaction's fraud rate reads was known before the transaction's day.
+    known_by = feedback_cut(settings.features.feedback_delay_days)
+    labelled = known_labels(spark, settings, silver, known_by, versions={names.silver("transactions"): silver_version})
+    merchant_daily_stats(labelled).write.format("delta").mode("overwrite").saveAsTable(names.merchant_daily)
 
     source = silver
     if since is not None:

@@ -1,5 +1,5 @@
-"""Bring your own data: `fraudlake import` loads transactions (and optionally users and merchants)
-from CSV or Parquet into the same bronze and silver tables the streams fill, through the same
+"""Bring your own data: `fraudlake import` loads transactions, users, merchants and label events
+(a chargeback file) from CSV or Parquet into the same bronze and silver tables the streams fill, through the same
 validation, so `features build`, `train` and `backtest` run on outside datasets.
 
 Each file becomes bronze rows of a pseudo-topic ``import:<name>:<stream>`` (one partition,
@@ -30,7 +30,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakehouse.contract.schemas import MERCHANT_FIELDS, STREAM_KEYS, TRANSACTION_FIELDS, USER_FIELDS
+from lakehouse.contract.schemas import LATEST_BY, STREAM_KEYS
+from lakehouse.contract.schemas import STREAMS as FIELDS
 from lakehouse.errors import ConfigError
 from lakehouse.platform import faults
 from lakehouse.settings import Settings
@@ -40,8 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FIELDS = {"transactions": TRANSACTION_FIELDS, "users": USER_FIELDS, "merchants": MERCHANT_FIELDS}
-ORDER_FIELD = {"transactions": "timestamp", "users": "updated_at", "merchants": "updated_at"}
+ORDER_FIELD = {"transactions": "timestamp", **{stream: order for stream, (_, order) in LATEST_BY.items()}}
 #: Where ``FRAUDLAKE_FAULT`` can kill ``fraudlake import`` (see :mod:`lakehouse.platform.faults`).
 AFTER_BRONZE = "import_after_bronze"
 FAULT_STEPS = (AFTER_BRONZE,)
@@ -149,6 +149,10 @@ def as_contract_json(
             selected.append(value.alias(field.name))
         elif field.name == "currency" and currency:
             selected.append(F.lit(currency).alias("currency"))
+        elif field.name == "label_id" and {column_of("transaction_id"), column_of("reported_at")} <= columns:
+            # A label file without ids: the report's own (payment, source, time), as the simulator's.
+            parts = [F.col(f"`{column_of(c)}`").cast("string") for c in ("transaction_id", "source", "reported_at")]
+            selected.append(F.concat_ws("-", F.lit("lbl"), *parts).alias("label_id"))
         elif field.required:
             raise ConfigError(
                 f"{source}: no column for required field {field.name!r} (map one with --map {field.name}=<column>)"
@@ -318,21 +322,27 @@ def import_files(
     spark: SparkSession,
     settings: Settings,
     *,
-    transactions: str,
+    transactions: str | None = None,
     users: str | None = None,
     merchants: str | None = None,
+    labels: str | None = None,
     fmt: str | None = None,
     mapping: dict[str, str] | None = None,
     name: str | None = None,
     currency: str | None = None,
 ) -> list[ImportReport]:
-    """Users and merchants first (so transactions find them), then transactions."""
+    """Users and merchants first (so transactions find them), then transactions, then label events
+    (a chargeback file: ``transaction_id``, ``label``, ``source``, ``reported_at``...)."""
     mapping = mapping or {}
-    name = name or Path(transactions).stem
+    files = {"users": users, "merchants": merchants, "transactions": transactions, "labels": labels}
+    given = [path for path in (transactions, labels, users, merchants) if path]
+    if not given:
+        raise ConfigError("nothing to import: give --transactions, --labels, --users or --merchants")
+    name = name or Path(given[0]).stem
     if currency is not None and currency not in settings.data.currencies:
         raise ConfigError(f"--currency {currency!r} is not one of data.currencies")
     reports = []
-    for stream, path in (("users", users), ("merchants", merchants), ("transactions", transactions)):
+    for stream, path in files.items():
         if path:
             rows = read_file(spark, path, fmt)
             reports.append(

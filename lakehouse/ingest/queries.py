@@ -9,7 +9,7 @@ Exactly once, end to end:
   ``txnVersion`` = batch id), so a batch replayed after a crash is skipped table by table; and
   everything a batch decides (late, duplicate) depends only on earlier batches' output, so a
   replay decides the same; the MERGE into the latest-version tables is idempotent by nature
-  (it only applies a strictly newer ``updated_at``).
+  (it only applies a strictly newer ``updated_at``, or ``reported_at`` for labels).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import logging
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.queries import ingest_query_name
-from lakehouse.contract.schemas import MERCHANT_FIELDS, STREAM_KEYS, TRANSACTION_FIELDS, USER_FIELDS
+from lakehouse.contract.schemas import EVENT_IDS, LATEST_BY
+from lakehouse.contract.schemas import STREAMS as FIELDS
 from lakehouse.contract.tables import (
     IMPORT_TOPIC_PREFIX,
     PROGRESS_COLUMNS,
@@ -32,6 +33,7 @@ from lakehouse.contract.tables import (
 from lakehouse.ingest.poison import FailureCounts, find_poison, without
 from lakehouse.ingest.transforms import (
     bronze_records,
+    duplicates,
     interval_seconds,
     late_and_duplicates,
     latest_per_key,
@@ -52,7 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FIELDS = {"transactions": TRANSACTION_FIELDS, "users": USER_FIELDS, "merchants": MERCHANT_FIELDS}
 #: Fault-injection steps (``FRAUDLAKE_FAULT``): a stream's silver table appended, its quarantine
 #: and progress rows not yet (``silver_transactions_after_table``, ...).
 AFTER_TABLE = "_after_table"
@@ -83,14 +84,15 @@ class SilverBatch:
     ) -> None:
         """``checkpoint``: the streaming query's, beside which its batches' failures are counted
         (the poison-pill guard); None for a one-off batch (an import), which fails as a whole."""
+        self.spark = spark
         self.settings = settings
         self.failures = FailureCounts(checkpoint) if checkpoint else None
         self.names = names
         self.stream = stream
         self.query = query
         self.fields = FIELDS[stream]
-        self.key = STREAM_KEYS[stream]
-        self.target = names.silver(stream) if stream == "transactions" else names.versions(stream)
+        self.latest = LATEST_BY.get(stream)  # (key, order) of a stream of versions
+        self.target = names.accepted(stream)
         self.paths = {name: table_location(spark, name) for name in (self.target, names.quarantine, names.progress)}
         self.silver_order = [c for c, _ in silver_columns(self.fields)]
         self.quarantine_order = [c for c, _ in QUARANTINE_COLUMNS]
@@ -126,13 +128,16 @@ class SilverBatch:
         parsed = parse_records(faults.poisoned(bronze), self.fields, self.settings.data).persist()
         valid = parsed.where("quarantine_reason IS NULL")
         rejected = parsed.where("quarantine_reason IS NOT NULL")
+        checked, accepted, progress_source = None, valid, None
         if self.stream == "transactions":
             checked = self._late_and_duplicates(valid, batch_id).persist()
+            progress_source = valid
+        elif self.stream in EVENT_IDS:
+            key = EVENT_IDS[self.stream]
+            checked = duplicates(valid, self._earlier(self.target, batch_id).select(key), key).persist()
+        if checked is not None:
             accepted = checked.where("quarantine_reason IS NULL")
             rejected = rejected.unionByName(checked.where("quarantine_reason IS NOT NULL"))
-            progress_source = valid
-        else:
-            checked, accepted, progress_source = None, valid, None
         if dry_run:
             try:
                 for frame in (accepted, rejected):
@@ -163,7 +168,7 @@ class SilverBatch:
             self._append(self.names.quarantine, quarantine.select(*self.quarantine_order), batch_id)
             if progress_source is not None:
                 self._append(self.names.progress, self._progress(progress_source, batch_id), batch_id)
-            if self.stream != "transactions":
+            if self.latest is not None:
                 self._merge_latest(with_source(accepted, batch_id).select(*self.silver_order))
         finally:
             for frame in (parsed, checked):
@@ -184,12 +189,7 @@ class SilverBatch:
             .groupBy(F.col("_topic").alias("topic"), F.col("_partition").alias("partition"))
             .agg(F.max("max_event_time").alias("prior_max_event_time"))
         )
-        # Earlier: the stream's earlier batches, and imports whatever their (wall-clock) batch id;
-        # never this batch's own rows (a recomputation after its silver append must decide the same).
-        earlier = spark.table(self.names.silver("transactions")).where(
-            ((F.col("_batch_id") < batch_id) | F.col("_topic").startswith(IMPORT_TOPIC_PREFIX))
-            & (F.col("_batch_id") != batch_id)
-        )
+        earlier = self._earlier(self.target, batch_id)
         oldest = valid.agg(F.min("event_time")).first()[0]
         if oldest is not None:
             # Only event_date partitions within the dedup window are read: the state stays bounded.
@@ -197,6 +197,18 @@ class SilverBatch:
             earlier = earlier.where(F.col("event_date") >= F.to_date(F.lit(oldest) - window))
         prior_ids = earlier.select("transaction_id")
         return late_and_duplicates(valid, prior_max, prior_ids, self.settings.lakehouse.watermark_delay_minutes)
+
+    def _earlier(self, table: str, batch_id: int) -> DataFrame:
+        """The rows of ``table`` from the stream's earlier batches, and imports whatever their
+        (wall-clock) batch id; never this batch's own rows (a recomputation after its silver append
+        must decide the same)."""
+        from pyspark.sql import functions as F
+
+        return (
+            self.spark.table(table)
+            .where((F.col("_batch_id") < batch_id) | F.col("_topic").startswith(IMPORT_TOPIC_PREFIX))
+            .where(F.col("_batch_id") != batch_id)
+        )
 
     def _progress(self, valid: DataFrame, batch_id: int) -> DataFrame:
         from pyspark.sql import functions as F
@@ -218,15 +230,16 @@ class SilverBatch:
     def _merge_latest(self, versions: DataFrame) -> None:
         from delta.tables import DeltaTable
 
+        key, order = self.latest
         latest = latest_per_key(
-            versions.withColumnRenamed("_partition", "partition").withColumnRenamed("_offset", "offset"), self.key
+            versions.withColumnRenamed("_partition", "partition").withColumnRenamed("_offset", "offset"), key, order
         )
         latest = latest.withColumnRenamed("partition", "_partition").withColumnRenamed("offset", "_offset")
         target = DeltaTable.forName(versions.sparkSession, self.names.silver(self.stream))
         (
             target.alias("t")
-            .merge(latest.alias("s"), f"t.{self.key} = s.{self.key}")
-            .whenMatchedUpdateAll(condition="s.updated_at > t.updated_at")
+            .merge(latest.alias("s"), f"t.{key} = s.{key}")
+            .whenMatchedUpdateAll(condition=f"s.{order} > t.{order}")
             .whenNotMatchedInsertAll()
             .execute()
         )

@@ -70,7 +70,7 @@ def reconcile(spark: SparkSession, settings: Settings) -> list[Reconciliation]:
     names = table_names(settings)
     results = []
     for stream in STREAMS:
-        silver_table = names.silver(stream) if stream == "transactions" else names.versions(stream)
+        silver_table = names.accepted(stream)
 
         def coordinates(table: str, where: str | None = None):
             df = spark.table(table)

@@ -9,8 +9,9 @@ not UTF-8, or is longer than :data:`MAX_ID_LENGTH`), ``not_finite:<name>`` (NaN 
 ``out_of_range:<name>`` (a date or time outside ``data.time_range``, a latitude or longitude off
 the globe), ``future_time:<name>`` (a time later than the record's Kafka timestamp, or its import's
 time, by more than ``data.max_ahead_minutes``), then the value rules
-(``negative_amount``, ``absurd_amount``, ``unknown_currency``, ``invalid_ip``), then, for
-transactions, ``late_event`` and ``duplicate``. A null required field counts as missing. Unknown
+(``negative_amount``, ``absurd_amount``, ``unknown_currency``, ``invalid_ip``, ``unknown_label``,
+``unknown_source``), then, for transactions, ``late_event`` and ``duplicate``, and for label events
+``duplicate``. A null required field counts as missing. Unknown
 extra fields are ignored (schema drift), and the raw value stays in bronze.
 
 The ranges are what keeps a single hostile record from stopping a stream for good: a year-1 or
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lakehouse.contract.schemas import IDENTIFIERS, Field
+from lakehouse.contract.schemas import IDENTIFIERS, LABEL_SOURCES, LABEL_VALUES, Field
 from lakehouse.settings import DataContractSettings
 
 if TYPE_CHECKING:
@@ -160,6 +161,9 @@ def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataCo
     if "device_ip" in typed:
         ip = typed["device_ip"]
         rules.append((ip.isNotNull() & ~ip.rlike(IPV4) & ~(ip.contains(":") & ip.rlike(IPV6)), "invalid_ip"))
+    for name, allowed in (("label", LABEL_VALUES), ("source", LABEL_SOURCES)):
+        if name in typed:
+            rules.append((~typed[name].isin(*allowed), f"unknown_{name}"))
 
     reason = F.lit(None).cast("string")
     for condition, name in reversed(rules):  # the first rule that applies wins
@@ -194,31 +198,46 @@ def late_and_duplicates(
         "_seen_max", F.greatest(F.col("prior_max_event_time"), F.max("event_time").over(by_partition))
     )
     late = F.col("event_time") < F.col("_seen_max") - interval_seconds(delay_minutes * 60)
-    known = prior_ids.select("transaction_id").distinct().withColumn("_known", F.lit(True))
-    return (
-        seen_before.withColumn("_late", F.coalesce(late, F.lit(False)))
-        .join(known, "transaction_id", "left")
-        # Late records do not take part in deduplication: a duplicate of a late record is late too.
-        .withColumn(
-            "_rank", F.row_number().over(Window.partitionBy("transaction_id", "_late").orderBy("partition", "offset"))
-        )
-        .withColumn(
-            "quarantine_reason",
-            F.when(F.col("_late"), "late_event").when(F.col("_known").isNotNull() | (F.col("_rank") > 1), "duplicate"),
-        )
-        .drop("prior_max_event_time", "_seen_max", "_late", "_known", "_rank")
+    # Late records do not take part in deduplication: a duplicate of a late record is late too.
+    marked = repeats(
+        seen_before.withColumn("_late", F.coalesce(late, F.lit(False))), prior_ids, "transaction_id", "_late"
     )
+    return marked.withColumn(
+        "quarantine_reason", F.when(F.col("_late"), "late_event").when(F.col("_repeat"), "duplicate")
+    ).drop("prior_max_event_time", "_seen_max", "_late", "_repeat")
 
 
-def latest_per_key(valid: DataFrame, key: str) -> DataFrame:
-    """One row per key: the latest ``updated_at`` (ties: the later Kafka record). Needs key,
-    updated_at, partition, offset."""
+def duplicates(valid: DataFrame, prior_ids: DataFrame, key: str) -> DataFrame:
+    """Mark schema-valid events ``duplicate`` when their ``key`` was accepted before (``prior_ids``)
+    or comes earlier in the batch (by partition, offset); else leave the reason null."""
+    from pyspark.sql import functions as F
+
+    marked = repeats(valid, prior_ids, key)
+    return marked.withColumn("quarantine_reason", F.when(F.col("_repeat"), "duplicate")).drop("_repeat")
+
+
+def repeats(valid: DataFrame, prior_ids: DataFrame, key: str, *among: str) -> DataFrame:
+    """Adds ``_repeat``: the ``key`` is in ``prior_ids`` or an earlier record of the batch (by
+    partition, offset) has it, counted only among records of the same ``among`` columns."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    latest = Window.partitionBy(key).orderBy(
-        F.col("updated_at").desc(), F.col("partition").desc(), F.col("offset").desc()
+    known = prior_ids.select(key).distinct().withColumn("_known", F.lit(True))
+    first = Window.partitionBy(key, *among).orderBy("partition", "offset")
+    return (
+        valid.join(known, key, "left")
+        .withColumn("_repeat", F.col("_known").isNotNull() | (F.row_number().over(first) > 1))
+        .drop("_known")
     )
+
+
+def latest_per_key(valid: DataFrame, key: str, order: str = "updated_at") -> DataFrame:
+    """One row per key: the latest ``order`` (ties: the later Kafka record). Needs key, the order
+    column, partition, offset."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    latest = Window.partitionBy(key).orderBy(F.col(order).desc(), F.col("partition").desc(), F.col("offset").desc())
     return valid.withColumn("_rank", F.row_number().over(latest)).where("_rank = 1").drop("_rank")
 
 

@@ -3,7 +3,8 @@
 Spark models are saved by Spark's own writer inside the MLflow artifact (no pickle). Each version
 carries, as tags: its threshold, feature list, algorithm, the Delta versions of the tables it was
 trained on, the code version and its creation time; parameters and metrics live in its MLflow run.
-The champion is an alias; the previous champions are kept in a registered-model tag, so
+The champion is an alias (so is the shadow, a version the scorer scores beside it without
+alerts); the previous champions are kept in a registered-model tag, so
 ``rollback`` can restore the one before. A version whose artifact does not load and score is
 never made champion.
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
+SHADOW = "shadow"  # the alias of the version scored beside the champion (no alerts)
 HISTORY_TAG = "champion_history"
 #: The compiled (numpy) form of a version, in its run's artifacts, and the record of its check.
 COMPILED_ARTIFACT = "compiled/model.json"
@@ -180,15 +182,37 @@ def version_info(settings: Settings, version: int) -> ModelVersionInfo:
 
 
 def champion_version(settings: Settings, *, required: bool = True) -> int | None:
+    version = _alias_version(settings, CHAMPION)
+    if version is None and required:
+        raise RegistryError(
+            f"model {settings.registry.model_name} has no champion yet: train one with `fraudlake train`"
+        )
+    return version
+
+
+def shadow_version(settings: Settings) -> int | None:
+    """The version the scorer scores beside the champion (no alerts), if any."""
+    return _alias_version(settings, SHADOW)
+
+
+def set_shadow(settings: Settings, version: int | None, *, reason: str) -> None:
+    """Score ``version`` in the shadow of the champion on the live stream; None: stop."""
+    mlflow_client, name = client(settings), settings.registry.model_name
+    if version is None:
+        if shadow_version(settings) is not None:
+            mlflow_client.delete_registered_model_alias(name, SHADOW)
+        return
+    version_info(settings, version)  # unknown version: a plain error
+    mlflow_client.set_registered_model_alias(name, SHADOW, str(version))
+    tag(settings, version, "shadow", f"{datetime.now(UTC).isoformat(timespec='seconds')}: {reason}")
+
+
+def _alias_version(settings: Settings, alias: str) -> int | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return int(client(settings).get_model_version_by_alias(settings.registry.model_name, CHAMPION).version)
+        return int(client(settings).get_model_version_by_alias(settings.registry.model_name, alias).version)
     except MlflowException:
-        if required:
-            raise RegistryError(
-                f"model {settings.registry.model_name} has no champion yet: train one with `fraudlake train`"
-            ) from None
         return None
 
 

@@ -10,7 +10,7 @@ import logging
 import shutil
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from lakehouse.contract.features import FEATURE_NAMES
 from lakehouse.contract.tables import table_names
+from lakehouse.features.labels import ORIGIN, known_labels
 from lakehouse.ml import registry
 from lakehouse.ml.explain import PROFILE_TAG, learn_profile
 from lakehouse.ml.metrics import Evaluation, average_precision
@@ -89,11 +90,15 @@ def train(
     algorithm: str | None = None,
     promote: bool = True,
     table_versions: dict[str, int] | None = None,
+    as_of: datetime | None = None,
 ) -> TrainResult:
-    """``table_versions`` pins the tables read (a retraining run's pin); default: their latest versions."""
+    """``table_versions`` pins the tables read (a retraining run's pin); default: their latest
+    versions. ``as_of``: the cut whose known labels it learns from (see :func:`pinned_split`)."""
     table_versions = table_versions or pin_versions(spark, settings)
     training = settings.training.model_copy(update={"algorithm": algorithm}) if algorithm else settings.training
-    split, train_frame, validation = pinned_split(spark, settings, table_versions, date_from=date_from, date_to=date_to)
+    split, train_frame, validation = pinned_split(
+        spark, settings, table_versions, date_from=date_from, date_to=date_to, as_of=as_of
+    )
     train_frame, weight = with_class_weight(with_label(train_frame), training.positive_weight)
     train_frame = train_frame.persist()
     validation = with_label(validation).persist()
@@ -177,9 +182,15 @@ def pinned_split(
     *,
     date_from: date | None = None,
     date_to: date | None = None,
+    as_of: datetime | None = None,
 ) -> tuple[TimeSplit, DataFrame, DataFrame]:
-    """The time split of the feature table at its pinned version within [date_from, date_to]:
-    (split, training rows, validation rows)."""
+    """The time split of the feature table at its pinned version within [date_from, date_to], with
+    the labels known at ``as_of`` (default: just after the window's last event, the lake's now):
+    (split, training rows, validation rows).
+
+    With label events (:mod:`lakehouse.features.labels`), validation ends ``labels.maturity_days``
+    before the cut, where most labels are in, and training runs up to it with no gap: the labels
+    as known at the cut stand for the feedback delay the gap imitates with inline labels."""
     from pyspark.sql import functions as F
 
     names = table_names(settings)
@@ -188,19 +199,33 @@ def pinned_split(
         features = features.where(F.col("event_date") >= F.lit(date_from))
     if date_to:
         features = features.where(F.col("event_date") <= F.lit(date_to))
-    first, last = features.agg(F.min("event_date"), F.max("event_date")).first()
+    first, last, last_event = features.agg(F.min("event_date"), F.max("event_date"), F.max("event_time")).first()
     if first is None:
         raise registry.RegistryError(
             f"{names.features} holds no transactions in that range: run `fraudlake features build` first"
         )
-    split = time_split(first, last, settings.training)
-    return (split, *split_frames(features, split))
+    cut = as_of or last_event + timedelta(microseconds=1)
+    features = known_labels(spark, settings, features, F.lit(cut), versions=table_versions, keep_origin=True)
+    training = settings.training
+    streamed = bool(features.where(F.col(ORIGIN)).limit(1).count())
+    if streamed:  # labels from the label stream: wait for them to mature
+        last = min(last, (cut - timedelta(days=settings.labels.maturity_days)).date() - timedelta(days=1))
+        training = training.model_copy(update={"gap_days": 0})
+    log.info(
+        "labels known at %s (labels.source %s): %s",
+        cut,
+        settings.labels.source,
+        f"from the label stream, validation up to {last}" if streamed else "the transactions' own",
+    )
+    split = time_split(first, last, training)
+    return (split, *split_frames(features.drop(ORIGIN), split))
 
 
 def pin_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
     """The latest Delta versions of the tables a training reads: one consistent snapshot."""
     names = table_names(settings)
-    return {name: latest_version(spark, name) for name in (names.features, names.silver("transactions"))}
+    tables = [names.features, names.silver("transactions"), names.versions("labels")]
+    return {name: latest_version(spark, name) for name in tables if spark.catalog.tableExists(name)}
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.contract.tables import table_names
 from lakehouse.errors import FraudlakeError
+from lakehouse.features.labels import known_labels
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -191,7 +192,9 @@ def suite_frame(
         described = f"events {first}..{as_of:%Y-%m-%d %H:%M:%S} UTC"
     elif suite.window == "training" and training is not None:
         frame = frame.where(F.col("event_date").between(F.lit(training.date_from), F.lit(training.date_to)))
-        described = f"training window {training.date_from}..{training.date_to}"
+        # What training will learn from: the labels known at the run's cut.
+        frame = known_labels(spark, settings, frame, F.lit(as_of))
+        described = f"training window {training.date_from}..{training.date_to}, labels known at {as_of:%Y-%m-%d %H:%M}"
     elif suite.window == "training":
         described = "whole table (what `fraudlake train` reads by default)"
     return with_derived_columns(frame, suite, as_of), name, version, described

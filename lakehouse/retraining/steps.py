@@ -163,6 +163,7 @@ def train_challenger(session: Callable[[], SparkSession], settings: Settings, ru
             date_to=date.fromisoformat(pinned["date_to"]),
             promote=False,
             table_versions=pinned["table_versions"],
+            as_of=run.interval_end,
         )
         registry.tag(settings, result.version, RUN_TAG, run.key)
         run.state["challenger"] = {
@@ -192,6 +193,7 @@ def evaluate(spark: SparkSession, settings: Settings, run: Run) -> dict[str, Any
         pinned["table_versions"],
         date_from=date.fromisoformat(pinned["date_from"]),
         date_to=date.fromisoformat(pinned["date_to"]),
+        as_of=run.interval_end,
     )
     c = compare(settings, challenger["version"], with_label(validation))
     run.state["evaluation"] = {
@@ -207,22 +209,47 @@ def evaluate(spark: SparkSession, settings: Settings, run: Run) -> dict[str, Any
     return run.state["evaluation"]
 
 
-def promote(settings: Settings, run: Run) -> dict[str, Any]:
-    """Act on the evaluation: promote the challenger if it won (and the champion has not changed)."""
+def promote(settings: Settings, run: Run, session: Callable[[], SparkSession] | None = None) -> dict[str, Any]:
+    """Act on the evaluation: promote the challenger if it won (and the champion has not changed
+    since); with ``training.shadow_days``, through a shadow period instead
+    (:mod:`lakehouse.retraining.shadowing`; ``session`` gives Spark to judge a shadow's scores)."""
     from lakehouse.ml.training import Comparison, apply
 
     e = run.require("evaluation", "retrain promote")
+    previous = run.state.get("promotion") or {}
+    if previous.get("promoted") or previous.get("shadow"):
+        return previous  # done before: a repeat changes nothing
+    if settings.training.shadow_days:
+        from lakehouse.ml.shadow import compare_shadow
+        from lakehouse.retraining.shadowing import run_shadow_step
+
+        if session is None:
+            raise RetrainingError("a shadow period needs Spark to compare the shadow's scores")
+        before = e["champion"]
+        decision = run_shadow_step(
+            settings, e["challenger"], e["promote"], lambda version: compare_shadow(session(), settings, version)
+        )
+        after = decision.promote if decision.promote is not None else before
+        run.state["promotion"] = {
+            "promoted": decision.promote is not None,
+            "champion_before": before,
+            "champion_after": after,
+            "shadow": decision.shadow,
+            "reason": decision.reason,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        run.save()
+        return run.state["promotion"]
     comparison = Comparison(
         e["challenger"], e["champion"], e["challenger_ap"], e["champion_ap"], e["promote"], e["reason"]
     )
     p = apply(settings, comparison)
-    previous = run.state.get("promotion") or {}
     run.state["promotion"] = {
         "promoted": p.promoted,
         "champion_before": p.champion_before,
         "champion_after": p.champion_after,
         "reason": p.reason,
-        "at": previous.get("at") if previous.get("promoted") else datetime.now(UTC).isoformat(timespec="seconds"),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     run.save()
     return run.state["promotion"]
@@ -305,7 +332,8 @@ def outcome(run: Run) -> dict[str, Any]:
     if failed:
         status, stopped_at = "gate_failed", ", ".join(failed)
     elif promotion:
-        status, stopped_at = ("promoted" if promotion["promoted"] else "kept_champion"), None
+        status = "promoted" if promotion["promoted"] else "shadowing" if promotion.get("shadow") else "kept_champion"
+        stopped_at = None
     else:
         status = "incomplete"
         stopped_at = next(step for step in ("gates", "pin", "challenger", "evaluation", "promotion") if not s.get(step))

@@ -4,7 +4,8 @@
   against MLlib's scores at registration or now; threshold and reason profile known);
 - :class:`Champion`: the registry's champion, reloaded when it changes; one that cannot serve is
   refused and the current one keeps serving;
-- :class:`Publisher`: puts the champion and the dimension tables (at their current Delta
+- :class:`Shadow`: the registry's shadow version, scored beside the champion without alerts;
+- :class:`Publisher`: puts the champion, the shadow version and the dimension tables (at their current Delta
   versions) in the serving folder (:mod:`lakehouse.scoring.serving`) whenever either changes.
 """
 
@@ -143,6 +144,37 @@ class Champion:
         return candidate
 
 
+class Shadow:
+    """The version scored in the champion's shadow (the registry's ``shadow`` alias), loaded as
+    the champion is. Shadow scores must never cost an alert: a version that cannot serve is
+    logged and left out (no shadow scores), and a registry that cannot answer keeps the current
+    one."""
+
+    def __init__(self, spark: SparkSession, settings: Settings) -> None:
+        self.spark = spark
+        self.settings = settings
+        self.current: ScoringModel | None = None
+        self.refused: dict[int, str] = {}
+
+    def get(self) -> ScoringModel | None:
+        try:
+            version = registry.shadow_version(self.settings)
+        except Exception as exc:
+            log.warning("cannot ask the registry for the shadow version (%s); keeping the current one", exc)
+            return self.current
+        if version is None or version in self.refused:
+            self.current = None
+        elif self.current is None or self.current.version != version:
+            try:
+                self.current = load_scoring_model(self.spark, self.settings, version)
+                log.info("shadow scoring with model version %s (no alerts)", version)
+            except registry.RegistryError as error:
+                self.refused[version] = str(error)
+                self.current = None
+                log.error("shadow version %s refused, no shadow scores: %s", version, error)
+        return self.current
+
+
 DIMENSIONS = ("users", "merchants", "daily")
 
 
@@ -151,12 +183,21 @@ class Publisher:
     published when they change (see the module doc). Without a ``champion`` (the feature check
     before any model), the snapshot only."""
 
-    def __init__(self, spark: SparkSession, settings: Settings, folder: Path, champion: Champion | None) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        folder: Path,
+        champion: Champion | None,
+        shadow: Shadow | None = None,
+    ) -> None:
         names = table_names(settings)
         self.spark = spark
         self.settings = settings
         self.folder = folder
         self.champion = champion
+        self.shadow = shadow
+        self.shadow_version: int | None = -1  # -1: nothing published yet
         tables = {
             "users": names.versions("users"),
             "merchants": names.versions("merchants"),
@@ -173,9 +214,18 @@ class Publisher:
             if model is not None and model.version != self.model_version:
                 serving.publish_model(self.folder, model.serving(self.settings.scoring.top_reasons))
                 self.model_version = model.version
+            if self.shadow is not None:
+                self._publish_shadow(self.shadow.get())
             versions = {key: self._version(key) for key in DIMENSIONS}
             if versions != self.versions:
                 self._publish_snapshot(versions)
+
+    def _publish_shadow(self, model: ScoringModel | None) -> None:
+        version = model.version if model is not None else None
+        if version != self.shadow_version:
+            serving_model = model.serving(self.settings.scoring.top_reasons) if model is not None else None
+            serving.publish_model(self.folder, serving_model, serving.SHADOW)
+            self.shadow_version = version
 
     def _version(self, key: str) -> int:
         from delta.tables import DeltaTable

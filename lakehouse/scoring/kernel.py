@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 _LABELS = {f.name: f.doc.split(";")[0].rstrip(".") for f in FEATURES}
 _DECIMALS = {f.name: 0 if f.kind in ("long", "int") else 2 for f in FEATURES}
+#: The shadow version's fields of a scored-rows record (only with a shadow version).
+SHADOW_FIELDS = ("shadow_model_version", "shadow_score", "shadow_threshold", "shadow_is_alert")
 #: The scored-rows record's time columns, sent as epoch microseconds (dates: days since the epoch).
 MICROS_COLUMNS = ("event_time", "transaction_created_at", "scored_at")
 DAYS_COLUMNS = ("event_date",)
@@ -205,15 +207,26 @@ def score_state_rows(
     feedback_delay_days: int,
     scored_at_us: int,
     timings: dict[str, float] | None = None,
+    shadow: ServingModel | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
     """Accepted state rows (with ``kafka_timestamp``) → (their feature rows, their scores, the
-    scored rows as dicts: the columns of ``gold.scored_transactions`` but ``run_id``/``batch_id``).
+    scored rows as dicts: the columns of ``gold.scored_transactions`` but ``run_id``/``batch_id``,
+    and with a ``shadow`` model its score and decision, :data:`SHADOW_FIELDS`, which never alert).
     ``timings`` (when given) gains the seconds spent on ``features``, ``model`` and ``reasons``."""
     clock = time.perf_counter
     began = clock()
     features = table_features(state, snapshot, feedback_delay_days=feedback_delay_days)
     featured = clock()
     score = model.compiled.score(*model_inputs(features, model.compiled))
+    shadowed = {}
+    if shadow is not None:
+        shadow_score = shadow.compiled.score(*model_inputs(features, shadow.compiled))
+        shadowed = {
+            "shadow_model_version": [shadow.version] * len(shadow_score),
+            "shadow_score": shadow_score.tolist(),
+            "shadow_threshold": [shadow.threshold] * len(shadow_score),
+            "shadow_is_alert": (shadow_score >= shadow.threshold).tolist(),
+        }
     scored = clock()
     alert = score >= model.threshold
     time_us = state["time_us"].to_numpy(np.int64)
@@ -238,6 +251,7 @@ def score_state_rows(
         "kafka_partition": features["kafka_partition"].to_numpy(np.int64).tolist(),
         "kafka_offset": features["kafka_offset"].to_numpy(np.int64).tolist(),
         "score": score.tolist(),
+        **shadowed,
     }
     fixed = {"threshold": model.threshold, "model_version": model.version, "scored_at": scored_at_us}
     rows = []
@@ -286,4 +300,6 @@ def scored_value(row: dict) -> str:
         "amount": _json_number(row["amount"]),
         "score": _json_number(row["score"]),
     }
+    if "shadow_score" in row:
+        out["shadow_score"] = _json_number(row["shadow_score"])
     return json.dumps(out, separators=(",", ":"), allow_nan=False)

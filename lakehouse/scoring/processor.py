@@ -131,6 +131,7 @@ class ScoringProcessor(UserHistoryProcessor):
             feedback_delay_days=self.feedback_delay_days,
             scored_at_us=time.time_ns() // 1000,
             timings=timings,
+            shadow=serving.shadow(self.serving_dir) if self.emit == "records" else None,
         )
         if self.emit == "features":
             return self._feature_rows(state, features, score, model.version), commit

@@ -57,10 +57,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.queries import SCORE_LANDING_QUERY, SCORE_QUERY
-from lakehouse.contract.tables import QUARANTINE_COLUMNS, SCORED_COLUMNS, create_tables, table_names
+from lakehouse.contract.tables import (
+    QUARANTINE_COLUMNS,
+    SCORED_COLUMNS,
+    SHADOW_COLUMNS,
+    create_tables,
+    table_names,
+)
 from lakehouse.platform import faults
 from lakehouse.platform.delta import retry_on_conflict, table_location
-from lakehouse.scoring.champion import Champion, Publisher
+from lakehouse.scoring.champion import Champion, Publisher, Shadow
 from lakehouse.scoring.kernel import DAYS_COLUMNS, MICROS_COLUMNS
 from lakehouse.scoring.processor import AFTER_ALERTS, AFTER_TABLE, BEFORE_COMMIT, METRICS_TOPIC
 from lakehouse.settings import Settings
@@ -134,13 +140,13 @@ class ScoreBatch:
         faults.reached(BEFORE_COMMIT)
 
 
-def scored_rows(records: DataFrame) -> DataFrame:
-    """Records of the scored-rows topic → rows of ``gold.scored_transactions`` (without ``run_id``,
-    ``batch_id``), one per transaction."""
+def scored_rows(records: DataFrame, columns=SCORED_COLUMNS) -> DataFrame:
+    """Records of the scored-rows topic → rows of ``gold.scored_transactions`` (or, with
+    ``columns``, of ``gold.shadow_scores``) without ``run_id``, ``batch_id``, one per transaction."""
     from pyspark.sql import functions as F
 
     wire = dict.fromkeys(MICROS_COLUMNS, "BIGINT") | dict.fromkeys(DAYS_COLUMNS, "INT")
-    fields = [(name, wire.get(name, sql)) for name, sql in SCORED_COLUMNS if name not in ("run_id", "batch_id")]
+    fields = [(name, wire.get(name, sql)) for name, sql in columns if name not in ("run_id", "batch_id")]
     parsed = records.select(
         F.from_json(F.col("value").cast("string"), ", ".join(f"{n} {t}" for n, t in fields)).alias("r")
     ).select("r.*")
@@ -155,6 +161,7 @@ class LandBatch:
     def __init__(self, spark: SparkSession, settings: Settings, checkpoint: str) -> None:
         names = table_names(settings)
         self.location = table_location(spark, names.scored)
+        self.shadow = table_location(spark, names.shadow)
         self.quarantine = table_location(spark, names.quarantine)
         self.source_topic = settings.kafka.topics.transactions.name
         self.checkpoint = checkpoint
@@ -169,31 +176,42 @@ class LandBatch:
         records = records.persist()
         try:
             poison = F.get_json_object(F.col("value").cast("string"), "$.quarantine_reason").isNotNull()
-            self._land_scored(records.where(~poison), batch_id)
+            self._land(records.where(~poison), batch_id, SCORED_COLUMNS, self.location)
+            shadowed = records.where(
+                ~poison & F.get_json_object(F.col("value").cast("string"), "$.shadow_score").isNotNull()
+            )
+            if shadowed.take(1):
+                self._land(
+                    shadowed, batch_id, SHADOW_COLUMNS, self.shadow, "t.shadow_model_version = s.shadow_model_version"
+                )
             if records.where(poison).take(1):
                 self._quarantine(records.where(poison), batch_id)
         finally:
             records.unpersist()
         faults.reached(AFTER_TABLE)
 
-    def _land_scored(self, records: DataFrame, batch_id: int) -> None:
+    def _land(self, records: DataFrame, batch_id: int, columns, location: str, match: str | None = None) -> None:
+        """Insert the batch's rows (``columns``) into the table at ``location``, once per
+        transaction (and ``match``)."""
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
         spark = records.sparkSession
-        rows = scored_rows(records).withColumn("run_id", F.lit(self.run_id)).withColumn("batch_id", F.lit(batch_id))
-        rows = rows.select(*[F.col(name).cast(sql) for name, sql in SCORED_COLUMNS]).persist()
+        rows = scored_rows(records, columns).withColumn("run_id", F.lit(self.run_id))
+        rows = rows.withColumn("batch_id", F.lit(batch_id))
+        rows = rows.select(*[F.col(name).cast(sql) for name, sql in columns]).persist()
         try:
             # The batch's days as literals: Delta prunes the target to their partitions (it does not
             # from the join condition alone), so a MERGE reads today's rows, not the whole table.
             days = sorted(r.event_date.isoformat() for r in rows.select("event_date").distinct().collect())
+            condition = landing_condition(days) + (f" AND {match}" if match else "")
             if days:
                 # Insert-only by transaction id: repeating it after a conflict (OPTIMIZE) inserts nothing twice.
                 retry_on_conflict(
                     lambda: (
-                        DeltaTable.forPath(spark, self.location)
+                        DeltaTable.forPath(spark, location)
                         .alias("t")
-                        .merge(rows.alias("s"), landing_condition(days))
+                        .merge(rows.alias("s"), condition)
                         .whenNotMatchedInsertAll()
                         .execute()
                     ),
@@ -307,7 +325,7 @@ def start_scorer(
     ensure_topics(settings.kafka, [topics.scored])
     plan = query_plan(settings, SCORE_QUERY, once=once)
     folder = serving_folder(settings, plan.checkpoint)
-    publisher = Publisher(spark, settings, folder, Champion(spark, settings))
+    publisher = Publisher(spark, settings, folder, Champion(spark, settings), Shadow(spark, settings))
     publisher.refresh()
     processor = ScoringProcessor(
         serving_dir=str(folder),

@@ -11,6 +11,8 @@ Python worker (workers are reused across micro-batches), so a task pays nothing 
   plain JSON) and ``meta.json`` (version, threshold, reason profile, reasons per alert). Only a
   version that loaded, scored the feature table and matched MLlib is ever published: a broken
   champion is refused before its bundle exists.
+- ``shadow/v<version>-<id>/``: the same for the shadow version, scored beside the champion
+  without alerts (an empty pointer: no shadow).
 - ``snapshot/<versions>-<id>/``: the user and merchant versions and the merchant daily counts as
   Parquet, read at known Delta versions (recorded in ``versions.json``).
 
@@ -36,19 +38,21 @@ from lakehouse.scoring.kernel import ServingModel
 if TYPE_CHECKING:
     import pandas as pd
 
-MODEL, SNAPSHOT = "model", "snapshot"
+MODEL, SHADOW, SNAPSHOT = "model", "shadow", "snapshot"
 POINTER = "CURRENT"
 KEEP = 3
 _loaded: dict[tuple[str, str], tuple[str, object]] = {}  # (folder, kind) → (bundle name, loaded bundle)
 
 
 def _publish(folder: Path, kind: str, name: str, write) -> None:
+    """``write`` a bundle ``name`` of ``kind`` and point at it; an empty ``name``: point at nothing."""
     root = folder / kind
     root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".staging-{uuid.uuid4().hex}"
-    staging.mkdir()
-    write(staging)
-    staging.rename(root / name)
+    if name:
+        staging = root / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir()
+        write(staging)
+        staging.rename(root / name)
     pointer = root / f".{POINTER}-{uuid.uuid4().hex}"
     pointer.write_text(name)
     os.replace(pointer, root / POINTER)
@@ -57,7 +61,9 @@ def _publish(folder: Path, kind: str, name: str, write) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def publish_model(folder: Path, model: ServingModel) -> None:
+def publish_model(folder: Path, model: ServingModel | None, kind: str = MODEL) -> None:
+    """The champion (``kind`` MODEL) or the shadow version (SHADOW; None: no shadow)."""
+
     def write(target: Path) -> None:
         (target / "compiled.json").write_text(model.compiled.to_json())
         meta = {
@@ -68,7 +74,7 @@ def publish_model(folder: Path, model: ServingModel) -> None:
         }
         (target / "meta.json").write_text(json.dumps(meta))
 
-    _publish(folder, MODEL, f"v{model.version}-{uuid.uuid4().hex[:8]}", write)
+    _publish(folder, kind, "" if model is None else f"v{model.version}-{uuid.uuid4().hex[:8]}", write)
 
 
 def publish_snapshot(folder: Path, snapshot: Snapshot) -> None:
@@ -116,7 +122,7 @@ def _current(folder: Path, kind: str, read):
     key = (str(folder), kind)
     cached = _loaded.get(key)
     if cached is None or cached[0] != name:
-        cached = (name, read(root / name))
+        cached = (name, read(root / name) if name else None)
         _loaded[key] = cached
     return cached[1]
 
@@ -129,3 +135,9 @@ def current(folder: str | Path, *, model_required: bool = True) -> tuple[Serving
     if model_required or (folder / MODEL / POINTER).exists():
         model = _current(folder, MODEL, _read_model)
     return model, _current(folder, SNAPSHOT, _read_snapshot)
+
+
+def shadow(folder: str | Path) -> ServingModel | None:
+    """The shadow version the driver published last; None when there is none."""
+    folder = Path(folder)
+    return _current(folder, SHADOW, _read_model) if (folder / SHADOW / POINTER).exists() else None

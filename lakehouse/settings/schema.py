@@ -399,6 +399,21 @@ class FeaturesSettings(_Section):
     tolerance: float = Field(gt=0, description="Relative tolerance of `fraudlake features check`.")
 
 
+class LabelPolicySettings(_Section):
+    """Which labels training, its quality gates and the label-based features see (see
+    :mod:`lakehouse.features.labels`)."""
+
+    source: Literal["auto", "inline", "stream"] = Field(
+        description="inline: each transaction's own is_fraud; stream: the label events of fraud_labels as reported "
+        "by each cut; auto: imported transactions inline, streamed ones from fraud_labels once it holds any event."
+    )
+    maturity_days: int = Field(
+        ge=0,
+        description="With stream labels, training validates on a window that ends this many days before its cut "
+        "(labels of the last days are still coming).",
+    )
+
+
 class GbtSettings(_Section):
     max_iter: int = Field(ge=1)
     max_depth: int = Field(ge=1, le=30)
@@ -437,6 +452,12 @@ class TrainingSettings(_Section):
     threshold: ThresholdSettings
     promotion_margin: float = Field(
         ge=0, description="A challenger must beat the champion's average precision by this much."
+    )
+    shadow_days: int = Field(
+        default=0,
+        ge=0,
+        description="Promotion (by the retraining DAG) waits for this many live days of the challenger's shadow "
+        "scores with matured labels, and needs it to beat the champion on them; 0: promote on validation alone.",
     )
     gbt: GbtSettings
     random_forest: RandomForestSettings
@@ -531,6 +552,7 @@ class Settings(_Section):
     lakehouse: LakehouseSettings
     streaming: StreamingSettings
     features: FeaturesSettings
+    labels: LabelPolicySettings
     training: TrainingSettings
     registry: RegistrySettings
     scoring: ScoringSettings

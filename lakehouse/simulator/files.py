@@ -3,6 +3,7 @@
 <out>/transactions.parquet   the contract's transaction fields, one row group per day
 <out>/users.parquet          every version of every user profile in the span (updated_at)
 <out>/merchants.parquet
+<out>/labels.parquet         the label events reported by the batch's end (a chargeback file as of then)
 <out>/manifest.json          seed, span, counts per scenario: what the files hold
 """
 
@@ -16,8 +17,16 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lakehouse.contract.schemas import MERCHANT_FIELDS, TRANSACTION_FIELDS, USER_FIELDS, arrow_schema
-from lakehouse.simulator.simulation import EntityEvent, Simulation
+from lakehouse.contract.schemas import (
+    LABEL_EVENT_FIELDS,
+    MERCHANT_FIELDS,
+    TRANSACTION_FIELDS,
+    USER_FIELDS,
+    arrow_schema,
+)
+from lakehouse.simulator.entities import DAY_MS
+from lakehouse.simulator.labels import LabelQueue, label_events, label_json, label_rng
+from lakehouse.simulator.simulation import EntityEvent, Simulation, midnight_ms
 
 
 def write_offline_batch(
@@ -29,8 +38,10 @@ def write_offline_batch(
     scenarios: Counter[str] = Counter()
     total = 0
     schema = arrow_schema(TRANSACTION_FIELDS)
+    labels = LabelQueue()
     with pq.ParquetWriter(out_dir / "transactions.parquet", schema) as writer:
         for day, batch in simulation.offline_batch():
+            labels.add(label_events(batch, sim.labels, label_rng(simulation.traffic_seed, day)))
             columns = simulation.transaction_columns(batch)
             columns["timestamp"] = batch.ts_ms  # epoch ms → timestamp[ms, UTC]
             arrays = [pa.array(columns[f.name], type=schema.field(f.name).type) for f in TRANSACTION_FIELDS]
@@ -44,6 +55,9 @@ def write_offline_batch(
     _write_entities(users, USER_FIELDS, out_dir / "users.parquet")
     merchants = simulation.merchant_records()
     _write_entities(merchants, MERCHANT_FIELDS, out_dir / "merchants.parquet")
+    reported = labels.due(midnight_ms(simulation.start) + sim.days * DAY_MS)
+    records = [json.loads(r) for r in label_json(reported, simulation.population.user_id)]
+    _write_entities([EntityEvent(0, "labels", "", r) for r in records], LABEL_EVENT_FIELDS, out_dir / "labels.parquet")
 
     manifest: dict[str, object] = {
         "seed": sim.seed,
@@ -57,6 +71,8 @@ def write_offline_batch(
         "users": len({e.key for e in users}),
         "user_versions": len(users),
         "merchants": len(merchants),
+        "labels": len(reported),
+        "labels_reported_later": len(labels.pending),
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from lakehouse.settings import LabelsSettings
+from lakehouse.simulator.entities import DAY_MS
 from lakehouse.simulator.simulation import iso_ms
 from lakehouse.simulator.traffic import TxBatch
 
-DAY_MS = 86_400_000
 MIN_DELAY_MS = 60_000
 
 
@@ -74,6 +74,12 @@ def label_events(batch: TxBatch, labels: LabelsSettings, rng: np.random.Generato
         label=np.full(len(chosen), "fraud", dtype=object),
         source=np.where(chargeback[chosen], "chargeback", "customer_report").astype(object),
     )
+
+
+def label_rng(traffic_seed: int, position: int) -> np.random.Generator:
+    """The random generator of the labels of the payments from ``position`` on: a simulation's
+    traffic seed fixes its labels, whoever draws them (the producer, the offline files)."""
+    return np.random.default_rng([traffic_seed, position, 0x1ABE1])
 
 
 def label_id(transaction_id: str, source: str, reported_ms: int) -> str:

@@ -27,7 +27,7 @@ from lakehouse.platform.kafka.senders import Sender
 from lakehouse.settings import Settings
 from lakehouse.simulator.bad_records import BadRecordInjector
 from lakehouse.simulator.entities import DAY_MS, HOUR_MS
-from lakehouse.simulator.labels import LabelQueue, label_events, label_json
+from lakehouse.simulator.labels import LabelQueue, label_events, label_json, label_rng
 from lakehouse.simulator.simulation import EntityEvent, Simulation, entity_json, iso_ms
 from lakehouse.simulator.traffic import TxBatch
 
@@ -219,7 +219,7 @@ def produce(
                     report.first_event = report.first_event or str(stamps[0])
                     report.last_event = str(stamps[1])
                 if label_queue is not None:
-                    rng = np.random.default_rng([simulation.traffic_seed, chunk_start, 0x1ABE1])
+                    rng = label_rng(simulation.traffic_seed, chunk_start)
                     label_queue.add(label_events(chunk.take(np.arange(sent_here)), label_settings, rng))
                     due = label_queue.due(chunk_end)
                     for key, value in zip(

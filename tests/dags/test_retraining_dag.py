@@ -31,6 +31,7 @@ WORLD_VARIABLES = {
     "FRAUDLAKE_SIMULATOR__TRANSACTIONS": "9000",
     "FRAUDLAKE_SIMULATOR__FRAUD_RATE": "0.04",
     "FRAUDLAKE_TRAINING__GBT__MAX_ITER": "20",
+    "FRAUDLAKE_LABELS__SOURCE": "stream",  # the imported label events, not the transactions' own labels
     "FRAUDLAKE_ORCHESTRATION__START_DATE": "2026-01-01",
     "FRAUDLAKE_ORCHESTRATION__SCORER_RELOAD_TIMEOUT_S": "5",
 }
@@ -104,6 +105,10 @@ def test_retraining_dag_on_clean_data_promotes_the_better_challenger_and_records
     challenger = state["challenger"]["version"]
     e = state["evaluation"]
     assert e["champion"] == 1 and e["challenger"] == challenger == 2
+    # Labels as known at the interval's end: validation ends labels.maturity_days (7) before it,
+    # where labels have matured, and training runs up to it.
+    assert e["validation"] == "2026-10-10..2026-10-16"
+    assert state["challenger"]["split"] == "train 2026-10-01..2026-10-09, validation 2026-10-10..2026-10-16"
     # Same validation window for both; the weak champion (a one-split tree) loses by far more than the margin.
     assert e["promote"] and e["challenger_ap"] >= e["champion_ap"] + world.settings.training.promotion_margin
     assert state["promotion"] == {**state["promotion"], "promoted": True, "champion_before": 1, "champion_after": 2}

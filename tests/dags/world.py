@@ -1,6 +1,7 @@
 """The DAG tests' world, built in its own process (with the world's catalog server, which the
 DAG's tasks then share; the test session's Spark has its own catalog): simulated days imported
-like outside files, features built, and a deliberately weak first champion (a one-split tree)
+like outside files (with the label events reported by the last day: labels come from them, as
+from a label stream), features built, and a deliberately weak first champion (a one-split tree)
 that a properly trained challenger beats.
 
 Run: ``python -m tests.dags.world --out FOLDER --start 2026-10-01`` with the FRAUDLAKE_* variables
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             transactions=str(args.out / "transactions.parquet"),
             users=str(args.out / "users.parquet"),
             merchants=str(args.out / "merchants.parquet"),
+            labels=str(args.out / "labels.parquet"),
             name="dag_world",
         )
         build_features(spark, settings)

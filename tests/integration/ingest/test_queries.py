@@ -159,3 +159,60 @@ def test_a_record_that_fails_its_batch_again_and_again_is_quarantined_and_the_re
     assert quarantined[0].reason.startswith("poison_record:") and "poison record" in quarantined[0].reason
     assert count(spark, names.silver("transactions")) == len(records) - 1
     assert all(r.ok for r in reconcile(spark, settings)), reconcile(spark, settings)
+
+
+def test_late_labels_land_in_silver_once_each_and_a_later_report_supersedes_keeping_history(
+    ingest_settings, spark, tmp_path
+) -> None:
+    """Chargebacks and customers' reports (shortened delays, so that a few days of traffic see
+    them) come after their payments; a resent event is a duplicate, an unknown label is
+    quarantined, an analyst's later decision supersedes a chargeback and both stay in history."""
+    labels = {"emit": True, "chargeback_days_median": 1.0, "report_days_median": 0.3, "fraud_reported": 1.0}
+    simulator = ingest_settings.simulator.model_copy(
+        update={"labels": ingest_settings.simulator.labels.model_copy(update=labels)}
+    )
+    settings = ingest_settings.model_copy(update={"simulator": simulator})
+    simulation = Simulation(settings.simulator, date(2026, 10, 1), traffic_seed=23)
+    sender = make_sender(settings.kafka, settings.producer)
+    report = produce(settings, simulation, sender, ProduceLimits(count=2000), first_day=0, labels_path=tmp_path / "q")
+    sender.close()
+    assert report.labels > 0 and report.labels_pending > 0  # the last payments' reports are still to come
+
+    run_ingest(spark, settings, once=True, layers=("bronze",))
+    names = table_names(settings)
+    sent = [json.loads(r.value) for r in spark.table(names.bronze("labels")).orderBy("offset").collect()]
+    first = sent[0]
+    correction = {
+        **first,
+        "label_id": f"analyst-{first['transaction_id']}",
+        "label": "legitimate",
+        "source": "analyst",
+        "analyst": "a.lopez",
+        "reported_at": "2026-11-20T09:00:00.000Z",
+    }
+    direct = producer(settings.kafka)
+    for record in (first, correction, {**first, "label_id": "bad-1", "label": "maybe"}):  # a resend, a decision, junk
+        direct.send(settings.kafka.topics.labels.name, json.dumps(record).encode(), key=first["user_id"].encode())
+    direct.flush(30)
+    direct.close()
+    run_ingest(spark, settings, once=True)
+
+    quarantined = Counter(
+        r.reason for r in spark.table(names.quarantine).where("source = 'labels'").select("reason").collect()
+    )
+    assert quarantined == {"duplicate": 1, "unknown_label": 1}
+    assert count(spark, names.versions("labels")) == report.labels + 1
+    latest = {r.transaction_id: r for r in spark.table(names.silver("labels")).collect()}
+    assert len(latest) == len({s["transaction_id"] for s in sent})
+    assert (
+        latest[first["transaction_id"]].label == "legitimate" and latest[first["transaction_id"]].analyst == "a.lopez"
+    )
+    history = spark.table(names.versions("labels")).where(f"transaction_id = '{first['transaction_id']}'")
+    assert sorted(r.source for r in history.collect()) == ["analyst", first["source"]]
+    # Late, as in life: every report comes after its payment.
+    delays = spark.sql(
+        f"SELECT min(l.reported_at - t.event_time) AS shortest, count(*) AS n FROM {names.versions('labels')} l "
+        f"JOIN {names.silver('transactions')} t USING (transaction_id)"
+    ).first()
+    assert delays.n == report.labels + 1 and delays.shortest.total_seconds() >= 60
+    assert all(r.ok for r in reconcile(spark, settings)), reconcile(spark, settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from lakehouse.ingest.files import import_files
 from lakehouse.ml import registry
 from lakehouse.ml.compiled import CompiledModel
 from lakehouse.ml.pipeline import split_frames, time_split, with_label
-from lakehouse.ml.training import decide_promotion, train
+from lakehouse.ml.training import decide_promotion, pin_versions, pinned_split, train
 from lakehouse.platform.isolation import drop_schemas, isolated
 from lakehouse.scoring.champion import load_scoring_model
 from lakehouse.simulator.files import write_offline_batch
@@ -177,3 +177,46 @@ def test_backtest_rescores_history_as_of_a_table_version(trained_world, spark) -
     assert then.evaluation.average_precision == pytest.approx(
         registry.versions(trained_world)[champion - 1].average_precision, rel=1e-9
     )
+
+
+def test_training_as_of_a_cut_sees_only_the_labels_reported_before_it(trained_world, spark, tmp_path) -> None:
+    """A chargeback file imported as label events, read with ``labels.source: stream``: a fraud
+    reported after the cut is not known, a claim an analyst cleared is legitimate again, a false
+    claim reported in time counts as fraud (a label is what was reported), and validation ends
+    ``labels.maturity_days`` before the cut."""
+    world = trained_world.model_copy(
+        update={"labels": trained_world.labels.model_copy(update={"source": "stream", "maturity_days": 2})}
+    )
+    names = table_names(world)
+    rows = spark.table(names.features).where("event_date <= '2026-09-10'").orderBy("transaction_id")
+    frauds = rows.where("is_fraud").limit(2).collect()
+    legit = rows.where("NOT is_fraud").limit(2).collect()
+    cut = datetime(2026, 9, 25, tzinfo=UTC)
+    events = [
+        (frauds[0], "fraud", "chargeback", "2026-09-20T08:00:00Z"),  # known at the cut
+        (frauds[1], "fraud", "chargeback", "2026-09-26T08:00:00Z"),  # reported after it
+        (legit[0], "fraud", "customer_report", "2026-09-12T08:00:00Z"),
+        (legit[0], "legitimate", "analyst", "2026-09-14T08:00:00Z"),  # the analyst cleared it
+        (legit[1], "fraud", "customer_report", "2026-09-18T08:00:00+02:00"),  # a false claim, in time
+    ]
+    path = tmp_path / "chargebacks.csv"
+    lines = ["transaction_id,user_id,label,source,reported_at"]
+    lines += [f"{r.transaction_id},{r.user_id},{label},{source},{at}" for r, label, source, at in events]
+    path.write_text("\n".join(lines) + "\n")
+    (report,) = import_files(spark, world, labels=str(path), name="chargebacks")
+    assert (report.stream, report.accepted, report.quarantined) == ("labels", 5, 0)
+
+    split, train_rows, validation = pinned_split(spark, world, pin_versions(spark, world), as_of=cut)
+
+    known = {r.transaction_id for r in train_rows.unionByName(validation).where("is_fraud").collect()}
+    assert known == {frauds[0].transaction_id, legit[1].transaction_id}
+    assert split.validation_to == date(2026, 9, 22)  # two days matured before the cut's day
+    assert (split.validation_from - split.train_to).days == 1  # no gap: the cut stands for the delay
+    # Inline labels as before (the import's own is_fraud) when the setting says so.
+    _, inline_train, _ = pinned_split(
+        spark,
+        trained_world.model_copy(update={"labels": world.labels.model_copy(update={"source": "inline"})}),
+        pin_versions(spark, world),
+        as_of=cut,
+    )
+    assert inline_train.where("is_fraud").count() > 2

@@ -45,7 +45,7 @@ def test_stream_status_reports_lag_per_query_and_stale_queries_exit_1(status_set
     assert {name: (q.lag, q.state) for name, q in drained.items() if q.job == "ingest"} == {
         f"{layer}_{stream}": (0, HEALTHY)
         for layer in ("bronze", "silver")
-        for stream in ("transactions", "users", "merchants")
+        for stream in ("transactions", "users", "merchants", "labels")
     }
     assert drained["score"].state == NOT_STARTED and drained["score"].batch_id is None  # no scorer in this test
 
@@ -62,6 +62,8 @@ def test_stream_status_reports_lag_per_query_and_stale_queries_exit_1(status_set
         "silver_transactions": second.transactions,
         "silver_users": second.users,
         "silver_merchants": second.merchants,
+        "bronze_labels": 0,  # the simulator's label stream is off in this world
+        "silver_labels": 0,
     }
 
     recent = by_query(stream_status(settings))  # default max idle (300 s): all committed moments ago

@@ -24,6 +24,7 @@ from lakehouse.contract.tables import table_names
 from lakehouse.features.materialize import build_features
 from lakehouse.ingest.queries import run_ingest
 from lakehouse.ml import registry
+from lakehouse.ml.shadow import compare_shadow
 from lakehouse.ml.training import train
 from lakehouse.platform import isolation
 from lakehouse.platform.delta import table_location
@@ -359,8 +360,8 @@ def test_features_check_runs_the_scorers_step_and_its_scores_equal_mllibs(world,
 
 
 def test_a_record_that_fails_the_scorer_on_its_own_is_quarantined_and_the_rest_is_scored(world, spark) -> None:
-    # The module's last day (the crash test sends day +5 on the same transactions topic: a later day
-    # sent before it would make its events late).
+    # After the crash test's day +5 (it sends on the same transactions topic: a later day sent
+    # before it would make its events late).
     settings, _ = world
     names = table_names(settings)
     day = send_day(settings, 0.04, HISTORY_DAYS + 6, 120, seed=41)
@@ -377,3 +378,47 @@ def test_a_record_that_fails_the_scorer_on_its_own_is_quarantined_and_the_rest_i
     ]
     assert set_aside[0].reason.startswith("poison_record:") and "fault injection" in set_aside[0].reason
     assert json.loads(set_aside[0].value)["transaction_id"] == poison.transaction_id
+
+
+def test_a_shadow_version_scores_beside_the_champion_without_alerts_and_is_compared(world, spark) -> None:
+    """The module's last day. The shadow version scores every transaction the champion scores,
+    into gold.shadow_scores, and sends no alert; `model compare` judges both on the same
+    transactions with their labels (inline here: all matured, these days are in the past)."""
+    settings, _ = world
+    names = table_names(settings)
+    champion = registry.champion_version(settings)
+    weak = settings.training.model_copy(
+        update={"seed": 3, "gbt": settings.training.gbt.model_copy(update={"max_iter": 5})}
+    )
+    shadow = train(spark, settings.model_copy(update={"training": weak}), promote=False).version
+    registry.set_shadow(settings, shadow, reason="test")
+    try:
+        day = send_day(settings, 0.25, HISTORY_DAYS + 7, 150, seed=51)
+        score_once(spark, settings)
+    finally:
+        registry.set_shadow(settings, None, reason="test")
+
+    scored = rows_of_day(spark, settings, day).select("transaction_id", "score", "is_alert", "model_version")
+    shadowed = spark.table(names.shadow).where(f"event_date = '{day.first_event[:10]}'")
+    assert shadowed.count() == scored.count() == day.transactions
+    assert {tuple(r) for r in shadowed.select("model_version", "shadow_model_version").distinct().collect()} == {
+        (champion, shadow)
+    }
+    both = shadowed.alias("s").join(scored.alias("c"), "transaction_id")
+    assert both.where("s.score != c.score OR s.is_alert != c.is_alert").count() == 0  # the champion's, as scored
+    assert both.where("s.shadow_is_alert != (s.shadow_score >= s.shadow_threshold)").count() == 0
+    assert both.where("s.shadow_score != s.score").count() > 0  # another model's scores
+    alerted = {r.transaction_id for r in scored.where("is_alert").collect()}
+    assert alerted  # a day with a quarter of fraud
+    day_ids = {r.transaction_id for r in scored.collect()}
+    on_kafka = [a for _, a in read_alerts(settings, ids_seen({alert_id(t) for t in alerted}))]
+    of_day = [a for a in on_kafka if a["transaction_id"] in day_ids]
+    assert len(of_day) == len(alerted) and {a["model_version"] for a in of_day} == {champion}  # none from the shadow
+
+    run_ingest(spark, settings, once=True)  # the day's labels (inline) in silver
+    compared = compare_shadow(spark, settings, shadow)
+    ran = spark.table(names.shadow).where(f"shadow_model_version = {shadow}")  # the day (and the history if unscored)
+    truth = ran.join(spark.table(names.silver("transactions")), "transaction_id").where("is_fraud").count()
+    assert compared.rows == ran.count() and compared.frauds == truth >= day.fraud > 0
+    assert compared.champion_versions == (champion,) and compared.days >= 1
+    assert 0 < compared.shadow_ap <= 1 and 0 < compared.champion_ap <= 1

@@ -8,8 +8,10 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import pytest
+from pyspark.sql import functions as F
 
 from lakehouse.contract.features import FEATURE_NAMES
+from lakehouse.features.labels import feedback_cut, labels_as_of
 from lakehouse.features.offline import merchant_daily_stats, transaction_features
 from tests.helpers import MERCHANTS, TX, USERS
 
@@ -58,13 +60,22 @@ MERCHANT_ROWS = [
 ]
 
 
-def features(spark, tx_rows, user_rows=USER_ROWS) -> dict[str, dict]:
+def features(spark, tx_rows, user_rows=USER_ROWS, events=None) -> dict[str, dict]:
+    """The offline features; ``events``: label events (transaction, reported at) that label the
+    frauds instead of their inline labels, as ``features build`` does with the label stream."""
     silver = spark.createDataFrame(tx_rows, TX)
+    labelled = silver
+    if events is not None:
+        events = spark.createDataFrame(
+            [(t, "fraud", at, 0, i) for i, (t, at) in enumerate(events)],
+            "transaction_id STRING, label STRING, reported_at TIMESTAMP, _partition INT, _offset BIGINT",
+        )
+        labelled = labels_as_of(silver, events, feedback_cut(DELAY), F.lit(False))
     out = transaction_features(
         silver,
         user_versions=spark.createDataFrame(user_rows, USERS),
         merchant_versions=spark.createDataFrame(MERCHANT_ROWS, MERCHANTS),
-        merchant_daily=merchant_daily_stats(silver),
+        merchant_daily=merchant_daily_stats(labelled),
         max_events=100,
         feedback_delay_days=DELAY,
     )
@@ -142,6 +153,23 @@ def test_labels_after_the_feedback_cutoff_never_reach_a_transaction(spark, basel
         for t, u, m, at, d, a, c, ip, fraud, s, p, o, g in transactions()
     ]
     assert features(spark, old_enough)[target]["merchant_fraud_rate_30d"] != baseline[target]["merchant_fraud_rate_30d"]
+
+
+def test_a_reported_fraud_reaches_the_merchant_fraud_rate_only_if_reported_within_the_feedback_delay(
+    spark, baseline
+) -> None:
+    frauds = [(t, at) for t, _u, _m, at, *_rest in transactions() if _rest[4]]
+    in_time = features(spark, transactions(), events=[(t, at + timedelta(days=1)) for t, at in frauds])
+    assert in_time == baseline  # every fraud reported within the delay: as if labels were inline
+
+    target_day = (START + timedelta(days=15)).date()
+    target = next(t for t, _u, m, at, *_ in transactions() if at.date() == target_day and m == "m1")
+    day = target_day - timedelta(days=DELAY + 1)  # old enough for the target's fraud rate
+    late = next(t for t, _u, m, at, *_rest in transactions() if at.date() <= day and m == "m1" and _rest[4])
+    # Reported after the target's day: unknown when it was scored, so it must not count.
+    reported = [(t, at + timedelta(days=DELAY + 3 if t == late else 1)) for t, at in frauds]
+    rate = features(spark, transactions(), events=reported)[target]["merchant_fraud_rate_30d"]
+    assert rate < baseline[target]["merchant_fraud_rate_30d"]
 
 
 def test_a_later_profile_version_does_not_reach_back(spark, baseline) -> None:

@@ -8,8 +8,14 @@ from datetime import datetime
 
 import pytest
 
-from lakehouse.contract.schemas import TRANSACTION_FIELDS, USER_FIELDS
-from lakehouse.ingest.transforms import bronze_records, late_and_duplicates, latest_per_key, parse_records
+from lakehouse.contract.schemas import LABEL_EVENT_FIELDS, TRANSACTION_FIELDS, USER_FIELDS
+from lakehouse.ingest.transforms import (
+    bronze_records,
+    duplicates,
+    late_and_duplicates,
+    latest_per_key,
+    parse_records,
+)
 
 GOOD = {
     "transaction_id": "T1",
@@ -227,3 +233,40 @@ def test_latest_per_key_takes_the_newest_update(spark) -> None:
     ]
     df = spark.createDataFrame(rows, "user_id STRING, updated_at TIMESTAMP, partition INT, offset BIGINT")
     assert {(r.user_id, r.offset) for r in latest_per_key(df, "user_id").collect()} == {("U1", 2), ("U2", 4)}
+
+
+LABEL = {
+    "label_id": "L1",
+    "transaction_id": "T1",
+    "user_id": "U1",
+    "label": "fraud",
+    "source": "chargeback",
+    "reported_at": "2026-10-01T12:00:00.000Z",
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({}, None),
+        ({"source": "analyst", "analyst": "ana", "note": "called the customer"}, None),
+        ({"label": "legitimate", "source": "customer_report"}, None),
+        ({"label": "Fraud"}, "unknown_label"),
+        ({"source": "rumour"}, "unknown_source"),
+        ({"label_id": " "}, "bad_id:label_id"),
+        ({"transaction_id": None}, "missing_field:transaction_id"),
+        ({"reported_at": "0001-01-01T00:00:00Z"}, "out_of_range:reported_at"),
+        ({"reported_at": "2026-11-01T00:00:00Z"}, "future_time:reported_at"),
+    ],
+)
+def test_parse_records_label_events_take_known_labels_and_sources_only(spark, settings, changes, reason) -> None:
+    parsed = parse_records(bronze(spark, [json.dumps({**LABEL, **changes})]), LABEL_EVENT_FIELDS, settings.data)
+    assert parsed.select("quarantine_reason").first().quarantine_reason == reason
+
+
+def test_a_repeated_label_event_is_a_duplicate_of_the_first(spark) -> None:
+    rows = [("L1", 0, 3), ("L1", 1, 1), ("L2", 0, 4), ("K", 0, 5)]
+    batch = spark.createDataFrame(rows, "label_id STRING, partition INT, offset BIGINT")
+    prior = spark.createDataFrame([("K",)], "label_id STRING")
+    out = {(r.label_id, r.partition): r.quarantine_reason for r in duplicates(batch, prior, "label_id").collect()}
+    assert out == {("L1", 0): None, ("L1", 1): "duplicate", ("L2", 0): None, ("K", 0): "duplicate"}

@@ -80,3 +80,14 @@ def test_a_task_before_any_publication_says_what_is_missing(tmp_path) -> None:
 
     with pytest.raises(RuntimeError, match="nothing published"):
         serving.current(tmp_path)
+
+
+def test_a_shadow_version_is_published_beside_the_champion_and_withdrawn(tmp_path) -> None:
+    assert serving.shadow(tmp_path) is None  # never published: no shadow
+    serving.publish_model(tmp_path, model(1))
+    serving.publish_model(tmp_path, model(2), serving.SHADOW)
+    assert serving.shadow(tmp_path).version == 2
+    serving.publish_snapshot(tmp_path, snapshot(4))
+    assert serving.current(tmp_path)[0].version == 1  # the champion is still the champion
+    serving.publish_model(tmp_path, None, serving.SHADOW)
+    assert serving.shadow(tmp_path) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -123,10 +123,15 @@ def test_offline_files_identical_for_a_seed(small, tmp_path) -> None:
     second = write_offline_batch(Simulation(small, START), tmp_path / "b")
     assert first == second
     assert first["transactions"] == small.transactions
-    for name in ("transactions", "users", "merchants"):
+    for name in ("transactions", "users", "merchants", "labels"):
         assert pq.read_table(tmp_path / "a" / f"{name}.parquet").equals(
             pq.read_table(tmp_path / "b" / f"{name}.parquet")
         )
     table = pq.read_table(tmp_path / "a" / "transactions.parquet")
     assert table.num_rows == small.transactions
     assert str(table.schema.field("timestamp").type) == "timestamp[ms, tz=UTC]"
+    # The chargeback file as of the batch's end: reports after it are left for later.
+    labels = pq.read_table(tmp_path / "a" / "labels.parquet").to_pylist()
+    assert len(labels) == first["labels"] > 0 and first["labels_reported_later"] > 0
+    end = max(table.column("timestamp").to_pylist())
+    assert all(label["reported_at"] <= end + timedelta(days=1) for label in labels)
