@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.platform.isolation import isolated
+from lakehouse.platform.kafka.clients import admin_client
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.simulator.producer import ProduceLimits, produce
@@ -63,7 +64,16 @@ def test_ingest_resumes_from_the_previous_releases_checkpoints(
         run_job(previous_release, env, "jobs.stream_ingest", "--env", "test", "--once")
         second = produce(settings, simulation, sender, ProduceLimits(count=700), first_day=first.next_day)
         sender.flush(30)
+        # The previous release had no label stream: its cluster has no labels topic. This release's
+        # ingest creates it (configured settings) and reads it from the start.
+        delete_topics(settings.kafka, [topics.labels.name])
+        env["FRAUDLAKE_KAFKA__TOPICS__LABELS__NAME"] = topics.labels.name  # a key the previous release refuses
         run_job(PROJECT_DIR, env, "jobs.stream_ingest", "--env", "test", "--once")
+        admin = admin_client(settings.kafka)
+        try:
+            assert topics.labels.name in set(admin.list_topics())
+        finally:
+            admin.close()
     finally:
         sender.close()
 
