@@ -230,25 +230,26 @@ def promote(settings: Settings, run: Run, session: Callable[[], SparkSession] | 
             settings, e["challenger"], e["promote"], lambda version: compare_shadow(session(), settings, version)
         )
         after = decision.promote if decision.promote is not None else before
-        run.state["promotion"] = {
-            "promoted": decision.promote is not None,
-            "champion_before": before,
-            "champion_after": after,
-            "shadow": decision.shadow,
-            "reason": decision.reason,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        run.save()
-        return run.state["promotion"]
+        return _record_promotion(
+            run, decision.promote is not None, before, after, decision.reason, shadow=decision.shadow
+        )
     comparison = Comparison(
         e["challenger"], e["champion"], e["challenger_ap"], e["champion_ap"], e["promote"], e["reason"]
     )
     p = apply(settings, comparison)
+    return _record_promotion(run, p.promoted, p.champion_before, p.champion_after, p.reason)
+
+
+def _record_promotion(
+    run: Run, promoted: bool, before: int | None, after: int | None, reason: str, **extra: Any
+) -> dict[str, Any]:
+    """The run's promotion record (what ``await_scorer`` and ``record`` read), saved."""
     run.state["promotion"] = {
-        "promoted": p.promoted,
-        "champion_before": p.champion_before,
-        "champion_after": p.champion_after,
-        "reason": p.reason,
+        "promoted": promoted,
+        "champion_before": before,
+        "champion_after": after,
+        **extra,
+        "reason": reason,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     run.save()

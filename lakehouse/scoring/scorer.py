@@ -173,13 +173,13 @@ class LandBatch:
         spark = records.sparkSession
         if self.run_id is None:
             self.run_id = query_run_id(spark, self.checkpoint)
-        records = records.persist()
+        # Each record's JSON read once for its two marks: set aside by the scorer, shadow-scored.
+        marks = F.json_tuple(F.col("value").cast("string"), "quarantine_reason", "shadow_score")
+        records = records.select("*", marks.alias("_poison", "_shadow")).persist()
         try:
-            poison = F.get_json_object(F.col("value").cast("string"), "$.quarantine_reason").isNotNull()
+            poison = F.col("_poison").isNotNull()
             self._land(records.where(~poison), batch_id, SCORED_COLUMNS, self.location)
-            shadowed = records.where(
-                ~poison & F.get_json_object(F.col("value").cast("string"), "$.shadow_score").isNotNull()
-            )
+            shadowed = records.where(~poison & F.col("_shadow").isNotNull())
             if shadowed.take(1):
                 self._land(
                     shadowed, batch_id, SHADOW_COLUMNS, self.shadow, "t.shadow_model_version = s.shadow_model_version"
