@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +81,11 @@ class Report:
         self.blocks.append(markdown_table(columns, rows, align))
         return self
 
+    def stages(self, seconds: Mapping[str, float]) -> Report:
+        """The seconds of each stage (:class:`StageClock`) and their total."""
+        rows = [(name, f"{value:,.0f}") for name, value in seconds.items()]
+        return self.table(["stage", "seconds"], [*rows, ("**total**", f"**{sum(seconds.values()):,.0f}**")], "lr")
+
     def attach(self, suffix: str, text: str) -> Report:
         """A file written next to the page (same name, this suffix), e.g. raw points as ``.jsonl``."""
         self.attachments[suffix] = text
@@ -121,3 +127,20 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@dataclass
+class StageClock:
+    """Runs a benchmark's stages one after the other, saying when each starts and how long it took,
+    and keeps their seconds in ``seconds`` (name → seconds, in order)."""
+
+    seconds: dict[str, float]
+    on_progress: Callable[[str], None] = print
+
+    def __call__(self, name: str, work: Callable[[], object]) -> object:
+        self.on_progress(f"{name} ...")
+        began = time.perf_counter()
+        out = work()
+        self.seconds[name] = time.perf_counter() - began
+        self.on_progress(f"{name}: {self.seconds[name]:,.0f} s")
+        return out

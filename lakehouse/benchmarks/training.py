@@ -5,14 +5,14 @@ touches the user's tables or champion."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lakehouse.benchmarks.report import Report, machine_description
+from lakehouse.benchmarks.report import Report, StageClock, machine_description
+from lakehouse.contract.features import FEATURE_NAMES
 from lakehouse.platform.isolation import drop_schemas, isolated
 from lakehouse.settings import Settings
 
@@ -22,13 +22,34 @@ if TYPE_CHECKING:
     from lakehouse.ml.training import TrainResult
 
 
+#: What this release added to the model's inputs (issue 16): the previous defaults are the rest.
+ADDED_FEATURES = ("amount", "merchant_fraud_rate_1d", "merchant_fraud_rate_7d")
+PREVIOUS_FEATURES = tuple(f for f in FEATURE_NAMES if f not in ADDED_FEATURES)
+#: name → (the model's features, whether training.selection runs): the previous defaults, then this
+#: release's features alone, then this release's defaults (features and model selection).
+CANDIDATES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "previous defaults": (PREVIOUS_FEATURES, False),
+    "+ amount, merchant risk 1d/7d": (FEATURE_NAMES, False),
+    "this release's defaults (+ model selection)": (FEATURE_NAMES, True),
+}
+
+
+def candidate_world(world: Settings, selecting: bool) -> Settings:
+    """``world`` as it is, or with model selection off (the previous defaults trained one GBT)."""
+    if selecting:
+        return world
+    selection = world.training.selection.model_copy(update={"folds": 0})
+    return world.model_copy(update={"training": world.training.model_copy(update={"selection": selection})})
+
+
 @dataclass
 class TrainBench:
     transactions: int
     users: int
     days: int
     stages: dict[str, float] = field(default_factory=dict)  # seconds
-    result: TrainResult | None = None
+    result: TrainResult | None = None  # this release's defaults
+    compared: dict[str, TrainResult] = field(default_factory=dict)  # CANDIDATES by name, on the same tables
 
 
 def bench_world(settings: Settings, folder: Path, **changes: object) -> Settings:
@@ -76,19 +97,24 @@ def bench_train(
     folder: Path,
     on_progress: Callable[[str], None] = print,
 ) -> TrainBench:
+    from lakehouse.ml.training import train
+
     run = bench_world(settings, folder, simulator={"transactions": transactions, "users": users, "days": days})
     bench = TrainBench(transactions, users, days)
-
-    def stage(name: str, work: Callable[[], object]) -> object:
-        on_progress(f"{name} ...")
-        began = time.perf_counter()
-        out = work()
-        bench.stages[name] = time.perf_counter() - began
-        on_progress(f"{name}: {bench.stages[name]:,.0f} s")
-        return out
-
+    stage = StageClock(bench.stages, on_progress)
     try:
         bench.result = train_world(spark, run, folder, stage)
+        for name, (features, selecting) in CANDIDATES.items():
+            if selecting:  # this release's defaults: the model just trained
+                bench.compared[name] = bench.result
+                continue
+            earlier = candidate_world(run, selecting)
+            bench.compared[name] = stage(
+                f"train: {name}",
+                lambda w=earlier, f=features: train(  # the same pinned tables, hence the same split
+                    spark, w, features=f, promote=False, table_versions=bench.result.table_versions
+                ),
+            )
     finally:
         drop_schemas(spark, run)
     return bench
@@ -114,14 +140,7 @@ def train_report(bench: TrainBench, settings: Settings, machine: str | None = No
         },
         machine=machine or machine_description(),
     )
-    report.table(
-        ["stage", "seconds"],
-        [
-            *[(name, f"{seconds:,.0f}") for name, seconds in bench.stages.items()],
-            ("**total**", f"**{sum(bench.stages.values()):,.0f}**"),
-        ],
-        align="lr",
-    )
+    report.stages(bench.stages)
     report.table(
         ["on the validation window", "average precision"],
         [
@@ -141,11 +160,36 @@ def train_report(bench: TrainBench, settings: Settings, machine: str | None = No
         [(name, f"{recall:.3f}") for name, recall in e.recall_by_scenario.items()],
         align="lr",
     )
+    report.table(
+        [
+            "side by side, same tables and validation window",
+            "features",
+            "model",
+            "AP",
+            "ROC AUC",
+            f"daily top-{daily_alerts} precision",
+            "recall at the threshold",
+        ],
+        [
+            (
+                name,
+                len(features),
+                r.selection.chosen if r.selection else f"{settings.training.algorithm} (as configured)",
+                f"{r.evaluation.average_precision:.4f}",
+                f"{r.evaluation.roc_auc:.4f}",
+                f"{r.evaluation.daily_top_k_precision:.3f}",
+                f"{r.evaluation.recall:.3f}",
+            )
+            for name, (features, _) in CANDIDATES.items()
+            for r in [bench.compared[name]]
+        ],
+        align="lrlrrrr",
+    )
+    if result.selection:
+        columns, rows = result.selection.table()
+        report.text("Model selection of this release's defaults (average precision per time fold):")
+        report.table(columns, rows)
     best_baseline = max(result.baselines.values())
     return report.text(
         f"The model's average precision is {e.average_precision / best_baseline:.1f}x the best baseline's."
     )
-
-
-def write_train_report(path: Path, bench: TrainBench, machine: str, settings: Settings) -> str:
-    return train_report(bench, settings, machine).write(path)

@@ -1,15 +1,20 @@
-"""Benchmarks that write their figures to docs/benchmarks/: ``fraudlake bench produce|state|train|score``."""
+"""Benchmarks that write their figures to docs/benchmarks/: ``fraudlake bench produce|state|train|detection|score``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from lakehouse.cli.common import console, settings_of, spark_session
 
+if TYPE_CHECKING:
+    from lakehouse.benchmarks.report import Report
+
+T = TypeVar("T")
 app = typer.Typer()
 bench_app = typer.Typer(help="Benchmarks that write their figures to docs/benchmarks/.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -90,25 +95,73 @@ def bench_train_command(
 
     Example: fraudlake bench train --transactions 1000000
     """
-    import tempfile
-
-    from lakehouse.benchmarks.report import machine_description
-    from lakehouse.benchmarks.training import bench_train, write_train_report
+    from lakehouse.benchmarks.training import bench_train, train_report
 
     settings = settings_of(ctx)
-    with tempfile.TemporaryDirectory(prefix="fraudlake-bench-train-") as folder:
-        bench = bench_train(
+    bench = _in_scratch_folder(
+        "train",
+        lambda folder: bench_train(
             spark_session(ctx, "fraudlake-bench-train"),
             settings,
             transactions=transactions,
             users=users,
             days=days,
-            folder=Path(folder),
+            folder=folder,
             on_progress=console.print,
-        )
-    path = output or settings.project_dir / "docs" / "benchmarks" / "training.md"
-    console.print(write_train_report(path, bench, machine_description(), settings))
+        ),
+    )
+    _write(train_report(bench, settings), output or settings.project_dir / "docs" / "benchmarks" / "training.md")
+
+
+def _in_scratch_folder(name: str, run: Callable[[Path], T]) -> T:
+    """``run`` with a temporary folder (a benchmark's world: its files and registry), removed after."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"fraudlake-bench-{name}-") as folder:
+        return run(Path(folder))
+
+
+def _write(report: Report, path: Path) -> None:
+    console.print(report.write(path))
     console.print(f"written to {path}")
+
+
+@bench_app.command("detection")
+def bench_detection_command(
+    ctx: typer.Context,
+    customers: Annotated[
+        int, typer.Option(help="Customers of the outside-style data (the published world: 5,000).")
+    ] = 5_000,
+    terminals: Annotated[
+        int, typer.Option(help="Terminals (merchants) of the outside-style data (published: 10,000).")
+    ] = 10_000,
+    days: Annotated[int, typer.Option(help="Days: history, training window, feedback delay and the test week.")] = 84,
+    seed: Annotated[int, typer.Option(help="Seed of the data.")] = 7,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/detection.md.")] = None,
+) -> None:
+    """Detection on data the product has never seen: outside-style payments (their own columns and
+    fraud patterns) imported with a column mapping, features built, models trained with the defaults
+    and with the previous release's features, each backtested on the last week; written to docs/.
+
+    Example: fraudlake bench detection --customers 5000 --terminals 10000 --days 84
+    """
+    from lakehouse.benchmarks.detection import bench_detection, detection_report
+
+    settings = settings_of(ctx)
+    bench = _in_scratch_folder(
+        "detection",
+        lambda folder: bench_detection(
+            spark_session(ctx, "fraudlake-bench-detection"),
+            settings,
+            customers=customers,
+            terminals=terminals,
+            days=days,
+            seed=seed,
+            folder=folder,
+            on_progress=console.print,
+        ),
+    )
+    _write(detection_report(bench, settings), output or settings.project_dir / "docs" / "benchmarks" / "detection.md")
 
 
 @bench_app.command("score")

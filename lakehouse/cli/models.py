@@ -25,7 +25,11 @@ def train_command(
     date_from: Annotated[str | None, typer.Option("--from", help="First event day (YYYY-MM-DD); default: all.")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="Last event day; default: all.")] = None,
     algorithm: Annotated[
-        str | None, typer.Option(help="gbt, random_forest or logistic_regression (default: training.algorithm).")
+        str | None,
+        typer.Option(
+            help="gbt, random_forest or logistic_regression, trained as configured (default: chosen by"
+            " training.selection, or training.algorithm when it is off)."
+        ),
     ] = None,
     promote: Annotated[
         bool, typer.Option(help="Promote when it beats the champion (--no-promote: register only).")

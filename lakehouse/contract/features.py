@@ -15,8 +15,9 @@ event time:
   label they count was known before the transaction's day began.
 - a transaction's own label (``is_fraud``, ``fraud_scenario``) is never an input.
 
-Features come from two places, marked by ``source``:
+Features come from three places, marked by ``source``:
 
+- ``event``: the transaction itself (``amount``, a column the feature table carries anyway);
 - ``state``: the user's recent history (:mod:`lakehouse.features.history`, pure Python shared by
   both paths: offline it replays each user's transactions, online it runs inside Spark's
   stateful operator);
@@ -37,6 +38,9 @@ USER_WINDOWS: dict[str, int] = {"1h": HOUR_S, "24h": DAY_S, "7d": 7 * DAY_S, "30
 DISTINCT_WINDOWS: tuple[str, ...] = ("24h", "7d")
 #: Merchant count windows, in whole days before the transaction's day.
 MERCHANT_DAY_WINDOWS: dict[str, int] = {"1d": 1, "7d": 7, "30d": 30}
+#: Merchant fraud-risk windows, in whole days ending ``features.feedback_delay_days`` before the
+#: transaction's day (the fraud-detection literature's terminal risk over 1, 7 and 30 days).
+MERCHANT_RISK_WINDOWS: dict[str, int] = {"1d": 1, "7d": 7, "30d": 30}
 #: History the online state must keep for every window: the longest window.
 HISTORY_S = max(USER_WINDOWS.values())
 
@@ -77,7 +81,34 @@ def _user_window_features() -> list[Feature]:
     return out
 
 
+def _merchant_features() -> list[Feature]:
+    out = [
+        Feature(
+            f"merchant_tx_count_{w}",
+            "long",
+            "tables",
+            "The merchant's transactions on the day before this transaction's day."
+            if days == 1
+            else f"The merchant's transactions in the {days} days before this transaction's day.",
+        )
+        for w, days in MERCHANT_DAY_WINDOWS.items()
+    ]
+    out += [
+        Feature(
+            f"merchant_fraud_rate_{w}",
+            "double",
+            "tables",
+            f"Share of fraud among the merchant's transactions over {'the day' if days == 1 else f'the {days} days'} "
+            "ending feedback_delay_days before this transaction's day, counting a fraud only if its label was "
+            "reported within feedback_delay_days of its day (labels.source); null without transactions.",
+        )
+        for w, days in MERCHANT_RISK_WINDOWS.items()
+    ]
+    return out
+
+
 FEATURES: tuple[Feature, ...] = (
+    Feature("amount", "double", "event", "The payment's amount, in its own currency, as the transaction carries it."),
     *_user_window_features(),
     Feature(
         "user_amount_ratio_30d", "double", "state", "Amount / the user's 30-day mean amount; null without history."
@@ -119,32 +150,7 @@ FEATURES: tuple[Feature, ...] = (
         "tables",
         "prev_distance_km over the time since that transaction (at least one minute).",
     ),
-    Feature(
-        "merchant_tx_count_1d",
-        "long",
-        "tables",
-        "The merchant's transactions on the day before this transaction's day.",
-    ),
-    Feature(
-        "merchant_tx_count_7d",
-        "long",
-        "tables",
-        "The merchant's transactions in the 7 days before this transaction's day.",
-    ),
-    Feature(
-        "merchant_tx_count_30d",
-        "long",
-        "tables",
-        "The merchant's transactions in the 30 days before this transaction's day.",
-    ),
-    Feature(
-        "merchant_fraud_rate_30d",
-        "double",
-        "tables",
-        "Share of fraud among the merchant's transactions in the 30 days that end feedback_delay_days before this "
-        "transaction's day, counting a fraud only if its label was reported within feedback_delay_days of its "
-        "day (labels.source); null without transactions.",
-    ),
+    *_merchant_features(),
     Feature("hour_of_day", "int", "tables", "Hour of the event (UTC), 0-23."),
     Feature("is_night", "int", "tables", "1 between 00:00 and 05:59 UTC."),
     Feature("is_weekend", "int", "tables", "1 on Saturday and Sunday (UTC)."),
@@ -185,9 +191,10 @@ LABEL_TYPES = {"is_fraud": "BOOLEAN", "fraud_scenario": "STRING"}
 
 def feature_table_columns() -> list[str]:
     """Column order of ``gold.transaction_features``."""
+    carried = [c for c, _ in CARRIED_COLUMNS]
     return (
-        [c for c, _ in CARRIED_COLUMNS]
-        + [f.name for f in FEATURES]
+        carried
+        + [f.name for f in FEATURES if f.name not in carried]  # amount: carried, and a feature
         + list(LABEL_COLUMNS)
         + [c for c, _ in ARRIVAL_COLUMNS]
     )

@@ -10,8 +10,8 @@ computes in Spark:
 - profiles and merchants *as of the event time*: the latest ``updated_at`` at or before it, ties
   broken by the later Kafka record (``_partition``, ``_offset``); a null key or ``updated_at``
   matches nothing;
-- the merchant day windows from whole days before the event's day, and the fraud rate of the 30
-  days that end ``feedback_delay_days`` before it (prefix sums per merchant);
+- the merchant day windows from whole days before the event's day, and the fraud rates of the
+  windows that end ``feedback_delay_days`` before it (prefix sums per merchant);
 - distances, speed, calendar and ages in UTC, with Spark's null rules (``greatest`` skips a null).
 
 Everything is keyed by event time in epoch microseconds (``time_us``) and days since the epoch,
@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lakehouse.contract.features import MERCHANT_DAY_WINDOWS, feature_table_columns, feature_table_types
+from lakehouse.contract.features import (
+    MERCHANT_DAY_WINDOWS,
+    MERCHANT_RISK_WINDOWS,
+    feature_table_columns,
+    feature_table_types,
+)
 from lakehouse.features.offline import EARTH_RADIUS_KM, NIGHT_END_HOUR
 
 if TYPE_CHECKING:
@@ -201,10 +206,12 @@ def table_features(state: pd.DataFrame, snapshot: Snapshot, *, feedback_delay_da
         start_tx, _ = snapshot.daily.through(keys, day - 1 - days)
         counts[f"merchant_tx_count_{name}"] = before_tx - start_tx
     end_tx, end_fraud = snapshot.daily.through(keys, day - 1 - feedback_delay_days)
-    start_tx, start_fraud = snapshot.daily.through(keys, day - 1 - feedback_delay_days - 30)
-    counted, frauds = end_tx - start_tx, end_fraud - start_fraud
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(counted > 0, frauds / np.where(counted > 0, counted, 1), np.nan)
+    for name, days in MERCHANT_RISK_WINDOWS.items():
+        start_tx, start_fraud = snapshot.daily.through(keys, day - 1 - feedback_delay_days - days)
+        counted, frauds = end_tx - start_tx, end_fraud - start_fraud
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(counted > 0, frauds / np.where(counted > 0, counted, 1), np.nan)
+        counts[f"merchant_fraud_rate_{name}"] = rate
 
     values = {
         "home_distance_km": haversine_km(user["u_latitude"], user["u_longitude"], m_lat, m_lon),
@@ -216,7 +223,6 @@ def table_features(state: pd.DataFrame, snapshot: Snapshot, *, feedback_delay_da
         "account_age_days": account_age_days,
         "user_age_years": user["u_age"] + account_age_days / 365.25,
         "merchant_category": merchant["m_category"],
-        "merchant_fraud_rate_30d": rate,
         **counts,
     }
     types = feature_table_types()

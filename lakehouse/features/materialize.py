@@ -3,7 +3,8 @@
 ``build_features``: silver → ``gold.merchant_daily`` and ``gold.transaction_features`` (every
 silver transaction, point in time correct). Deterministic and idempotent: a rerun on the same
 silver version writes the same rows. ``--since`` recomputes only event days from that date on,
-replaying the history they need (30 days plus the lateness allowance) without rewriting it.
+replaying the history they need (30 days plus the lateness allowance) without rewriting it; a
+table written before a release added features is rebuilt in full instead, with its new columns.
 
 :func:`compare_features`: the offline table against the online path's rows, feature by feature
 (``fraudlake features check`` runs the scorer's own step to get those: :mod:`lakehouse.scoring.check`).
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from lakehouse.contract.features import CATEGORICAL_FEATURES, FEATURE_NAMES, HISTORY_S
+from lakehouse.contract.features import CATEGORICAL_FEATURES, FEATURE_NAMES, HISTORY_S, feature_table_columns
 from lakehouse.contract.tables import create_tables
 from lakehouse.features.labels import feedback_cut, known_labels
 from lakehouse.features.offline import merchant_daily_stats, transaction_features
@@ -51,6 +52,10 @@ def build_features(spark: SparkSession, settings: Settings, *, since: date | Non
     labelled = known_labels(spark, settings, silver, known_by, versions={names.silver("transactions"): silver_version})
     merchant_daily_stats(labelled).write.format("delta").mode("overwrite").saveAsTable(names.merchant_daily)
 
+    missing = [c for c in feature_table_columns() if c not in spark.table(names.features).columns]
+    if missing and since is not None:
+        log.warning("features: the table predates %s: rebuilding all of it, not from %s", ", ".join(missing), since)
+        since = None
     source = silver
     if since is not None:
         replay_days = HISTORY_S // 86_400 + int(settings.lakehouse.watermark_delay_minutes // (24 * 60)) + 1
@@ -66,6 +71,8 @@ def build_features(spark: SparkSession, settings: Settings, *, since: date | Non
     if since is not None:
         features = features.where(F.col("event_date") >= F.lit(since))
     writer = features.write.format("delta").mode("overwrite")
+    if missing:  # a release with new features: the full rebuild takes the table's new schema
+        writer = writer.option("overwriteSchema", "true")
     if since is not None:
         writer = writer.option("replaceWhere", f"event_date >= '{since.isoformat()}'")
     writer.saveAsTable(names.features)

@@ -23,6 +23,7 @@ from lakehouse.contract.features import (
     LABEL_COLUMNS,
     LABEL_TYPES,
     MERCHANT_DAY_WINDOWS,
+    MERCHANT_RISK_WINDOWS,
     PREVIOUS_COLUMNS,
     SQL_TYPES,
     STATE_FEATURES,
@@ -182,12 +183,12 @@ def as_of(
 
 def merchant_day_windows(events: DataFrame, daily: DataFrame, *, feedback_delay_days: int) -> DataFrame:
     """Per (merchant_id, event_date) of ``events``: the merchant count windows and the delayed
-    fraud rate, from ``daily`` (:func:`merchant_daily_stats`). Only days strictly before the
-    event's day count; the fraud rate's 30 days end ``feedback_delay_days`` before it."""
+    fraud rates, from ``daily`` (:func:`merchant_daily_stats`). Only days strictly before the
+    event's day count; each fraud rate's window ends ``feedback_delay_days`` before it."""
     from pyspark.sql import functions as F
 
     keys = events.select("merchant_id", "event_date").distinct()
-    span = max(max(MERCHANT_DAY_WINDOWS.values()), feedback_delay_days + 30)
+    span = max(max(MERCHANT_DAY_WINDOWS.values()), feedback_delay_days + max(MERCHANT_RISK_WINDOWS.values()))
     d = daily.select(
         F.col("merchant_id").alias("_d_merchant"), F.col("event_date").alias("_d_date"), "tx_count", "fraud_count"
     )
@@ -199,11 +200,13 @@ def merchant_day_windows(events: DataFrame, daily: DataFrame, *, feedback_delay_
         .alias(f"merchant_tx_count_{name}")
         for name, days in MERCHANT_DAY_WINDOWS.items()
     ]
-    labelled = (age > feedback_delay_days) & (age <= feedback_delay_days + 30)
-    frauds = F.sum(F.when(labelled, F.col("fraud_count")))
-    counted = F.sum(F.when(labelled, F.col("tx_count")))
-    rate = F.when(counted > 0, frauds / counted).alias("merchant_fraud_rate_30d")
-    return joined.groupBy("merchant_id", "event_date").agg(*sums, rate)
+    rates = []
+    for name, days in MERCHANT_RISK_WINDOWS.items():
+        labelled = (age > feedback_delay_days) & (age <= feedback_delay_days + days)
+        frauds = F.sum(F.when(labelled, F.col("fraud_count")))
+        counted = F.sum(F.when(labelled, F.col("tx_count")))
+        rates.append(F.when(counted > 0, frauds / counted).alias(f"merchant_fraud_rate_{name}"))
+    return joined.groupBy("merchant_id", "event_date").agg(*sums, *rates)
 
 
 def enrich(

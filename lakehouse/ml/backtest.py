@@ -1,6 +1,7 @@
 """`fraudlake backtest`: re-score history with any registry model, on the feature table as it was
 at a Delta version or timestamp (time travel), write the scores to ``gold.backtest_scores`` and
-return the fraud metrics at the model's own threshold.
+return the fraud metrics at the model's own threshold, judged with the labels known when it runs
+(``labels.source``: with label events, the latest event of each payment).
 
 A backtest is identified by (model version, days, table version): running it again replaces its
 rows instead of adding them (``replaceWhere`` on ``backtest_id``).
@@ -14,6 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.tables import table_names
+from lakehouse.features.labels import known_labels
 from lakehouse.ml import registry
 from lakehouse.ml.metrics import Evaluation
 from lakehouse.ml.pipeline import ScoredWindow, scored, with_label
@@ -73,6 +75,9 @@ def backtest(
         as_of_version if as_of_version is not None else _version_at(spark, names.features, as_of_timestamp)
     )
     window = features.where((F.col("event_date") >= F.lit(date_from)) & (F.col("event_date") <= F.lit(date_to)))
+    # Judged with the labels known now (labels.source): the features are as they were, the truth
+    # is the best there is (with label events, a payment never reported stays legitimate).
+    window = known_labels(spark, settings, window, F.current_timestamp())
     backtest_id = hashlib.sha1(f"{version}|{date_from}|{date_to}|{features_version}".encode()).hexdigest()[:16]
 
     rows = (

@@ -33,7 +33,9 @@ def write_report(
     baselines: dict[str, float],
     importances: list[tuple[str, float]],
     facts: dict[str, str],
+    tables: dict[str, tuple[list[str], list[list[str]]]] | None = None,
 ) -> Path:
+    """``tables``: more sections, heading → (columns, rows), after the metrics (e.g. model selection)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,6 +89,12 @@ def write_report(
     )
     rows += "".join(f"<tr><td>baseline AP: {html.escape(k)}</td><td>{v:.4f}</td></tr>" for k, v in baselines.items())
     fact_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in facts.items())
+    more = "".join(
+        f"<h2>{html.escape(heading)}</h2><table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in columns)}</tr>"
+        + "".join(f"<tr>{''.join(f'<td>{html.escape(str(v))}</td>' for v in row)}</tr>" for row in rows)
+        + "</table>"
+        for heading, (columns, rows) in (tables or {}).items()
+    )
     images = "".join(
         f'<img src="{name}.png" alt="{name}">'
         for name in ("precision_recall", "roc", "scores", "importances", "scenarios")
@@ -95,6 +103,6 @@ def write_report(
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td{{border:1px solid #ccc;padding:3px 8px}} img{{margin:8px;vertical-align:top}}</style>
 </head><body><h1>{html.escape(title)}</h1><table>{fact_rows}</table><h2>Validation metrics</h2><table>{rows}</table>
-<h2>Plots</h2>{images}</body></html>"""
+{more}<h2>Plots</h2>{images}</body></html>"""
     (folder / "index.html").write_text(page)
     return folder / "index.html"

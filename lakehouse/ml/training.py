@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lakehouse.contract.features import FEATURE_NAMES
+from lakehouse.contract.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 from lakehouse.contract.tables import table_names
 from lakehouse.features.labels import ORIGIN, known_labels
 from lakehouse.ml import registry
@@ -34,6 +34,7 @@ from lakehouse.ml.pipeline import (
     with_label,
 )
 from lakehouse.ml.report import write_report
+from lakehouse.ml.selection import Selection, select
 from lakehouse.platform.delta import latest_version, read_version
 from lakehouse.settings import Settings
 
@@ -63,6 +64,7 @@ class TrainResult:
     table_versions: dict[str, int] = field(default_factory=dict)
     promotion: Promotion | None = None
     report_path: Path | None = None
+    selection: Selection | None = None  # how the model was chosen (None: training.selection off)
 
 
 def baseline_scores(train: DataFrame, validation: DataFrame, settings: Settings) -> dict[str, float]:
@@ -91,11 +93,22 @@ def train(
     promote: bool = True,
     table_versions: dict[str, int] | None = None,
     as_of: datetime | None = None,
+    features: tuple[str, ...] = FEATURE_NAMES,
 ) -> TrainResult:
     """``table_versions`` pins the tables read (a retraining run's pin); default: their latest
-    versions. ``as_of``: the cut whose known labels it learns from (see :func:`pinned_split`)."""
+    versions. ``as_of``: the cut whose known labels it learns from (see :func:`pinned_split`).
+    ``features``: the model's inputs, a subset of the feature table's (all by default; a benchmark
+    trains on an earlier release's set to compare)."""
+    unknown = sorted(set(features) - set(FEATURE_NAMES))
+    if unknown:
+        raise ValueError(f"not features of the feature table: {', '.join(unknown)}")
+    numeric = tuple(f for f in NUMERIC_FEATURES if f in features)
+    categorical = tuple(f for f in CATEGORICAL_FEATURES if f in features)
     table_versions = table_versions or pin_versions(spark, settings)
-    training = settings.training.model_copy(update={"algorithm": algorithm}) if algorithm else settings.training
+    training = settings.training
+    if algorithm:  # an algorithm asked for by name is trained as configured: no selection
+        no_selection = training.selection.model_copy(update={"folds": 0})
+        training = training.model_copy(update={"algorithm": algorithm, "selection": no_selection})
     split, train_frame, validation = pinned_split(
         spark, settings, table_versions, date_from=date_from, date_to=date_to, as_of=as_of
     )
@@ -104,10 +117,13 @@ def train(
     validation = with_label(validation).persist()
     try:
         rows_train = train_frame.count()
+        selection = select(train_frame, split, training, numeric=numeric, categorical=categorical)
+        if selection is not None:
+            training = selection.training
         log.info(
             "training %s on %s rows (%s), fraud weight %.1f", training.algorithm, rows_train, split.describe(), weight
         )
-        model = make_pipeline(training).fit(train_frame)
+        model = make_pipeline(training, numeric=numeric, categorical=categorical).fit(train_frame)
         validation_scored = scored(model, validation)
         window = ScoredWindow.collect(validation_scored)
         threshold = window.choose_threshold(training)
@@ -124,6 +140,7 @@ def train(
             "validation_to": split.validation_to,
             "rows_train": rows_train,
             "threshold_target": training.threshold.target,
+            "selection": selection.chosen if selection else "off",
         }
         metrics = {k: float(v) for k, v in evaluation.as_dict().items() if isinstance(v, int | float)}
         metrics |= {f"recall.{k}": v for k, v in evaluation.recall_by_scenario.items()}
@@ -131,8 +148,9 @@ def train(
         tags = {
             "threshold": repr(threshold),
             "algorithm": training.algorithm,
-            "features": json.dumps(list(FEATURE_NAMES)),
+            "features": json.dumps([*numeric, *categorical]),
             "table_versions": json.dumps(table_versions),
+            "selection": selection.chosen if selection else "off",
             "split": split.describe(),
             # What is typical for each feature among the training window's legitimate rows: the
             # yardstick of the scorer's alert reasons (lakehouse.ml.explain).
@@ -146,6 +164,9 @@ def train(
             evaluation=evaluation,
             baselines=baselines,
             importances=feature_importances(model, validation_scored),
+            tables={"Model selection (time-series folds of the training window)": selection.table()}
+            if selection
+            else {},
             facts={
                 "split": split.describe(),
                 "training rows": f"{rows_train:,}",
@@ -163,7 +184,14 @@ def train(
         pending.rename(report)
         log.info("training report: %s", report / "index.html")
         result = TrainResult(
-            version, split, rows_train, evaluation, baselines, table_versions, report_path=report / "index.html"
+            version,
+            split,
+            rows_train,
+            evaluation,
+            baselines,
+            table_versions,
+            report_path=report / "index.html",
+            selection=selection,
         )
         if promote:
             result = TrainResult(

@@ -443,6 +443,44 @@ class ThresholdSettings(_Section):
     precision: float = Field(gt=0, le=1, description="Target precision when target is precision.")
 
 
+ALGORITHMS = ("gbt", "random_forest", "logistic_regression")
+_ALGORITHM_SETTINGS: dict[str, type[_Section]] = {
+    "gbt": GbtSettings,
+    "random_forest": RandomForestSettings,
+    "logistic_regression": LogisticRegressionSettings,
+}
+
+
+class CandidateSettings(_Section):
+    """One model of the selection: an algorithm and what it changes of that algorithm's settings."""
+
+    algorithm: Literal["gbt", "random_forest", "logistic_regression"]
+    params: dict[str, float | int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_params(self) -> CandidateSettings:
+        known = set(_ALGORITHM_SETTINGS[self.algorithm].model_fields)
+        unknown = sorted(set(self.params) - known)
+        if unknown:
+            raise ValueError(
+                f"{self.algorithm} has no setting {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        return self
+
+    def describe(self) -> str:
+        return self.algorithm + "".join(f" {k}={v:g}" for k, v in self.params.items())
+
+
+class SelectionSettings(_Section):
+    folds: int = Field(
+        ge=0,
+        description="Consecutive time folds at the end of the training window that choose among the candidates by "
+        "mean average precision; 0: train training.algorithm as configured.",
+    )
+    fold_days: int = Field(ge=1, description="Days of each fold's validation window.")
+    candidates: list[CandidateSettings] = Field(default_factory=list)
+
+
 class TrainingSettings(_Section):
     algorithm: Literal["gbt", "random_forest", "logistic_regression"]
     seed: int
@@ -462,6 +500,16 @@ class TrainingSettings(_Section):
     gbt: GbtSettings
     random_forest: RandomForestSettings
     logistic_regression: LogisticRegressionSettings
+    selection: SelectionSettings = Field(
+        default_factory=lambda: SelectionSettings(folds=0, fold_days=7),
+        description="Time-series cross-validation over candidate models (lakehouse.ml.selection).",
+    )
+
+    def with_candidate(self, candidate: CandidateSettings) -> TrainingSettings:
+        """These settings with ``candidate``'s algorithm and its setting changes."""
+        own = getattr(self, candidate.algorithm)
+        changed = type(own).model_validate({**own.model_dump(), **candidate.params})
+        return self.model_copy(update={"algorithm": candidate.algorithm, candidate.algorithm: changed})
 
 
 class RegistrySettings(_Section):

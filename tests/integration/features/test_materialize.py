@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lakehouse.cli import app
-from lakehouse.contract.features import FEATURE_NAMES
+from lakehouse.contract.features import FEATURE_NAMES, feature_table_columns
 from lakehouse.contract.tables import table_names
 from lakehouse.features.materialize import build_features
 from lakehouse.ingest.queries import run_ingest
@@ -80,6 +80,16 @@ def test_features_build_since_a_day_rewrites_the_same_rows(ingested, spark) -> N
     before = sorted(spark.table(names.features).collect())
     partial = build_features(spark, settings, since=date(2026, 10, 2))
     assert 0 < partial.rows < full.rows
+    assert sorted(spark.table(names.features).collect()) == before
+
+    # A table written by a release without some of today's features: a build from a day rebuilds
+    # all of it, with the new columns (an upgrade needs no manual step).
+    older = spark.table(names.features).drop("merchant_fraud_rate_1d", "merchant_fraud_rate_7d")
+    older = spark.createDataFrame(older.collect(), older.schema)
+    older.write.format("delta").mode("overwrite").option("overwriteSchema", "true").saveAsTable(names.features)
+    upgraded = build_features(spark, settings, since=date(2026, 10, 2))
+    assert upgraded.since is None and upgraded.rows == full.rows
+    assert spark.table(names.features).columns == feature_table_columns()
     assert sorted(spark.table(names.features).collect()) == before
 
 

@@ -21,6 +21,7 @@ from lakehouse.ml.pipeline import split_frames, time_split, with_label
 from lakehouse.ml.training import decide_promotion, pin_versions, pinned_split, train
 from lakehouse.platform.isolation import drop_schemas, isolated
 from lakehouse.scoring.champion import load_scoring_model
+from lakehouse.settings.schema import CandidateSettings, SelectionSettings
 from lakehouse.simulator.files import write_offline_batch
 from lakehouse.simulator.simulation import Simulation
 
@@ -111,6 +112,35 @@ def test_worse_challenger_is_refused_then_promote_and_rollback_move_the_champion
     assert registry.champion_version(trained_world) == challenger.version
     assert registry.rollback(trained_world) == champion
     assert registry.champion_version(trained_world) == champion
+
+
+def test_model_selection_chooses_the_best_mean_ap_on_time_folds_and_reports_them(trained_world, spark) -> None:
+    """Two candidates on two 4-day folds of the training window (Sep 1..16 with a 1-day gap before
+    the validation week): the best mean average precision is trained on the whole window, and the
+    report shows every fold."""
+    selection = SelectionSettings(
+        folds=2,
+        fold_days=4,
+        candidates=[
+            CandidateSettings(algorithm="logistic_regression", params={"max_iter": 10}),
+            CandidateSettings(algorithm="gbt", params={"max_iter": 3, "max_depth": 2}),
+        ],
+    )
+    training = trained_world.training.model_copy(update={"gap_days": 1, "selection": selection})
+    result = train(spark, trained_world.model_copy(update={"training": training}), promote=False)
+
+    chosen = result.selection
+    assert [f.describe() for f in chosen.folds] == [
+        "train ..2026-09-07, validate 2026-09-09..2026-09-12",
+        "train ..2026-09-11, validate 2026-09-13..2026-09-16",
+    ]
+    assert result.split.train_to == date(2026, 9, 16)  # the folds stay inside the training window
+    assert all(len(s.fold_ap) == 2 and 0 < s.mean_ap <= 1 for s in chosen.scores)
+    assert chosen.chosen == max(chosen.scores, key=lambda s: s.mean_ap).name
+    info = registry.version_info(trained_world, result.version)
+    assert info.tags["selection"] == chosen.chosen and info.algorithm == chosen.training.algorithm
+    page = result.report_path.read_text()
+    assert "Model selection" in page and f"{chosen.chosen} (chosen)" in page
 
 
 def test_a_corrupt_model_folder_is_rejected_and_never_becomes_champion(trained_world, spark) -> None:
@@ -220,3 +250,10 @@ def test_training_as_of_a_cut_sees_only_the_labels_reported_before_it(trained_wo
         as_of=cut,
     )
     assert inline_train.where("is_fraud").count() > 2
+
+    # A backtest judges with the labels known when it runs: every event reported by now (both
+    # chargebacks and the false claim), the cleared claim legitimate, nothing else fraud.
+    from lakehouse.ml.backtest import backtest
+
+    judged = backtest(spark, world, model="champion", date_from=date(2026, 9, 1), date_to=date(2026, 9, 10))
+    assert judged.evaluation.frauds == 3

@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta
 import pytest
 from pyspark.sql import functions as F
 
-from lakehouse.contract.features import FEATURE_NAMES
+from lakehouse.contract.features import FEATURE_NAMES, MERCHANT_RISK_WINDOWS
 from lakehouse.features.labels import feedback_cut, labels_as_of
 from lakehouse.features.offline import merchant_daily_stats, transaction_features
 from tests.helpers import MERCHANTS, TX, USERS
@@ -152,7 +152,10 @@ def test_labels_after_the_feedback_cutoff_never_reach_a_transaction(spark, basel
         else (t, u, m, at, d, a, c, ip, fraud, s, p, o, g)
         for t, u, m, at, d, a, c, ip, fraud, s, p, o, g in transactions()
     ]
-    assert features(spark, old_enough)[target]["merchant_fraud_rate_30d"] != baseline[target]["merchant_fraud_rate_30d"]
+    # The day just old enough is in every risk window (1, 7 and 30 days behind the delay).
+    after = features(spark, old_enough)[target]
+    for name in (f"merchant_fraud_rate_{w}" for w in MERCHANT_RISK_WINDOWS):
+        assert after[name] != baseline[target][name], name
 
 
 def test_a_reported_fraud_reaches_the_merchant_fraud_rate_only_if_reported_within_the_feedback_delay(

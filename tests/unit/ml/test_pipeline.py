@@ -32,6 +32,13 @@ def test_time_split_keeps_the_gap_and_the_validation_window(settings) -> None:
         time_split(date(2026, 10, 25), date(2026, 10, 30), settings.training)
 
 
+def test_training_on_a_feature_the_table_lacks_is_refused_before_any_work(settings) -> None:
+    from lakehouse.ml.training import train
+
+    with pytest.raises(ValueError, match="not features of the feature table: is_fraud"):
+        train(None, settings, features=("amount", "is_fraud"))  # no Spark needed to refuse
+
+
 def feature_rows(n: int, seed: int) -> list[dict]:
     """Rows shaped like gold.transaction_features: fraud has a high amount ratio and a new IP."""
     rng = np.random.default_rng(seed)
@@ -76,12 +83,11 @@ def feature_frame(spark, rows: list[dict]):
 
     kinds = {"double": T.DoubleType(), "long": T.LongType(), "int": T.IntegerType(), "string": T.StringType()}
     schema = T.StructType(
-        [T.StructField(f.name, kinds[f.kind]) for f in FEATURES]
+        [T.StructField(f.name, kinds[f.kind]) for f in FEATURES]  # amount among them
         + [
             T.StructField("transaction_id", T.StringType()),
             T.StructField("user_id", T.StringType()),
             T.StructField("event_date", T.DateType()),
-            T.StructField("amount", T.DoubleType()),
             T.StructField("is_fraud", T.BooleanType()),
             T.StructField("fraud_scenario", T.StringType()),
         ]
