@@ -104,8 +104,11 @@ def _id_rules(value: Column, record: Column, name: str) -> list[tuple[Column, st
     nested = F.when(looks_structured, structured.rlike("^(OBJECT|ARRAY)")).otherwise(False)
     unsafe = (
         (F.trim(value) == "")
-        | (F.trim(value) != value)
-        | value.rlike(r"[\x00-\x1f\x7f\x{FFFD}]")  # U+FFFD: bytes that were not UTF-8
+        # Any whitespace at either end, Unicode's too (no-break space, line separator ...): Spark's
+        # trim only strips the ASCII space, and an id must be the same after anyone's strip.
+        | value.rlike(r"^[\s\p{Z}]|[\s\p{Z}]$")
+        # Control characters anywhere, C0, DEL and C1 (U+0085 ...); U+FFFD: bytes that were not UTF-8.
+        | value.rlike(r"[\x00-\x1f\x7f-\x9f\x{FFFD}]")
         | (F.length(value) > MAX_ID_LENGTH)
     )
     return [(nested, f"bad_type:{name}"), (unsafe, f"bad_id:{name}")]

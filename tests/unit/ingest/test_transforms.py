@@ -85,6 +85,11 @@ CASES = [
     (with_changes(user_id="   "), "bad_id:user_id"),
     (with_changes(user_id=" U1"), "bad_id:user_id"),
     (with_changes(merchant_id="M\u00001"), "bad_id:merchant_id"),
+    # Defect (found by the fuzz test): whitespace that Spark's trim keeps and Python's strip removes.
+    (with_changes(user_id="U1\u00a0"), "bad_id:user_id"),
+    (with_changes(user_id="\u2028U1"), "bad_id:user_id"),
+    (with_changes(user_id="U1\u0085"), "bad_id:user_id"),
+    (with_changes(merchant_id="M\u00851"), "bad_id:merchant_id"),
     (with_changes(transaction_id="T" * 257), "bad_id:transaction_id"),
     (with_changes(merchant_id={"id": "M1"}), "bad_type:merchant_id"),
     (with_changes(user_id=["U1"]), "bad_type:user_id"),
