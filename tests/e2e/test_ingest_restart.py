@@ -58,7 +58,7 @@ def test_ingest_killed_mid_batch_restarts_without_loss_or_duplicates(kafka_broke
         "FRAUDLAKE_STREAMING__MAX_RECORDS_PER_TRIGGER": "600",
         **{
             f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name
-            for name in ("transactions", "users", "merchants", "alerts")
+            for name in ("transactions", "users", "merchants", "labels", "alerts")
         },
     }
     command = [sys.executable, "-m", "jobs.stream_ingest", "--env", "test"]

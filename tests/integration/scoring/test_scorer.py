@@ -293,7 +293,7 @@ def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
         },
         **{
             f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name
-            for name in ("transactions", "users", "merchants", "alerts", "scored")
+            for name in ("transactions", "users", "merchants", "labels", "alerts", "scored")
         },
     }
 
