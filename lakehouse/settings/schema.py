@@ -104,6 +104,14 @@ class KafkaSettings(_Section):
     client_id: str
     request_timeout_ms: int = Field(ge=1000)
     connect_timeout_s: float = Field(gt=0, description="How long a command waits for the broker.")
+    consumer_session_timeout_ms: int = Field(
+        default=10000,
+        ge=1000,
+        description=(
+            "How long the broker waits for a silent group member (a killed `alerts tail`) before its partitions"
+            " move to another member; the broker accepts 6000 to 1800000 (group.min/max.session.timeout.ms)."
+        ),
+    )
     broker: EmbeddedBrokerSettings
     topics: TopicsSettings
 

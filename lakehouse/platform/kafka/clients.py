@@ -172,8 +172,17 @@ def producer(kafka: KafkaSettings, **overrides: Any) -> KafkaProducer:
 
 
 def consumer(kafka: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any) -> KafkaConsumer:
-    """A consumer that commits only when told to (``enable_auto_commit`` off by default)."""
-    options = {"group_id": group_id, "enable_auto_commit": False, "auto_offset_reset": "earliest", **overrides}
+    """A consumer that commits only when told to (``enable_auto_commit`` off by default). A group
+    member's session is ``kafka.consumer_session_timeout_ms``: kafka-python's own default (45 s)
+    would keep a killed member's partitions from its successor for that long."""
+    options = {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": kafka.consumer_session_timeout_ms,
+        "heartbeat_interval_ms": max(kafka.consumer_session_timeout_ms // 3, 100),
+        **overrides,
+    }
     with broker_errors(kafka):
         return KafkaConsumer(*topics, **client_config(kafka), **options)
 
