@@ -61,6 +61,8 @@ class _AsOfIndex:
     def find(self, keys: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Per lookup, the row (position in the input arrays) in effect; -1 when none (or a null key)."""
         codes = self.keys.get_indexer(np.asarray(keys, object))
+        if not len(self.order):  # no rows at all (a fresh lake): nothing is in effect
+            return np.full(len(codes), -1, np.int64)
         ranks = np.searchsorted(self.times, np.asarray(times, np.int64), side="right") - 1
         at = np.searchsorted(self.composite, codes * len(self.times) + ranks, side="right") - 1
         found = (codes >= 0) & (at >= 0)

@@ -93,3 +93,22 @@ def test_numpy_table_features_equal_sparks_enrich_on_every_row_and_column(spark,
     assert by_id["t0002"].merchant_category is None and by_id["t0005"].user_age_years is None
     assert any(r.merchant_fraud_rate_30d not in (None, 0.0) for r in expected)
     state.unpersist()
+
+
+def test_numpy_table_features_equal_sparks_on_a_fresh_lake_without_dimension_rows(spark) -> None:
+    """No user or merchant versions and no merchant daily counts yet (before the first ingest of
+    profiles and the first features build): no exception, and the same nulls and zeros as Spark."""
+    silver = spark.createDataFrame(transactions(), TX)
+    users, merchants = spark.createDataFrame([], USERS), spark.createDataFrame([], MERCHANTS)
+    daily = merchant_daily_stats(silver.limit(0))
+    state = user_state_features(silver, max_events=100).cache()
+
+    expected = enrich(
+        state, user_versions=users, merchant_versions=merchants, merchant_daily=daily, feedback_delay_days=7
+    ).collect()
+    got = table_features(state.toPandas(), snapshot_from_frames(users, merchants, daily, {}), feedback_delay_days=7)
+
+    assert len(expected) == len(got) == len(transactions())
+    assert compare(expected, got) == []
+    assert {r.merchant_tx_count_1d for r in expected} == {0} and all(r.user_age_years is None for r in expected)
+    state.unpersist()
