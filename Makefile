@@ -13,7 +13,7 @@ FRAUDLAKE := $(BIN)/fraudlake
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: help setup venv jars demo airflow lint test test-fast stop lock clean
+.PHONY: help setup venv jars demo airflow lint test test-fast faults stop lock clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ test: setup lint  ## Lint, then the whole test suite (starts its own broker and 
 
 test-fast: setup lint  ## Lint, then the unit lane only (pure transforms, static DataFrames; no broker)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+faults: setup  ## The fault sweeps (every kill point of a job in turn; about 5 minutes) → docs/faults.md
+	$(BIN)/pytest --faults $(PYTEST_ARGS)
 
 lock:  ## Re-resolve pyproject.toml's pins and rewrite constraints.txt
 	rm -rf /tmp/fraudlake-lock && $(PYTHON) -m venv /tmp/fraudlake-lock

@@ -20,6 +20,8 @@ import pytest
 from lakehouse.settings import Settings, TopicSettings, load_settings
 from tests.helpers import PREVIOUS_RELEASE, PROJECT_DIR, environ_set, free_port
 
+pytest_plugins = ["tests.faults_lane"]
+
 # The test session is an entry point: quiet the client libraries that narrate every connection
 # attempt (a failing test's captured log should show our messages, not kafka-python's retries).
 for _name in ("kafka", "librdkafka", "py4j"):
@@ -43,7 +45,8 @@ def _root_log_handlers() -> Iterator[None]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The lane of a test is its folder (so `-m unit` is the fast lane); `spark` marks every test
-    that uses the session's SparkSession, directly or through a fixture."""
+    that uses the session's SparkSession, directly or through a fixture. (The faults lane's tests
+    run only with ``--faults``, and then alone: tests/faults_lane.py.)"""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(PROJECT_DIR / "tests").parts
         if parts and parts[0] in LANES:

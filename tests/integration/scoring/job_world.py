@@ -1,10 +1,12 @@
-"""The scorer crash test's world, built in one process of its own: the topics drained into bronze
-and silver (as ``jobs.stream_ingest --once``) and the offline features built (as
-``jobs.build_features``), in the embedded catalog under the job's data folder, which the scorer
-jobs then open. One Spark driver for both steps instead of one per job.
+"""The scorer crash test's world in the job's own catalog: shallow clones (Delta ``SHALLOW CLONE``:
+the new table's log points at the source's data files, nothing is copied) of the module world's
+silver tables, offline features and merchant daily counts, which the session built already. The
+scorer jobs then open them under the job's data folder, and whatever they write goes to the
+clones' own logs, never to the module's tables. One short Spark driver instead of a second ingest
+and features build.
 
-Run: ``python -m tests.integration.scoring.job_world --env test`` with the job's FRAUDLAKE_*
-variables.
+Run: ``python -m tests.integration.scoring.job_world --env test --clone NAME=LOCATION ...`` with the
+job's FRAUDLAKE_* variables.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lakehouse.features.materialize import build_features
-from lakehouse.ingest.queries import run_ingest
 from lakehouse.platform.entrypoint import configure_logging, exit_on_error
 from lakehouse.platform.spark import build_spark
 from lakehouse.settings import load_settings
@@ -22,13 +22,16 @@ from lakehouse.settings import load_settings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.integration.scoring.job_world")
     parser.add_argument("--env", default=None, help="config environment")
+    parser.add_argument("--clone", action="append", default=[], help="NAME=LOCATION of a Delta table to clone")
     args = parser.parse_args(argv)
     configure_logging()
     with exit_on_error():
         settings = load_settings(args.env)
         spark = build_spark(settings, app_name="fraudlake-job-world")
-        run_ingest(spark, settings, once=True)
-        build_features(spark, settings)
+        for pair in args.clone:
+            name, _, location = pair.partition("=")
+            spark.sql(f"CREATE SCHEMA IF NOT EXISTS {name.rpartition('.')[0]}")
+            spark.sql(f"CREATE TABLE {name} SHALLOW CLONE delta.`{location}`")
         spark.stop()
     return 0
 

@@ -256,21 +256,14 @@ def test_a_promoted_model_takes_over_mid_stream_and_a_broken_one_is_refused(worl
             registry.set_champion(settings, challenger, reason="test: restore a working champion")
 
 
-@pytest.mark.slow
-def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
-    world, spark, tmp_path, cli_env, make_topic
-) -> None:
+def kill_and_restart(world, tmp_path, cli_env, make_topic, spark, steps: tuple[str, ...]) -> None:
     """The scorer as its own process (its own Spark driver and catalog under a private data
     folder, its own alert and scored-rows topics, sharing the broker and the registry), killed by
-    ``FRAUDLAKE_FAULT`` at each step of the same batch in turn: after the state update, after the
-    alerts are sent, before the offset commit, after the table write. Each restart (``--once``)
+    ``FRAUDLAKE_FAULT`` at each of ``steps`` of the same batch in turn: each restart (``--once``)
     replays the batch from what the previous kill left and is itself killed at the next step (a
     crash during recovery); one last restart completes it. Then the outcome is checked: every
     transaction sent is in ``gold.scored_transactions`` exactly once, and every alert the table
-    holds reached Kafka, repeats carrying the same decision. (One batch for the four kills: five
-    scorer starts instead of eight, the same four crash points.)"""
-    from lakehouse.scoring.processor import FAULT_STEPS
-
+    holds reached Kafka, repeats carrying the same decision."""
     settings, _ = world
     topics = settings.kafka.topics
     topics = topics.model_copy(
@@ -311,19 +304,29 @@ def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
             start_new_session=True,  # the fault kills the job's process group: never this one
         )
 
-    def succeeded(done: subprocess.CompletedProcess[str]) -> None:
+    def errors_of(done: subprocess.CompletedProcess[str]) -> str:
         errors = [line for line in done.stderr.splitlines() if " ERROR " in line or "Error" in line]
-        assert done.returncode == 0, "\n".join(errors[:15]) + "\n...\n" + done.stderr[-1500:]
+        return "\n".join(errors[:15]) + "\n...\n" + done.stderr[-1500:]
 
-    # The job's own tables (the scorer's dimensions and features): ingest --once and features
-    # build, in one process.
-    succeeded(job("tests.integration.scoring.job_world"))
+    def succeeded(done: subprocess.CompletedProcess[str]) -> None:
+        assert done.returncode == 0, errors_of(done)
+
+    # The job's own tables: clones of the module world's silver tables, features and merchant daily
+    # counts (the scorer's dimensions, history and features), in the job's catalog.
+    names = table_names(settings)
+    silver = [
+        f"{names.silver_schema}.{t.name}"
+        for t in spark.catalog.listTables(names.silver_schema)
+        if t.tableType != "VIEW"
+    ]
+    clones = [f"{name}={table_location(spark, name)}" for name in [*silver, names.features, names.merchant_daily]]
+    succeeded(job("tests.integration.scoring.job_world", *(f"--clone={c}" for c in clones)))
     scored_path = data / "warehouse" / f"{settings.lakehouse.schemas.gold}.db" / "scored_transactions"
     day = HISTORY_DAYS + 5
     sent = send_day(settings, 0.25, day, 300, seed=day)
-    for step in FAULT_STEPS:  # in the order a batch reaches them
+    for step in steps:  # in the order a batch reaches them
         killed = job("jobs.stream_score", "--once", fault=step)
-        assert killed.returncode == -signal.SIGKILL, (step, killed.returncode, killed.stderr[-1500:])
+        assert killed.returncode == -signal.SIGKILL, (step, killed.returncode, errors_of(killed))
         assert fault_log.read_text().splitlines()[-1].endswith(f"killing the job at step {step!r}")
     succeeded(job("jobs.stream_score", "--once"))  # the last restart, as a supervisor would
 
@@ -339,6 +342,32 @@ def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
         assert by_id.setdefault(alert["alert_id"], decision) == decision, alert["alert_id"]
     assert set(by_id) == expected
     assert len(received) > len(expected)  # the kills after the alerts were sent made repeats
+
+
+@pytest.mark.slow
+def test_a_scorer_killed_before_its_offset_commit_restarts_without_loss_or_duplicate(
+    world, spark, tmp_path, cli_env, make_topic
+) -> None:
+    """One kill where the most is at stake: the batch's state updated, its alerts and scored
+    rows sent to Kafka, its offsets not committed. The restart replays the batch: the repeated
+    alerts carry the same decisions and the table keeps each transaction once. Every step in
+    turn, each restart killed at the next: the faults lane (``make faults``)."""
+    from lakehouse.scoring.processor import BEFORE_COMMIT
+
+    kill_and_restart(world, tmp_path, cli_env, make_topic, spark, (BEFORE_COMMIT,))
+
+
+@pytest.mark.faults
+def test_a_scorer_killed_at_each_step_restarts_once_without_loss_or_duplicate(
+    world, spark, tmp_path, cli_env, make_topic
+) -> None:
+    """Killed at each step of the same batch in turn (after the state update, after the alerts
+    are sent, before the offset commit, after the table write), each restart killed at the next
+    (a crash during recovery), then one restart completes it: nothing lost, nothing twice, every
+    repeated alert the same decision."""
+    from lakehouse.scoring.processor import FAULT_STEPS
+
+    kill_and_restart(world, tmp_path, cli_env, make_topic, spark, FAULT_STEPS)
 
 
 @pytest.mark.slow
