@@ -5,7 +5,7 @@ and the stream is scored from where silver ends."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from pyspark.sql import functions as F
@@ -74,7 +74,7 @@ def test_a_new_scorer_warms_its_state_from_silver_and_its_features_equal_the_off
         assert sum(statuses.values()) == fresh and statuses.get("duplicate", 0) == 0, statuses
 
         run_ingest(spark, settings, once=True)
-        build_features(spark, settings)
+        build_features(spark, settings, since=START + timedelta(days=IMPORTED_DAYS))  # the streamed days
         online = spark.table(names.feature_check).where("status = 'accepted'")
         offline = spark.table(names.features).join(online.select("transaction_id"), "transaction_id", "left_semi")
         ingested = spark.createDataFrame([], "on_partition INT, max_offset BIGINT")
