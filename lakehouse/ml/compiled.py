@@ -16,7 +16,10 @@ What is reproduced, stage by stage, exactly as Spark computes it:
 - the classifier: gradient-boosted trees (``1 / (1 + exp(-2 * margin))``, the log-loss link),
   random forests (the mean of each tree's leaf class share) or logistic regression behind a
   ``StandardScaler``. Tree splits go left when ``x <= threshold`` (continuous; NaN goes right) or
-  when ``x`` is one of the split's categories (the one-hot columns are binary categoricals).
+  when ``x`` is one of the split's categories (the one-hot columns are binary categoricals);
+- the calibrator, when the model has one (:mod:`lakehouse.ml.calibration`): the raw output for
+  fraud (``rawPrediction[1]``) through ``1 / (1 + exp(-(a * r + b)))``, MLlib's one-input
+  logistic regression.
 """
 
 from __future__ import annotations
@@ -112,6 +115,7 @@ class CompiledModel:
     intercept: float = 0.0
     scale_mean: np.ndarray | None = None
     scale_std: np.ndarray | None = None
+    calibration: tuple[float, float] | None = None  # Platt scaling (a, b) of the raw output
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -127,15 +131,28 @@ class CompiledModel:
         blocks += [c.encode(categorical[c.column]) for c in self.categorical]
         return np.hstack(blocks) if blocks else np.empty((0, 0))
 
-    def score_matrix(self, x: np.ndarray) -> np.ndarray:
+    def raw_matrix(self, x: np.ndarray) -> np.ndarray:
+        """The classifier's raw output for fraud (MLlib's ``rawPrediction[1]``): the margin of
+        gradient-boosted trees and of logistic regression, the summed leaf shares of a forest."""
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # as the JVM: inf and NaN, no error
             if self.algorithm == "gbt":
-                margin = self.forest.leaves(x) @ self.weights
-                return 1.0 / (1.0 + np.exp(-2.0 * margin))
+                return self.forest.leaves(x) @ self.weights
             if self.algorithm == "random_forest":
-                return self.forest.leaves(x).sum(axis=1) / len(self.forest.roots)
+                return self.forest.leaves(x).sum(axis=1)
             scaled = np.where(self.scale_std > 0, (x - self.scale_mean) / self.scale_std, 0.0)
-            return 1.0 / (1.0 + np.exp(-(scaled @ self.coefficients + self.intercept)))
+            return scaled @ self.coefficients + self.intercept
+
+    def score_matrix(self, x: np.ndarray) -> np.ndarray:
+        raw = self.raw_matrix(x)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            if self.calibration is not None:
+                slope, intercept = self.calibration
+                return 1.0 / (1.0 + np.exp(-(raw * slope + intercept)))
+            if self.algorithm == "gbt":
+                return 1.0 / (1.0 + np.exp(-2.0 * raw))
+            if self.algorithm == "random_forest":
+                return raw / len(self.forest.roots)
+            return 1.0 / (1.0 + np.exp(-raw))
 
     def score(self, numeric, categorical) -> np.ndarray:
         return self.score_matrix(self.matrix(numeric, categorical))
@@ -156,6 +173,8 @@ class CompiledModel:
             "intercept": self.intercept,
             "meta": self.meta,
         }
+        if self.calibration is not None:
+            out["calibration"] = list(self.calibration)
         if self.forest is not None:
             f = self.forest
             out["forest"] = {
@@ -207,6 +226,7 @@ class CompiledModel:
             ),
             forest=forest,
             intercept=float(raw.get("intercept", 0.0)),
+            calibration=tuple(float(v) for v in raw["calibration"]) if "calibration" in raw else None,
             meta=raw.get("meta", {}),
             **arrays,
         )

@@ -31,7 +31,14 @@ def compile_pipeline(model: PipelineModel) -> CompiledModel:
         VectorAssembler,
     )
 
+    from lakehouse.ml.calibration import is_calibrated
+
     stages = list(model.stages)
+    calibration = None
+    if is_calibrated(model):  # VectorSlicer(rawPrediction[1]) → one-input LogisticRegressionModel
+        calibrator = stages[-1]
+        calibration = (float(calibrator.coefficients[0]), float(calibrator.intercept))
+        stages = stages[:-2]
     labels: dict[str, tuple[str, ...]] = {}
     widths: dict[str, int] = {}
     assembler: VectorAssembler | None = None
@@ -57,7 +64,7 @@ def compile_pipeline(model: PipelineModel) -> CompiledModel:
         raise NotCompilable("no VectorAssembler")
     numeric, categorical = _assembled_columns(assembler.getInputCols(), labels, widths)
     classifier = stages[-1]
-    common = {"numeric": numeric, "categorical": categorical}
+    common = {"numeric": numeric, "categorical": categorical, "calibration": calibration}
     if isinstance(classifier, GBTClassificationModel):
         trees = [tree._java_obj.rootNode() for tree in classifier.trees]
         return CompiledModel(

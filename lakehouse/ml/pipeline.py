@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lakehouse.contract.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from lakehouse.ml.calibration import BASE_PREDICTION, BASE_PROBABILITY, base_classifier
 from lakehouse.ml.metrics import Evaluation, evaluate, threshold_for_budget, threshold_for_precision
 from lakehouse.settings import TrainingSettings
 
@@ -83,9 +84,12 @@ def make_pipeline(
     numeric: tuple[str, ...] = NUMERIC_FEATURES,
     categorical: tuple[str, ...] = CATEGORICAL_FEATURES,
     algorithm: str | None = None,
+    calibrated: bool = False,
 ) -> Pipeline:
     """Fill nulls (sentinel + indicator) → index and one-hot the categories → assemble → (scale, for
-    logistic regression) → the configured classifier."""
+    logistic regression) → the configured classifier. ``calibrated``: the classifier writes its
+    probability under :data:`~lakehouse.ml.calibration.BASE_PROBABILITY`, for the calibrator that
+    :func:`~lakehouse.ml.calibration.calibrate` appends once the pipeline is fitted."""
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
     from pyspark.ml.feature import OneHotEncoder, SQLTransformer, StandardScaler, StringIndexer, VectorAssembler
@@ -146,6 +150,8 @@ def make_pipeline(
             )
         else:
             raise ValueError(f"training.algorithm: unknown {algorithm!r} (gbt, random_forest, logistic_regression)")
+    if calibrated:  # (GBTClassifier takes no probabilityCol argument: the setters serve all three)
+        classifier.setProbabilityCol(BASE_PROBABILITY).setPredictionCol(BASE_PREDICTION)
     stages.append(classifier)
     return Pipeline(stages=stages)
 
@@ -228,7 +234,7 @@ class ScoredWindow:
 def feature_importances(model: PipelineModel, scored_df: DataFrame, top: int = 20) -> list[tuple[str, float]]:
     """Importance per assembled slot (trees: featureImportances; logistic regression: |coefficient|
     on standardised inputs), named from the assembler's metadata, largest first."""
-    classifier = model.stages[-1]
+    classifier = base_classifier(model)
     if hasattr(classifier, "featureImportances"):
         weights = classifier.featureImportances.toArray()
     else:

@@ -20,6 +20,7 @@ from lakehouse.contract.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUM
 from lakehouse.contract.tables import table_names
 from lakehouse.features.labels import ORIGIN, known_labels
 from lakehouse.ml import registry
+from lakehouse.ml.calibration import Calibration, calibrate
 from lakehouse.ml.explain import PROFILE_TAG, learn_profile
 from lakehouse.ml.metrics import Evaluation, average_precision
 from lakehouse.ml.pipeline import (
@@ -123,7 +124,9 @@ def train(
         log.info(
             "training %s on %s rows (%s), fraud weight %.1f", training.algorithm, rows_train, split.describe(), weight
         )
-        model = make_pipeline(training, numeric=numeric, categorical=categorical).fit(train_frame)
+        platt = training.calibration == "platt"
+        model = make_pipeline(training, numeric=numeric, categorical=categorical, calibrated=platt).fit(train_frame)
+        model, calibration = calibrate(model, validation) if platt else (model, Calibration(False, reason="off"))
         validation_scored = scored(model, validation)
         window = ScoredWindow.collect(validation_scored)
         threshold = window.choose_threshold(training)
@@ -141,6 +144,7 @@ def train(
             "rows_train": rows_train,
             "threshold_target": training.threshold.target,
             "selection": selection.chosen if selection else "off",
+            "calibration": training.calibration,
         }
         metrics = {k: float(v) for k, v in evaluation.as_dict().items() if isinstance(v, int | float)}
         metrics |= {f"recall.{k}": v for k, v in evaluation.recall_by_scenario.items()}
@@ -151,6 +155,7 @@ def train(
             "features": json.dumps([*numeric, *categorical]),
             "table_versions": json.dumps(table_versions),
             "selection": selection.chosen if selection else "off",
+            "calibration": json.dumps(calibration.as_dict()),
             "split": split.describe(),
             # What is typical for each feature among the training window's legitimate rows: the
             # yardstick of the scorer's alert reasons (lakehouse.ml.explain).
@@ -171,6 +176,7 @@ def train(
                 "split": split.describe(),
                 "training rows": f"{rows_train:,}",
                 "fraud weight": f"{weight:.1f}",
+                "calibration": calibration.describe(),
                 **{f"table {k}": f"version {v}" for k, v in table_versions.items()},
             },
         )

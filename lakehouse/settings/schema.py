@@ -505,6 +505,11 @@ class TrainingSettings(_Section):
         description="Promotion (by the retraining DAG) waits for this many live days of the challenger's shadow "
         "scores with matured labels, and needs it to beat the champion on them; 0: promote on validation alone.",
     )
+    calibration: Literal["platt", "none"] = Field(
+        default="platt",
+        description="platt: scores become probabilities, fitted on the validation window (lakehouse.ml.calibration); "
+        "none: the classifier's own (class-weighted) probabilities.",
+    )
     gbt: GbtSettings
     random_forest: RandomForestSettings
     logistic_regression: LogisticRegressionSettings

@@ -95,9 +95,14 @@ def feature_frame(spark, rows: list[dict]):
     return spark.createDataFrame(rows, schema)
 
 
-@pytest.fixture(scope="module", params=["gbt", "random_forest", "logistic_regression"])
+@pytest.fixture(scope="module", params=["gbt", "random_forest", "logistic_regression", "gbt-uncalibrated"])
 def fitted(request, spark, settings) -> Fitted:
-    """Each configured pipeline fitted once on the same small static frame."""
+    """Each configured pipeline fitted once on the same small static frame, with its Platt
+    calibrator fitted on the validation days (as training does); and a GBT without one (as
+    versions registered before calibration, or with ``training.calibration: none``)."""
+    from lakehouse.ml.calibration import calibrate
+
+    algorithm, _, plain = request.param.partition("-")
     frame = feature_frame(spark, feature_rows(1200, seed=5))
     split = time_split(date(2026, 10, 1), date(2026, 10, 30), settings.training)
     train, validation = split_frames(frame, split)
@@ -108,8 +113,11 @@ def fitted(request, spark, settings) -> Fitted:
             "random_forest": settings.training.random_forest.model_copy(update={"num_trees": 10}),
         }
     )
-    model = make_pipeline(small, algorithm=request.param).fit(train)
-    return Fitted(request.param, small, model, validation, weight)
+    model = make_pipeline(small, algorithm=algorithm, calibrated=not plain).fit(train)
+    if not plain:
+        model, calibration = calibrate(model, with_label(validation))
+        assert calibration.applied, calibration.reason
+    return Fitted(algorithm, small, model, validation, weight)
 
 
 def test_pipeline_learns_a_separable_signal_with_class_weights(fitted: Fitted) -> None:
@@ -167,8 +175,54 @@ def test_compiled_model_gives_mllibs_scores_and_decisions_on_every_row(fitted: F
 
     # The check can fail: the same model with its output nudged by 1e-6 is refused.
     nudged = dataclasses.replace(compiled, intercept=compiled.intercept + 1e-6)
-    if compiled.algorithm != "logistic_regression":
+    if compiled.calibration is not None:
+        slope, intercept = compiled.calibration
+        nudged = dataclasses.replace(compiled, calibration=(slope, intercept + 1e-6))
+    elif compiled.algorithm != "logistic_regression":
         nudged = dataclasses.replace(
             compiled, forest=dataclasses.replace(compiled.forest, value=compiled.forest.value + 1e-6)
         )
     assert not verify(fitted.model, nudged, validation, threshold).passed
+
+
+def test_calibrated_scores_keep_the_order_and_read_as_probabilities(spark, settings) -> None:
+    """Class weights make the classifier's probabilities overstate fraud; Platt scaling on the
+    validation days brings the mean score to the fraud rate there, lowers the Brier score and
+    keeps the order of the classifier's raw output (so its AP). A window with one class only is
+    not calibrated."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    from lakehouse.ml.calibration import BASE_PROBABILITY, CALIBRATION_INPUT, calibrate
+
+    frame = feature_frame(spark, feature_rows(1200, seed=5))
+    train, validation = split_frames(frame, time_split(date(2026, 10, 1), date(2026, 10, 30), settings.training))
+    train, _ = with_class_weight(with_label(train), "balanced")
+    small = settings.training.model_copy(update={"gbt": settings.training.gbt.model_copy(update={"max_iter": 5})})
+    model = make_pipeline(small, algorithm="gbt", calibrated=True).fit(train)
+    validation = with_label(validation)
+
+    calibrated, calibration = calibrate(model, validation)
+    rows = scored(calibrated, validation).select(
+        "label",
+        "score",
+        vector_to_array(F.col(BASE_PROBABILITY)).getItem(1).alias("before"),
+        vector_to_array(F.col(CALIBRATION_INPUT)).getItem(0).alias("raw"),
+    )
+    got = rows.toPandas()
+    y, after, before = got["label"].to_numpy(), got["score"].to_numpy(), got["before"].to_numpy()
+    assert calibration.applied and calibration.slope > 0
+    assert before.mean() > 2 * y.mean()  # what the class weight does
+    assert abs(after.mean() - y.mean()) < 0.01  # the fit (on Platt's smoothed targets): mean score ≈ fraud rate
+    assert calibration.brier_after < calibration.brier_before
+    # The raw output's order: rows whose raw outputs are apart (more than rounding) stay apart,
+    # in the same order. (This toy model has 11 distinct outputs, some apart by rounding only.)
+    raw = got["raw"].to_numpy()
+    order = np.argsort(raw, kind="stable")
+    apart = np.diff(raw[order]) > 1e-9
+    assert apart.sum() >= 5 and np.all(np.diff(after[order])[apart] > 0)
+
+    legit_only = validation.where("label = 0")
+    kept, refused = calibrate(make_pipeline(small, algorithm="gbt", calibrated=True).fit(train), legit_only)
+    assert not refused.applied and "one of the classes" in refused.reason
+    assert scored(kept, legit_only).count() == legit_only.count()  # the classifier's own probability
