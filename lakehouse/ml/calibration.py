@@ -64,18 +64,20 @@ class Calibration:
         )
 
 
-def base_classifier(model: PipelineModel):
-    """The fitted classifier of a pipeline, calibrated or not (the calibrator reads
-    :data:`CALIBRATION_INPUT`)."""
+def split_calibration(model: PipelineModel) -> tuple[list, tuple[float, float] | None]:
+    """The stages of a fitted pipeline up to and including its classifier, and the calibrator's
+    ``(a, b)`` when one follows it (``[..., classifier, VectorSlicer, LogisticRegressionModel]``,
+    as :func:`calibrate` builds it), else None."""
     stages = list(model.stages)
-    if is_calibrated(model):
-        return stages[-3]
-    return stages[-1]
+    last = stages[-1]
+    if not (last.hasParam("featuresCol") and last.getOrDefault("featuresCol") == CALIBRATION_INPUT):
+        return stages, None
+    return stages[:-2], (float(last.coefficients[0]), float(last.intercept))
 
 
-def is_calibrated(model: PipelineModel) -> bool:
-    last = model.stages[-1]
-    return last.hasParam("featuresCol") and last.getOrDefault("featuresCol") == CALIBRATION_INPUT
+def base_classifier(model: PipelineModel):
+    """The fitted classifier of a pipeline, calibrated or not."""
+    return split_calibration(model)[0][-1]
 
 
 def calibrate(model: PipelineModel, validation: DataFrame) -> tuple[PipelineModel, Calibration]:
@@ -130,6 +132,15 @@ def calibrate(model: PipelineModel, validation: DataFrame) -> tuple[PipelineMode
         sliced.unpersist()
     with np.errstate(over="ignore"):
         after = 1.0 / (1.0 + np.exp(-(raw * slope + intercept)))  # the calibrator's own formula
+    if not slope > 0:
+        return uncalibrated(model), Calibration(False, reason=f"the fitted slope {slope:.4g} would reverse the order")
+    # The order is the raw output's; a saturated sigmoid would make clearly different raw outputs
+    # equal (outputs apart by rounding only, a tree sum taken in another order, may tie).
+    order = np.argsort(raw, kind="stable")
+    apart = np.diff(raw[order]) > 1e-9 * max(1.0, float(np.abs(raw).max()))
+    tied = int(np.count_nonzero(apart & (np.diff(after[order]) <= 0)))
+    if tied:
+        return uncalibrated(model), Calibration(False, reason=f"it would make {tied} distinct scores equal")
     result = Calibration(
         True,
         slope,
@@ -140,15 +151,6 @@ def calibrate(model: PipelineModel, validation: DataFrame) -> tuple[PipelineMode
         mean_after=float(after.mean()),
         fraud_rate=float(y.mean()),
     )
-    if not slope > 0:
-        return uncalibrated(model), Calibration(False, reason=f"the fitted slope {slope:.4g} would reverse the order")
-    # The order is the raw output's; a saturated sigmoid would make clearly different raw outputs
-    # equal (outputs apart by rounding only, a tree sum taken in another order, may tie).
-    order = np.argsort(raw, kind="stable")
-    apart = np.diff(raw[order]) > 1e-9 * max(1.0, float(np.abs(raw).max()))
-    tied = int(np.count_nonzero(apart & (np.diff(after[order]) <= 0)))
-    if tied:
-        return uncalibrated(model), Calibration(False, reason=f"it would make {tied} distinct scores equal")
     calibrated = PipelineModel([*model.stages, slicer, fitted])
     log.info("calibration: %s", result.describe())
     return calibrated, result
@@ -158,6 +160,6 @@ def uncalibrated(model: PipelineModel) -> PipelineModel:
     """The fitted pipeline with its classifier writing ``probability`` and ``prediction`` again."""
     from pyspark.ml import PipelineModel
 
-    classifier = base_classifier(model)
-    classifier.setProbabilityCol("probability").setPredictionCol("prediction")
-    return PipelineModel(list(model.stages)[:-2] if is_calibrated(model) else list(model.stages))
+    stages, _ = split_calibration(model)
+    stages[-1].setProbabilityCol("probability").setPredictionCol("prediction")
+    return PipelineModel(stages)

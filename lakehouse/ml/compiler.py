@@ -31,14 +31,9 @@ def compile_pipeline(model: PipelineModel) -> CompiledModel:
         VectorAssembler,
     )
 
-    from lakehouse.ml.calibration import is_calibrated
+    from lakehouse.ml.calibration import split_calibration
 
-    stages = list(model.stages)
-    calibration = None
-    if is_calibrated(model):  # VectorSlicer(rawPrediction[1]) → one-input LogisticRegressionModel
-        calibrator = stages[-1]
-        calibration = (float(calibrator.coefficients[0]), float(calibrator.intercept))
-        stages = stages[:-2]
+    stages, calibration = split_calibration(model)
     labels: dict[str, tuple[str, ...]] = {}
     widths: dict[str, int] = {}
     assembler: VectorAssembler | None = None
