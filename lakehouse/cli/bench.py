@@ -1,4 +1,5 @@
-"""Benchmarks that write their figures to docs/benchmarks/: ``fraudlake bench produce|state|train|detection|score``."""
+"""Benchmarks that write their figures to docs/benchmarks/: ``fraudlake bench
+produce|state|train|detection|score|ingest``."""
 
 from __future__ import annotations
 
@@ -97,20 +98,28 @@ def bench_train_command(
     """
     from lakehouse.benchmarks.training import bench_train, train_report
 
+    _bench_in_scratch_folder(
+        ctx, "train", "training", bench_train, train_report, output, transactions=transactions, users=users, days=days
+    )
+
+
+def _bench_in_scratch_folder(
+    ctx: typer.Context, name: str, page: str, run: Callable, report: Callable, output: Path | None, **options: object
+) -> None:
+    """``run(spark, settings, folder=..., on_progress=..., **options)`` in a scratch folder, then
+    ``report(bench, settings)`` written to ``output`` (default ``docs/benchmarks/<page>.md``)."""
     settings = settings_of(ctx)
     bench = _in_scratch_folder(
-        "train",
-        lambda folder: bench_train(
-            spark_session(ctx, "fraudlake-bench-train"),
+        name,
+        lambda folder: run(
+            spark_session(ctx, f"fraudlake-bench-{name}"),
             settings,
-            transactions=transactions,
-            users=users,
-            days=days,
             folder=folder,
             on_progress=console.print,
+            **options,
         ),
     )
-    _write(train_report(bench, settings), output or settings.project_dir / "docs" / "benchmarks" / "training.md")
+    _write(report(bench, settings), output or settings.project_dir / "docs" / "benchmarks" / f"{page}.md")
 
 
 def _in_scratch_folder(name: str, run: Callable[[Path], T]) -> T:
@@ -147,21 +156,18 @@ def bench_detection_command(
     """
     from lakehouse.benchmarks.detection import bench_detection, detection_report
 
-    settings = settings_of(ctx)
-    bench = _in_scratch_folder(
+    _bench_in_scratch_folder(
+        ctx,
         "detection",
-        lambda folder: bench_detection(
-            spark_session(ctx, "fraudlake-bench-detection"),
-            settings,
-            customers=customers,
-            terminals=terminals,
-            days=days,
-            seed=seed,
-            folder=folder,
-            on_progress=console.print,
-        ),
+        "detection",
+        bench_detection,
+        detection_report,
+        output,
+        customers=customers,
+        terminals=terminals,
+        days=days,
+        seed=seed,
     )
-    _write(detection_report(bench, settings), output or settings.project_dir / "docs" / "benchmarks" / "detection.md")
 
 
 @bench_app.command("score")
@@ -213,3 +219,26 @@ def bench_score_command(
     path = output or settings.project_dir / "docs" / "benchmarks" / "scoring.md"
     console.print(write_score_report(path, bench, machine_description(), settings, duration_s=duration))
     console.print(f"written to {path}")
+
+
+@bench_app.command("ingest")
+def bench_ingest_command(
+    ctx: typer.Context,
+    transactions: Annotated[
+        int, typer.Option(help="Transactions preloaded (with their users and merchants, 1% bad records).")
+    ] = 100_000,
+    runs: Annotated[int, typer.Option(help="Drains per pipeline, interleaved (the median is reported).")] = 3,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/ingest.md.")] = None,
+) -> None:
+    """Ingest (Kafka → bronze → silver, quarantine included) against a plain Spark Kafka → Delta
+    append and the Kafka → Kafka pass-through, on the same preloaded records; written to docs/.
+
+    Needs the broker and the catalog up. Example: fraudlake bench ingest --transactions 100000 --runs 3
+    """
+    from lakehouse.benchmarks.ingest import bench_ingest, ingest_report
+    from lakehouse.platform.kafka.topics import list_topics
+
+    list_topics(settings_of(ctx).kafka)  # fail plainly now if the broker is down
+    _bench_in_scratch_folder(
+        ctx, "ingest", "ingest", bench_ingest, ingest_report, output, transactions=transactions, runs=runs
+    )

@@ -15,6 +15,7 @@ Exactly once, end to end:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.queries import ingest_query_name
@@ -43,6 +44,7 @@ from lakehouse.ingest.transforms import (
 from lakehouse.platform import faults
 from lakehouse.platform.delta import append_once, conflict_errors, retry_on_conflict, table_location
 from lakehouse.platform.kafka.clients import kafka_stream
+from lakehouse.platform.measure import Steps
 from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
 from lakehouse.settings import Settings
 
@@ -70,6 +72,16 @@ def start_bronze(
     return start_query(writer, plan, lambda w: w.toTable(names.bronze(stream)))
 
 
+@dataclass(frozen=True)
+class SilverTimings:
+    """One silver micro-batch seen from the driver: the seconds of its steps (Spark is lazy: the
+    parse and the late and duplicate checks run inside the first step that needs them)."""
+
+    query: str
+    batch_id: int
+    seconds: dict[str, float]
+
+
 class SilverBatch:
     """The ``foreachBatch`` function of one stream's bronze → silver query."""
 
@@ -81,9 +93,13 @@ class SilverBatch:
         stream: str,
         query: str,
         checkpoint: str | None = None,
+        on_batch: Callable[[SilverTimings], None] | None = None,
     ) -> None:
         """``checkpoint``: the streaming query's, beside which its batches' failures are counted
-        (the poison-pill guard); None for a one-off batch (an import), which fails as a whole."""
+        (the poison-pill guard); None for a one-off batch (an import), which fails as a whole.
+        ``on_batch``: given each landed batch's :class:`SilverTimings` (a benchmark's figures)."""
+        self.on_batch = on_batch
+        self.steps = Steps()
         self.spark = spark
         self.settings = settings
         self.failures = FailureCounts(checkpoint) if checkpoint else None
@@ -102,6 +118,7 @@ class SilverBatch:
         # a commit fail; the whole batch runs again, which is safe: every append is idempotent per
         # batch and the MERGE applies only newer versions.
         what = f"{self.query} batch {batch_id}"
+        self.steps = Steps()
         try:
             retry_on_conflict(lambda: self._land(bronze, batch_id), what=what)
         except conflict_errors():
@@ -121,6 +138,8 @@ class SilverBatch:
             poison.unpersist()
         if self.failures is not None:
             self.failures.clear(batch_id)
+        if self.on_batch is not None:
+            self.on_batch(SilverTimings(self.query, batch_id, dict(self.steps.seconds)))
 
     def _decide(self, bronze: DataFrame, batch_id: int, *, dry_run: bool = False) -> tuple[DataFrame, ...]:
         """(parsed, accepted, rejected, checked, progress source) of a batch's bronze rows;
@@ -153,7 +172,8 @@ class SilverBatch:
 
         parsed, accepted, rejected, checked, progress_source = self._decide(bronze, batch_id)
         try:
-            self._append(self.target, with_source(accepted, batch_id).select(*self.silver_order), batch_id)
+            with self.steps("silver append (parse, checks)"):
+                self._append(self.target, with_source(accepted, batch_id).select(*self.silver_order), batch_id)
             faults.reached(f"{self.query}{AFTER_TABLE}")  # silver appended; quarantine, progress not yet
             if poison is not None:
                 rejected = rejected.select(*bronze.columns, "quarantine_reason").unionByName(poison)
@@ -165,11 +185,14 @@ class SilverBatch:
                 *[c for c in self.quarantine_order if c.startswith("_")],
                 F.current_timestamp().alias("quarantined_at"),
             )
-            self._append(self.names.quarantine, quarantine.select(*self.quarantine_order), batch_id)
+            with self.steps("quarantine append"):
+                self._append(self.names.quarantine, quarantine.select(*self.quarantine_order), batch_id)
             if progress_source is not None:
-                self._append(self.names.progress, self._progress(progress_source, batch_id), batch_id)
+                with self.steps("progress append"):
+                    self._append(self.names.progress, self._progress(progress_source, batch_id), batch_id)
             if self.latest is not None:
-                self._merge_latest(with_source(accepted, batch_id).select(*self.silver_order))
+                with self.steps("latest merge"):
+                    self._merge_latest(with_source(accepted, batch_id).select(*self.silver_order))
         finally:
             for frame in (parsed, checked):
                 if frame is not None:
@@ -190,7 +213,8 @@ class SilverBatch:
             .agg(F.max("max_event_time").alias("prior_max_event_time"))
         )
         earlier = self._earlier(self.target, batch_id)
-        oldest = valid.agg(F.min("event_time")).first()[0]
+        with self.steps("lateness window (parse)"):
+            oldest = valid.agg(F.min("event_time")).first()[0]
         if oldest is not None:
             # Only event_date partitions within the dedup window are read: the state stays bounded.
             window = interval_seconds(self.settings.lakehouse.dedup_window_hours * 3600)
@@ -246,27 +270,43 @@ class SilverBatch:
 
 
 def start_silver(
-    spark: SparkSession, settings: Settings, names: TableNames, stream: str, *, once: bool
+    spark: SparkSession,
+    settings: Settings,
+    names: TableNames,
+    stream: str,
+    *,
+    once: bool,
+    on_batch: Callable[[SilverTimings], None] | None = None,
 ) -> StreamingQuery:
     from pyspark.sql import functions as F
 
     plan = query_plan(settings, ingest_query_name("silver", stream), once=once)
     source = spark.readStream.option("maxFilesPerTrigger", 1000).table(names.bronze(stream))
     source = source.where(~F.col("topic").startswith(IMPORT_TOPIC_PREFIX))  # imports did their own silver step
-    batch = SilverBatch(spark, settings, names, stream, plan.name, plan.checkpoint)
+    batch = SilverBatch(spark, settings, names, stream, plan.name, plan.checkpoint, on_batch)
     return start_query(source.writeStream.foreachBatch(batch), plan, lambda w: w.start())
 
 
 def run_ingest(
-    spark: SparkSession, settings: Settings, *, once: bool, layers: tuple[str, ...] = ("bronze", "silver")
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    once: bool,
+    layers: tuple[str, ...] = ("bronze", "silver"),
+    on_batch: Callable[[SilverTimings], None] | None = None,
 ) -> list[StreamingQuery]:
     """Start the ingest queries. ``once``: drain what is there now (bronze first, then silver) and
-    return when done; otherwise start them all and return the running queries."""
+    return when done; otherwise start them all and return the running queries. ``on_batch``: as
+    :class:`SilverBatch`'s."""
     names = create_tables(spark, settings)
     queries: list[StreamingQuery] = []
-    starters = {"bronze": start_bronze, "silver": start_silver}
     for layer in layers:
-        started = [starters[layer](spark, settings, names, stream, once=once) for stream in STREAMS]
+        started = [
+            start_bronze(spark, settings, names, stream, once=once)
+            if layer == "bronze"
+            else start_silver(spark, settings, names, stream, once=once, on_batch=on_batch)
+            for stream in STREAMS
+        ]
         if once:  # silver must see everything bronze has landed
             for query in started:
                 query.awaitTermination()

@@ -1,5 +1,6 @@
-"""The engine's floor: a minimal Spark Structured Streaming query that copies each record of one
-Kafka topic to another, key and value as they are. Whatever Fraudlake does to a payment, it
+"""The engine's floors: a minimal Spark Structured Streaming query that copies each record of one
+Kafka topic to another, key and value as they are, and one that appends them to a Delta table
+(``fraudlake bench ingest``'s floor for landing data). Whatever Fraudlake does to a payment, it
 cannot deliver it sooner than this; ``fraudlake bench score`` and ``make demo`` measure the
 scorer's latency next to it, on the same records and with the same trigger and batch size.
 
@@ -33,20 +34,14 @@ def start_passthrough(
     plan: QueryPlan,
     starting_offsets: str = "earliest",
 ) -> StreamingQuery:
-    """Kafka → Kafka, value and key as they are, the input's creation time in a header."""
+    """Kafka → Kafka, value and key as they are, the input's creation time in a header
+    (``source``: a topic, or several separated by commas)."""
     from pyspark.sql import functions as F
 
-    from lakehouse.platform.kafka.clients import spark_options
+    from lakehouse.platform.kafka.clients import kafka_stream, spark_options
     from lakehouse.platform.streaming import start_query
 
-    kafka = (
-        spark.readStream.format("kafka")
-        .options(**spark_options(settings.kafka))
-        .option("subscribe", source)
-        .option("startingOffsets", starting_offsets)
-        .option("maxOffsetsPerTrigger", plan.max_records)
-        .load()
-    )
+    kafka = kafka_stream(spark, settings.kafka, source, max_records=plan.max_records, starting_offsets=starting_offsets)
     header = F.struct(
         F.lit(CREATED_HEADER).alias("key"),
         F.unix_millis("timestamp").cast("string").cast("binary").alias("value"),
@@ -54,6 +49,18 @@ def start_passthrough(
     out = kafka.select("key", "value", F.array(header).alias("headers"))
     writer = out.writeStream.format("kafka").options(**spark_options(settings.kafka)).option("topic", target)
     return start_query(writer, plan, lambda w: w.start())
+
+
+def start_delta_append(spark: SparkSession, settings: Settings, *, source: str, path: str, plan: QueryPlan):
+    """Kafka → Delta: the source's rows as Spark reads them (key, value, topic, partition, offset,
+    timestamp, ...) appended to the Delta table at ``path``, nothing else: the floor for landing
+    data in the lake (``source``: a topic, or several separated by commas)."""
+    from lakehouse.platform.kafka.clients import kafka_stream
+    from lakehouse.platform.streaming import start_query
+
+    kafka = kafka_stream(spark, settings.kafka, source, max_records=plan.max_records)
+    writer = kafka.writeStream.format("delta").outputMode("append")
+    return start_query(writer, plan, lambda w: w.start(path))
 
 
 def copy_created_ms(headers) -> float:

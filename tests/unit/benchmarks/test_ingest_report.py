@@ -1,0 +1,35 @@
+"""The ingest benchmark's drain time (the union of micro-batch intervals, of one query or of
+several side by side) and its report: ratios to both floors, the verdict, the step breakdown."""
+
+from __future__ import annotations
+
+from lakehouse.benchmarks.ingest import DELTA_FLOOR, INGEST, KAFKA_FLOOR, Drain, IngestBench, ingest_report
+from lakehouse.ingest.queries import SilverTimings
+from lakehouse.platform.measure import busy_seconds
+
+
+def batch(start: str, ms: int, rows: int = 10) -> dict:
+    return {"timestamp": f"2026-12-05T10:00:{start}Z", "numInputRows": rows, "durationMs": {"triggerExecution": ms}}
+
+
+def test_busy_time_counts_overlapping_batches_once_and_leaves_gaps_out() -> None:
+    one_query = [batch("00.000", 2000), batch("05.000", 1000)]
+    assert busy_seconds(one_query) == 3.0
+    side_by_side = [batch("00.000", 2000), batch("01.000", 2000), batch("01.500", 500), batch("10.000", 500)]
+    assert busy_seconds(side_by_side) == 3.5
+    assert busy_seconds([]) == 0.0
+
+
+def test_the_report_gives_both_ratios_the_verdict_and_where_the_time_goes(settings) -> None:
+    bench = IngestBench(1000, records={"transactions": 1000, "users": 50, "merchants": 10, "labels": 0}, bad=11)
+    bench.drains = {
+        DELTA_FLOOR: [Drain(1060, 1.0, 2.0, 1), Drain(1060, 0.5, 1.0, 1), Drain(1060, 1.0, 2.0, 1)],
+        KAFKA_FLOOR: [Drain(1060, 0.5, 1.0, 1)] * 3,
+        INGEST: [Drain(1060, 4.0, 5.0, 8), Drain(1060, 2.0, 3.0, 8), Drain(1060, 2.0, 3.0, 8)],
+    }
+    bench.progress = {"silver_users": [batch("00.000", 1500)]}
+    bench.silver_steps = [SilverTimings("silver_users", 0, {"latest merge": 0.75})] * 2
+    text = ingest_report(bench, settings, machine="test machine").render()
+    assert "**0.50x** (goal ≥ 0.5x: **met**)" in text and "pass-through: **0.25x**" in text
+    assert "| silver_users | 1 | 1.5 |" in text and "| silver_users | latest merge | 1.5 |" in text
+    assert "1,060 preloaded once" in text and "11 of them bad" in text
