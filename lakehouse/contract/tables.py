@@ -7,7 +7,7 @@
     silver.users | merchants                 the latest version per key (MERGE; Change Data Feed on)
     silver.labels                            the latest label per transaction (by reported_at; MERGE, CDF on)
     silver.quarantine                        every rejected record: raw value, coordinates, reason
-    silver.ingest_progress                   per micro-batch and Kafka partition: latest event time
+    silver.ingest_progress                   per micro-batch and Kafka partition: latest event time (folded)
     silver.imports                           the import ledger: each imported file, its fingerprint and state
     silver.transactions_enriched             view: transactions with the user and merchant known so far
     gold.transaction_features                every silver transaction's features, point in time (+ labels)

@@ -34,6 +34,7 @@ from lakehouse.contract.tables import (
 from lakehouse.ingest.poison import FailureCounts, find_poison, without
 from lakehouse.ingest.transforms import (
     bronze_records,
+    compacted_progress,
     duplicates,
     interval_seconds,
     late_and_duplicates,
@@ -42,11 +43,17 @@ from lakehouse.ingest.transforms import (
     with_source,
 )
 from lakehouse.platform import faults
-from lakehouse.platform.delta import append_once, conflict_errors, retry_on_conflict, table_location
+from lakehouse.platform.delta import (
+    append_once,
+    conflict_errors,
+    replace_where,
+    retry_on_conflict,
+    table_location,
+)
 from lakehouse.platform.kafka.clients import kafka_stream
 from lakehouse.platform.measure import Steps
 from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
-from lakehouse.settings import Settings
+from lakehouse.settings import QuerySettings, Settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -110,6 +117,7 @@ class SilverBatch:
         self.latest = LATEST_BY.get(stream)  # (key, order) of a stream of versions
         self.target = names.accepted(stream)
         self.paths = {name: table_location(spark, name) for name in (self.target, names.quarantine, names.progress)}
+        self.compact_every = settings.lakehouse.progress_compact_every
         self.silver_order = [c for c, _ in silver_columns(self.fields)]
         self.quarantine_order = [c for c, _ in QUARANTINE_COLUMNS]
 
@@ -190,6 +198,9 @@ class SilverBatch:
             if progress_source is not None:
                 with self.steps("progress append"):
                     self._append(self.names.progress, self._progress(progress_source, batch_id), batch_id)
+                if self.failures is not None and batch_id and batch_id % self.compact_every == 0:
+                    with self.steps("progress compaction"):
+                        self._compact_progress(batch_id)
             if self.latest is not None:
                 with self.steps("latest merge"):
                     self._merge_latest(with_source(accepted, batch_id).select(*self.silver_order))
@@ -251,6 +262,17 @@ class SilverBatch:
             .select(*[c for c, _ in PROGRESS_COLUMNS])
         )
 
+    def _compact_progress(self, batch_id: int) -> None:
+        """Fold the progress rows of the stream's earlier batches (final: only the current batch can
+        be replayed) into one per partition. A replay of this batch reads the same maxima (its own
+        lateness clock comes from ``_batch_id < batch_id``), and folding again changes nothing."""
+        earlier = (
+            f"source = '{self.stream}' AND _batch_id < {int(batch_id)}"
+            f" AND NOT startswith(_topic, '{IMPORT_TOPIC_PREFIX}')"
+        )
+        rows = self.spark.table(self.names.progress).where(earlier)
+        replace_where(compacted_progress(rows), self.paths[self.names.progress], earlier)
+
     def _merge_latest(self, versions: DataFrame) -> None:
         from delta.tables import DeltaTable
 
@@ -281,7 +303,8 @@ def start_silver(
     from pyspark.sql import functions as F
 
     plan = query_plan(settings, ingest_query_name("silver", stream), once=once)
-    source = spark.readStream.option("maxFilesPerTrigger", 1000).table(names.bronze(stream))
+    files = settings.streaming.queries.get(plan.name, QuerySettings()).max_files_per_trigger or 1000
+    source = spark.readStream.option("maxFilesPerTrigger", files).table(names.bronze(stream))
     source = source.where(~F.col("topic").startswith(IMPORT_TOPIC_PREFIX))  # imports did their own silver step
     batch = SilverBatch(spark, settings, names, stream, plan.name, plan.checkpoint, on_batch)
     return start_query(source.writeStream.foreachBatch(batch), plan, lambda w: w.start())

@@ -244,6 +244,21 @@ def latest_per_key(valid: DataFrame, key: str, order: str = "updated_at") -> Dat
     return valid.withColumn("_rank", F.row_number().over(latest)).where("_rank = 1").drop("_rank")
 
 
+def compacted_progress(progress: DataFrame) -> DataFrame:
+    """``silver.ingest_progress`` rows folded into one per (source, topic, partition): the latest
+    event time and offset, under the last batch id among them. Every reader of the progress takes
+    the maxima per partition (the lateness clock, the warm start's offsets, the clocks-ahead check),
+    so they read the same from the folded rows as from the originals."""
+    from pyspark.sql import functions as F
+
+    folded = progress.groupBy("source", "_topic", "_partition").agg(
+        F.max("_batch_id").alias("_batch_id"),
+        F.max("max_event_time").alias("max_event_time"),
+        F.max("max_offset").alias("max_offset"),
+    )
+    return folded.select(*progress.columns)
+
+
 def with_source(df: DataFrame, batch_id: int) -> DataFrame:
     """Rename the bronze coordinates to the ``_``-prefixed source columns of silver and quarantine."""
     from pyspark.sql import functions as F

@@ -118,6 +118,12 @@ def read_pinned(spark: SparkSession, name: str, version: int | None = None) -> t
     return read_version(spark, name, version=pinned), pinned
 
 
+def replace_where(rows: DataFrame, location: str, predicate: str) -> None:
+    """Replace the rows of the Delta table at ``location`` that match ``predicate`` (SQL) with
+    ``rows``, all of which must match it, in one commit: readers see the old rows or the new ones."""
+    rows.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(location)
+
+
 def append_once(rows: DataFrame, location: str, *, app_id: str, batch_id: int) -> None:
     """Append ``rows`` to the Delta table at ``location`` once per (``app_id``, ``batch_id``)."""
     (rows.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id).save(location))

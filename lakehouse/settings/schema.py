@@ -354,6 +354,16 @@ class LakehouseSettings(_Section):
         ),
     )
 
+    progress_compact_every: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Every this many micro-batches, the transactions query folds the ingest_progress rows of its"
+            " earlier batches into one row per Kafka partition (their latest event time and offset), so"
+            " the table and the read of it each batch stay bounded."
+        ),
+    )
+
     @model_validator(mode="after")
     def _dedup_covers_lateness(self) -> LakehouseSettings:
         # A duplicate older than the dedup window must already be late, or it would slip through.
@@ -365,6 +375,9 @@ class LakehouseSettings(_Section):
 class QuerySettings(_Section):
     trigger: str | None = Field(default=None, description='"availableNow" or an interval such as "5 seconds".')
     max_records_per_trigger: int | None = Field(default=None, ge=1)
+    max_files_per_trigger: int | None = Field(
+        default=None, ge=1, description="Queries reading a Delta table (silver_*): files per micro-batch (1000)."
+    )
     checkpoint: str | None = Field(default=None, description="Default: <checkpoint_dir>/<query name>.")
 
 

@@ -216,3 +216,61 @@ def test_late_labels_land_in_silver_once_each_and_a_later_report_supersedes_keep
     ).first()
     assert delays.n == report.labels + 1 and delays.shortest.total_seconds() >= 60
     assert all(r.ok for r in reconcile(spark, settings)), reconcile(spark, settings)
+
+
+def test_progress_stays_bounded_by_compaction_and_every_decision_stays_the_same(ingest_settings, spark) -> None:
+    from lakehouse.contract.tables import create_tables
+    from lakehouse.ingest.queries import start_bronze, start_silver
+    from lakehouse.platform.isolation import updated
+    from lakehouse.settings import QuerySettings
+
+    settings = updated(ingest_settings, {"streaming": {"max_records_per_trigger": 500}})  # bronze batches
+    simulation = Simulation(settings.simulator, date(2026, 10, 1), traffic_seed=23)
+    sender = make_sender(settings.kafka, settings.producer)
+    produce(settings, simulation, sender, ProduceLimits(count=1500), first_day=0, bad_rate=0.05)
+    sender.close()
+
+    def silver_of(world, *starts) -> tuple[dict, Counter, int]:
+        names = table_names(world)
+        create_tables(spark, world)
+        for start in starts:
+            query = start(spark, world, names, "transactions", once=True)
+            query.awaitTermination()
+            assert query.exception() is None, query.exception()
+        accepted = {r.transaction_id: r._offset for r in spark.table(names.silver("transactions")).collect()}
+        rejected = Counter((r.reason, r._partition, r._offset) for r in spark.table(names.quarantine).collect())
+        return accepted, rejected, sum(1 for p in query.recentProgress if p["numInputRows"])
+
+    # Silver in one batch per bronze file (about one per partition and bronze batch), folding every 2.
+    one_file = {"silver_transactions": QuerySettings(max_files_per_trigger=1)}
+    folding = updated(settings, {"lakehouse": {"progress_compact_every": 2}, "streaming": {"queries": one_file}})
+    # The same bronze rows in a single silver batch, to a silver schema and checkpoints of its own.
+    single_silver = f"{settings.lakehouse.schemas.silver}_single"
+    single = updated(
+        settings,
+        {
+            "lakehouse": {"schemas": {"silver": single_silver}},
+            "spark": {"checkpoint_dir": f"{settings.checkpoint_dir}_1"},
+        },
+    )
+    try:
+        *folded, batches = silver_of(folding, start_bronze, start_silver)
+        *at_once, _ = silver_of(single, start_silver)
+        progress = {
+            name: spark.table(table_names(world).progress).where("source = 'transactions'")
+            for name, world in (("folding", folding), ("single", single))
+        }
+        partitions = settings.kafka.topics.transactions.partitions
+        maxima = {
+            name: sorted(rows.groupBy("_partition").agg({"max_event_time": "max", "max_offset": "max"}).collect())
+            for name, rows in progress.items()
+        }
+        # Without folding, a row per batch and partition (a batch here reads one partition's file);
+        # folded, one per partition plus the batches since the last fold.
+        rows = progress["folding"].count()
+        assert batches >= 5 and rows < batches and rows <= 3 * partitions
+        assert maxima["folding"] == maxima["single"]
+        # Late and duplicate decisions depend on the log alone: the same in 5+ folded batches as in one.
+        assert folded == at_once and {reason for reason, _, _ in folded[1]} >= {"late_event", "duplicate"}
+    finally:
+        spark.sql(f"DROP SCHEMA IF EXISTS {single_silver} CASCADE")
