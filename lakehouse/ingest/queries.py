@@ -37,9 +37,11 @@ from lakehouse.ingest.transforms import (
     compacted_progress,
     duplicates,
     interval_seconds,
-    late_and_duplicates,
+    late_or_duplicate,
     latest_per_key,
+    oldest_to_deduplicate,
     parse_records,
+    with_lateness,
     with_source,
 )
 from lakehouse.platform import faults
@@ -224,14 +226,16 @@ class SilverBatch:
             .agg(F.max("max_event_time").alias("prior_max_event_time"))
         )
         earlier = self._earlier(self.target, batch_id)
+        timed = with_lateness(valid, prior_max, self.settings.lakehouse.watermark_delay_minutes)
         with self.steps("lateness window (parse)"):
-            oldest = valid.agg(F.min("event_time")).first()[0]
-        if oldest is not None:
+            oldest = oldest_to_deduplicate(timed)
+        if oldest is None:  # nothing to deduplicate: no silver partition is read
+            earlier = earlier.where(F.lit(False))
+        else:
             # Only event_date partitions within the dedup window are read: the state stays bounded.
             window = interval_seconds(self.settings.lakehouse.dedup_window_hours * 3600)
             earlier = earlier.where(F.col("event_date") >= F.to_date(F.lit(oldest) - window))
-        prior_ids = earlier.select("transaction_id")
-        return late_and_duplicates(valid, prior_max, prior_ids, self.settings.lakehouse.watermark_delay_minutes)
+        return late_or_duplicate(timed, earlier.select("transaction_id"))
 
     def _earlier(self, table: str, batch_id: int) -> DataFrame:
         """The rows of ``table`` from the stream's earlier batches, and imports whatever their

@@ -193,6 +193,11 @@ def late_and_duplicates(
     log alone, not on how it was cut into micro-batches, so a replay or restart classifies every
     record the same way. The first occurrence of a transaction_id (by partition, offset) is kept.
     """
+    return late_or_duplicate(with_lateness(valid, prior_max, delay_minutes), prior_ids)
+
+
+def with_lateness(valid: DataFrame, prior_max: DataFrame, delay_minutes: float) -> DataFrame:
+    """``valid`` with ``_late`` (see :func:`late_and_duplicates`; needs the same columns)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -201,13 +206,27 @@ def late_and_duplicates(
         "_seen_max", F.greatest(F.col("prior_max_event_time"), F.max("event_time").over(by_partition))
     )
     late = F.col("event_time") < F.col("_seen_max") - interval_seconds(delay_minutes * 60)
+    return seen_before.withColumn("_late", F.coalesce(late, F.lit(False))).drop("prior_max_event_time", "_seen_max")
+
+
+def oldest_to_deduplicate(timed: DataFrame):
+    """The oldest event time among :func:`with_lateness`'s rows that are not late (None when all
+    are): the duplicate check reads earlier batches from there on, so a record from the far past,
+    late by definition, does not widen it (one action)."""
+    from pyspark.sql import functions as F
+
+    return timed.where(~F.col("_late")).agg(F.min("event_time")).first()[0]
+
+
+def late_or_duplicate(timed: DataFrame, prior_ids: DataFrame) -> DataFrame:
+    """:func:`with_lateness`'s rows with ``quarantine_reason`` ``late_event``, ``duplicate`` or null."""
+    from pyspark.sql import functions as F
+
     # Late records do not take part in deduplication: a duplicate of a late record is late too.
-    marked = repeats(
-        seen_before.withColumn("_late", F.coalesce(late, F.lit(False))), prior_ids, "transaction_id", "_late"
-    )
+    marked = repeats(timed, prior_ids, "transaction_id", "_late")
     return marked.withColumn(
         "quarantine_reason", F.when(F.col("_late"), "late_event").when(F.col("_repeat"), "duplicate")
-    ).drop("prior_max_event_time", "_seen_max", "_late", "_repeat")
+    ).drop("_late", "_repeat")
 
 
 def duplicates(valid: DataFrame, prior_ids: DataFrame, key: str) -> DataFrame:

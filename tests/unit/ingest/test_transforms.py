@@ -14,7 +14,9 @@ from lakehouse.ingest.transforms import (
     duplicates,
     late_and_duplicates,
     latest_per_key,
+    oldest_to_deduplicate,
     parse_records,
+    with_lateness,
 )
 
 GOOD = {
@@ -191,6 +193,17 @@ def decide(spark, batch, prior_max=(), prior_ids=(), delay_minutes=30.0) -> dict
     ids = spark.createDataFrame([(i,) for i in prior_ids], "transaction_id STRING")
     out = late_and_duplicates(transactions(spark, batch), prior, ids, delay_minutes)
     return {f"{r.transaction_id}@{r.partition}:{r.offset}": r.quarantine_reason for r in out.collect()}
+
+
+def test_a_record_from_the_far_past_does_not_widen_the_duplicate_check(spark) -> None:
+    ancient = spark.createDataFrame([("ANCIENT", datetime(1971, 1, 1), "tx", 0, 2)], transactions(spark, []).schema)
+    batch = transactions(spark, [("A", 100, 0, 0), ("B", 90, 0, 1)]).unionByName(ancient)
+    prior = spark.createDataFrame([], "topic STRING, partition INT, prior_max_event_time TIMESTAMP")
+    timed = with_lateness(batch, prior, 30.0)
+    assert oldest_to_deduplicate(timed) == datetime(2026, 10, 1, 13, 30)  # B's time, not ANCIENT's
+    all_late = [("A", 100, 0, 0), ("OLD", 0, 0, 1)]
+    timed = with_lateness(transactions(spark, all_late), prior, 30.0).where("transaction_id = 'OLD'")
+    assert oldest_to_deduplicate(timed) is None
 
 
 def test_late_is_judged_against_earlier_offsets_of_the_same_partition(spark) -> None:
