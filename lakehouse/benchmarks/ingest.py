@@ -21,6 +21,7 @@ same way for all three. Throughput = records / drain time; each figure is the me
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 import uuid
@@ -38,6 +39,8 @@ from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from lakehouse.benchmarks.ingest_flat import FlatRun
 
 INGEST, DELTA_FLOOR, KAFKA_FLOOR = "ingest → bronze, silver", "Kafka → Delta append", "Kafka → Kafka pass-through"
 PIPELINES = (DELTA_FLOOR, KAFKA_FLOOR, INGEST)
@@ -68,6 +71,7 @@ class IngestBench:
     drains: dict[str, list[Drain]] = field(default_factory=dict)
     silver_steps: list[SilverTimings] = field(default_factory=list)  # the ingest runs' silver batches
     progress: dict[str, list[dict]] = field(default_factory=dict)  # ingest query → its batches (last run)
+    flat: FlatRun | None = None  # the compressed month (lakehouse.benchmarks.ingest_flat)
 
     def median_rate(self, pipeline: str) -> float:
         return statistics.median(d.rate for d in self.drains[pipeline])
@@ -197,7 +201,8 @@ def ingest_report(bench: IngestBench, settings: Settings, machine: str | None = 
     report = Report(
         "ingest",
         "Ingest: Kafka → bronze → silver against the engine's floors",
-        f"fraudlake bench ingest --transactions {bench.transactions} --runs {runs}",
+        f"fraudlake bench ingest --transactions {bench.transactions} --runs {runs}"
+        + (f" --days {f.days} --per-day {f.per_day} --rate {f.rate:g}" if (f := bench.flat) else " --days 0"),
         settings={
             "records": f"{bench.total:,} preloaded once ("
             + ", ".join(f"{n:,} {stream}" for stream, n in bench.records.items())
@@ -234,6 +239,8 @@ def ingest_report(bench: IngestBench, settings: Settings, machine: str | None = 
         f"- ingest / Kafka → Delta append: **{to_delta:.2f}x** (goal ≥ {GOAL}x: **{verdict}**)",
         f"- ingest / Kafka → Kafka pass-through: **{to_kafka:.2f}x**",
     )
+    if bench.flat is not None:
+        _flat_section(report, bench.flat)
     report.section("Where the time goes (the last ingest run)")
     report.table(
         ["query", "batches", "busy s", *[f"{k} s" for k in DURATION_KEYS]],
@@ -255,3 +262,37 @@ def ingest_report(bench: IngestBench, settings: Settings, machine: str | None = 
     report.text(f"Inside the silver batches (`addBatch`), summed over the {runs} runs' batches:")
     report.table(["query", "step", "seconds"], [(q, s, f"{v:,.1f}") for (q, s), v in steps.items()], "llr")
     return report
+
+
+def _flat_section(report: Report, flat: FlatRun) -> None:
+    from lakehouse.benchmarks.ingest_flat import GOAL
+
+    queries = list(flat.batches)
+    # A query with no batch on the first or the last day (a sparse stream) has no ratio.
+    ratios = {q: flat.ratio(q) for q in queries if math.isfinite(flat.ratio(q))}
+    worst = max(ratios.values(), default=float("nan"))
+    report.section(f"Flat over time ({flat.days} simulated days, continuous)")
+    report.text(
+        f"The ingest job ran continuously (trigger {flat.trigger}) while {flat.per_day:,} transactions a"
+        f" simulated day were sent at {flat.rate:,.0f}/s for 1 + {flat.days} days (the first one is the"
+        " warm-up, not counted). Median batch time (s) of each query's batches with input, by the day"
+        " being sent when the batch started:"
+    )
+    shown = sorted({1, 2, flat.days // 2, flat.days - 1, flat.days})
+    report.table(
+        ["query", *[f"day {d}" for d in shown], "last / first"],
+        [
+            (q, *[_seconds(flat.median(q, d)) for d in shown], f"{ratios[q]:.2f}x" if q in ratios else "—")
+            for q in queries
+        ],
+        "l" + "r" * (len(shown) + 1),
+    )
+    verdict = "met" if worst <= GOAL else "not met"
+    report.text(
+        f"- worst last-day / first-day ratio: **{worst:.2f}x** (goal ≤ {GOAL}x: **{verdict}**), over the queries"
+        " with batches on both days"
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "—"

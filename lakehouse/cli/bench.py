@@ -228,17 +228,36 @@ def bench_ingest_command(
         int, typer.Option(help="Transactions preloaded (with their users and merchants, 1% bad records).")
     ] = 100_000,
     runs: Annotated[int, typer.Option(help="Drains per pipeline, interleaved (the median is reported).")] = 3,
+    days: Annotated[int, typer.Option(help="Simulated days of the continuous run (0: skip it).")] = 30,
+    per_day: Annotated[int, typer.Option(help="Transactions per simulated day of the continuous run.")] = 3_000,
+    rate: Annotated[float, typer.Option(help="Transactions/s sent in the continuous run.")] = 100.0,
     output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/ingest.md.")] = None,
 ) -> None:
     """Ingest (Kafka → bronze → silver, quarantine included) against a plain Spark Kafka → Delta
-    append and the Kafka → Kafka pass-through, on the same preloaded records; written to docs/.
+    append and the Kafka → Kafka pass-through, on the same preloaded records; then a continuous run
+    over a compressed month, its batch time on the last day against the first; written to docs/.
 
-    Needs the broker and the catalog up. Example: fraudlake bench ingest --transactions 100000 --runs 3
+    Needs the broker and the catalog up. Example: fraudlake bench ingest --transactions 100000 --runs 3 --days 30
     """
     from lakehouse.benchmarks.ingest import bench_ingest, ingest_report
+    from lakehouse.benchmarks.ingest_flat import bench_flat
     from lakehouse.platform.kafka.topics import list_topics
 
     list_topics(settings_of(ctx).kafka)  # fail plainly now if the broker is down
-    _bench_in_scratch_folder(
-        ctx, "ingest", "ingest", bench_ingest, ingest_report, output, transactions=transactions, runs=runs
-    )
+
+    def run(spark, settings, *, folder: Path, on_progress, **options):
+        bench = bench_ingest(spark, settings, folder=folder, on_progress=on_progress, **options)
+        if days:
+            bench.flat = bench_flat(
+                spark,
+                settings,
+                folder=folder,
+                days=days,
+                per_day=per_day,
+                rate=rate,
+                trigger=settings.streaming.trigger if settings.streaming.trigger != "availableNow" else "10 seconds",
+                on_progress=on_progress,
+            )
+        return bench
+
+    _bench_in_scratch_folder(ctx, "ingest", "ingest", run, ingest_report, output, transactions=transactions, runs=runs)

@@ -33,3 +33,18 @@ def test_the_report_gives_both_ratios_the_verdict_and_where_the_time_goes(settin
     assert "**0.50x** (goal ≥ 0.5x: **met**)" in text and "pass-through: **0.25x**" in text
     assert "| silver_users | 1 | 1.5 |" in text and "| silver_users | latest merge | 1.5 |" in text
     assert "1,060 preloaded once" in text and "11 of them bad" in text
+
+
+def test_the_flat_run_compares_the_last_day_with_the_first_counted_one(settings) -> None:
+    from lakehouse.benchmarks.ingest_flat import FlatRun
+
+    bench = IngestBench(1000, records={"transactions": 1000}, bad=10)
+    bench.drains = {pipeline: [Drain(1000, 1.0, 1.0, 1)] for pipeline in (DELTA_FLOOR, KAFKA_FLOOR, INGEST)}
+    flat = FlatRun(days=4, per_day=100, rate=50.0, trigger="2 seconds")
+    # Day 0 is the warm-up (slow, not counted); silver grows 1.5x from day 1 to day 4.
+    flat.batches = {"silver_transactions": {0: [9.0], 1: [2.0, 2.0], 2: [2.5], 3: [2.8], 4: [3.0, 3.0, 2.0]}}
+    bench.flat = flat
+    text = ingest_report(bench, settings, machine="test machine").render()
+    assert flat.ratio("silver_transactions") == 1.5
+    assert "| silver_transactions | 2.00 | 2.50 | 2.80 | 3.00 | 1.50x |" in text
+    assert "**1.50x** (goal ≤ 1.2x: **not met**)" in text and "--days 4 --per-day 100 --rate 50" in text

@@ -1,0 +1,120 @@
+"""`fraudlake bench ingest`'s second part: is ingest's cost flat as the lake grows?
+
+The ingest job runs continuously (its own trigger, every query side by side, as ``fraudlake
+stream ingest`` runs it) while the producer sends a compressed month: ``days`` simulated days of
+traffic, with users, merchants, label events and 1% bad records, paced at a fixed rate, so every
+simulated day arrives in the same wall-clock time. Each micro-batch is placed in the simulated day
+being sent when it started; the figure is the median batch time of each query on the last day
+against the first. One more day is sent before them and not counted: the JVM's warm-up would
+otherwise make the first day look slow and the ratio look flat. The rate is the same all along,
+so batches should cost the same unless the growing tables (silver, the progress, the Delta logs)
+make them dearer.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+GOAL = 1.2  # the last day's median batch time at most this times the first day's
+
+
+@dataclass
+class FlatRun:
+    days: int
+    per_day: int
+    rate: float
+    trigger: str
+    #: query → simulated day → the durations (s) of its batches with input that started that day
+    batches: dict[str, dict[int, list[float]]] = field(default_factory=dict)
+
+    def median(self, query: str, day: int) -> float:
+        durations = self.batches.get(query, {}).get(day, [])
+        return statistics.median(durations) if durations else float("nan")
+
+    def ratio(self, query: str) -> float:
+        """The last day's median batch time over the first day's (day 0 is the warm-up)."""
+        return self.median(query, self.days) / self.median(query, 1)
+
+
+def bench_flat(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    folder: Path,
+    days: int,
+    per_day: int,
+    rate: float,
+    trigger: str = "2 seconds",
+    on_progress: Callable[[str], None] = print,
+) -> FlatRun:
+    from lakehouse.benchmarks.ingest import BAD_RATE, PROGRESS_KEPT
+    from lakehouse.benchmarks.training import bench_world
+    from lakehouse.ingest.queries import run_ingest
+    from lakehouse.ingest.reconcile import reconcile
+    from lakehouse.platform.isolation import drop_schemas
+    from lakehouse.platform.kafka.senders import make_sender
+    from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
+    from lakehouse.simulator.producer import ProduceLimits, produce
+    from lakehouse.simulator.simulation import Simulation, start_before
+
+    world = bench_world(
+        settings,
+        folder,
+        topics=True,
+        checkpoint_dir=folder / "flat-checkpoints",
+        simulator={"transactions": per_day * (days + 1), "users": max(200, per_day // 5), "days": days + 1},
+        streaming={"trigger": trigger},
+    )
+    run = FlatRun(days, per_day, rate, trigger)
+    spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", str(PROGRESS_KEPT))
+    ensure_topics(world.kafka)
+    queries = []
+    try:
+        queries = run_ingest(spark, world, once=False)
+        sender = make_sender(world.kafka, world.producer)
+        on_progress(f"sending {per_day * (days + 1):,} transactions over 1 + {days} simulated days at {rate:,.0f}/s")
+        began = time.time()
+        try:
+            simulation = Simulation(world.simulator, start_before(world.simulator, date.today(), 0), traffic_seed=404)
+            report = produce(
+                world, simulation, sender, ProduceLimits(count=per_day * (days + 1), rate=rate), first_day=0,
+                bad_rate=BAD_RATE,
+            )  # fmt: skip
+        finally:
+            sender.close()
+        sent_s = time.time() - began
+        for query in queries:  # bronze first, then silver: everything sent lands
+            query.processAllAvailable()
+        failed = [r for r in reconcile(spark, world) if not r.ok]
+        if report.failed or failed:
+            raise RuntimeError(f"the run lost records: producer {report.failed}, reconcile {failed}")
+        day_s = sent_s / (days + 1)
+        for query in queries:
+            for progress in query.recentProgress:
+                if not progress["numInputRows"]:
+                    continue
+                started = datetime.fromisoformat(progress["timestamp"].replace("Z", "+00:00")).timestamp()
+                day = int((started - began) // day_s)
+                if 0 <= day <= days:
+                    duration = progress["durationMs"]["triggerExecution"] / 1000
+                    run.batches.setdefault(query.name, {}).setdefault(day, []).append(duration)
+        on_progress(
+            "flat run: " + ", ".join(f"{q.name} {run.ratio(q.name):.2f}x" for q in queries if q.name in run.batches)
+        )
+    finally:
+        for query in queries:
+            query.stop()
+        delete_topics(world.kafka, [t.name for t in world.kafka.topics.all()])
+        drop_schemas(spark, world)
+    return run
