@@ -21,7 +21,6 @@ same way for all three. Throughput = records / drain time; each figure is the me
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 import uuid
@@ -31,6 +30,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse.benchmarks.ingest_flat import BAD_RATE, PROGRESS_KEPT, FlatRun, flat_section
 from lakehouse.benchmarks.report import Report, machine_description
 from lakehouse.contract.tables import STREAMS
 from lakehouse.ingest.queries import SilverTimings
@@ -40,14 +40,9 @@ from lakehouse.settings import Settings
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from lakehouse.benchmarks.ingest_flat import FlatRun
-
 INGEST, DELTA_FLOOR, KAFKA_FLOOR = "ingest → bronze, silver", "Kafka → Delta append", "Kafka → Kafka pass-through"
 PIPELINES = (DELTA_FLOOR, KAFKA_FLOOR, INGEST)
-BAD_RATE = 0.01
 GOAL = 0.5  # ingest at least half the Kafka → Delta floor
-#: Spark keeps this many progress reports per query (default 100): every batch of a drain counts.
-PROGRESS_KEPT = 100_000
 DURATION_KEYS = ("latestOffset", "getBatch", "queryPlanning", "addBatch", "walCommit", "commitOffsets")
 
 
@@ -240,7 +235,7 @@ def ingest_report(bench: IngestBench, settings: Settings, machine: str | None = 
         f"- ingest / Kafka → Kafka pass-through: **{to_kafka:.2f}x**",
     )
     if bench.flat is not None:
-        _flat_section(report, bench.flat)
+        flat_section(report, bench.flat)
     report.section("Where the time goes (the last ingest run)")
     report.table(
         ["query", "batches", "busy s", *[f"{k} s" for k in DURATION_KEYS]],
@@ -262,37 +257,3 @@ def ingest_report(bench: IngestBench, settings: Settings, machine: str | None = 
     report.text(f"Inside the silver batches (`addBatch`), summed over the {runs} runs' batches:")
     report.table(["query", "step", "seconds"], [(q, s, f"{v:,.1f}") for (q, s), v in steps.items()], "llr")
     return report
-
-
-def _flat_section(report: Report, flat: FlatRun) -> None:
-    from lakehouse.benchmarks.ingest_flat import GOAL
-
-    queries = list(flat.batches)
-    # A query with no batch on the first or the last day (a sparse stream) has no ratio.
-    ratios = {q: flat.ratio(q) for q in queries if math.isfinite(flat.ratio(q))}
-    worst = max(ratios.values(), default=float("nan"))
-    report.section(f"Flat over time ({flat.days} simulated days, continuous)")
-    report.text(
-        f"The ingest job ran continuously (trigger {flat.trigger}) while {flat.per_day:,} transactions a"
-        f" simulated day were sent at {flat.rate:,.0f}/s for 1 + {flat.days} days (the first one is the"
-        " warm-up, not counted). Median batch time (s) of each query's batches with input, by the day"
-        " being sent when the batch started:"
-    )
-    shown = sorted({1, 2, flat.days // 2, flat.days - 1, flat.days})
-    report.table(
-        ["query", *[f"day {d}" for d in shown], "last / first"],
-        [
-            (q, *[_seconds(flat.median(q, d)) for d in shown], f"{ratios[q]:.2f}x" if q in ratios else "—")
-            for q in queries
-        ],
-        "l" + "r" * (len(shown) + 1),
-    )
-    verdict = "met" if worst <= GOAL else "not met"
-    report.text(
-        f"- worst last-day / first-day ratio: **{worst:.2f}x** (goal ≤ {GOAL}x: **{verdict}**), over the queries"
-        " with batches on both days"
-    )
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.2f}" if math.isfinite(value) else "—"

@@ -13,6 +13,7 @@ make them dearer.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -21,12 +22,16 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse.benchmarks.report import Report
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 GOAL = 1.2  # the last day's median batch time at most this times the first day's
+BAD_RATE = 0.01  # of every kind, in every ingest benchmark's records
+#: Spark keeps this many progress reports per query (default 100): every batch of a run counts.
+PROGRESS_KEPT = 100_000
 
 
 @dataclass
@@ -58,7 +63,6 @@ def bench_flat(
     trigger: str = "2 seconds",
     on_progress: Callable[[str], None] = print,
 ) -> FlatRun:
-    from lakehouse.benchmarks.ingest import BAD_RATE, PROGRESS_KEPT
     from lakehouse.benchmarks.training import bench_world
     from lakehouse.ingest.queries import run_ingest
     from lakehouse.ingest.reconcile import reconcile
@@ -118,3 +122,36 @@ def bench_flat(
         delete_topics(world.kafka, [t.name for t in world.kafka.topics.all()])
         drop_schemas(spark, world)
     return run
+
+
+def flat_section(report: Report, flat: FlatRun) -> None:
+    """The report's section on the compressed month."""
+    queries = list(flat.batches)
+    # A query with no batch on the first or the last day (a sparse stream) has no ratio.
+    ratios = {q: flat.ratio(q) for q in queries if math.isfinite(flat.ratio(q))}
+    worst = max(ratios.values(), default=float("nan"))
+    report.section(f"Flat over time ({flat.days} simulated days, continuous)")
+    report.text(
+        f"The ingest job ran continuously (trigger {flat.trigger}) while {flat.per_day:,} transactions a"
+        f" simulated day were sent at {flat.rate:,.0f}/s for 1 + {flat.days} days (the first one is the"
+        " warm-up, not counted). Median batch time (s) of each query's batches with input, by the day"
+        " being sent when the batch started:"
+    )
+    shown = sorted({1, 2, flat.days // 2, flat.days - 1, flat.days})
+    report.table(
+        ["query", *[f"day {d}" for d in shown], "last / first"],
+        [
+            (q, *[_seconds(flat.median(q, d)) for d in shown], f"{ratios[q]:.2f}x" if q in ratios else "—")
+            for q in queries
+        ],
+        "l" + "r" * (len(shown) + 1),
+    )
+    verdict = "met" if worst <= GOAL else "not met"
+    report.text(
+        f"- worst last-day / first-day ratio: **{worst:.2f}x** (goal ≤ {GOAL}x: **{verdict}**), over the queries"
+        " with batches on both days"
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "—"
