@@ -179,25 +179,18 @@ def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataCo
     return out
 
 
-def late_and_duplicates(
-    valid: DataFrame, prior_max: DataFrame, prior_ids: DataFrame, delay_minutes: float
-) -> DataFrame:
-    """Mark schema-valid transactions ``late_event`` or ``duplicate`` (else leave the reason null).
+def with_lateness(valid: DataFrame, prior_max: DataFrame, delay_minutes: float) -> DataFrame:
+    """Schema-valid transactions with ``_late``; :func:`late_or_duplicate` then marks them.
 
     Needs ``valid``: event_time, transaction_id, topic, partition, offset (one micro-batch);
     ``prior_max``: topic, partition, prior_max_event_time (latest event time seen in earlier
-    batches); ``prior_ids``: transaction_id (accepted in earlier batches, within the dedup window).
+    batches).
 
     Late means older than the latest event time seen before it *in its Kafka partition* (earlier
     batches, then earlier offsets of this batch) minus the delay: a definition that depends on the
     log alone, not on how it was cut into micro-batches, so a replay or restart classifies every
-    record the same way. The first occurrence of a transaction_id (by partition, offset) is kept.
+    record the same way.
     """
-    return late_or_duplicate(with_lateness(valid, prior_max, delay_minutes), prior_ids)
-
-
-def with_lateness(valid: DataFrame, prior_max: DataFrame, delay_minutes: float) -> DataFrame:
-    """``valid`` with ``_late`` (see :func:`late_and_duplicates`; needs the same columns)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -219,7 +212,9 @@ def oldest_to_deduplicate(timed: DataFrame):
 
 
 def late_or_duplicate(timed: DataFrame, prior_ids: DataFrame) -> DataFrame:
-    """:func:`with_lateness`'s rows with ``quarantine_reason`` ``late_event``, ``duplicate`` or null."""
+    """:func:`with_lateness`'s rows with ``quarantine_reason`` ``late_event``, ``duplicate`` or null
+    (``prior_ids``: transaction_id accepted in earlier batches, within the dedup window). The first
+    occurrence of a transaction_id (by partition, offset) is kept."""
     from pyspark.sql import functions as F
 
     # Late records do not take part in deduplication: a duplicate of a late record is late too.

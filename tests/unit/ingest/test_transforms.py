@@ -12,7 +12,7 @@ from lakehouse.contract.schemas import LABEL_EVENT_FIELDS, TRANSACTION_FIELDS, U
 from lakehouse.ingest.transforms import (
     bronze_records,
     duplicates,
-    late_and_duplicates,
+    late_or_duplicate,
     latest_per_key,
     oldest_to_deduplicate,
     parse_records,
@@ -191,7 +191,7 @@ def transactions(spark, rows):
 def decide(spark, batch, prior_max=(), prior_ids=(), delay_minutes=30.0) -> dict[str, str | None]:
     prior = spark.createDataFrame(list(prior_max), "topic STRING, partition INT, prior_max_event_time TIMESTAMP")
     ids = spark.createDataFrame([(i,) for i in prior_ids], "transaction_id STRING")
-    out = late_and_duplicates(transactions(spark, batch), prior, ids, delay_minutes)
+    out = late_or_duplicate(with_lateness(transactions(spark, batch), prior, delay_minutes), ids)
     return {f"{r.transaction_id}@{r.partition}:{r.offset}": r.quarantine_reason for r in out.collect()}
 
 
