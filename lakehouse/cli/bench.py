@@ -1,5 +1,5 @@
 """Benchmarks that write their figures to docs/benchmarks/: ``fraudlake bench
-produce|state|train|detection|score|ingest``."""
+produce|state|train|detection|score|ingest|import``."""
 
 from __future__ import annotations
 
@@ -261,3 +261,37 @@ def bench_ingest_command(
         return bench
 
     _bench_in_scratch_folder(ctx, "ingest", "ingest", run, ingest_report, output, transactions=transactions, runs=runs)
+
+
+@bench_app.command("import")
+def bench_import_command(
+    ctx: typer.Context,
+    transactions: Annotated[int, typer.Option(help="Transactions in the simulated file.")] = 1_000_000,
+    users: Annotated[int, typer.Option(help="Users of the simulated file.")] = 20_000,
+    days: Annotated[int, typer.Option(help="Days the file covers.")] = 45,
+    runs: Annotated[int, typer.Option(help="Runs per pipeline, interleaved (the median is reported).")] = 1,
+    baseline: Annotated[str, typer.Option(help="Git commit of the earlier release to compare with.")] = "",
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/import.md.")] = None,
+) -> None:
+    """`fraudlake import` of a simulated file against an earlier release's import (from git) and
+    Spark's own Parquet → Delta copy of the same file, each its own process; written to docs/.
+
+    Example: fraudlake bench import --transactions 1000000 --runs 1
+    """
+    from lakehouse.benchmarks.imports import BASELINE, bench_import, import_report
+
+    settings = settings_of(ctx)
+    bench = _in_scratch_folder(
+        "import",
+        lambda folder: bench_import(
+            settings,
+            transactions=transactions,
+            users=users,
+            days=days,
+            runs=runs,
+            baseline=baseline or BASELINE,
+            folder=folder,
+            on_progress=console.print,
+        ),
+    )
+    _write(import_report(bench, settings), output or settings.project_dir / "docs" / "benchmarks" / "import.md")

@@ -185,7 +185,7 @@ def import_stream(
 
     from lakehouse.contract.tables import create_tables, import_topic
     from lakehouse.ingest.queries import SilverBatch
-    from lakehouse.platform.delta import append_once, table_location
+    from lakehouse.platform.delta import append_once, computed_once, release, table_location
 
     records = as_contract_json(
         rows, stream, mapping, currency=currency, source=f"{name} ({stream})"
@@ -206,7 +206,9 @@ def import_stream(
         now.alias("kafka_timestamp"),
         now.alias("ingested_at"),
     ).withColumn("ingest_date", F.to_date("ingested_at"))
-    bronze = bronze.persist()
+    # The offsets come from one ordered pass; spread the rows again so bronze gets several files and
+    # the silver step reads them in parallel (one file would be one task).
+    bronze = computed_once(bronze.repartition(settings.spark.shuffle_partitions))
     try:
         total, fingerprint = _fingerprint(bronze)
         ledger = _Ledger(spark, table_location(spark, names.imports), topic, stream, source_path, fingerprint, total)
@@ -231,7 +233,7 @@ def import_stream(
         # Each write is skipped if this import already made it (the import's own appId).
         append_once(bronze, table_location(spark, names.bronze(stream)), app_id=f"{topic}->bronze", batch_id=batch_id)
     finally:
-        bronze.unpersist()
+        release(bronze)
     faults.reached(AFTER_BRONZE)
     landed = spark.table(names.bronze(stream)).where(F.col("topic") == topic)
     SilverBatch(spark, settings, names, stream, topic)(landed, batch_id)

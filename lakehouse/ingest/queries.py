@@ -47,7 +47,9 @@ from lakehouse.ingest.transforms import (
 from lakehouse.platform import faults
 from lakehouse.platform.delta import (
     append_once,
+    computed_once,
     conflict_errors,
+    release,
     replace_where,
     retry_on_conflict,
     table_location,
@@ -152,35 +154,42 @@ class SilverBatch:
             self.on_batch(SilverTimings(self.query, batch_id, dict(self.steps.seconds)))
 
     def _decide(self, bronze: DataFrame, batch_id: int, *, dry_run: bool = False) -> tuple[DataFrame, ...]:
-        """(parsed, accepted, rejected, checked, progress source) of a batch's bronze rows;
-        ``dry_run``: only compute them (the poison search)."""
+        """(accepted, rejected, progress source) of a batch's bronze rows, and the frames kept in
+        memory for them (to unpersist when the batch is done); ``dry_run``: only compute them (the
+        poison search)."""
         parsed = parse_records(faults.poisoned(bronze), self.fields, self.settings.data).persist()
-        valid = parsed.where("quarantine_reason IS NULL")
-        rejected = parsed.where("quarantine_reason IS NOT NULL")
-        checked, accepted, progress_source = None, valid, None
-        if self.stream == "transactions":
-            checked = self._late_and_duplicates(valid, batch_id).persist()
-            progress_source = valid
-        elif self.stream in EVENT_IDS:
-            key = EVENT_IDS[self.stream]
-            checked = duplicates(valid, self._earlier(self.target, batch_id).select(key), key).persist()
-        if checked is not None:
-            accepted = checked.where("quarantine_reason IS NULL")
-            rejected = rejected.unionByName(checked.where("quarantine_reason IS NOT NULL"))
-        if dry_run:
-            try:
+        kept = [parsed]
+        try:
+            valid = parsed.where("quarantine_reason IS NULL")
+            rejected = parsed.where("quarantine_reason IS NOT NULL")
+            checked, accepted, progress_source = None, valid, None
+            if self.stream == "transactions":
+                checked = self._late_and_duplicates(valid, batch_id, kept)
+                progress_source = valid
+            elif self.stream in EVENT_IDS:
+                key = EVENT_IDS[self.stream]
+                checked = duplicates(valid, self._earlier(self.target, batch_id).select(key), key)
+            if checked is not None:
+                # Decided once: the checks read the table the batch then appends to.
+                with self.steps("late and duplicate checks"):
+                    checked = computed_once(checked)
+                kept.append(checked)
+                accepted = checked.where("quarantine_reason IS NULL")
+                rejected = rejected.unionByName(checked.where("quarantine_reason IS NOT NULL"))
+            if dry_run:
                 for frame in (accepted, rejected):
                     frame.write.format("noop").mode("overwrite").save()
-            finally:
-                for frame in (parsed, checked):
-                    if frame is not None:
-                        frame.unpersist()
-        return parsed, accepted, rejected, checked, progress_source
+        except BaseException:
+            _release(kept)
+            raise
+        if dry_run:
+            _release(kept)
+        return accepted, rejected, progress_source, kept
 
     def _land(self, bronze: DataFrame, batch_id: int, poison: DataFrame | None = None) -> None:
         from pyspark.sql import functions as F
 
-        parsed, accepted, rejected, checked, progress_source = self._decide(bronze, batch_id)
+        accepted, rejected, progress_source, kept = self._decide(bronze, batch_id)
         try:
             with self.steps("silver append (parse, checks)"):
                 self._append(self.target, with_source(accepted, batch_id).select(*self.silver_order), batch_id)
@@ -207,15 +216,13 @@ class SilverBatch:
                 with self.steps("latest merge"):
                     self._merge_latest(with_source(accepted, batch_id).select(*self.silver_order))
         finally:
-            for frame in (parsed, checked):
-                if frame is not None:
-                    frame.unpersist()
+            _release(kept)
 
     def _append(self, table: str, rows: DataFrame, batch_id: int) -> None:
         # A batch replayed after a crash is skipped by Delta, table by table.
         append_once(rows, self.paths[table], app_id=f"{self.query}->{table}", batch_id=batch_id)
 
-    def _late_and_duplicates(self, valid: DataFrame, batch_id: int) -> DataFrame:
+    def _late_and_duplicates(self, valid: DataFrame, batch_id: int, kept: list[DataFrame]) -> DataFrame:
         from pyspark.sql import functions as F
 
         spark = valid.sparkSession
@@ -226,7 +233,10 @@ class SilverBatch:
             .agg(F.max("max_event_time").alias("prior_max_event_time"))
         )
         earlier = self._earlier(self.target, batch_id)
-        timed = with_lateness(valid, prior_max, self.settings.lakehouse.watermark_delay_minutes)
+        # Kept: the lateness window (one sort per Kafka partition) is asked twice, by the action
+        # below and by the checks that follow it (nothing writes the progress before both).
+        timed = with_lateness(valid, prior_max, self.settings.lakehouse.watermark_delay_minutes).persist()
+        kept.append(timed)
         with self.steps("lateness window (parse)"):
             oldest = oldest_to_deduplicate(timed)
         if oldest is None:  # nothing to deduplicate: no silver partition is read
@@ -293,6 +303,11 @@ class SilverBatch:
             .whenNotMatchedInsertAll()
             .execute()
         )
+
+
+def _release(frames: list[DataFrame]) -> None:
+    for frame in frames:
+        release(frame)
 
 
 def start_silver(

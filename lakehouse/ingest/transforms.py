@@ -168,9 +168,12 @@ def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataCo
         if name in typed:
             rules.append((~typed[name].isin(*allowed), f"unknown_{name}"))
 
-    reason = F.lit(None).cast("string")
-    for condition, name in reversed(rules):  # the first rule that applies wins
-        reason = F.when(F.coalesce(condition, F.lit(False)), F.lit(name)).otherwise(reason)
+    # One flat CASE WHEN, the first rule that applies wins (a null condition does not apply). Spark
+    # splits its branches into small generated methods, which the JVM compiles; nested
+    # CASE WHENs made one huge method that ran interpreted, at half the speed.
+    reason = F.when(rules[0][0], F.lit(rules[0][1]))
+    for condition, name in rules[1:]:
+        reason = reason.when(condition, F.lit(name))
 
     columns = [typed[f.name].alias("event_time" if f.name == "timestamp" else f.name) for f in fields]
     out = parsed.select("*", *columns).withColumn("quarantine_reason", reason).drop("_json")

@@ -127,3 +127,25 @@ def replace_where(rows: DataFrame, location: str, predicate: str) -> None:
 def append_once(rows: DataFrame, location: str, *, app_id: str, batch_id: int) -> None:
     """Append ``rows`` to the Delta table at ``location`` once per (``app_id``, ``batch_id``)."""
     (rows.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id).save(location))
+
+
+def computed_once(rows: DataFrame) -> DataFrame:
+    """``rows`` computed now and kept on the executors, cut from the tables they were read from.
+
+    A ``persist()``-ed frame that reads a table is cached only until that table is written: every
+    write makes Spark drop the cached rows of the plans that read it, and the next use computes
+    them again (a silver batch reads silver to find duplicates, then appends to it, then writes its
+    quarantine from the same rows). These rows are kept whatever is written; free them with
+    :func:`release`. Like any cached rows they live on the executors: one lost with them fails the
+    job (a streaming batch then runs again, its writes being idempotent)."""
+    return rows.localCheckpoint(eager=True)
+
+
+def release(rows: DataFrame) -> None:
+    """Free a frame from ``persist()`` or :func:`computed_once` (the latter's blocks belong to its
+    checkpointed RDD, which ``unpersist()`` of the frame does not reach)."""
+    plan = rows._jdf.queryExecution().analyzed()
+    if plan.getClass().getSimpleName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
+    else:
+        rows.unpersist()
