@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 ORDER_FIELD = {"transactions": "timestamp", **{stream: order for stream, (_, order) in LATEST_BY.items()}}
 #: Where ``FRAUDLAKE_FAULT`` can kill ``fraudlake import`` (see :mod:`lakehouse.platform.faults`).
 AFTER_BRONZE = "import_after_bronze"
+#: Offsets per run of the import's lateness decision (see ``transforms.with_lateness``).
+LATENESS_RUN = 100_000
 FAULT_STEPS = (AFTER_BRONZE,)
 
 
@@ -236,7 +238,8 @@ def import_stream(
         release(bronze)
     faults.reached(AFTER_BRONZE)
     landed = spark.table(names.bronze(stream)).where(F.col("topic") == topic)
-    SilverBatch(spark, settings, names, stream, topic)(landed, batch_id)
+    # One partition holds the whole file: its lateness is decided in runs, in parallel.
+    SilverBatch(spark, settings, names, stream, topic, lateness_run=LATENESS_RUN)(landed, batch_id)
     quarantined = (
         spark.table(names.quarantine).where((F.col("_batch_id") == batch_id) & (F.col("_topic") == topic)).count()
     )

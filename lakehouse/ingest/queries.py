@@ -105,11 +105,15 @@ class SilverBatch:
         query: str,
         checkpoint: str | None = None,
         on_batch: Callable[[SilverTimings], None] | None = None,
+        lateness_run: int | None = None,
     ) -> None:
         """``checkpoint``: the streaming query's, beside which its batches' failures are counted
         (the poison-pill guard); None for a one-off batch (an import), which fails as a whole.
-        ``on_batch``: given each landed batch's :class:`SilverTimings` (a benchmark's figures)."""
+        ``on_batch``: given each landed batch's :class:`SilverTimings` (a benchmark's figures).
+        ``lateness_run``: for batches with many records in one partition, as
+        :func:`~lakehouse.ingest.transforms.with_lateness`'s ``run``."""
         self.on_batch = on_batch
+        self.lateness_run = lateness_run
         self.steps = Steps()
         self.spark = spark
         self.settings = settings
@@ -235,7 +239,8 @@ class SilverBatch:
         earlier = self._earlier(self.target, batch_id)
         # Kept: the lateness window (one sort per Kafka partition) is asked twice, by the action
         # below and by the checks that follow it (nothing writes the progress before both).
-        timed = with_lateness(valid, prior_max, self.settings.lakehouse.watermark_delay_minutes).persist()
+        delay = self.settings.lakehouse.watermark_delay_minutes
+        timed = with_lateness(valid, prior_max, delay, self.lateness_run).persist()
         kept.append(timed)
         with self.steps("lateness window (parse)"):
             oldest = oldest_to_deduplicate(timed)

@@ -182,7 +182,7 @@ def parse_records(bronze: DataFrame, fields: tuple[Field, ...], contract: DataCo
     return out
 
 
-def with_lateness(valid: DataFrame, prior_max: DataFrame, delay_minutes: float) -> DataFrame:
+def with_lateness(valid: DataFrame, prior_max: DataFrame, delay_minutes: float, run: int | None = None) -> DataFrame:
     """Schema-valid transactions with ``_late``; :func:`late_or_duplicate` then marks them.
 
     Needs ``valid``: event_time, transaction_id, topic, partition, offset (one micro-batch);
@@ -193,16 +193,35 @@ def with_lateness(valid: DataFrame, prior_max: DataFrame, delay_minutes: float) 
     batches, then earlier offsets of this batch) minus the delay: a definition that depends on the
     log alone, not on how it was cut into micro-batches, so a replay or restart classifies every
     record the same way.
+
+    ``run``: for a batch with many records in one partition (an import has a single one): the
+    same maximum computed in parallel, the partition's offsets cut into runs of this length; a
+    record's earlier maximum is then the greatest of its run's earlier records and of the whole
+    earlier runs (a small table). Without it, each partition is one ordered pass, one task.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    by_partition = Window.partitionBy("topic", "partition").orderBy("offset").rowsBetween(Window.unboundedPreceding, -1)
-    seen_before = valid.join(F.broadcast(prior_max), ["topic", "partition"], "left").withColumn(
-        "_seen_max", F.greatest(F.col("prior_max_event_time"), F.max("event_time").over(by_partition))
+    earlier = (Window.unboundedPreceding, -1)
+    if run is None:
+        frame = valid
+        in_batch = F.max("event_time").over(
+            Window.partitionBy("topic", "partition").orderBy("offset").rowsBetween(*earlier)
+        )
+    else:
+        frame = valid.withColumn("_run", F.floor(F.col("offset") / run))
+        runs = frame.groupBy("topic", "partition", "_run").agg(F.max("event_time").alias("_run_max"))
+        before = Window.partitionBy("topic", "partition").orderBy("_run").rowsBetween(*earlier)
+        runs = runs.select("topic", "partition", "_run", F.max("_run_max").over(before).alias("_runs_before"))
+        in_run = Window.partitionBy("topic", "partition", "_run").orderBy("offset").rowsBetween(*earlier)
+        frame = frame.join(F.broadcast(runs), ["topic", "partition", "_run"], "left")
+        in_batch = F.greatest(F.col("_runs_before"), F.max("event_time").over(in_run))
+    seen_before = frame.join(F.broadcast(prior_max), ["topic", "partition"], "left").withColumn(
+        "_seen_max", F.greatest(F.col("prior_max_event_time"), in_batch)
     )
     late = F.col("event_time") < F.col("_seen_max") - interval_seconds(delay_minutes * 60)
-    return seen_before.withColumn("_late", F.coalesce(late, F.lit(False))).drop("prior_max_event_time", "_seen_max")
+    extra = ["prior_max_event_time", "_seen_max"] + ([] if run is None else ["_run", "_runs_before"])
+    return seen_before.withColumn("_late", F.coalesce(late, F.lit(False))).drop(*extra)
 
 
 def oldest_to_deduplicate(timed: DataFrame):
