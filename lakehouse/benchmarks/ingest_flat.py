@@ -13,6 +13,7 @@ make them dearer.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -50,6 +51,22 @@ class FlatRun:
     def ratio(self, query: str) -> float:
         """The last day's median batch time over the first day's (day 0 is the warm-up)."""
         return self.median(query, self.days) / self.median(query, 1)
+
+    @property
+    def span(self) -> int:
+        """Days compared by :meth:`span_ratio`: five, or half the run when it is shorter."""
+        return max(1, min(5, self.days // 2))
+
+    def span_ratio(self, query: str) -> float:
+        """The median batch time of the last :attr:`span` days over the first ones' (a day has few
+        batches: this says whether the last-day figure is a trend or one day's noise)."""
+        days, span = self.batches.get(query, {}), self.span
+
+        def median_of(first: int) -> float:
+            durations = [d for day in range(first, first + span) for d in days.get(day, [])]
+            return statistics.median(durations) if durations else float("nan")
+
+        return median_of(self.days - span + 1) / median_of(1)
 
 
 def bench_flat(
@@ -147,9 +164,20 @@ def flat_section(report: Report, flat: FlatRun) -> None:
         "l" + "r" * (len(shown) + 1),
     )
     verdict = "met" if worst <= GOAL else "not met"
+    spans = {q: flat.span_ratio(q) for q in queries if math.isfinite(flat.span_ratio(q))}
     report.text(
         f"- worst last-day / first-day ratio: **{worst:.2f}x** (goal ≤ {GOAL}x: **{verdict}**), over the queries"
-        " with batches on both days"
+        " with batches on both days",
+        f"- the same over {flat.span} days (median of every batch of days 1 to {flat.span} against days "
+        f"{flat.days - flat.span + 1} to {flat.days}): " + ", ".join(f"{q} {r:.2f}x" for q, r in spans.items()),
+    )
+    report.attach(
+        ".jsonl",
+        "".join(
+            json.dumps({"query": q, "day": day, "batch_seconds": durations}) + "\n"
+            for q, days in flat.batches.items()
+            for day, durations in sorted(days.items())
+        ),
     )
 
 

@@ -67,6 +67,32 @@ def test_create_tables_creates_what_is_missing_and_keeps_what_exists(spark, sett
         drop_schemas(spark, own)
 
 
+def test_the_tables_the_streams_write_compact_their_small_files_and_the_others_do_not(
+    spark, settings, tmp_path
+) -> None:
+    """Defect: every micro-batch added files to bronze and silver, and each later batch paid for all
+    of them (batch time rose over a compressed month). Delta's auto compaction (a lower threshold
+    here, so that a few appends reach it) keeps the streamed tables' file count bounded."""
+    own = isolated(settings, data_dir=tmp_path)
+    names = create_tables(spark, own)
+    spark.conf.set("spark.databricks.delta.autoCompact.minNumFiles", "4")
+    try:
+        for table in (names.progress, names.retraining_runs):
+            for i in range(6):
+                spark.sql(
+                    f"INSERT INTO {table} (source) VALUES ('{i}')"
+                    if table == names.progress
+                    else f"INSERT INTO {table} (run_key, status) VALUES ('{i}', 'promoted')"
+                )
+        files = {t: spark.sql(f"DESCRIBE DETAIL {t}").first().numFiles for t in (names.progress, names.retraining_runs)}
+        assert files[names.progress] < 4, files  # compacted on the way
+        assert files[names.retraining_runs] == 6, files  # not streamed: left as written
+        assert spark.table(names.progress).count() == 6
+    finally:
+        spark.conf.unset("spark.databricks.delta.autoCompact.minNumFiles")
+        drop_schemas(spark, own)
+
+
 def test_a_merge_that_meets_a_concurrent_writer_runs_again_on_a_fresh_snapshot(spark, tmp_path) -> None:
     """Defect: an OPTIMIZE, an import or a DELETE committing under the silver MERGE made it fail,
     and the failed query stopped ingest. A UDF in the MERGE's source holds it until another writer

@@ -48,3 +48,12 @@ def test_the_flat_run_compares_the_last_day_with_the_first_counted_one(settings)
     assert flat.ratio("silver_transactions") == 1.5
     assert "| silver_transactions | 2.00 | 2.50 | 2.80 | 3.00 | 1.50x |" in text
     assert "**1.50x** (goal ≤ 1.2x: **not met**)" in text and "--days 4 --per-day 100 --rate 50" in text
+    # Over two days each side: days 1-2 (2.0, 2.0, 2.5) against days 3-4 (2.8, 3.0, 3.0, 2.0).
+    assert "days 3 to 4): silver_transactions 1.45x" in text
+    assert '{"query": "silver_transactions", "day": 4, "batch_seconds": [3.0, 3.0, 2.0]}' in bench_attachment(
+        bench, settings
+    )
+
+
+def bench_attachment(bench, settings) -> str:
+    return ingest_report(bench, settings, machine="m").attachments[".jsonl"]
