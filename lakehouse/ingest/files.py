@@ -34,6 +34,7 @@ from lakehouse.contract.schemas import LATEST_BY, STREAM_KEYS
 from lakehouse.contract.schemas import STREAMS as FIELDS
 from lakehouse.errors import ConfigError
 from lakehouse.platform import faults
+from lakehouse.platform.delta import auto_compaction_off
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -347,10 +348,13 @@ def import_files(
     if currency is not None and currency not in settings.data.currencies:
         raise ConfigError(f"--currency {currency!r} is not one of data.currencies")
     reports = []
-    for stream, path in files.items():
-        if path:
-            rows = read_file(spark, path, fmt)
-            reports.append(
-                import_stream(spark, settings, stream, rows, mapping, name=name, currency=currency, source_path=path)
-            )
+    with auto_compaction_off(spark):  # a bulk write: `fraudlake maintain` compacts its files
+        for stream, path in files.items():
+            if path:
+                rows = read_file(spark, path, fmt)
+                reports.append(
+                    import_stream(
+                        spark, settings, stream, rows, mapping, name=name, currency=currency, source_path=path
+                    )
+                )
     return reports

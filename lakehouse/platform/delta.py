@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -149,3 +150,21 @@ def release(rows: DataFrame) -> None:
         plan.rdd().unpersist(False)
     else:
         rows.unpersist()
+
+
+@contextmanager
+def auto_compaction_off(spark: SparkSession) -> Iterator[None]:
+    """Delta's auto compaction (``delta.autoOptimize.autoCompact`` of the tables the streams write)
+    left out for the writes made inside: the session setting wins over the table property. For a
+    bulk write (an import), whose files ``fraudlake maintain`` compacts later, so that it does not
+    pay for an OPTIMIZE of every partition it touched on the way."""
+    key = "spark.databricks.delta.autoCompact.enabled"
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, "false")
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.contract.tables import create_tables, table_ddls
-from lakehouse.platform.delta import table_location
+from lakehouse.platform.delta import auto_compaction_off, table_location
 from lakehouse.platform.isolation import drop_schemas, isolated
 
 pytestmark = pytest.mark.integration
@@ -88,6 +88,10 @@ def test_the_tables_the_streams_write_compact_their_small_files_and_the_others_d
         assert files[names.progress] < 4, files  # compacted on the way
         assert files[names.retraining_runs] == 6, files  # not streamed: left as written
         assert spark.table(names.progress).count() == 6
+        with auto_compaction_off(spark):  # an import's bulk writes: left for `fraudlake maintain`
+            for i in range(6):
+                spark.sql(f"INSERT INTO {names.quarantine} (source, reason) VALUES ('{i}', 'r')")
+        assert spark.sql(f"DESCRIBE DETAIL {names.quarantine}").first().numFiles == 6
     finally:
         spark.conf.unset("spark.databricks.delta.autoCompact.minNumFiles")
         drop_schemas(spark, own)
