@@ -145,7 +145,7 @@ def flat_section(report: Report, flat: FlatRun) -> None:
     """The report's section on the compressed month."""
     queries = list(flat.batches)
     # A query with no batch on the first or the last day (a sparse stream) has no ratio.
-    ratios = {q: flat.ratio(q) for q in queries if math.isfinite(flat.ratio(q))}
+    ratios = _finite({q: flat.ratio(q) for q in queries})
     worst = max(ratios.values(), default=float("nan"))
     report.section(f"Flat over time ({flat.days} simulated days, continuous)")
     report.text(
@@ -164,7 +164,7 @@ def flat_section(report: Report, flat: FlatRun) -> None:
         "l" + "r" * (len(shown) + 1),
     )
     verdict = "met" if worst <= GOAL else "not met"
-    spans = {q: flat.span_ratio(q) for q in queries if math.isfinite(flat.span_ratio(q))}
+    spans = _finite({q: flat.span_ratio(q) for q in queries})
     report.text(
         f"- worst last-day / first-day ratio: **{worst:.2f}x** (goal ≤ {GOAL}x: **{verdict}**), over the queries"
         " with batches on both days",
@@ -179,6 +179,11 @@ def flat_section(report: Report, flat: FlatRun) -> None:
             for day, durations in sorted(days.items())
         ),
     )
+
+
+def _finite(ratios: dict[str, float]) -> dict[str, float]:
+    """The ratios that exist (a query with no batch on a compared day has none)."""
+    return {q: r for q, r in ratios.items() if math.isfinite(r)}
 
 
 def _seconds(value: float) -> str:

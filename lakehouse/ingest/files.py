@@ -34,7 +34,7 @@ from lakehouse.contract.schemas import LATEST_BY, STREAM_KEYS
 from lakehouse.contract.schemas import STREAMS as FIELDS
 from lakehouse.errors import ConfigError
 from lakehouse.platform import faults
-from lakehouse.platform.delta import auto_compaction_off
+from lakehouse.platform.delta import append_once, auto_compaction_off, computed_once, release, table_location
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -188,7 +188,6 @@ def import_stream(
 
     from lakehouse.contract.tables import create_tables, import_topic
     from lakehouse.ingest.queries import SilverBatch
-    from lakehouse.platform.delta import append_once, computed_once, release, table_location
 
     records = as_contract_json(
         rows, stream, mapping, currency=currency, source=f"{name} ({stream})"
