@@ -98,13 +98,16 @@ def ensure_champion(settings: Settings, jobs: Jobs, title: str) -> None:
         return
     sim = settings.simulator
     jobs.console.rule(title)
+    began = time.monotonic()
     history = send_days(settings, sim, ProduceLimits(count=sim.transactions), 0, seed=1)
     jobs.console.print(
         f"produced {history.transactions:,} transactions ({history.fraud:,} fraud) over {sim.days} simulated days"
+        f" in {time.monotonic() - began:,.0f} s"
     )
     jobs.run("ingest the history (bronze → silver)", "stream_ingest", "--once")
     jobs.run("build the features", "build_features")
     jobs.run("train and register the first model", "train_model")
+    jobs.console.print(f"history and the first model: {time.monotonic() - began:,.0f} s in all")
 
 
 def wait_scored(settings: Settings, jobs: Jobs, timeout_s: float, on_wait: Callable[[int], None]) -> None:
