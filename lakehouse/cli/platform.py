@@ -1,5 +1,6 @@
 """The local platform: ``fraudlake kafka up|down|status`` (the broker), ``catalog up|down|status``
-(the catalog server), ``topics ensure|list``, ``config show`` and ``smoke`` (a round trip through
+(the catalog server), ``cluster up|down|status`` (a multi-process Spark and Kafka cluster),
+``topics ensure|list``, ``config show`` and ``smoke`` (a round trip through
 all of it)."""
 
 from __future__ import annotations
@@ -17,10 +18,15 @@ kafka_app = typer.Typer(help="Run the local Kafka broker (KRaft, one JVM): up, d
 catalog_app = typer.Typer(
     help="Run the local catalog server (Derby network server, one JVM): up, down, status.", no_args_is_help=True
 )
+cluster_app = typer.Typer(
+    help="Run a multi-process cluster on loopback: a Spark standalone master and workers, a multi-node Kafka.",
+    no_args_is_help=True,
+)
 topics_app = typer.Typer(help="Kafka topics from config: ensure (create the missing), list.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(cluster_app, name="cluster")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
 
@@ -105,6 +111,54 @@ def catalog_status(ctx: typer.Context) -> None:
         raise typer.Exit(3)
     pid = f", pid {status.pid}" if status.pid else ""
     console.print(f"catalog server at {status.address}: [green]up[/]{pid}")
+
+
+# ----------------------------------------------------------------------------- cluster
+
+
+@cluster_app.command("up")
+def cluster_up(ctx: typer.Context) -> None:
+    """Start the Kafka nodes, the Spark master and its workers (what is not running yet) and wait until
+    all of them answer. Sizes and ports: the `cluster:` settings. Point the jobs at it with
+    --env cluster-local."""
+    from lakehouse.platform.cluster import LocalCluster
+
+    status, started = LocalCluster(settings_of(ctx)).up()
+    _print_cluster(status)
+    console.print("started what was missing" if started else "already running")
+
+
+@cluster_app.command("down")
+def cluster_down(ctx: typer.Context) -> None:
+    """Stop the workers, the master and the Kafka nodes; topics and data stay for the next `up`."""
+    from lakehouse.platform.cluster import LocalCluster
+
+    stopped = LocalCluster(settings_of(ctx)).down()
+    console.print("cluster stopped" if stopped else "cluster was not running")
+
+
+@cluster_app.command("status")
+def cluster_status(ctx: typer.Context) -> None:
+    """Each process of the cluster, the workers the master knows and the brokers that answer. Exits 3
+    unless all of it is up."""
+    from lakehouse.platform.cluster import LocalCluster
+
+    status = LocalCluster(settings_of(ctx)).status()
+    _print_cluster(status)
+    if not status.complete:
+        raise typer.Exit(3)
+
+
+def _print_cluster(status) -> None:
+    up, down = "[green]up[/]", "[red]down[/]"
+    console.print(f"Spark master {status.master_url} (UI {status.master_ui}): {status.alive_workers} workers alive")
+    for worker in status.workers:
+        console.print(f"  {worker.id}: {worker.state}, {worker.cores} cores, {worker.memory_mb} MB")
+    console.print(f"Kafka {status.bootstrap}")
+    for address, answers in status.brokers.items():
+        console.print(f"  {address}: {up if answers else down}")
+    for name, pid in status.pids.items():
+        console.print(f"  {name}: {f'pid {pid}' if pid else 'not running'}")
 
 
 # ----------------------------------------------------------------------------- topics

@@ -50,7 +50,11 @@ def main_options(
     ctx: typer.Context,
     env: Annotated[
         str | None,
-        typer.Option("--env", "-e", help="Config environment: local (default), test, cluster. Or FRAUDLAKE_ENV."),
+        typer.Option(
+            "--env",
+            "-e",
+            help="Config environment: local (default), secure, test, cluster, cluster-local. Or FRAUDLAKE_ENV.",
+        ),
     ] = None,
     conf_dir: Annotated[
         Path | None,

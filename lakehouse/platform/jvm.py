@@ -87,7 +87,9 @@ class JvmService:
         self.pid_file.unlink(missing_ok=True)  # stale: the process died or the pid was reused
         return None
 
-    def launch(self, command: list[str]) -> int:
+    def launch(self, command: list[str], env: dict[str, str] | None = None) -> int:
+        """Start ``command`` detached (its own session), its output in ``logs/<name>.out``;
+        ``env``: the child's whole environment (default: this process's)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         out = open(self.logs / f"{self.name}.out", "ab")  # noqa: SIM115 - handed to the child process
         try:
@@ -97,6 +99,7 @@ class JvmService:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.home,
+                env=env,
                 start_new_session=True,  # Ctrl-C in the terminal that started it must not stop it
             )
         finally:
@@ -107,22 +110,11 @@ class JvmService:
 
     def stop(self) -> bool:
         """SIGTERM (a clean shutdown), SIGKILL after ``stop_timeout_s``; True when one was running."""
-        pid = self.running_pid()
-        if pid is None:
-            return False
-        os.kill(pid, signal.SIGTERM)
-        try:
-            wait_until(lambda: not alive(pid), timeout_s=self.stop_timeout_s, what=f"{self.name} stopping")
-        except TimeoutError:
-            log.warning("%s pid %d did not stop within %ss; killing it", self.name, pid, self.stop_timeout_s)
-            os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(TimeoutError):
-                wait_until(lambda: not alive(pid), timeout_s=KILL_TIMEOUT_S, what=f"{self.name} killed")
-        self.pid_file.unlink(missing_ok=True)
-        return True
+        return stop_together([self])
 
     def log_tail(self, lines: int = 20) -> str:
-        for path in sorted(self.logs.glob("*")):
+        own = self.logs / f"{self.name}.out"  # services may share a log folder
+        for path in [own, *sorted(self.logs.glob("*"))]:
             if path.is_file() and path.stat().st_size:
                 return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         return "(no log output)"
@@ -132,7 +124,31 @@ class JvmService:
         if not cmdline.exists():  # no procfs (macOS): trust the pid file
             return True
         try:
-            args = cmdline.read_bytes().split(b"\0")
+            raw = cmdline.read_bytes()
         except OSError:
             return False
+        if not raw:  # between a launcher script's exec and the JVM's start: not readable yet
+            return True
+        args = raw.split(b"\0")
         return all(marker.encode() in args for marker in self.markers)
+
+
+def stop_together(services: list[JvmService]) -> bool:
+    """Stop services side by side: SIGTERM to all of them first, then wait for each, SIGKILL at its
+    deadline. (The nodes of a Kafka quorum must go together: the last one stopped alone waits in
+    vain for a controller to hand its partitions to.) True when any was running."""
+    running = [(service, pid) for service in services if (pid := service.running_pid()) is not None]
+    for _, pid in running:
+        os.kill(pid, signal.SIGTERM)
+    for service, pid in running:
+        try:
+            wait_until(
+                lambda pid=pid: not alive(pid), timeout_s=service.stop_timeout_s, what=f"{service.name} stopping"
+            )
+        except TimeoutError:
+            log.warning("%s pid %d did not stop within %ss; killing it", service.name, pid, service.stop_timeout_s)
+            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                wait_until(lambda pid=pid: not alive(pid), timeout_s=KILL_TIMEOUT_S, what=f"{service.name} killed")
+        service.pid_file.unlink(missing_ok=True)
+    return bool(running)

@@ -248,8 +248,16 @@ def _resolve_paths(settings: Settings) -> Settings:
     orchestration = settings.orchestration.model_copy(
         update={"airflow_home": absolute(settings.orchestration.airflow_home)}
     )
+    cluster = settings.cluster.model_copy(update={"data_dir": absolute(settings.cluster.data_dir)})
     return settings.model_copy(
-        update={"paths": paths, "kafka": kafka, "spark": spark, "quality": quality, "orchestration": orchestration}
+        update={
+            "paths": paths,
+            "kafka": kafka,
+            "spark": spark,
+            "quality": quality,
+            "orchestration": orchestration,
+            "cluster": cluster,
+        }
     )
 
 

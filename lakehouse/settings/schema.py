@@ -144,6 +144,48 @@ class CatalogServerSettings(_Section):
     stop_timeout_s: float = Field(gt=0)
 
 
+class LocalClusterSettings(_Section):
+    """The multi-process cluster on loopback that ``fraudlake cluster up`` runs: a Spark standalone
+    master with its workers, and a multi-node KRaft Kafka (every node broker and controller). The
+    ``cluster-local`` overlay points the jobs at it; a worker's or a broker's ports are the first
+    ones plus its index."""
+
+    host: str
+    spark_master_port: int = Field(ge=1, le=65535)
+    spark_master_webui_port: int = Field(ge=1, le=65535)
+    spark_workers: int = Field(ge=1, le=8)
+    spark_worker_cores: int = Field(ge=1)
+    spark_worker_memory: str = Field(pattern=r"^\d+[kmgKMG]$", description="What a worker offers its executors.")
+    spark_worker_port: int = Field(ge=1, le=65535, description="The first worker's RPC port.")
+    spark_worker_webui_port: int = Field(ge=1, le=65535, description="The first worker's UI (and JSON) port.")
+    spark_daemon_memory: str = Field(pattern=r"^\d+[kmgKMG]$", description="The heap of the master and of a worker.")
+    kafka_brokers: int = Field(ge=1, le=9)
+    kafka_port: int = Field(ge=1, le=65535, description="The first broker's client port.")
+    kafka_controller_port: int = Field(ge=1, le=65535, description="The first broker's controller port.")
+    kafka_heap: str = Field(pattern=r"^\d+[kmgKMG]$")
+    data_dir: Path | None = Field(default=None, description="Default: <paths.data_dir>/cluster.")
+    start_timeout_s: float = Field(gt=0)
+    stop_timeout_s: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ports_apart(self) -> LocalClusterSettings:
+        ranges = {
+            "spark_master_port": (self.spark_master_port, 1),
+            "spark_master_webui_port": (self.spark_master_webui_port, 1),
+            "spark_worker_port": (self.spark_worker_port, self.spark_workers),
+            "spark_worker_webui_port": (self.spark_worker_webui_port, self.spark_workers),
+            "kafka_port": (self.kafka_port, self.kafka_brokers),
+            "kafka_controller_port": (self.kafka_controller_port, self.kafka_brokers),
+        }
+        taken: dict[int, str] = {}
+        for key, (first, count) in ranges.items():
+            for port in range(first, first + count):
+                if port in taken:
+                    raise ValueError(f"{key} and {taken[port]} both use port {port} (a range is first port + index)")
+                taken[port] = key
+        return self
+
+
 class SparkSettings(_Section):
     master: str
     app_name: str
@@ -632,6 +674,11 @@ class Settings(_Section):
     scoring: ScoringSettings
     quality: QualitySettings
     orchestration: OrchestrationSettings
+    cluster: LocalClusterSettings
+
+    @property
+    def cluster_data_dir(self) -> Path:
+        return self.cluster.data_dir or self.paths.data_dir / "cluster"
 
     @property
     def broker_data_dir(self) -> Path:

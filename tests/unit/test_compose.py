@@ -91,3 +91,35 @@ def test_compose_catalog_server_is_what_the_cluster_overlay_connects_to(compose:
     assert cluster.spark.catalog == "derby-server" and server.enabled is False
     assert server.host == "catalog" and command[command.index("-p") + 1] == str(server.port)
     assert f"-Dderby.system.home={cluster.paths.data_dir}/metastore" in command
+
+
+#: Server settings that the compose brokers and the nodes of `fraudlake cluster up` must share.
+SHARED_BROKER_SETTINGS = (
+    "process.roles",
+    "controller.listener.names",
+    "inter.broker.listener.name",
+    "listener.security.protocol.map",
+    "auto.create.topics.enable",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "min.insync.replicas",
+)
+
+
+def test_compose_brokers_run_as_the_tested_local_cluster_nodes_do(compose: dict, tmp_path) -> None:
+    """The multi-host shape cannot drift from what the tests run: each compose broker carries the
+    server settings of the local cluster's nodes (written by the same code the cluster test runs),
+    and as many of them; the Spark services start the same classes."""
+    from lakehouse.platform.cluster import MASTER_CLASS, WORKER_CLASS, LocalCluster
+
+    local = LocalCluster(load_settings("cluster-local", environ={"FRAUDLAKE_PATHS__DATA_DIR": str(tmp_path)}))
+    node = local.brokers[0]._server_properties()
+    brokers = kafka_services(compose)
+    assert len(brokers) == len(local.brokers)
+    for name, svc in brokers.items():
+        for key in SHARED_BROKER_SETTINGS:
+            variable = "KAFKA_" + key.upper().replace(".", "_")
+            assert svc["environment"].get(variable) == node[key], (name, variable)
+    assert compose["services"]["spark-master"]["command"][:2] == ["spark-class", MASTER_CLASS]
+    assert compose["services"]["spark-worker"]["command"][:2] == ["spark-class", WORKER_CLASS]

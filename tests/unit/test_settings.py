@@ -88,7 +88,7 @@ def test_settings_wrong_type_in_file_names_file_and_key(conf_dir: Path) -> None:
 
 
 def test_settings_unknown_environment_lists_known_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown environment 'prod'.*cluster, local, secure, test"):
+    with pytest.raises(ConfigError, match=r"unknown environment 'prod'.*cluster, cluster-local, local, secure, test"):
         load_settings("prod", environ={})
 
 

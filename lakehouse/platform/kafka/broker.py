@@ -42,9 +42,36 @@ class BrokerStatus:
     data_dir: Path
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a UUID in URL-safe base64, as ``kafka-storage random-uuid`` prints."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """The controller voters of a multi-node KRaft cluster whose nodes are each broker and
+    controller (``fraudlake cluster up``): ``1@host:port,2@host:port,...``, how many there are, and
+    the cluster id that every node's storage is formatted with."""
+
+    voters: str
+    size: int
+    cluster_id: str
+
+    @property
+    def replication(self) -> int:
+        return min(3, self.size)
+
+    @property
+    def min_insync(self) -> int:
+        return max(1, self.replication - 1)
+
+
 class LocalBroker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, quorum: Quorum | None = None) -> None:
+        """``quorum``: this node is one of a multi-node cluster (its ``kafka.broker`` names the
+        node: id, ports, folder); None: the single-node broker, its own quorum."""
         self.settings = settings
+        self.quorum = quorum
         self.kafka = settings.kafka
         self.config = settings.kafka.broker
         self.home = settings.broker_data_dir
@@ -64,10 +91,20 @@ class LocalBroker:
 
     def up(self) -> tuple[BrokerStatus, bool]:
         """Start the broker unless it runs; wait until it answers metadata. Returns (status, started)."""
+        pid, started = self.launch()
+        status = self.wait_ready(pid)
+        if started and self.config.secure:
+            users = grant(self.kafka, self._admin_settings(self.config.start_timeout_s))
+            log.info("SCRAM users and ACLs set up: %s", ", ".join(users) or "none")
+        return status, started
+
+    def launch(self) -> tuple[int, bool]:
+        """Start the broker's JVM unless it runs, without waiting for it (the nodes of a quorum
+        answer only once a majority of them runs). Returns (pid, started)."""
         self._require_embedded()
         pid = self.service.running_pid()
         if pid is not None:
-            return self._wait_ready(pid), False
+            return pid, False
         for port in (self.config.port, self.config.controller_port):
             if port_open(self.config.host, port):
                 raise PlatformError(
@@ -81,12 +118,7 @@ class LocalBroker:
         self._write_properties()
         if not self.is_formatted():
             self._format()
-        pid = self.service.launch(self._jvm("kafka.Kafka", str(self.properties_file), heap=self.config.heap))
-        status = self._wait_ready(pid)
-        if self.config.secure:
-            users = grant(self.kafka, self._admin_settings(self.config.start_timeout_s))
-            log.info("SCRAM users and ACLs set up: %s", ", ".join(users) or "none")
-        return status, True
+        return self.service.launch(self._jvm("kafka.Kafka", str(self.properties_file), heap=self.config.heap)), True
 
     def down(self) -> bool:
         """Stop the broker cleanly (SIGTERM: controlled shutdown); True when one was running."""
@@ -139,17 +171,12 @@ class LocalBroker:
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "controller.quorum.bootstrap.servers": f"{host}:{cport}",
+            **self._quorum_properties(),
             "log.dirs": str(self.log_dirs),
             "num.partitions": "1",
             # Topics are created from config by `fraudlake topics ensure`; a typo must not create one.
             "auto.create.topics.enable": "false",
-            "offsets.topic.replication.factor": "1",
             "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.check.interval.ms": "60000",
         }
@@ -158,13 +185,30 @@ class LocalBroker:
         props.update(self.config.properties)
         return props
 
+    def _quorum_properties(self) -> dict[str, str]:
+        """Who votes for the controller, and the replication of Kafka's own topics that follows."""
+        if self.quorum is None:
+            replication, min_insync = 1, 1
+            voters = {"controller.quorum.bootstrap.servers": f"{self.config.host}:{self.config.controller_port}"}
+        else:
+            replication, min_insync = self.quorum.replication, self.quorum.min_insync
+            voters = {"controller.quorum.voters": self.quorum.voters, "min.insync.replicas": str(min_insync)}
+        return {
+            **voters,
+            "offsets.topic.replication.factor": str(replication),
+            "transaction.state.log.replication.factor": str(replication),
+            "transaction.state.log.min.isr": str(min_insync),
+            "share.coordinator.state.topic.replication.factor": str(replication),
+            "share.coordinator.state.topic.min.isr": str(min_insync),
+        }
+
     def _write_properties(self) -> None:
         lines = ["# Written by fraudlake from settings on each `fraudlake kafka up`; edit conf/, not this file."]
         lines += [f"{k}={v}" for k, v in self._server_properties().items()]
         self.properties_file.write_text("\n".join(lines) + "\n")
 
     def _format(self) -> None:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = self.quorum.cluster_id if self.quorum else new_cluster_id()
         command = self._jvm(
             # "--cluster-id=": an id may start with "-", which the tool's parser would take for an option.
             "kafka.tools.StorageTool",
@@ -172,7 +216,7 @@ class LocalBroker:
             f"--cluster-id={cluster_id}",
             "-c",
             str(self.properties_file),
-            "--standalone",
+            *(["--standalone"] if self.quorum is None else []),  # a quorum's voters are in its properties
             *(format_arguments(self.tls) if self.config.secure else []),
         )
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -180,7 +224,7 @@ class LocalBroker:
             raise PlatformError(f"formatting Kafka storage in {self.log_dirs} failed: {result.stdout}{result.stderr}")
         log.info("formatted Kafka storage in %s (cluster id %s)", self.log_dirs, cluster_id)
 
-    def _wait_ready(self, pid: int) -> BrokerStatus:
+    def wait_ready(self, pid: int) -> BrokerStatus:
         probe = self._probe_settings(timeout_s=1.0)
         last_error: list[Exception] = []
 
