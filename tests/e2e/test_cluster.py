@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 
 import pytest
@@ -19,6 +19,7 @@ from lakehouse.ingest.queries import run_ingest
 from lakehouse.platform.cluster import LocalCluster, get_json, kafka_bootstrap, master_url
 from lakehouse.platform.delta import table_location
 from lakehouse.platform.isolation import isolated, updated
+from lakehouse.platform.jvm import alive
 from lakehouse.platform.kafka.clients import admin_client
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import ensure_topics
@@ -27,7 +28,7 @@ from lakehouse.platform.waits import wait_until
 from lakehouse.settings import load_settings
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.helpers import PROJECT_DIR, DeltaCount
+from tests.helpers import PROJECT_DIR, DeltaCount, environ_of, fraudlake, still_running
 
 #: Silver columns that say when and in which micro-batch a row landed: the two runs differ there.
 LANDING = ("_ingested_at", "_batch_id")
@@ -48,6 +49,28 @@ def free_range(count: int) -> int:
         if free:
             return first
     raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
+
+
+def send_payments(settings, seed: int, limits: ProduceLimits, kill: Callable[[], None] | None = None):
+    """Simulated payments of a small world into ``settings``' topics, none failed; ``kill`` runs
+    once, when 600 records are delivered (mid-stream). Returns the producer's report."""
+    killed: list[int] = []
+
+    def kill_half_way(report) -> None:
+        if kill is not None and not killed and report.delivered >= 600:
+            kill()
+            killed.append(report.delivered)
+
+    world = settings.simulator.model_copy(update={"users": 200, "merchants": 60, "cities": 8, "days": 2})
+    simulation = Simulation(world, date(2026, 10, 1), traffic_seed=seed)
+    sender = make_sender(settings.kafka, settings.producer)
+    try:
+        sent = produce(settings, simulation, sender, limits, first_day=0, on_progress=kill_half_way)
+    finally:
+        sender.close()
+    assert sent.failed == 0 and sent.delivered == sent.sent, sent
+    assert kill is None or killed, "the kill never ran"
+    return sent
 
 
 @pytest.fixture(scope="module")
@@ -98,13 +121,7 @@ def test_ingest_on_the_cluster_runs_on_both_workers_and_lands_what_local_spark_l
     replicas = {len(p["replica_nodes"]) for p in described[0]["partitions"]}
     assert replicas == {3}, described
 
-    world = on_cluster.simulator.model_copy(update={"users": 200, "merchants": 60, "cities": 8, "days": 2})
-    simulation = Simulation(world, date(2026, 10, 1), traffic_seed=19)
-    sender = make_sender(on_cluster.kafka, on_cluster.producer)
-    try:
-        sent = produce(on_cluster, simulation, sender, ProduceLimits(count=800), first_day=0)
-    finally:
-        sender.close()
+    sent = send_payments(on_cluster, 19, ProduceLimits(count=800))
 
     job = subprocess.run(
         [sys.executable, "-m", "jobs.stream_ingest", "--once"],
@@ -165,23 +182,9 @@ def test_a_broker_killed_mid_stream_and_started_again_loses_and_duplicates_nothi
     victim_pid = victim.service.running_pid()
 
     queries = run_ingest(spark, local, once=False)
-    killed: list[int] = []
-
-    def kill_half_way(report) -> None:
-        if not killed and report.delivered >= 600:
-            os.kill(victim_pid, signal.SIGKILL)
-            killed.append(report.delivered)
-
-    world = local.simulator.model_copy(update={"users": 200, "merchants": 60, "cities": 8, "days": 2})
-    simulation = Simulation(world, date(2026, 10, 1), traffic_seed=23)
-    sender = make_sender(local.kafka, local.producer)
-    try:
-        sent = produce(
-            local, simulation, sender, ProduceLimits(count=1500, rate=150), first_day=0, on_progress=kill_half_way
-        )
-    finally:
-        sender.close()
-    assert killed and sent.failed == 0 and sent.delivered == sent.sent, sent
+    sent = send_payments(
+        local, 23, ProduceLimits(count=1500, rate=150), kill=lambda: os.kill(victim_pid, signal.SIGKILL)
+    )
     assert cluster.status().brokers[victim.address] is False
 
     status, started = cluster.up()  # the killed node only
@@ -202,3 +205,52 @@ def test_a_broker_killed_mid_stream_and_started_again_loses_and_duplicates_nothi
     assert rows.count() == rows.select("transaction_id").distinct().count() == sent.transactions
     bronze = spark.table(table_names(local).bronze("transactions"))
     assert bronze.count() == bronze.select("partition", "offset").distinct().count() == sent.transactions
+
+
+@pytest.mark.slow
+def test_a_worker_lost_mid_stream_leaves_the_ingest_job_running_without_loss_or_duplicates(
+    cluster_environ, spark, settings, tmp_path
+) -> None:
+    """A machine lost: one worker and the executor it runs are killed (SIGKILL to the worker's
+    process group) while the ingest job runs on the cluster; its tasks run again on the other
+    worker, the job goes on, and reconcile finds every payment once."""
+    on_cluster = load_settings("cluster-local", environ=cluster_environ)
+    cluster = LocalCluster(on_cluster)
+    own = isolated(on_cluster, topics=True, checkpoint_dir=tmp_path / "checkpoints")
+    ensure_topics(own.kafka)
+    env = {
+        **cluster_environ,
+        **environ_of(own),
+        "FRAUDLAKE_PATHS__DATA_DIR": str(tmp_path / "job-data"),
+        "FRAUDLAKE_STREAMING__TRIGGER": "2 seconds",
+        "FRAUDLAKE_STREAMING__MAX_RECORDS_PER_TRIGGER": "300",
+    }
+    log = tmp_path / "ingest-job.log"
+    with log.open("w") as out:
+        job = subprocess.Popen(
+            [sys.executable, "-m", "jobs.stream_ingest"], env=env, cwd=PROJECT_DIR, stdout=out, stderr=out
+        )
+    try:
+        victim = cluster.workers[0].running_pid()
+        limits = ProduceLimits(count=1500, rate=100)
+        # The worker and its executor (the worker's process group): the machine is gone.
+        sent = send_payments(own, 29, limits, kill=lambda: os.killpg(victim, signal.SIGKILL))
+        assert not alive(victim)  # (the master calls it dead only after spark.worker.timeout)
+        silver = DeltaCount(
+            spark, tmp_path / "job-data" / "warehouse" / f"{own.lakehouse.schemas.silver}.db" / "transactions"
+        )
+        wait_until(
+            lambda: silver() >= sent.transactions,
+            timeout_s=420,
+            what=f"{sent.transactions} transactions in silver",
+            check=still_running(job, "the ingest job", log),
+            poll_s=2.0,
+        )
+    finally:
+        job.terminate()
+        job.wait(timeout=120)
+        cluster.up()  # the lost worker back, for what follows
+    rows = spark.read.format("delta").load(silver.path.as_posix())
+    assert rows.count() == rows.select("transaction_id").distinct().count() == sent.transactions
+    checked = fraudlake("reconcile", env=env, timeout=600)
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
