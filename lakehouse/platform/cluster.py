@@ -24,11 +24,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakehouse.errors import BrokerUnavailableError, PlatformError
+from lakehouse.errors import PlatformError
 from lakehouse.platform.isolation import updated
 from lakehouse.platform.jvm import JvmService, alive, port_open, stop_together
 from lakehouse.platform.kafka.broker import LocalBroker, Quorum, new_cluster_id
-from lakehouse.platform.kafka.topics import list_topics
 from lakehouse.platform.waits import wait_until
 from lakehouse.settings import LocalClusterSettings, Settings
 
@@ -67,6 +66,10 @@ class SparkWorker:
     memory_mb: int
 
 
+def alive_count(workers: list[SparkWorker]) -> int:
+    return sum(w.state == "ALIVE" for w in workers)
+
+
 @dataclass(frozen=True)
 class ClusterStatus:
     master_url: str
@@ -78,7 +81,7 @@ class ClusterStatus:
 
     @property
     def alive_workers(self) -> int:
-        return sum(w.state == "ALIVE" for w in self.workers)
+        return alive_count(self.workers)
 
     @property
     def complete(self) -> bool:
@@ -110,7 +113,8 @@ class LocalCluster:
             JvmService(f"spark-worker-{i + 1}", spark_home, (WORKER_CLASS, str(self._worker_port(i))), stop_s)
             for i in range(self.config.spark_workers)
         ]
-        self.brokers = [LocalBroker(self._node_settings(i), self._quorum()) for i in range(self.config.kafka_brokers)]
+        quorum = self._quorum()
+        self.brokers = [LocalBroker(self._node_settings(i), quorum) for i in range(self.config.kafka_brokers)]
 
     # ------------------------------------------------------------------ public
 
@@ -130,10 +134,14 @@ class LocalCluster:
         for broker, (pid, _) in zip(self.brokers, launched, strict=True):
             broker.wait_ready(pid)
         started = any(was_started for _, was_started in launched)
-        started |= self._start_spark(self.master, self._master_command(), "spark_master_port")
+        started |= self._start_spark(
+            self.master, self._master_command(), self.config.spark_master_port, "spark_master_port"
+        )
         self._wait_master()
         for index, worker in enumerate(self.workers):
-            started |= self._start_spark(worker, self._worker_command(index), "spark_worker_port")
+            started |= self._start_spark(
+                worker, self._worker_command(index), self._worker_port(index), "spark_worker_port"
+            )
         self._wait_workers()
         return self.status(), started
 
@@ -144,17 +152,21 @@ class LocalCluster:
         return stop_together([broker.service for broker in self.brokers]) or spark
 
     def status(self) -> ClusterStatus:
+        pids = {service.name: service.running_pid() for service in (self.master, *self.workers)}
+        nodes = [broker.status() for broker in self.brokers]
+        pids |= {f"kafka-{i + 1}": node.pid for i, node in enumerate(nodes)}
+        brokers = {node.address: node.topics is not None for node in nodes}
+        return ClusterStatus(
+            master_url(self.config), self.master_ui, self.spark_workers(), kafka_bootstrap(self.config), brokers, pids
+        )
+
+    def spark_workers(self) -> list[SparkWorker]:
+        """The workers registered with the master (none when it does not answer)."""
         state = get_json(f"{self.master_ui}/json/") or {}
-        workers = [
+        return [
             SparkWorker(w["id"], f"{w['host']}:{w['port']}", w["state"], int(w["cores"]), int(w["memory"]))
             for w in state.get("workers", [])
         ]
-        pids = {service.name: service.running_pid() for service in (self.master, *self.workers)}
-        pids |= {f"kafka-{i + 1}": broker.service.running_pid() for i, broker in enumerate(self.brokers)}
-        brokers = {broker.address: self._answers(broker) for broker in self.brokers}
-        return ClusterStatus(
-            master_url(self.config), self.master_ui, workers, kafka_bootstrap(self.config), brokers, pids
-        )
 
     def executors_per_worker(self, app_id: str) -> dict[str, int]:
         """How many executors of the application ``app_id`` each worker ran or runs, by worker id
@@ -238,10 +250,9 @@ class LocalCluster:
             "SPARK_NO_DAEMONIZE": "1",
         }
 
-    def _start_spark(self, service: JvmService, command: list[str], port_key: str) -> bool:
+    def _start_spark(self, service: JvmService, command: list[str], port: int, port_key: str) -> bool:
         if service.running_pid() is not None:
             return False
-        port = int(command[command.index("--port") + 1])
         if port_open(self.config.host, port):
             raise PlatformError(
                 f"port {self.config.host}:{port} is already in use by another process; set cluster.{port_key} "
@@ -268,7 +279,7 @@ class LocalCluster:
                 self._still_alive(worker, pids[worker.name])
 
         wait_until(
-            lambda: self.status().alive_workers >= wanted,
+            lambda: alive_count(self.spark_workers()) >= wanted,
             timeout_s=self.config.start_timeout_s,
             what=f"{wanted} Spark workers registered with the master at {master_url(self.config)}",
             check=check,
@@ -279,12 +290,3 @@ class LocalCluster:
     def _still_alive(service: JvmService, pid: int | None) -> None:
         if pid is None or not alive(pid):
             raise PlatformError(f"{service.name} exited during start-up; see {service.logs}:\n{service.log_tail()}")
-
-    @staticmethod
-    def _answers(broker: LocalBroker) -> bool:
-        probe = broker.kafka.model_copy(update={"connect_timeout_s": 2.0, "bootstrap_servers": broker.address})
-        try:
-            list_topics(probe)
-        except BrokerUnavailableError:
-            return False
-        return True
