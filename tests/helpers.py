@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -103,18 +104,26 @@ def ingest_world(settings, tmp_path, **simulator_changes):
 
 
 def environ_of(settings) -> dict[str, str]:
-    """FRAUDLAKE_* variables that make the CLI (and the jobs it starts) load these isolated settings."""
-    topics = settings.kafka.topics
+    """FRAUDLAKE_* variables that make the CLI (and the jobs it starts) load these isolated settings:
+    topics, catalog schemas, checkpoints and the model registry."""
+    from lakehouse.platform.isolation import STREAM_TOPICS
+
+    topics, registry = settings.kafka.topics, settings.registry
     return {
-        **{
-            f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name
-            for name in ("transactions", "users", "merchants", "alerts", "labels")
-        },
+        **{f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name for name in STREAM_TOPICS},
         **{
             f"FRAUDLAKE_LAKEHOUSE__SCHEMAS__{layer.upper()}": schema
             for layer, schema in settings.lakehouse.schemas.model_dump().items()
         },
         "FRAUDLAKE_SPARK__CHECKPOINT_DIR": settings.spark.checkpoint_dir,
+        **{
+            f"FRAUDLAKE_REGISTRY__{key.upper()}": value
+            for key, value in (
+                ("tracking_uri", registry.tracking_uri),
+                ("artifact_location", registry.artifact_location),
+            )
+            if value is not None
+        },
     }
 
 
@@ -162,3 +171,29 @@ def write_checkpoint(folder, batches: dict[int, dict], committed: list[int], met
     for batch in committed:
         (folder / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}\n')
         (folder / "commits" / f".{batch}.crc").write_text("")
+
+
+def read_alerts(settings, done: Callable[[list[dict]], bool], timeout_s: float = 120) -> list[tuple[str, dict]]:
+    """Every record of the alert topic (key, parsed value): reads until the topic is idle for a
+    second and ``done(values)`` holds."""
+    from lakehouse.platform.kafka.clients import consumer
+
+    reader = consumer(settings.kafka, settings.kafka.topics.alerts.name, group_id=None, consumer_timeout_ms=1000)
+    records: list[tuple[str, dict]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            for message in reader:
+                records.append((message.key.decode(), json.loads(message.value)))
+            if done([value for _, value in records]):
+                return records
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{len(records)} alerts on {settings.kafka.topics.alerts.name}: not what was expected"
+                )
+    finally:
+        reader.close()
+
+
+def ids_seen(expected: set[str]) -> Callable[[list[dict]], bool]:
+    return lambda values: expected <= {v["alert_id"] for v in values}

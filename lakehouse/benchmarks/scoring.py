@@ -32,6 +32,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse.benchmarks.report import StageClock
 from lakehouse.contract.alerts import created_ms
 from lakehouse.platform.kafka.floor import copy_created_ms, start_passthrough
 from lakehouse.platform.measure import percentile
@@ -84,6 +85,36 @@ class QuixParity:
         return self.only_one == 0 and self.max_score_diff <= 1e-9 and self.alert_differences == 0
 
 
+def scoring_run(world: Settings, *, source: str, alerts: str, checkpoint: str) -> Settings:
+    """``world`` scoring ``source`` into ``alerts`` from a fresh ``checkpoint`` (the landing
+    query's beside it), with a scored-rows topic of its own (``bench_scored_<uuid>``: the caller
+    deletes it)."""
+    from lakehouse.platform.isolation import updated
+
+    queries = world.streaming.queries
+    query = queries.get("score", QuerySettings()).model_copy(update={"checkpoint": checkpoint})
+    landing = QuerySettings(
+        checkpoint=f"{checkpoint}-landing", trigger=queries.get("score_landing", QuerySettings()).trigger
+    )
+    scored = f"bench_scored_{uuid.uuid4().hex[:10]}"
+    return updated(
+        world,
+        {
+            "kafka": {
+                "topics": {"transactions": {"name": source}, "alerts": {"name": alerts}, "scored": {"name": scored}}
+            },
+            "streaming": {"queries": {"score": query, "score_landing": landing}},
+        },
+    )
+
+
+def drained(query: StreamingQuery) -> tuple[int, float]:
+    """Records and seconds of a query that drained its topic (``availableNow``): the summed
+    micro-batch durations, so the query's start-up is left out."""
+    progress = [p for p in query.recentProgress if p["numInputRows"]]
+    return sum(p["numInputRows"] for p in progress), sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000
+
+
 def _created_ms(pipeline: str, message) -> float:
     if pipeline != PASSTHROUGH:  # an alert
         return created_ms(message.value)
@@ -133,39 +164,22 @@ def bench_score(
     )
     sim = world.simulator
     partitions = settings.kafka.topics.transactions.partitions
-    score_query = settings.streaming.queries.get("score", QuerySettings())
-    landing_trigger = settings.streaming.queries.get("score_landing", QuerySettings()).trigger
     bench = ScoreBench(preload=preload)
     created: list[str] = []
     quix_groups: list[str] = []  # their changelog topics are Quix's own: deleted by name at the end
     scored_of: dict[str, str] = {}  # pipeline → the scored-rows topic of its latest run
     pipelines = (PASSTHROUGH, PIPELINE, QUIX) if quix else (PASSTHROUGH, PIPELINE)
 
-    def timed(name: str, work: Callable[[], object]) -> object:
-        on_progress(f"{name} ...")
-        began = time.perf_counter()
-        out = work()
-        bench.setup[name] = time.perf_counter() - began
-        return out
+    timed = StageClock(bench.setup, on_progress)
 
     # Every run starts at the first live day: the longest run's days must stay in the past (the
     # rates not given yet are half the measured throughput; 5,000/s bounds them here).
     start_day = start_before(sim, date.today(), max(preload, int(max(rates or [5_000]) * duration_s)))
 
     def run_settings(source: str, alerts: str, checkpoint: str) -> Settings:
-        query = score_query.model_copy(update={"checkpoint": checkpoint})
-        landing = QuerySettings(checkpoint=f"{checkpoint}-landing", trigger=landing_trigger)
-        scored = f"bench_scored_{uuid.uuid4().hex[:10]}"
-        created.append(scored)
-        return updated(
-            world,
-            {
-                "kafka": {
-                    "topics": {"transactions": {"name": source}, "alerts": {"name": alerts}, "scored": {"name": scored}}
-                },
-                "streaming": {"queries": {"score": query, "score_landing": landing}},
-            },
-        )
+        run = scoring_run(world, source=source, alerts=alerts, checkpoint=checkpoint)
+        created.append(run.kafka.topics.scored.name)
+        return run
 
     def fresh_topics(*append_time: bool) -> list[str]:
         names = [f"bench_score_{uuid.uuid4().hex[:10]}" for _ in append_time]
@@ -223,7 +237,7 @@ def bench_score(
         return app
 
     try:
-        entity_topics = [world.kafka.topics.users, world.kafka.topics.merchants]
+        entity_topics = [world.kafka.topics.users, world.kafka.topics.merchants, world.kafka.topics.labels]
         ensure_topics(world.kafka, entity_topics)
         created.extend(t.name for t in entity_topics)
         train_world(spark, world, folder, timed)
@@ -243,9 +257,7 @@ def bench_score(
                     figures = bench.quix_figures = query.figures()
                     rows, seconds = figures["processed"], figures["seconds"]
                 else:
-                    progress = [p for p in query.recentProgress if p["numInputRows"]]
-                    rows = sum(p["numInputRows"] for p in progress)
-                    seconds = sum(p["durationMs"]["triggerExecution"] for p in progress) / 1000
+                    rows, seconds = drained(query)
                 bench.throughput.setdefault(pipeline, []).append(rows / seconds)
                 on_progress(
                     f"throughput {pipeline} run {run + 1}: {rows:,} records in {seconds:,.1f} s"

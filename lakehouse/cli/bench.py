@@ -1,5 +1,5 @@
 """Benchmarks that write their figures to docs/benchmarks/: ``fraudlake bench
-produce|state|train|detection|score|ingest|import``."""
+produce|state|train|detection|score|ingest|import|cluster``."""
 
 from __future__ import annotations
 
@@ -295,3 +295,28 @@ def bench_import_command(
         ),
     )
     _write(import_report(bench, settings), output or settings.project_dir / "docs" / "benchmarks" / "import.md")
+
+
+@bench_app.command("cluster")
+def bench_cluster_command(
+    ctx: typer.Context,
+    preload: Annotated[int, typer.Option(help="Transactions drained by every run.")] = 20_000,
+    runs: Annotated[
+        int, typer.Option(help="Runs per size, alternating which size and which pipeline go first (median).")
+    ] = 4,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/cluster.md.")] = None,
+) -> None:
+    """The scorer (and the Kafka → Kafka pass-through) on one worker against two, on the local
+    cluster, on the same preloaded records; written to docs/.
+
+    Needs `fraudlake cluster up` and `fraudlake catalog up`.
+    Example: fraudlake --env cluster-local bench cluster --preload 20000 --runs 4
+    """
+    from lakehouse.benchmarks.cluster import bench_cluster, cluster_report
+
+    settings = settings_of(ctx)
+    bench = _in_scratch_folder(
+        "cluster",
+        lambda folder: bench_cluster(settings, folder=folder, preload=preload, runs=runs, on_progress=console.print),
+    )
+    _write(cluster_report(bench, settings), output or settings.project_dir / "docs" / "benchmarks" / "cluster.md")

@@ -107,10 +107,12 @@ class LocalBroker:
             return pid, False
         for port in (self.config.port, self.config.controller_port):
             if port_open(self.config.host, port):
-                raise PlatformError(
-                    f"port {self.config.host}:{port} is already in use by another process; "
-                    f"set kafka.broker.port / kafka.broker.controller_port (FRAUDLAKE_KAFKA__BROKER__PORT)"
+                keys = (
+                    "kafka.broker.port / kafka.broker.controller_port (FRAUDLAKE_KAFKA__BROKER__PORT)"
+                    if self.quorum is None  # a cluster node's ports come from the cluster's first ones
+                    else "cluster.kafka_port / cluster.kafka_controller_port (FRAUDLAKE_CLUSTER__KAFKA_PORT)"
                 )
+                raise PlatformError(f"port {self.config.host}:{port} is already in use by another process; set {keys}")
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
         if self.config.secure:

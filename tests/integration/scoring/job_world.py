@@ -19,6 +19,22 @@ from lakehouse.platform.spark import build_spark
 from lakehouse.settings import load_settings
 
 
+def history_clones(spark, settings) -> list[str]:
+    """The ``--clone`` arguments of a world's history, as the test session's catalog holds it: its
+    silver tables, offline features and merchant daily counts (the scorer's dimensions, history
+    and features)."""
+    from lakehouse.contract.tables import table_names
+    from lakehouse.platform.delta import table_location
+
+    names = table_names(settings)
+    silver = [
+        f"{names.silver_schema}.{t.name}"
+        for t in spark.catalog.listTables(names.silver_schema)
+        if t.tableType != "VIEW"
+    ]
+    return [f"--clone={n}={table_location(spark, n)}" for n in [*silver, names.features, names.merchant_daily]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.integration.scoring.job_world")
     parser.add_argument("--env", default=None, help="config environment")

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -29,14 +28,14 @@ from lakehouse.ml.training import train
 from lakehouse.platform import isolation
 from lakehouse.platform.delta import table_location
 from lakehouse.platform.faults import POISON_ENV
-from lakehouse.platform.kafka.clients import consumer
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 from lakehouse.platform.waits import wait_until
 from lakehouse.scoring.scorer import start_scorer
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.helpers import PROJECT_DIR, DeltaCount, environ_set, ingest_world
+from tests.helpers import PROJECT_DIR, DeltaCount, environ_set, ids_seen, ingest_world, read_alerts
+from tests.integration.scoring.job_world import history_clones
 
 pytestmark = pytest.mark.integration
 START = date(2026, 9, 1)
@@ -50,30 +49,6 @@ def running(queries) -> Callable[[], None]:
                 raise AssertionError(f"the scorer's {query.name} query stopped: {query.exception()}")
 
     return check
-
-
-def read_alerts(settings, done: Callable[[list[dict]], bool], timeout_s: float = 120) -> list[tuple[str, dict]]:
-    """Every record of the alert topic (key, parsed value): reads until the topic is idle for a
-    second and ``done(values)`` holds."""
-    reader = consumer(settings.kafka, settings.kafka.topics.alerts.name, group_id=None, consumer_timeout_ms=1000)
-    records: list[tuple[str, dict]] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            for message in reader:
-                records.append((message.key.decode(), json.loads(message.value)))
-            if done([value for _, value in records]):
-                return records
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{len(records)} alerts on {settings.kafka.topics.alerts.name}: not what was expected"
-                )
-    finally:
-        reader.close()
-
-
-def ids_seen(expected: set[str]) -> Callable[[list[dict]], bool]:
-    return lambda values: expected <= {v["alert_id"] for v in values}
 
 
 def send_day(settings, fraud_rate: float, day: int, count: int, seed: int):
@@ -313,14 +288,7 @@ def kill_and_restart(world, tmp_path, cli_env, make_topic, spark, steps: tuple[s
 
     # The job's own tables: clones of the module world's silver tables, features and merchant daily
     # counts (the scorer's dimensions, history and features), in the job's catalog.
-    names = table_names(settings)
-    silver = [
-        f"{names.silver_schema}.{t.name}"
-        for t in spark.catalog.listTables(names.silver_schema)
-        if t.tableType != "VIEW"
-    ]
-    clones = [f"{name}={table_location(spark, name)}" for name in [*silver, names.features, names.merchant_daily]]
-    succeeded(job("tests.integration.scoring.job_world", *(f"--clone={c}" for c in clones)))
+    succeeded(job("tests.integration.scoring.job_world", *history_clones(spark, settings)))
     scored_path = data / "warehouse" / f"{settings.lakehouse.schemas.gold}.db" / "scored_transactions"
     day = HISTORY_DAYS + 5
     sent = send_day(settings, 0.25, day, 300, seed=day)
