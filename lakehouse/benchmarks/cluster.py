@@ -26,7 +26,7 @@ from datetime import date
 from pathlib import Path
 
 from lakehouse.benchmarks.report import Report, StageClock
-from lakehouse.benchmarks.scoring import PASSTHROUGH, PIPELINE, drained, scoring_run
+from lakehouse.benchmarks.scoring import PASSTHROUGH, PIPELINE, drained, scoring_run, send_transactions
 from lakehouse.errors import FraudlakeError
 from lakehouse.settings import Settings
 
@@ -56,13 +56,12 @@ def bench_cluster(
     from lakehouse.platform.cluster import LocalCluster
     from lakehouse.platform.isolation import drop_schemas, updated
     from lakehouse.platform.kafka.floor import start_passthrough
-    from lakehouse.platform.kafka.senders import make_sender
     from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
     from lakehouse.platform.spark import build_spark
     from lakehouse.platform.streaming import query_plan
     from lakehouse.scoring.scorer import start_scorer
-    from lakehouse.simulator.producer import ProduceLimits, produce
-    from lakehouse.simulator.simulation import Simulation, start_before
+    from lakehouse.simulator.producer import ProduceLimits
+    from lakehouse.simulator.simulation import start_before
 
     cluster = LocalCluster(settings)
     on_cluster = settings.spark.master.startswith("spark://")
@@ -109,16 +108,8 @@ def bench_cluster(
         return drained(query)
 
     def preload_topic(source: str, count: int) -> None:
-        target = updated(world, {"kafka": {"topics": {"transactions": {"name": source}}}})
-        sim = world.simulator
-        simulation = Simulation(sim, start_before(sim, date.today(), preload), traffic_seed=101)
-        sender = make_sender(target.kafka, target.producer)
-        try:
-            report = produce(target, simulation, sender, ProduceLimits(count=count), first_day=sim.days)
-        finally:
-            sender.close()
-        if report.failed or report.caught_up:
-            raise RuntimeError(f"the benchmark producer failed: {report.errors[:1] or report.caught_up}")
+        start_day = start_before(world.simulator, date.today(), preload)
+        send_transactions(world, source, ProduceLimits(count=count), seed=101, start_day=start_day)
 
     topics = world.kafka.topics
     entity_topics = [topics.users, topics.merchants, topics.labels]  # what the producer writes besides payments

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
+    from lakehouse.simulator.producer import ProduceLimits
+
 PIPELINE, PASSTHROUGH, QUIX = "scorer", "pass-through", "quix streams"
 WARMUP_S = 10.0
 DRAIN_S = 120.0  # after the producer stops: a pipeline still behind then could not keep up with the rate
@@ -108,6 +110,29 @@ def scoring_run(world: Settings, *, source: str, alerts: str, checkpoint: str) -
     )
 
 
+def send_transactions(world: Settings, source: str, limits: ProduceLimits, *, seed: int, start_day: date) -> int:
+    """Simulated live payments of ``world`` (from the day after its offline batch, which starts at
+    ``start_day``) into the topic ``source``; raises when the producer lost any or reached the wall
+    clock. Returns how many were sent."""
+    from lakehouse.platform.isolation import updated
+    from lakehouse.platform.kafka.senders import make_sender
+    from lakehouse.simulator.producer import produce
+    from lakehouse.simulator.simulation import Simulation
+
+    target = updated(world, {"kafka": {"topics": {"transactions": {"name": source}}}})
+    sim = world.simulator
+    sender = make_sender(target.kafka, target.producer)
+    try:
+        report = produce(target, Simulation(sim, start_day, traffic_seed=seed), sender, limits, first_day=sim.days)
+    finally:
+        sender.close()
+    if report.failed:
+        raise RuntimeError(f"the benchmark producer lost records: {report.errors[:1]}")
+    if report.caught_up:
+        raise RuntimeError(f"the benchmark's simulated time reached the wall clock at {report.caught_up}")
+    return report.transactions
+
+
 def drained(query: StreamingQuery) -> tuple[int, float]:
     """Records and seconds of a query that drained its topic (``availableNow``): the summed
     micro-batch durations, so the query's start-up is left out."""
@@ -145,14 +170,13 @@ def bench_score(
 ) -> ScoreBench:
     from lakehouse.benchmarks.training import bench_world, train_world
     from lakehouse.ml import registry
-    from lakehouse.platform.isolation import drop_schemas, updated
+    from lakehouse.platform.isolation import drop_schemas
     from lakehouse.platform.kafka.clients import consumer
-    from lakehouse.platform.kafka.senders import make_sender
     from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
     from lakehouse.platform.streaming import query_plan
     from lakehouse.scoring.scorer import start_scorer
-    from lakehouse.simulator.producer import ProduceLimits, produce
-    from lakehouse.simulator.simulation import Simulation, start_before
+    from lakehouse.simulator.producer import ProduceLimits
+    from lakehouse.simulator.simulation import start_before
 
     world = bench_world(
         settings,
@@ -190,17 +214,7 @@ def bench_score(
         return names
 
     def send(source: str, limits: ProduceLimits, seed: int) -> int:
-        target = updated(world, {"kafka": {"topics": {"transactions": {"name": source}}}})
-        sender = make_sender(target.kafka, target.producer)
-        try:
-            report = produce(target, Simulation(sim, start_day, traffic_seed=seed), sender, limits, first_day=sim.days)
-        finally:
-            sender.close()
-        if report.failed:
-            raise RuntimeError(f"the benchmark producer lost records: {report.errors[:1]}")
-        if report.caught_up:
-            raise RuntimeError(f"the benchmark's simulated time reached the wall clock at {report.caught_up}")
-        return report.transactions
+        return send_transactions(world, source, limits, seed=seed, start_day=start_day)
 
     def begin(pipeline: str, source: str, output: str, *, once: bool, rate: float | None = None) -> StreamingQuery:
         checkpoint = str(folder / "checkpoints" / uuid.uuid4().hex)
