@@ -111,16 +111,13 @@ def scoring_run(world: Settings, *, source: str, alerts: str, checkpoint: str) -
 
 
 def send_transactions(world: Settings, source: str, limits: ProduceLimits, *, seed: int, start_day: date) -> int:
-    """Simulated live payments of ``world`` (from the day after its offline batch, which starts at
-    ``start_day``) into the topic ``source``; raises when the producer lost any or reached the wall
-    clock. Returns how many were sent."""
+    """Live payments of ``world`` (its batch starting at ``start_day``) into ``source``; how many were sent."""
     from lakehouse.platform.isolation import updated
     from lakehouse.platform.kafka.senders import make_sender
     from lakehouse.simulator.producer import produce
     from lakehouse.simulator.simulation import Simulation
 
-    target = updated(world, {"kafka": {"topics": {"transactions": {"name": source}}}})
-    sim = world.simulator
+    target, sim = updated(world, {"kafka": {"topics": {"transactions": {"name": source}}}}), world.simulator
     sender = make_sender(target.kafka, target.producer)
     try:
         report = produce(target, Simulation(sim, start_day, traffic_seed=seed), sender, limits, first_day=sim.days)
@@ -213,9 +210,6 @@ def bench_score(
         created.extend(names)
         return names
 
-    def send(source: str, limits: ProduceLimits, seed: int) -> int:
-        return send_transactions(world, source, limits, seed=seed, start_day=start_day)
-
     def begin(pipeline: str, source: str, output: str, *, once: bool, rate: float | None = None) -> StreamingQuery:
         checkpoint = str(folder / "checkpoints" / uuid.uuid4().hex)
         run = run_settings(source, output, checkpoint)
@@ -259,7 +253,7 @@ def bench_score(
         # Throughput: both queries drain the same preloaded topic.
         (source,) = fresh_topics(False)
         on_progress(f"preloading {preload:,} transactions")
-        send(source, ProduceLimits(count=preload), seed=101)
+        send_transactions(world, source, ProduceLimits(count=preload), seed=101, start_day=start_day)
         for pipeline in pipelines:
             for run in range(1 if pipeline == QUIX else runs):  # Quix drains at a few hundred records/s
                 (output,) = fresh_topics(True)
@@ -297,7 +291,9 @@ def bench_score(
                         rate,
                         duration_s,
                         query,
-                        lambda s=source, r=rate: send(s, ProduceLimits(duration_s=duration_s, rate=r), seed=202),
+                        lambda s=source, r=rate: send_transactions(
+                            world, s, ProduceLimits(duration_s=duration_s, rate=r), seed=202, start_day=start_day
+                        ),
                         consumer(world.kafka, output, group_id=None),
                     )
                 finally:
