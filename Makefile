@@ -13,7 +13,7 @@ FRAUDLAKE := $(BIN)/fraudlake
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: help setup venv jars demo airflow lint test test-fast faults stop lock clean
+.PHONY: help setup venv jars demo airflow console lint test test-fast faults stop lock clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -60,6 +60,13 @@ airflow: setup  ## Airflow (standalone, SQLite) with the retraining and maintena
 	$(FRAUDLAKE) catalog up; \
 	$(FRAUDLAKE) topics ensure; \
 	$(FRAUDLAKE) airflow
+
+console: setup  ## The analysts' web console on loopback (http://127.0.0.1:8400; an account first: fraudlake console account add)
+	@trap '$(MAKE) --no-print-directory stop' EXIT; trap 'exit 130' INT TERM; set -e; \
+	$(FRAUDLAKE) kafka up; \
+	$(FRAUDLAKE) catalog up; \
+	$(FRAUDLAKE) topics ensure; \
+	$(FRAUDLAKE) console
 
 stop:  ## Stop the local broker and catalog server (data is kept)
 	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) kafka down

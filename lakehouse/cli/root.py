@@ -17,6 +17,7 @@ import typer
 from lakehouse.cli import (
     alerts,
     bench,
+    console,
     demo,
     features,
     ingest,
@@ -39,7 +40,19 @@ app = typer.Typer(
 )
 
 # In workflow order, which is the order `fraudlake --help` lists the commands in.
-for commands in (platform, simulator, ingest, stream, features, models, alerts, operations, quality, retraining):
+for commands in (
+    platform,
+    simulator,
+    ingest,
+    stream,
+    features,
+    models,
+    alerts,
+    console,
+    operations,
+    quality,
+    retraining,
+):
     app.add_typer(commands.app)
 app.add_typer(bench.app)
 app.add_typer(demo.app)

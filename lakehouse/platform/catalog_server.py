@@ -14,12 +14,12 @@ Spark redacts it wherever it shows its configuration.
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.errors import PlatformError
+from lakehouse.platform.entrypoint import write_private
 from lakehouse.platform.jvm import JvmService, alive, jar_classpath, java_executable, port_open
 from lakehouse.platform.waits import wait_until
 from lakehouse.settings import Settings
@@ -55,10 +55,7 @@ def _require_authentication(folder: Path) -> None:
         "derby.authentication.provider=BUILTIN",
         f"derby.user.{CATALOG_USER}={password}",
     ]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.chmod(0o600)
-    os.replace(tmp, path)
+    write_private(path, "\n".join(lines) + "\n")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from lakehouse.errors import FraudlakeError
 
@@ -17,6 +18,17 @@ NOISY_LOGGERS = ("kafka", "librdkafka", "py4j", "urllib3", "faker")
 #: Files and folders an entry point creates are its owner's alone (0600 and 0700): the warehouse
 #: holds personal data, the MLflow database and Airflow's generated password are secrets.
 PRIVATE_UMASK = 0o077
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (readers see the old file or the new one), readable by
+    its owner only from the first byte: for passwords, keys and account files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(text)
+    os.chmod(temporary, 0o600)  # a temporary left by a crash keeps its own mode through O_CREAT
+    os.replace(temporary, path)
 
 
 def private_files() -> None:

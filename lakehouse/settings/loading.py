@@ -35,6 +35,8 @@ SECRET_KEYS = {
     ("kafka", "sasl_username"),
     ("kafka", "sasl_password"),
     ("kafka", "broker", "alerts_reader_password"),
+    ("console", "accounts"),
+    ("console", "secret_key"),
 }
 
 

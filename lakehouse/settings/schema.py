@@ -656,6 +656,28 @@ class OrchestrationSettings(_Section):
     )
 
 
+class ConsoleSettings(_Section):
+    """The analyst console (``fraudlake console``): a web application on loopback."""
+
+    host: str = Field(min_length=1, description="Address it listens on: loopback unless set.")
+    port: int = Field(ge=1, le=65535)
+    accounts_file: Path | None = Field(
+        default=None, description="Accounts (name, role, scrypt hash), JSON; default <data_dir>/console/accounts.json."
+    )
+    accounts: SecretStr | None = Field(
+        default=None, description="Accounts as the same JSON, from FRAUDLAKE_CONSOLE__ACCOUNTS only (then no file)."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs the session cookies (FRAUDLAKE_CONSOLE__SECRET_KEY only); default: a random key kept "
+        "in <data_dir>/console/secret, readable by its owner only.",
+    )
+    session_hours: float = Field(gt=0, description="A session ends this long after login.")
+    consumer_group: str = Field(min_length=1, description="The console's own group on the alert topic.")
+    queue_limit: int = Field(ge=100, description="Alerts the queue keeps in memory (the highest scores stay).")
+    page_size: int = Field(ge=1, le=1000)
+
+
 class Settings(_Section):
     env: str
     project_dir: Path = Field(description="Folder holding conf/; relative paths resolve against it.")
@@ -675,6 +697,11 @@ class Settings(_Section):
     quality: QualitySettings
     orchestration: OrchestrationSettings
     cluster: LocalClusterSettings
+    console: ConsoleSettings
+
+    @property
+    def console_dir(self) -> Path:
+        return self.paths.data_dir / "console"
 
     @property
     def cluster_data_dir(self) -> Path:

@@ -1,0 +1,216 @@
+"""The console's web application (FastAPI, server-rendered Jinja2 pages, a few lines of script for
+the live queue). Every page needs a session (a signed cookie, ``console.session_hours`` long);
+every form carries the session's CSRF token, and a POST without it is refused. State changes are
+audited. Nothing here reads a secret into a page or a log line."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.sessions import SessionMiddleware
+
+from lakehouse.console.accounts import Account, authenticate
+from lakehouse.console.decisions import OUTCOMES, AuditLog, Decider
+from lakehouse.console.queue import AlertQueue, Filters
+from lakehouse.errors import FraudlakeError
+
+TEMPLATES = Path(__file__).parent / "templates"
+SESSION_COOKIE = "fraudlake_console"
+
+
+@dataclass
+class Services:
+    """What the pages read and act through (the product's own modules, built by ``serve``)."""
+
+    accounts: dict[str, Account]
+    queue: AlertQueue
+    decide: Decider
+    audit: AuditLog
+    history: Callable[[str], list[dict]] | None = None  # a user's recent payments from silver
+    page_size: int = 50
+
+
+class LoginRequired(Exception):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+def create_app(services: Services, *, secret_key: str, session_hours: float) -> FastAPI:
+    app = FastAPI(title="Fraudlake console", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret_key,
+        session_cookie=SESSION_COOKIE,
+        max_age=int(session_hours * 3600),
+        same_site="strict",
+    )
+    templates = Jinja2Templates(directory=str(TEMPLATES))
+    templates.env.globals["query_string"] = lambda query, page: urlencode({**query, "page": page})
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(_request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(f"/login?next={quote(exc.path)}", status_code=303)
+
+    def csrf_token(request: Request) -> str:
+        token = request.session.get("csrf")
+        if not token:
+            token = request.session["csrf"] = secrets.token_urlsafe(32)
+        return token
+
+    def check_csrf(request: Request, token: str) -> None:
+        expected = request.session.get("csrf")
+        if not expected or not token or not secrets.compare_digest(expected, token):
+            raise HTTPException(403, "this form is out of date or forged (no valid CSRF token): reload the page")
+
+    def user(request: Request) -> Account:
+        account = services.accounts.get(request.session.get("user", ""))
+        if account is None:
+            request.session.pop("user", None)
+            raise LoginRequired(request.url.path)
+        return account
+
+    def render(request: Request, name: str, account: Account | None, **context: Any) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, {"user": account, "csrf": csrf_token(request), **context})
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request, next: str = "/") -> HTMLResponse:
+        return render(request, "login.html", None, next=safe_next(next), error=None)
+
+    @app.post("/login")
+    def login(
+        request: Request,
+        name: str = Form(...),
+        password: str = Form(...),
+        csrf: str = Form(""),
+        next: str = Form("/"),
+    ) -> Response:
+        check_csrf(request, csrf)
+        account = authenticate(services.accounts, name, password)
+        if account is None:
+            response = render(request, "login.html", None, next=safe_next(next), error="Wrong name or password.")
+            response.status_code = 401
+            return response
+        request.session.clear()  # a new session (and CSRF token) at login
+        request.session.update({"user": account.name, "csrf": secrets.token_urlsafe(32), "since": time.time()})
+        services.audit({"at": now_iso(), "actor": account.name, "action": "login"})
+        return RedirectResponse(safe_next(next), status_code=303)
+
+    @app.post("/logout")
+    def logout(request: Request, csrf: str = Form("")) -> Response:
+        check_csrf(request, csrf)
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    def filters_of(request: Request) -> tuple[Filters, int]:
+        q = request.query_params
+        decided = {"yes": True, "no": False}.get(q.get("decided", ""))
+        filters = Filters(
+            model_version=int(q["model"]) if q.get("model", "").isdigit() else None,
+            min_amount=number(q.get("min_amount")),
+            max_amount=number(q.get("max_amount")),
+            max_age_s=number(q.get("max_age_min"), scale=60),
+            decided=decided,
+        )
+        page = int(q["page"]) if q.get("page", "").isdigit() else 1
+        return filters, max(page, 1)
+
+    @app.get("/", response_class=HTMLResponse)
+    def queue_page(request: Request) -> HTMLResponse:
+        account = user(request)
+        filters, page = filters_of(request)
+        cases, total = services.queue.page(filters, (page - 1) * services.page_size, services.page_size)
+        pages = max(1, -(-total // services.page_size))
+        return render(
+            request,
+            "queue.html",
+            account,
+            cases=cases,
+            total=total,
+            page=page,
+            pages=pages,
+            query=dict(request.query_params),
+            changes=services.queue.changes,
+        )
+
+    @app.get("/changes")
+    def changes(request: Request) -> JSONResponse:
+        """How many changes the queue has seen: the queue page reloads its rows when it grows."""
+        user(request)
+        return JSONResponse({"changes": services.queue.changes})
+
+    @app.get("/alerts/{alert_id}", response_class=HTMLResponse)
+    def case_page(request: Request, alert_id: str) -> HTMLResponse:
+        account = user(request)
+        case = services.queue.get(alert_id)
+        if case is None:
+            raise HTTPException(404, f"no alert {alert_id} in the queue")
+        user_id = case.alert.get("user_id", "")
+        history, history_error = [], None
+        if services.history is not None:
+            try:
+                history = services.history(user_id)
+            except Exception as exc:
+                history_error = f"the user's history could not be read: {type(exc).__name__}"
+        return render(
+            request,
+            "case.html",
+            account,
+            case=case,
+            others=services.queue.of_user(user_id, alert_id),
+            history=history,
+            history_error=history_error,
+            audit=services.audit.entries(alert_id),
+            outcomes=OUTCOMES,
+        )
+
+    @app.post("/alerts/{alert_id}/decision")
+    def decide(
+        request: Request,
+        alert_id: str,
+        outcome: str = Form(...),
+        note: str = Form(""),
+        version: int = Form(...),
+        csrf: str = Form(""),
+    ) -> Response:
+        account = user(request)
+        check_csrf(request, csrf)
+        if outcome not in OUTCOMES:
+            raise HTTPException(422, f"outcome must be one of {', '.join(OUTCOMES)}")
+        try:
+            decision, _made = services.queue.decide(alert_id, version, services.decide(outcome, account.name, note))
+        except FraudlakeError as exc:
+            raise HTTPException(503, f"the decision was not recorded: {exc}; try again") from None
+        if decision is None:
+            raise HTTPException(404, f"no alert {alert_id} in the queue")
+        return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+
+    return app
+
+
+def safe_next(target: str) -> str:
+    """Only a path of this site (no scheme, no host, no protocol-relative ``//``): no open redirect."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+def number(text: str | None, scale: float = 1.0) -> float | None:
+    try:
+        return float(text) * scale if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def now_iso() -> str:
+    from datetime import UTC, datetime
+
+    from lakehouse.console.decisions import iso
+
+    return iso(datetime.now(UTC))
