@@ -36,6 +36,9 @@ class Services:
     decide: Decider
     audit: AuditLog
     history: Callable[[str], list[dict]] | None = None  # a user's recent payments from silver
+    models: Any = None  # versions(), history(), promote(version, actor), rollback(): RegistryModels
+    health: Any = None  # streams(), latency(), retraining(): PipelineHealth
+    data_docs: Path | None = None  # the quality gates' Data Docs site
     page_size: int = 50
 
 
@@ -192,6 +195,79 @@ def create_app(services: Services, *, secret_key: str, session_hours: float) -> 
         if decision is None:
             raise HTTPException(404, f"no alert {alert_id} in the queue")
         return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+
+    def admin(request: Request) -> Account:
+        account = user(request)
+        if not account.is_admin:
+            services.audit({"at": now_iso(), "actor": account.name, "action": f"refused:{request.url.path}"})
+            raise HTTPException(403, "only an admin may do this")
+        return account
+
+    @app.get("/models", response_class=HTMLResponse)
+    def models_page(request: Request) -> HTMLResponse:
+        account = user(request)
+        if services.models is None:
+            raise HTTPException(404, "no model registry is configured for this console")
+        versions = sorted(services.models.versions(), key=lambda v: -v.version)
+        return render(request, "models.html", account, versions=versions, history=services.models.history(), error=None)
+
+    def model_action(request: Request, account: Account, action: str, work: Callable[[], object]) -> Response:
+        from lakehouse.ml.registry import RegistryError
+
+        try:
+            outcome = work()
+        except RegistryError as exc:
+            raise HTTPException(409, str(exc)) from None
+        services.audit({"at": now_iso(), "actor": account.name, "action": action, "version": outcome})
+        return RedirectResponse("/models", status_code=303)
+
+    @app.post("/models/{version}/promote")
+    def promote(request: Request, version: int, csrf: str = Form(""), confirm: str = Form("")) -> Response:
+        account = admin(request)
+        check_csrf(request, csrf)
+        if confirm != "yes":
+            raise HTTPException(422, "a promotion must be confirmed")
+        return model_action(
+            request, account, "promote", lambda: services.models.promote(version, account.name) or version
+        )
+
+    @app.post("/models/rollback")
+    def rollback(request: Request, csrf: str = Form(""), confirm: str = Form("")) -> Response:
+        account = admin(request)
+        check_csrf(request, csrf)
+        if confirm != "yes":
+            raise HTTPException(422, "a rollback must be confirmed")
+        return model_action(request, account, "rollback", services.models.rollback)
+
+    @app.get("/health", response_class=HTMLResponse)
+    def health_page(request: Request) -> HTMLResponse:
+        account = user(request)
+        if services.health is None:
+            raise HTTPException(404, "no pipeline health source is configured for this console")
+        parts: dict[str, Any] = {}
+        errors: list[str] = []
+        for name in ("streams", "latency", "retraining"):
+            try:
+                parts[name] = getattr(services.health, name)()
+            except Exception as exc:  # one part that cannot be read must not hide the others
+                parts[name] = None
+                errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        docs = services.data_docs is not None and (services.data_docs / "index.html").is_file()
+        return render(request, "health.html", account, errors=errors, data_docs=docs, **parts)
+
+    @app.get("/data-docs/{path:path}")
+    def data_docs(request: Request, path: str) -> Response:
+        """The Data Docs site, behind the same login (a static mount would serve it to anyone)."""
+        from fastapi.responses import FileResponse
+
+        user(request)
+        if services.data_docs is None:
+            raise HTTPException(404, "no Data Docs")
+        root = services.data_docs.resolve()
+        target = (root / (path or "index.html")).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            raise HTTPException(404, "no such page in the Data Docs")
+        return FileResponse(target)
 
     return app
 

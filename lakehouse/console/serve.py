@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from lakehouse.console.accounts import load_accounts, session_secret
 from lakehouse.console.app import Services, create_app
 from lakehouse.console.decisions import AuditLog, Decider
+from lakehouse.console.health import PipelineHealth
+from lakehouse.console.models import RegistryModels
 from lakehouse.console.queue import AlertQueue
 from lakehouse.errors import FraudlakeError, PlatformError
 from lakehouse.settings import Settings
@@ -99,6 +101,9 @@ class Console:
             Decider(self._deliver, self.audit),
             self.audit,
             history=SilverHistory(spark, settings),
+            models=RegistryModels(settings, spark),
+            health=PipelineHealth(settings, spark),
+            data_docs=settings.data_docs_dir,
             page_size=settings.console.page_size,
         )
         self.app = create_app(

@@ -261,6 +261,11 @@ def rollback(settings: Settings) -> int:
     return int(previous["version"])
 
 
+def champion_history(settings: Settings) -> list[dict]:
+    """The champions before the current one, oldest first: version, replaced_at, reason."""
+    return _history(client(settings), settings.registry.model_name)
+
+
 def _history(mlflow_client: MlflowClient, name: str) -> list[dict]:
     from mlflow.exceptions import MlflowException
 
@@ -279,11 +284,11 @@ def annotate(settings: Settings, version: int, note: str) -> None:
     tag(settings, version, "promotion", note)
 
 
-def promote(settings: Settings, version: int, *, validate) -> None:
+def promote(settings: Settings, version: int, *, validate, reason: str = "promoted by hand") -> None:
     """Make ``version`` champion after ``validate(model)`` (load and score a sample) succeeds."""
     version_info(settings, version)  # unknown version: a plain error
     validate(load(settings, version))
-    set_champion(settings, version, reason="promoted by hand")
+    set_champion(settings, version, reason=reason)
 
 
 def check_scores(

@@ -1,7 +1,8 @@
 """The console on the real broker, Spark and Delta, served on loopback and used over HTTP: an
 alert appended to ``fraud_alerts`` reaches the queue; its case shows the reasons and the user's
 payments from silver; "Confirm fraud" pressed twice puts one label event on ``fraud_labels``,
-which ingest lands in ``silver.labels``; a restarted console shows the decision again."""
+which ingest lands in ``silver.labels``; the health and models pages read the real tables and
+registry; a restarted console shows the decision again."""
 
 from __future__ import annotations
 
@@ -38,7 +39,13 @@ def test_an_alert_reaches_the_queue_and_a_double_clicked_decision_lands_once_in_
     kafka_broker, spark, tmp_path
 ) -> None:
     settings = ingest_world(kafka_broker, tmp_path, users=40, merchants=20, days=1, transactions=300)
-    settings = updated(settings, {"console": {"port": free_port()}, "paths": {"data_dir": tmp_path / "data"}})
+    registry = {
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "artifact_location": (tmp_path / "mlruns").as_uri(),
+    }
+    settings = updated(
+        settings, {"console": {"port": free_port()}, "paths": {"data_dir": tmp_path / "data"}, "registry": registry}
+    )
     ensure_topics(settings.kafka)
     sender = make_sender(settings.kafka, settings.producer)
     try:
@@ -96,6 +103,12 @@ def test_an_alert_reaches_the_queue_and_a_double_clicked_decision_lands_once_in_
             form = {"outcome": "fraud", "version": "0", "csrf": csrf_of(case), "note": "customer confirmed"}
             for _ in range(2):  # a double click
                 assert web.post(f"/alerts/{alert['alert_id']}/decision", data=form).status_code == 200
+            health = web.get("/health").text  # stream status, latency and retraining runs from the real tables
+            assert (
+                "Not readable now" not in health and "streaming queries" in health and "No retraining run yet" in health
+            )
+            models = web.get("/models").text  # the real registry (empty here): no promote button for an analyst
+            assert "No model yet" in models and "Promote" not in models
     finally:
         running.stop()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +16,8 @@ from lakehouse.console.accounts import Account, hash_password
 from lakehouse.console.app import Services, create_app, safe_next
 from lakehouse.console.decisions import AuditLog, Decider
 from lakehouse.console.queue import AlertQueue
+from lakehouse.ml.registry import ModelVersionInfo
+from lakehouse.operations.stream_status import QueryStatus, StreamStatus
 
 PASSWORD = "correct horse"
 
@@ -36,10 +39,52 @@ def alert(n: int, score: float, user: str = "u1") -> dict:
     }
 
 
+class Desk:
+    """The registry's side of the models page, in memory (the integration test uses MLflow's)."""
+
+    def __init__(self) -> None:
+        self.champion, self.before = 2, [{"version": 1, "replaced_at": "2026-12-01T00:00:00", "reason": "trained"}]
+
+    def versions(self) -> list[ModelVersionInfo]:
+        return [
+            ModelVersionInfo(v, "2026-12-01", "gbt", 0.5, 0.7 + v / 100, v == self.champion, f"run{v}", {})
+            for v in (1, 2, 3)
+        ]
+
+    def history(self) -> list[dict]:
+        return self.before
+
+    def promote(self, version: int, actor: str) -> None:
+        self.before.append({"version": self.champion, "replaced_at": "now", "reason": f"promoted by {actor}"})
+        self.champion = version
+
+    def rollback(self) -> int:
+        self.champion = self.before.pop()["version"]
+        return self.champion
+
+
+class Health:
+    """The health page's sources, in memory; the retraining table cannot be read."""
+
+    def streams(self) -> StreamStatus:
+        query = QueryStatus("ingest", "silver_transactions", "t", "c", 7, None, 3.0, 0, "healthy", "up to date")
+        return StreamStatus(datetime(2026, 12, 1, tzinfo=UTC), 60.0, [query])
+
+    def latency(self) -> dict:
+        return {"minutes": 15, "alerts": 42, "p50_ms": 1200.0, "p99_ms": 4100.0}
+
+    def retraining(self) -> list[dict]:
+        raise RuntimeError("Table or view not found: gold.retraining_runs")
+
+
 @pytest.fixture
 def console(tmp_path):
     sent: list[tuple[bytes, bytes]] = []
     audit = AuditLog(tmp_path / "audit.jsonl")
+    docs = tmp_path / "data_docs"
+    docs.mkdir()
+    (docs / "index.html").write_text("<h1>Data Docs</h1>")
+    (tmp_path / "secret.txt").write_text("not for the web")
     queue = AlertQueue(limit=100)
     for n, score in ((1, 0.91), (2, 0.97), (3, 0.62)):
         queue.add(alert(n, score))
@@ -53,6 +98,9 @@ def console(tmp_path):
         Decider(lambda k, v: sent.append((k, v)), audit),
         audit,
         history=lambda user: [{"transaction_id": "t1", "event_time": "x", "amount": 1.0, "currency": "EUR"}],
+        models=Desk(),
+        health=Health(),
+        data_docs=docs,
     )
     client = TestClient(create_app(services, secret_key="k" * 32, session_hours=1), follow_redirects=False)
     return client, sent, audit
@@ -133,3 +181,42 @@ def test_the_filters_and_the_pages_narrow_the_queue(console) -> None:
 @pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "evil"])
 def test_login_never_redirects_off_the_site(target) -> None:
     assert safe_next(target) == "/"
+
+
+def test_an_analyst_sees_no_promote_button_and_a_direct_promotion_is_refused_and_audited(console) -> None:
+    client, _, audit = console
+    log_in(client, "ana")
+    page = client.get("/models").text
+    assert "Promote" not in page and "Roll back" not in page and "<td>3</td>" in page
+    refused = client.post("/models/3/promote", data={"csrf": csrf_of(page), "confirm": "yes"})
+    assert refused.status_code == 403
+    assert [e["action"] for e in audit.entries()] == ["login", "refused:/models/3/promote"]
+    desk = client.get("/models").text  # version 2 is still the champion
+    assert desk.count('class="highlight"') == 1 and desk.index("<td>2</td>") < desk.index("<td>champion</td>")
+
+
+def test_an_admins_confirmed_promotion_changes_the_champion_and_is_audited_and_rollback_restores_it(console) -> None:
+    client, _, audit = console
+    log_in(client, "root")
+    page = client.get("/models").text
+    assert page.count(">Promote<") == 2  # every version but the champion
+    token = csrf_of(page)
+    assert client.post("/models/3/promote", data={"csrf": token}).status_code == 422  # not confirmed
+    assert client.post("/models/3/promote", data={"csrf": token, "confirm": "yes"}).status_code == 303
+    assert "promoted by root" in client.get("/models").text
+    assert client.post("/models/rollback", data={"csrf": token, "confirm": "yes"}).status_code == 303
+    actions = [(e["action"], e.get("version")) for e in audit.entries()]
+    assert actions == [("login", None), ("promote", 3), ("rollback", 2)]
+
+
+def test_the_health_page_shows_what_it_can_read_and_says_what_it_cannot(console) -> None:
+    client, _, _ = console
+    assert client.get("/data-docs/index.html").status_code == 303  # behind the login too
+    log_in(client)
+    page = client.get("/health").text
+    assert "silver_transactions" in page and "all 1 streaming queries healthy" in page
+    assert "42 alerts in the last 15 minutes: p50 1,200 ms, p99 4,100 ms" in page
+    assert "Not readable now: retraining: RuntimeError" in page and 'href="/data-docs/index.html"' in page
+    assert client.get("/data-docs/index.html").text == "<h1>Data Docs</h1>"
+    assert client.get("/data-docs/../secret.txt").status_code == 404
+    assert client.get("/data-docs/%2e%2e/secret.txt").status_code == 404
