@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -36,6 +37,7 @@ class Services:
     decide: Decider
     audit: AuditLog
     history: Callable[[str], list[dict]] | None = None  # a user's recent payments from silver
+    merchant: Callable[[str, date], dict] | None = None  # a merchant's recent fraud rate
     models: Any = None  # versions(), history(), promote(version, actor), rollback(): RegistryModels
     health: Any = None  # streams(), latency(), retraining(): PipelineHealth
     data_docs: Path | None = None  # the quality gates' Data Docs site
@@ -56,6 +58,7 @@ def create_app(services: Services, *, secret_key: str, session_hours: float) -> 
         max_age=int(session_hours * 3600),
         same_site="strict",
     )
+    app.state.services = services  # (tests swap a source to show how a page copes without it)
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.globals["query_string"] = lambda query, page: urlencode({**query, "page": page})
 
@@ -157,20 +160,31 @@ def create_app(services: Services, *, secret_key: str, session_hours: float) -> 
         if case is None:
             raise HTTPException(404, f"no alert {alert_id} in the queue")
         user_id = case.alert.get("user_id", "")
-        history, history_error = [], None
-        if services.history is not None:
+        lookups: dict[str, Any] = {"history": [], "merchant": None}
+        errors: list[str] = []  # a lookup that fails leaves the rest of the case to work on
+        wanted = {
+            "history": (services.history, "the user's payments", lambda look: look(user_id)),
+            "merchant": (
+                services.merchant,
+                "the merchant's fraud rate",
+                lambda look: look(case.alert.get("merchant_id", ""), event_date(case.alert)),
+            ),
+        }
+        for name, (look, what, call) in wanted.items():
+            if look is None:
+                continue
             try:
-                history = services.history(user_id)
+                lookups[name] = call(look)
             except Exception as exc:
-                history_error = f"the user's history could not be read: {type(exc).__name__}"
+                errors.append(f"{what} could not be read ({type(exc).__name__})")
         return render(
             request,
             "case.html",
             account,
             case=case,
             others=services.queue.of_user(user_id, alert_id),
-            history=history,
-            history_error=history_error,
+            lookup_errors=errors,
+            **lookups,
             audit=services.audit.entries(alert_id),
             outcomes=OUTCOMES,
         )
@@ -270,6 +284,14 @@ def create_app(services: Services, *, secret_key: str, session_hours: float) -> 
         return FileResponse(target)
 
     return app
+
+
+def event_date(alert: dict) -> date:
+    """The payment's date (UTC) from the alert; today when it cannot be read."""
+    try:
+        return datetime.fromisoformat(str(alert.get("event_time", "")).replace("Z", "+00:00")).date()
+    except ValueError:
+        return datetime.now(UTC).date()
 
 
 def safe_next(target: str) -> str:

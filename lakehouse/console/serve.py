@@ -17,6 +17,7 @@ from lakehouse.console.accounts import load_accounts, session_secret
 from lakehouse.console.app import Services, create_app
 from lakehouse.console.decisions import AuditLog, Decider
 from lakehouse.console.health import PipelineHealth
+from lakehouse.console.lookups import MerchantRisk, SilverHistory
 from lakehouse.console.models import RegistryModels
 from lakehouse.console.queue import AlertQueue
 from lakehouse.errors import FraudlakeError, PlatformError
@@ -58,32 +59,6 @@ def follow_alerts(settings: Settings, queue: AlertQueue, stop: threading.Event) 
         reader.close()
 
 
-class SilverHistory:
-    """A user's most recent payments in silver (the alerted one among them)."""
-
-    COLUMNS = ("transaction_id", "event_time", "amount", "currency", "merchant_id")
-
-    def __init__(self, spark: SparkSession, settings: Settings, limit: int = 20) -> None:
-        from lakehouse.contract.tables import table_names
-
-        self.spark = spark
-        self.table = table_names(settings).silver("transactions")
-        self.limit = limit
-
-    def __call__(self, user_id: str) -> list[dict]:
-        from pyspark.sql import functions as F
-
-        rows = (
-            self.spark.table(self.table)
-            .where(F.col("user_id") == user_id)
-            .orderBy(F.col("event_time").desc())
-            .limit(self.limit)
-            .select(*self.COLUMNS)
-            .collect()
-        )
-        return [row.asDict() for row in rows]
-
-
 class Console:
     """The console's parts, started together and stopped together."""
 
@@ -101,6 +76,7 @@ class Console:
             Decider(self._deliver, self.audit),
             self.audit,
             history=SilverHistory(spark, settings),
+            merchant=MerchantRisk(spark, settings),
             models=RegistryModels(settings, spark),
             health=PipelineHealth(settings, spark),
             data_docs=settings.data_docs_dir,

@@ -261,3 +261,8 @@ def print_summary(console: Console, settings: Settings, s: LiveSummary) -> None:
     if report.exists():
         console.print(f"  the model's training report: {report}")
     console.print(f"  job logs: {settings.paths.data_dir / 'logs'}")
+    address = f"http://{settings.console.host}:{settings.console.port}"
+    console.print(
+        f"  the analysts' console: `make console` (or `fraudlake console`), then open {address} in a browser "
+        "(an account first: fraudlake console account add NAME --role admin)"
+    )

@@ -1,13 +1,16 @@
-"""The console on the real broker, Spark and Delta, served on loopback and used over HTTP: an
-alert appended to ``fraud_alerts`` reaches the queue; its case shows the reasons and the user's
-payments from silver; "Confirm fraud" pressed twice puts one label event on ``fraud_labels``,
-which ingest lands in ``silver.labels``; the health and models pages read the real tables and
-registry; a restarted console shows the decision again."""
+"""The console in a real browser (Chromium from the operating system's packages, driven by
+Playwright) on the real broker, Spark, Delta and MLflow: an alert appended to ``fraud_alerts``
+appears in the queue by itself; its case shows the reasons and the user's payments from silver;
+"Confirm fraud" double-clicked puts one label event on ``fraud_labels``, which ingest lands in
+``silver.labels``; an analyst cannot promote (no button, the request refused), an admin can (the
+champion changes, the audit says who); a page without a session goes to the login page and a
+forged form is refused. The tests take the screenshots in docs/console/."""
 
 from __future__ import annotations
 
 import json
-import re
+import shutil
+from collections.abc import Iterator
 from datetime import date
 
 import httpx
@@ -17,52 +20,59 @@ from lakehouse.console.accounts import add_account
 from lakehouse.console.serve import Console
 from lakehouse.contract.alerts import alert_id
 from lakehouse.contract.tables import table_names
+from lakehouse.features.materialize import build_features
 from lakehouse.ingest.queries import run_ingest
+from lakehouse.ml import registry
+from lakehouse.ml.training import train
 from lakehouse.platform.isolation import updated
 from lakehouse.platform.kafka.clients import consumer, producer
 from lakehouse.platform.kafka.senders import make_sender
 from lakehouse.platform.kafka.topics import ensure_topics
-from lakehouse.platform.waits import wait_until
 from lakehouse.simulator.producer import ProduceLimits, produce
 from lakehouse.simulator.simulation import Simulation
-from tests.helpers import free_port, ingest_world
+from tests.helpers import PROJECT_DIR, free_port, ingest_world
 
 pytestmark = pytest.mark.integration
 PASSWORD = "an analyst's password"
+SCREENSHOTS = PROJECT_DIR / "docs" / "console"
 
 
-def csrf_of(page: str) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
-
-
-def test_an_alert_reaches_the_queue_and_a_double_clicked_decision_lands_once_in_silver_labels(
-    kafka_broker, spark, tmp_path
-) -> None:
-    settings = ingest_world(kafka_broker, tmp_path, users=40, merchants=20, days=1, transactions=300)
-    registry = {
-        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "artifact_location": (tmp_path / "mlruns").as_uri(),
+@pytest.fixture(scope="module")
+def world(kafka_broker, spark, tmp_path_factory):
+    """Two simulated days ingested, two model versions (the first champion), an analyst and an
+    admin, and one alert on the alert topic (with a repeat and a record that is not an alert)."""
+    folder = tmp_path_factory.mktemp("console")
+    settings = ingest_world(kafka_broker, folder, users=40, merchants=20, days=2, transactions=600, fraud_rate=0.1)
+    registry_dir = {
+        "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
+        "artifact_location": (folder / "mlruns").as_uri(),
     }
     settings = updated(
-        settings, {"console": {"port": free_port()}, "paths": {"data_dir": tmp_path / "data"}, "registry": registry}
+        settings,
+        {
+            "console": {"port": free_port()},
+            "paths": {"data_dir": folder / "data"},
+            "registry": registry_dir,
+            "training": {"gap_days": 0, "validation_days": 1, "gbt": {"max_iter": 5, "max_depth": 2}},
+        },
     )
     ensure_topics(settings.kafka)
     sender = make_sender(settings.kafka, settings.producer)
     try:
-        produce(
-            settings,
-            Simulation(settings.simulator, date(2026, 10, 1), 3),
-            sender,
-            ProduceLimits(count=200),
-            first_day=0,
-        )
+        simulation = Simulation(settings.simulator, date(2026, 10, 1), traffic_seed=3)
+        produce(settings, simulation, sender, ProduceLimits(count=600), first_day=0)
     finally:
         sender.close()
     run_ingest(spark, settings, once=True)
-    names = table_names(settings)
-    paid = spark.table(names.silver("transactions")).orderBy("event_time").first()
+    build_features(spark, settings)
+    first = train(spark, settings, promote=False).version
+    train(spark, settings, promote=False)
+    registry.set_champion(settings, first, reason="test: the first model")
     add_account(settings, "ana", "analyst", PASSWORD)
+    add_account(settings, "root", "admin", PASSWORD)
 
+    paid = spark.table(table_names(settings).silver("transactions")).orderBy("event_time").first()
+    when = paid.event_time.isoformat() + "Z"
     alert = {
         "alert_id": alert_id(paid.transaction_id),
         "transaction_id": paid.transaction_id,
@@ -70,62 +80,121 @@ def test_an_alert_reaches_the_queue_and_a_double_clicked_decision_lands_once_in_
         "merchant_id": paid.merchant_id,
         "amount": paid.amount,
         "currency": paid.currency,
-        "event_time": paid.event_time.isoformat() + "Z",
-        "transaction_created_at": paid.event_time.isoformat() + "Z",
+        "event_time": when,
+        "transaction_created_at": when,
         "score": 0.93,
         "threshold": 0.4,
-        "model_version": 1,
+        "model_version": first,
         "reasons": [{"feature": "amount", "value": paid.amount, "text": "Amount far above the user's usual"}],
-        "emitted_at": paid.event_time.isoformat() + "Z",
+        "emitted_at": when,
     }
+    return settings, alert
+
+
+@pytest.fixture(scope="module")
+def running(world, spark) -> Iterator[Console]:
+    settings, _ = world
+    console = Console(settings, spark)
+    console.start()
+    yield console
+    console.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "Chromium is not installed: `.ci/run` installs Debian's chromium package (apt)"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def log_in(browser, url: str, name: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(f"{url}/")
+    assert "/login" in page.url  # no session: the login page
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/")
+    return page
+
+
+def send_alert(settings, alert: dict) -> None:
     direct = producer(settings.kafka)
     for value in (b"\xff not an alert", json.dumps(alert).encode(), json.dumps(alert).encode()):  # junk, a repeat
-        direct.send(settings.kafka.topics.alerts.name, value, key=paid.user_id.encode())
+        direct.send(settings.kafka.topics.alerts.name, value, key=alert["user_id"].encode())
     direct.flush(30)
     direct.close()
 
-    running = Console(settings, spark)
-    running.start()
-    try:
-        with httpx.Client(base_url=running.url, follow_redirects=True, timeout=30) as web:
-            login = web.get("/login")
-            web.post("/login", data={"name": "ana", "password": PASSWORD, "csrf": csrf_of(login.text), "next": "/"})
-            wait_until(
-                lambda: alert["alert_id"] in web.get("/").text,
-                timeout_s=60,
-                what="the alert in the console's queue",
-                poll_s=0.5,
-            )
-            assert "(1 alerts)" in web.get("/").text  # the repeat is one case, the junk none
-            case = web.get(f"/alerts/{alert['alert_id']}").text
-            assert "Amount far above the user&#39;s usual" in case
-            assert '<tr class="highlight">' in case and paid.transaction_id in case
-            form = {"outcome": "fraud", "version": "0", "csrf": csrf_of(case), "note": "customer confirmed"}
-            for _ in range(2):  # a double click
-                assert web.post(f"/alerts/{alert['alert_id']}/decision", data=form).status_code == 200
-            health = web.get("/health").text  # stream status, latency and retraining runs from the real tables
-            assert (
-                "Not readable now" not in health and "streaming queries" in health and "No retraining run yet" in health
-            )
-            models = web.get("/models").text  # the real registry (empty here): no promote button for an analyst
-            assert "No model yet" in models and "Promote" not in models
-    finally:
-        running.stop()
+
+def test_an_alert_appears_by_itself_and_a_double_clicked_decision_lands_once_in_silver_labels(
+    world, running, browser, spark
+) -> None:
+    settings, alert = world
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page = log_in(browser, running.url, "ana")
+    assert "No alert matches" in page.content()
+    send_alert(settings, alert)  # after the page is open: it must show the alert without a click
+    page.wait_for_selector(f"a[href='/alerts/{alert['alert_id']}']", timeout=60_000)
+    assert "(1 alerts)" in page.content()  # the repeat is one case, the junk none
+    page.screenshot(path=str(SCREENSHOTS / "queue.png"), full_page=True)
+
+    page.click(f"a[href='/alerts/{alert['alert_id']}']")
+    assert page.inner_text("#reasons") == "Amount far above the user's usual"
+    assert alert["transaction_id"] in page.inner_text("#history tr.highlight")
+    page.fill("input[name=note]", "customer confirmed")
+    page.dblclick("button[value=fraud]")
+    page.wait_for_selector("#decision")
+    assert "fraud by ana" in page.inner_text("#decision")
+    page.screenshot(path=str(SCREENSHOTS / "case.png"), full_page=True)
 
     reader = consumer(settings.kafka, settings.kafka.topics.labels.name, group_id=None, consumer_timeout_ms=3000)
-    events = [json.loads(m.value) for m in reader if json.loads(m.value).get("source") == "analyst"]
+    events = [e for e in (json.loads(m.value) for m in reader) if e.get("source") == "analyst"]
     reader.close()
-    assert len(events) == 1 and events[0]["transaction_id"] == paid.transaction_id and events[0]["analyst"] == "ana"
+    assert len(events) == 1 and events[0]["transaction_id"] == alert["transaction_id"]
+    assert events[0]["analyst"] == "ana" and events[0]["note"] == "customer confirmed"
     run_ingest(spark, settings, once=True)
-    landed = spark.table(names.silver("labels")).where(f"transaction_id = '{paid.transaction_id}'").collect()
+    names = table_names(settings)
+    landed = spark.table(names.silver("labels")).where(f"transaction_id = '{alert['transaction_id']}'").collect()
     assert [(r.label, r.source, r.analyst) for r in landed] == [("fraud", "analyst", "ana")]
+    page.close()
 
-    again = Console(settings, spark)  # a restart: the queue is read again, the decision comes from the audit
-    again.start()
-    try:
-        with httpx.Client(base_url=again.url, follow_redirects=True, timeout=30) as web:
-            login = web.get("/login")
-            web.post("/login", data={"name": "ana", "password": PASSWORD, "csrf": csrf_of(login.text), "next": "/"})
-            wait_until(lambda: "fraud by ana" in web.get("/").text, timeout_s=60, what="the decision after a restart")
-    finally:
-        again.stop()
+
+def test_an_analyst_cannot_promote_an_admin_can_and_forged_or_sessionless_requests_are_refused(
+    world, running, browser
+) -> None:
+    settings, _ = world
+    champion = registry.champion_version(settings)
+    analyst = log_in(browser, running.url, "ana")
+    analyst.goto(f"{running.url}/models")
+    assert analyst.locator("text=Promote").count() == 0 and analyst.locator("text=champion").count() >= 1
+    token = analyst.get_attribute("form[action='/logout'] input[name=csrf]", "value")
+    refused = analyst.request.post(
+        f"{running.url}/models/{champion + 1}/promote", form={"csrf": token, "confirm": "yes"}
+    )
+    assert refused.status == 403 and registry.champion_version(settings) == champion
+    forged = analyst.request.post(f"{running.url}/logout", form={"csrf": "forged"})
+    assert forged.status == 403
+    analyst.close()
+    with httpx.Client(base_url=running.url) as anonymous:
+        assert anonymous.get("/models").status_code == 303
+        assert anonymous.post("/models/1/promote", data={"confirm": "yes"}).status_code == 303
+
+    admin = log_in(browser, running.url, "root")
+    admin.goto(f"{running.url}/models")
+    admin.once("dialog", lambda dialog: dialog.accept())  # "Make version N the champion?"
+    admin.click(f"form[action='/models/{champion + 1}/promote'] button")
+    admin.wait_for_selector("#champions li:has-text('promoted by root')")
+    assert registry.champion_version(settings) == champion + 1
+    admin.screenshot(path=str(SCREENSHOTS / "models.png"), full_page=True)
+    audit = [json.loads(line) for line in (settings.console_dir / "audit.jsonl").read_text().splitlines()]
+    assert {"actor": "root", "action": "promote", "version": champion + 1}.items() <= audit[-1].items()
+    assert any(e["actor"] == "ana" and e["action"].startswith("refused:") for e in audit)
+    admin.goto(f"{running.url}/health")
+    assert "Not readable now" not in admin.content() and admin.locator("#streams").count() == 1
+    admin.screenshot(path=str(SCREENSHOTS / "health.png"), full_page=True)
+    admin.close()

@@ -98,6 +98,7 @@ def console(tmp_path):
         Decider(lambda k, v: sent.append((k, v)), audit),
         audit,
         history=lambda user: [{"transaction_id": "t1", "event_time": "x", "amount": 1.0, "currency": "EUR"}],
+        merchant=lambda merchant, until: {"days": 30, "payments": 400, "frauds": 6, "rate": 0.015},
         models=Desk(),
         health=Health(),
         data_docs=docs,
@@ -220,3 +221,18 @@ def test_the_health_page_shows_what_it_can_read_and_says_what_it_cannot(console)
     assert client.get("/data-docs/index.html").text == "<h1>Data Docs</h1>"
     assert client.get("/data-docs/../secret.txt").status_code == 404
     assert client.get("/data-docs/%2e%2e/secret.txt").status_code == 404
+
+
+def test_a_case_shows_the_merchants_fraud_rate_and_still_opens_when_a_lookup_fails(console) -> None:
+    client, _, _ = console
+    log_in(client)
+    page = client.get("/alerts/a1").text
+    assert "6 known frauds in 400 payments over the 30 days to the payment (1.50%)" in page
+
+    def broken(_user):
+        raise ConnectionError("the catalog is down")
+
+    client.app.state.services.history = broken
+    page = client.get("/alerts/a1").text
+    assert "Not readable now: the user&#39;s payments could not be read (ConnectionError)" in page
+    assert "Confirm fraud" in page and "1.50%" in page
