@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -63,9 +62,9 @@ class DeltaCount:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    from lakehouse.platform.jvm import free_port as pick
+
+    return pick()
 
 
 @contextlib.contextmanager

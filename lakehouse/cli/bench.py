@@ -1,5 +1,5 @@
 """Benchmarks that write their figures to docs/benchmarks/: ``fraudlake bench
-produce|state|train|detection|score|ingest|import|cluster``."""
+produce|state|train|detection|score|ingest|import|cluster|console``."""
 
 from __future__ import annotations
 
@@ -320,3 +320,30 @@ def bench_cluster_command(
         lambda folder: bench_cluster(settings, folder=folder, preload=preload, runs=runs, on_progress=console.print),
     )
     _write(cluster_report(bench, settings), output or settings.project_dir / "docs" / "benchmarks" / "cluster.md")
+
+
+@bench_app.command("console")
+def bench_console_command(
+    ctx: typer.Context,
+    rate: Annotated[float, typer.Option(help="Alerts a second onto the console's alert topic.")] = 50.0,
+    duration: Annotated[float, typer.Option(help="Seconds of alerts and requests.")] = 60.0,
+    requests_per_second: Annotated[float, typer.Option(help="Requests for the queue's first page a second.")] = 5.0,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/console.md.")] = None,
+) -> None:
+    """The console's queue page latency (p50/p95/p99) while alerts stream in; written to docs/.
+
+    Needs the broker and the catalog. Example: fraudlake bench console --rate 50 --duration 60
+    """
+    from lakehouse.benchmarks.console import bench_console, console_report
+
+    _bench_in_scratch_folder(
+        ctx,
+        "console",
+        "console",
+        bench_console,
+        console_report,
+        output,
+        rate=rate,
+        duration_s=duration,
+        requests_per_s=requests_per_second,
+    )
