@@ -7,30 +7,21 @@ import ssl
 import threading
 from typing import Any
 
-from lakehouse.contract.alerts import alert_id
+from lakehouse.contract.alerts import example_alert
 
 
 def sample_alert(n: int, **overrides: Any) -> dict[str, Any]:
     """A complete alert as the scorer writes it (transaction ``tx-<n>``)."""
-    transaction_id = f"tx-{n}"
-    alert = {
-        "alert_id": alert_id(transaction_id),
-        "transaction_id": transaction_id,
+    minute = f"2026-11-30T08:{n % 60:02d}"
+    fields = {
         "user_id": f"user-{n % 3}",
         "merchant_id": f"merchant-{n}",
         "amount": 100.0 + n,
-        "currency": "EUR",
-        "event_time": f"2026-11-30T08:{n % 60:02d}:03.120Z",
-        "transaction_created_at": f"2026-11-30T08:{n % 60:02d}:03.250Z",
-        "score": 0.9,
-        "threshold": 0.41,
-        "model_version": 3,
-        "reasons": [
-            {"feature": "user_amount_ratio_30d", "value": 14.2, "text": "Amount / the user's 30-day mean amount: 14.20"}
-        ],
-        "emitted_at": f"2026-11-30T08:{n % 60:02d}:05.004Z",
+        "event_time": f"{minute}:03.120Z",
+        "transaction_created_at": f"{minute}:03.250Z",
+        "emitted_at": f"{minute}:05.004Z",
     }
-    return {**alert, **overrides}
+    return example_alert(f"tx-{n}", **{**fields, **overrides})
 
 
 class ScriptedServer:

@@ -52,7 +52,7 @@ def bench_console(
 
     from lakehouse.console.accounts import add_account
     from lakehouse.console.serve import Console
-    from lakehouse.contract.alerts import alert_id
+    from lakehouse.contract.alerts import example_alert
     from lakehouse.platform.isolation import isolated, updated
     from lakehouse.platform.jvm import free_port
     from lakehouse.platform.kafka.clients import producer
@@ -76,22 +76,14 @@ def bench_console(
             while not stop.is_set() and time.monotonic() - began < duration_s:
                 due = int((time.monotonic() - began) * rate) + 1
                 while bench.sent < due:
-                    transaction = f"bench-{uuid.uuid4().hex}"
-                    alert = {
-                        "alert_id": alert_id(transaction),
-                        "transaction_id": transaction,
-                        "user_id": f"user-{rng.randrange(500)}",
-                        "merchant_id": f"merchant-{rng.randrange(100)}",
-                        "amount": round(rng.uniform(5, 3000), 2),
-                        "currency": "EUR",
-                        "event_time": "2026-12-01T10:00:00.000Z",
-                        "transaction_created_at": "2026-12-01T10:00:00.000Z",
-                        "score": rng.random(),
-                        "threshold": 0.5,
-                        "model_version": 1,
-                        "reasons": [{"feature": "amount", "value": 1.0, "text": "Amount far above the user's usual"}],
-                        "emitted_at": "2026-12-01T10:00:01.000Z",
-                    }
+                    alert = example_alert(
+                        f"bench-{uuid.uuid4().hex}",
+                        user_id=f"user-{rng.randrange(500)}",
+                        merchant_id=f"merchant-{rng.randrange(100)}",
+                        amount=round(rng.uniform(5, 3000), 2),
+                        score=rng.random(),
+                        model_version=1,
+                    )
                     sender.send(
                         world.kafka.topics.alerts.name, json.dumps(alert).encode(), key=alert["user_id"].encode()
                     )

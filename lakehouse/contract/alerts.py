@@ -52,6 +52,29 @@ def alert_id(transaction_id: str) -> str:
     return hashlib.sha256((ALERT_ID_PREFIX + transaction_id).encode()).hexdigest()[:ALERT_ID_HEX]
 
 
+def example_alert(transaction_id: str, **fields: object) -> dict:
+    """A complete alert as the scorer writes it, for tests and benchmarks: every field of
+    :data:`ALERT_FIELDS`, ``fields`` replacing the defaults (``alert_id`` follows the transaction)."""
+    alert = {
+        "alert_id": alert_id(transaction_id),
+        "transaction_id": transaction_id,
+        "user_id": "user-0",
+        "merchant_id": "merchant-0",
+        "amount": 100.0,
+        "currency": "EUR",
+        "event_time": "2026-11-30T08:00:03.120Z",
+        "transaction_created_at": "2026-11-30T08:00:03.250Z",
+        "score": 0.9,
+        "threshold": 0.41,
+        "model_version": 3,
+        "reasons": [
+            {"feature": "user_amount_ratio_30d", "value": 14.2, "text": "Amount / the user's 30-day mean amount: 14.20"}
+        ],
+        "emitted_at": "2026-11-30T08:00:05.004Z",
+    }
+    return {**alert, **fields}
+
+
 def created_ms(value: bytes | str) -> float:
     """When the alerted transaction was written to Kafka (epoch ms), from an alert's JSON: the
     start of the alert latency clock (its end is the alert record's append time)."""
