@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -57,13 +58,16 @@ class Filters:
 class AlertQueue:
     """Thread-safe: the consumer thread adds, request handlers read and decide."""
 
-    def __init__(self, limit: int, clock=time.time, decided: dict[str, list[Decision]] | None = None) -> None:
+    def __init__(
+        self, limit: int, clock: Callable[[], float] = time.time, decided: dict[str, list[Decision]] | None = None
+    ) -> None:
         """``decided``: decisions made before (from the audit log), joined to their alerts as the
         alerts are read again."""
         self.limit = limit
         self.clock = clock
         self._decided = dict(decided or {})
         self._cases: dict[str, Case] = {}
+        self._case_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self.changes = 0  # grows with every new alert or decision: the page's live view polls it
 
@@ -77,6 +81,7 @@ class AlertQueue:
                 undecided = [c for c in self._cases.values() if c.decision is None] or list(self._cases.values())
                 lowest = min(undecided, key=lambda c: (c.alert.get("score") or 0.0, c.received_at))
                 del self._cases[lowest.alert_id]
+                self._case_locks.pop(lowest.alert_id, None)
             self.changes += 1
             return True
 
@@ -102,18 +107,22 @@ class AlertQueue:
             ]
         return sorted(others, key=lambda c: -(c.alert.get("score") or 0.0))
 
-    def decide(self, alert_id: str, expected: int, make: callable) -> tuple[Decision | None, bool]:
+    def decide(self, alert_id: str, expected: int, make: Callable[[Case], Decision]) -> tuple[Decision | None, bool]:
         """Record ``make()``'s decision on a case that has ``expected`` decisions so far; a request
         made from an older view of the case (a second click of the same button) records nothing.
         Returns (the case's latest decision, whether this call made it). ``make`` runs under the
-        lock, so two requests never both act."""
+        case's own lock, so two requests on one case never both act, while the queue and the
+        other cases stay available (``make`` waits for the broker's acknowledgement)."""
         with self._lock:
             case = self._cases.get(alert_id)
             if case is None:
                 return None, False
+            lock = self._case_locks.setdefault(alert_id, threading.Lock())
+        with lock:
             if len(case.decisions) != expected:
                 return case.decision, False
             decision = make(case)
-            case.decisions.append(decision)
-            self.changes += 1
+            with self._lock:
+                case.decisions.append(decision)
+                self.changes += 1
             return decision, True
