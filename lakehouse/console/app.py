@@ -20,7 +20,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from lakehouse.console.accounts import Account, authenticate
-from lakehouse.console.decisions import OUTCOMES, AuditLog, Decider
+from lakehouse.console.audit import AuditTrail
+from lakehouse.console.decisions import OUTCOMES, Decider
 from lakehouse.console.queue import AlertQueue, Filters
 from lakehouse.errors import FraudlakeError
 
@@ -35,10 +36,10 @@ class Services:
     accounts: dict[str, Account]
     queue: AlertQueue
     decide: Decider
-    audit: AuditLog
+    audit: AuditTrail
     history: Callable[[str], list[dict]] | None = None  # a user's recent payments from silver
     merchant: Callable[[str, date], dict] | None = None  # a merchant's recent fraud rate
-    models: Any = None  # versions(), history(), promote(version, actor), rollback(): RegistryModels
+    models: Any = None  # versions(), history(), live(), report(version), promote(version, actor), rollback()
     health: Any = None  # streams(), latency(), retraining(): PipelineHealth
     data_docs: Path | None = None  # the quality gates' Data Docs site
     page_size: int = 50
@@ -223,7 +224,18 @@ def create_app(services: Services, *, secret_key: str, session_hours: float) -> 
         if services.models is None:
             raise HTTPException(404, "no model registry is configured for this console")
         versions = sorted(services.models.versions(), key=lambda v: -v.version)
-        return render(request, "models.html", account, versions=versions, history=services.models.history(), error=None)
+        parts, errors = readable(services.models, ("history", "live"))
+        champion = next((v.version for v in versions if v.champion), None)
+        return render(request, "models.html", account, versions=versions, champion=champion, errors=errors, **parts)
+
+    @app.get("/models/{version}/report/{path:path}")
+    def model_report(request: Request, version: int, path: str) -> Response:
+        """A version's training report (its page and plots), from the registry's artifacts."""
+        user(request)
+        folder = services.models.report(version) if services.models is not None else None
+        if folder is None:
+            raise HTTPException(404, f"model version {version} has no training report")
+        return file_in(folder, path, "no such file in the training report")
 
     def model_action(request: Request, account: Account, action: str, work: Callable[[], object]) -> Response:
         from lakehouse.ml.registry import RegistryError
@@ -232,7 +244,7 @@ def create_app(services: Services, *, secret_key: str, session_hours: float) -> 
             outcome = work()
         except RegistryError as exc:
             raise HTTPException(409, str(exc)) from None
-        services.audit({"at": now_iso(), "actor": account.name, "action": action, "version": outcome})
+        services.audit({"at": now_iso(), "actor": account.name, "action": action, "model_version": outcome})
         return RedirectResponse("/models", status_code=303)
 
     @app.post("/models/{version}/promote")
@@ -258,32 +270,44 @@ def create_app(services: Services, *, secret_key: str, session_hours: float) -> 
         account = user(request)
         if services.health is None:
             raise HTTPException(404, "no pipeline health source is configured for this console")
-        parts: dict[str, Any] = {}
-        errors: list[str] = []
-        for name in ("streams", "latency", "retraining"):
-            try:
-                parts[name] = getattr(services.health, name)()
-            except Exception as exc:  # one part that cannot be read must not hide the others
-                parts[name] = None
-                errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        parts, errors = readable(services.health, ("streams", "latency", "retraining"))
         docs = services.data_docs is not None and (services.data_docs / "index.html").is_file()
         return render(request, "health.html", account, errors=errors, data_docs=docs, **parts)
 
     @app.get("/data-docs/{path:path}")
     def data_docs(request: Request, path: str) -> Response:
         """The Data Docs site, behind the same login (a static mount would serve it to anyone)."""
-        from fastapi.responses import FileResponse
-
         user(request)
         if services.data_docs is None:
             raise HTTPException(404, "no Data Docs")
-        root = services.data_docs.resolve()
-        target = (root / (path or "index.html")).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
-            raise HTTPException(404, "no such page in the Data Docs")
-        return FileResponse(target)
+        return file_in(services.data_docs, path, "no such page in the Data Docs")
 
     return app
+
+
+def readable(source: Any, names: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
+    """Each part ``source.<name>()`` of a page, or None and the reason it could not be read: one
+    part that cannot be read must not hide the others."""
+    parts: dict[str, Any] = {}
+    errors: list[str] = []
+    for name in names:
+        try:
+            parts[name] = getattr(source, name)()
+        except Exception as exc:
+            parts[name] = None
+            errors.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    return parts, errors
+
+
+def file_in(folder: Path, path: str, missing: str) -> Response:
+    """A file below ``folder`` (``index.html`` for the folder itself), never one outside it."""
+    from fastapi.responses import FileResponse
+
+    root = folder.resolve()
+    target = (root / (path or "index.html")).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(404, missing)
+    return FileResponse(target)
 
 
 def event_date(alert: dict) -> date:

@@ -2,16 +2,17 @@
 ``fraud_labels`` (``source=analyst``, the analyst, the decision's time; the same contract as
 chargebacks and customers' reports, so ingest lands it in ``silver.labels`` and training sees it
 once it is known); ``escalate`` hands the case on without a label. Every decision is appended to
-the audit log. The label event is delivered (acknowledged by the broker) before the decision is
-recorded, so a decision the console shows is one the lakehouse will have."""
+the audit trail (``gold.console_audit``). The label event is delivered (acknowledged by the
+broker) before the decision is recorded, so a decision the console shows is one the lakehouse
+will have."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
+from lakehouse.console.audit import iso
 from lakehouse.console.queue import Case, Decision
 from lakehouse.errors import FraudlakeError
 from lakehouse.simulator.labels import label_id
@@ -37,13 +38,9 @@ def label_event(case: Case, outcome: str, analyst: str, note: str, decided_at: d
     }
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Decider:
     """Makes decisions: ``send(key, value)`` delivers a label event or raises; ``audit(entry)``
-    appends to the audit log."""
+    appends to the audit trail (``gold.console_audit``)."""
 
     def __init__(
         self,
@@ -80,41 +77,3 @@ class Decider:
             return decision
 
         return make
-
-
-class AuditLog:
-    """Every state-changing action, one JSON line each, appended to ``<data_dir>/console/audit.jsonl``
-    (private to its owner); read back to show a case's history."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self, entry: dict) -> None:
-        import os
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a") as out:
-            out.write(json.dumps(entry, separators=(",", ":")) + "\n")
-
-    def entries(self, alert_id: str | None = None) -> list[dict]:
-        if not self.path.is_file():
-            return []
-        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        return [r for r in rows if alert_id is None or r.get("alert_id") == alert_id]
-
-    def decisions(self) -> dict[str, list[Decision]]:
-        """The decisions of every case, in order (what a restarted console shows again)."""
-        made: dict[str, list[Decision]] = {}
-        for entry in self.entries():
-            action = entry.get("action", "")
-            if action.startswith("decide:") and entry.get("alert_id"):
-                decision = Decision(
-                    action.removeprefix("decide:"),
-                    entry["actor"],
-                    entry.get("note") or "",
-                    entry["at"],
-                    entry.get("label_id"),
-                )
-                made.setdefault(entry["alert_id"], []).append(decision)
-        return made

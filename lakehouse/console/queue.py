@@ -1,7 +1,7 @@
 """The alert queue the console shows: every alert read from ``fraud_alerts`` by the console's own
 consumer group, once per ``alert_id`` (the scorer may repeat an alert), sorted by score, with the
 analysts' decisions beside them. Held in memory, bounded (``console.queue_limit``: the lowest
-scores leave first); the decisions themselves live on as label events and in the audit log."""
+scores leave first); the decisions themselves live on as label events and in the audit trail."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class AlertQueue:
     def __init__(
         self, limit: int, clock: Callable[[], float] = time.time, decided: dict[str, list[Decision]] | None = None
     ) -> None:
-        """``decided``: decisions made before (from the audit log), joined to their alerts as the
+        """``decided``: decisions made before (from the audit trail), joined to their alerts as the
         alerts are read again."""
         self.limit = limit
         self.clock = clock

@@ -4,7 +4,7 @@ on ``console.host:console.port``. ``Console`` starts and stops them together; ``
 runs one until Ctrl-C.
 
 The reader never commits offsets: a console that starts again reads every alert the topic still
-holds and rebuilds its queue (the decisions come back from the audit log)."""
+holds and rebuilds its queue (the decisions come back from the audit trail, ``gold.console_audit``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from lakehouse.console.accounts import load_accounts, session_secret
 from lakehouse.console.app import Services, create_app
-from lakehouse.console.decisions import AuditLog, Decider
+from lakehouse.console.audit import audit_table
+from lakehouse.console.decisions import Decider
 from lakehouse.console.health import PipelineHealth
 from lakehouse.console.lookups import MerchantRisk, SilverHistory
 from lakehouse.console.models import RegistryModels
@@ -67,7 +68,7 @@ class Console:
 
         self.settings = settings
         accounts = load_accounts(settings)  # before anything starts: no account, no console
-        self.audit = AuditLog(settings.console_dir / "audit.jsonl")
+        self.audit = audit_table(spark, settings)
         self.queue = AlertQueue(settings.console.queue_limit, decided=self.audit.decisions())
         self.sender = make_sender(settings.kafka, settings.producer)
         self.services = Services(

@@ -164,6 +164,10 @@ class TableNames:
         return f"{self.gold_schema}.retraining_runs"
 
     @property
+    def console_audit(self) -> str:
+        return f"{self.gold_schema}.console_audit"
+
+    @property
     def feature_check(self) -> str:
         return f"{self.gold_schema}.feature_check_online"
 
@@ -211,6 +215,7 @@ def table_ddls(names: TableNames, settings: Settings) -> dict[str, str]:
         (names.scored, SCORED_COLUMNS, "event_date", retention),
         (names.shadow, SHADOW_COLUMNS, "event_date", retention),
         (names.retraining_runs, RETRAINING_COLUMNS, None, retention),
+        (names.console_audit, AUDIT_COLUMNS, None, retention),
     ]
     return {
         name: _ddl(name, columns, partitioned_by=partitioned_by, properties=properties)
@@ -305,6 +310,19 @@ MERCHANT_DAILY_COLUMNS = (
     ("fraud_count", "BIGINT"),
 )
 
+
+#: gold.console_audit: every state-changing action in the analyst console (lakehouse.console.audit).
+AUDIT_COLUMNS = (
+    ("at", "TIMESTAMP"),
+    ("actor", "STRING"),
+    ("action", "STRING"),  # login | decide:<outcome> | promote | rollback | refused:<path>
+    ("alert_id", "STRING"),
+    ("transaction_id", "STRING"),
+    ("label_id", "STRING"),  # the label event a decision put on fraud_labels
+    ("model_version", "INT"),
+    ("note", "STRING"),
+    ("recorded_at", "TIMESTAMP"),
+)
 
 #: gold.retraining_runs: one row per retraining run (data interval) of the fraud_model_retraining DAG.
 RETRAINING_COLUMNS = (

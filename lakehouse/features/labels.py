@@ -19,6 +19,7 @@ evaluation against the truth (backtests), never by training or a feature.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.tables import IMPORT_TOPIC_PREFIX, table_names
@@ -118,3 +119,17 @@ def known_labels(
     out = labels_as_of(rows.withColumn(ORIGIN, ~F.coalesce(inline, F.lit(False))), events, cut, inline)
     out = out if keep_origin else out.drop(ORIGIN)
     return out.drop("_topic") if joined else out
+
+
+def matured_labels(
+    spark: SparkSession, settings: Settings, scored: DataFrame, cut: datetime
+) -> tuple[DataFrame, datetime]:
+    """Scored rows (``transaction_id``, ``event_time``) old enough at ``cut`` for their labels to
+    have matured (``labels.maturity_days``), with ``is_fraud`` as known at the cut; and the instant
+    they are older than. How the live stream's scores are judged (shadow versions, live precision)."""
+    from pyspark.sql import functions as F
+
+    matured = cut - timedelta(days=settings.labels.maturity_days)
+    silver = spark.table(table_names(settings).silver("transactions")).select("transaction_id", "is_fraud", "_topic")
+    rows = scored.where(F.col("event_time") < F.lit(matured)).join(silver, "transaction_id", "left")
+    return known_labels(spark, settings, rows, F.lit(cut)), matured

@@ -40,6 +40,8 @@ SHADOW = "shadow"  # the alias of the version scored beside the champion (no ale
 HISTORY_TAG = "champion_history"
 #: The compiled (numpy) form of a version, in its run's artifacts, and the record of its check.
 COMPILED_ARTIFACT = "compiled/model.json"
+#: The training report (lakehouse.ml.report) among a version's run artifacts.
+REPORT_ARTIFACT = "report"
 PARITY_TAG = "compiled_parity"
 DIGEST_TAG = "artifact_sha256"
 
@@ -126,7 +128,7 @@ def register(
         mlflow.log_params(params)
         mlflow.log_metrics({k: v for k, v in metrics.items() if v == v})  # NaN metrics are left out
         if report_dir is not None and report_dir.exists():
-            mlflow.log_artifacts(str(report_dir), artifact_path="report")
+            mlflow.log_artifacts(str(report_dir), artifact_path=REPORT_ARTIFACT)
         if compiled is not None:
             mlflow.log_text(compiled, COMPILED_ARTIFACT)
         info = mlflow.spark.log_model(

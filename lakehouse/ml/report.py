@@ -5,6 +5,7 @@ table, next to the baselines. Written into a folder that is logged with the vers
 from __future__ import annotations
 
 import html
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,13 @@ from lakehouse.ml.metrics import Evaluation
 
 if TYPE_CHECKING:
     from lakehouse.ml.pipeline import ScoredWindow
+    from lakehouse.ml.registry import ModelVersionInfo
+    from lakehouse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: The plots of a report, in the order the page shows them (``<name>.png``).
+PLOTS = ("precision_recall", "roc", "scores", "importances", "scenarios")
 
 
 def _curves(window: ScoredWindow) -> tuple[np.ndarray, ...]:
@@ -95,10 +103,7 @@ def write_report(
         + "</table>"
         for heading, (columns, rows) in (tables or {}).items()
     )
-    images = "".join(
-        f'<img src="{name}.png" alt="{name}">'
-        for name in ("precision_recall", "roc", "scores", "importances", "scenarios")
-    )
+    images = "".join(f'<img src="{name}.png" alt="{name}">' for name in PLOTS)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
 td{{border:1px solid #ccc;padding:3px 8px}} img{{margin:8px;vertical-align:top}}</style>
@@ -106,3 +111,21 @@ td{{border:1px solid #ccc;padding:3px 8px}} img{{margin:8px;vertical-align:top}}
 {more}<h2>Plots</h2>{images}</body></html>"""
     (folder / "index.html").write_text(page)
     return folder / "index.html"
+
+
+def fetch_report(settings: Settings, info: ModelVersionInfo, into: Path) -> Path | None:
+    """A version's report copied from its run's artifacts into ``into`` (any artifact store the
+    registry uses); None when the version has none (trained before reports were kept)."""
+    import mlflow.artifacts
+
+    from lakehouse.ml.registry import REPORT_ARTIFACT, client
+
+    if not info.run_id:
+        return None
+    client(settings)  # the registry's tracking server, for the runs:/ address
+    try:
+        folder = mlflow.artifacts.download_artifacts(f"runs:/{info.run_id}/{REPORT_ARTIFACT}", dst_path=str(into))
+    except Exception as exc:  # whatever the store says, the page goes on without the report
+        log.info("model version %s: no training report (%s)", info.version, type(exc).__name__)
+        return None
+    return Path(folder)

@@ -10,11 +10,11 @@ comparison gives both average precisions and both daily card precisions at the a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.tables import table_names
-from lakehouse.features.labels import known_labels
+from lakehouse.features.labels import matured_labels
 from lakehouse.ml import registry
 from lakehouse.ml.metrics import average_precision, daily_top_k_precision
 from lakehouse.settings import Settings
@@ -55,14 +55,8 @@ def compare_shadow(
                 f"model {settings.registry.model_name} has no shadow version: start one with "
                 "`fraudlake model shadow VERSION`, or name the version to compare"
             )
-    names = table_names(settings)
-    cut = as_of or datetime.now(UTC)
-    matured = cut - timedelta(days=settings.labels.maturity_days)
-    shadowed = spark.table(names.shadow).where(
-        (F.col("shadow_model_version") == version) & (F.col("event_time") < F.lit(matured))
-    )
-    silver = spark.table(names.silver("transactions")).select("transaction_id", "is_fraud", "_topic")
-    rows = known_labels(spark, settings, shadowed.join(silver, "transaction_id", "left"), F.lit(cut))
+    shadowed = spark.table(table_names(settings).shadow).where(F.col("shadow_model_version") == version)
+    rows, matured = matured_labels(spark, settings, shadowed, as_of or datetime.now(UTC))
     frame = rows.select("event_date", "user_id", "model_version", "score", "shadow_score", "is_fraud").toPandas()
     y = frame["is_fraud"].fillna(False).to_numpy(bool)
     day, user = frame["event_date"].astype(str).to_numpy(), frame["user_id"].to_numpy()

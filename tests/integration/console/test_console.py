@@ -3,7 +3,8 @@ Playwright) on the real broker, Spark, Delta and MLflow: an alert appended to ``
 appears in the queue by itself; its case shows the reasons and the user's payments from silver;
 "Confirm fraud" double-clicked puts one label event on ``fraud_labels``, which ingest lands in
 ``silver.labels``; an analyst cannot promote (no button, the request refused), an admin can (the
-champion changes, the audit says who); a page without a session goes to the login page and a
+champion changes, and gold.console_audit says who); the models page shows each version's live
+precision on matured labels and the champion's training plots; a page without a session goes to the login page and a
 forged form is refused. The tests take the screenshots in docs/console/."""
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def world(kafka_broker, spark, tmp_path_factory):
             "console": {"port": free_port()},
             "paths": {"data_dir": folder / "data"},
             "registry": registry_dir,
+            # the simulated days' own labels: the analyst's decision below would otherwise make the
+            # label stream the source of every streamed payment's label (labels.source auto)
+            "labels": {"source": "inline"},
             "training": {"gap_days": 0, "validation_days": 1, "gbt": {"max_iter": 5, "max_depth": 2}},
         },
     )
@@ -68,6 +72,7 @@ def world(kafka_broker, spark, tmp_path_factory):
     first = train(spark, settings, promote=False).version
     train(spark, settings, promote=False)
     registry.set_champion(settings, first, reason="test: the first model")
+    score_as(spark, settings, first)
     add_account(settings, "ana", "analyst", PASSWORD)
     add_account(settings, "root", "admin", PASSWORD)
 
@@ -89,6 +94,23 @@ def world(kafka_broker, spark, tmp_path_factory):
         "emitted_at": when,
     }
     return settings, alert
+
+
+def score_as(spark, settings, version: int) -> None:
+    """gold.scored_transactions as if ``version`` had alerted on 4 frauds and 4 legitimate payments
+    of silver, all long matured: its live precision is 0.5, its recall 1."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.contract.tables import SCORED_COLUMNS
+
+    names = table_names(settings)
+    silver = spark.table(names.silver("transactions"))
+    picked = silver.where("is_fraud").limit(4).unionByName(silver.where("NOT is_fraud").limit(4))
+    given = {"model_version": F.lit(version), "is_alert": F.lit(True), "score": F.lit(0.9)}
+    columns = [
+        given.get(c, F.col(c) if c in silver.columns else F.lit(None)).cast(kind).alias(c) for c, kind in SCORED_COLUMNS
+    ]
+    picked.select(*columns).write.format("delta").mode("append").saveAsTable(names.scored)
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +187,7 @@ def test_an_alert_appears_by_itself_and_a_double_clicked_decision_lands_once_in_
 
 
 def test_an_analyst_cannot_promote_an_admin_can_and_forged_or_sessionless_requests_are_refused(
-    world, running, browser
+    world, running, browser, spark
 ) -> None:
     settings, _ = world
     champion = registry.champion_version(settings)
@@ -186,14 +208,19 @@ def test_an_analyst_cannot_promote_an_admin_can_and_forged_or_sessionless_reques
 
     admin = log_in(browser, running.url, "root")
     admin.goto(f"{running.url}/models")
+    live = admin.locator(f"#versions tr:has(td:text-is('{champion}')) td.live-precision").inner_text()
+    assert live == "0.500"  # score_as: 4 of the champion's 8 matured alerts were fraud
+    plots = "[...document.querySelectorAll('#plots img')].map(i => i.complete && i.naturalWidth > 0)"
+    assert admin.evaluate(plots) == [True] * 4  # the training report's plots, from MLflow's artifacts
     admin.once("dialog", lambda dialog: dialog.accept())  # "Make version N the champion?"
     admin.click(f"form[action='/models/{champion + 1}/promote'] button")
     admin.wait_for_selector("#champions li:has-text('promoted by root')")
     assert registry.champion_version(settings) == champion + 1
+    admin.wait_for_function(f"{plots}.every(Boolean)")  # the new champion's plots
     admin.screenshot(path=str(SCREENSHOTS / "models.png"), full_page=True)
-    audit = [json.loads(line) for line in (settings.console_dir / "audit.jsonl").read_text().splitlines()]
-    assert {"actor": "root", "action": "promote", "version": champion + 1}.items() <= audit[-1].items()
-    assert any(e["actor"] == "ana" and e["action"].startswith("refused:") for e in audit)
+    audit = spark.table(table_names(settings).console_audit).orderBy("recorded_at").collect()
+    assert (audit[-1].actor, audit[-1].action, audit[-1].model_version) == ("root", "promote", champion + 1)
+    assert any(row.actor == "ana" and row.action.startswith("refused:") for row in audit)
     admin.goto(f"{running.url}/health")
     assert "Not readable now" not in admin.content() and admin.locator("#streams").count() == 1
     admin.screenshot(path=str(SCREENSHOTS / "health.png"), full_page=True)

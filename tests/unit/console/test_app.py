@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from lakehouse.console.accounts import Account, hash_password
 from lakehouse.console.app import Services, create_app, safe_next
-from lakehouse.console.decisions import AuditLog, Decider
+from lakehouse.console.audit import AuditTrail
+from lakehouse.console.decisions import Decider
 from lakehouse.console.queue import AlertQueue
+from lakehouse.ml.live import LiveMetrics
 from lakehouse.ml.registry import ModelVersionInfo
 from lakehouse.operations.stream_status import QueryStatus, StreamStatus
 
@@ -42,8 +45,16 @@ def alert(n: int, score: float, user: str = "u1") -> dict:
 class Desk:
     """The registry's side of the models page, in memory (the integration test uses MLflow's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reports: Path) -> None:
         self.champion, self.before = 2, [{"version": 1, "replaced_at": "2026-12-01T00:00:00", "reason": "trained"}]
+        self.reports = reports  # version 2's training report; the others have none
+
+    def live(self) -> dict:
+        seen = LiveMetrics(2, scored=900, alerts=40, frauds=20, caught=30, first_day=None, last_day=None)
+        return {"by_version": {2: seen}, "matured_before": datetime(2026, 11, 24, tzinfo=UTC)}
+
+    def report(self, version: int) -> Path | None:
+        return self.reports if version == 2 else None
 
     def versions(self) -> list[ModelVersionInfo]:
         return [
@@ -80,9 +91,12 @@ class Health:
 @pytest.fixture
 def console(tmp_path):
     sent: list[tuple[bytes, bytes]] = []
-    audit = AuditLog(tmp_path / "audit.jsonl")
-    docs = tmp_path / "data_docs"
+    audit = AuditTrail(lambda row: None)  # the table itself: tests/unit/console/test_queue.py
+    docs, report = tmp_path / "data_docs", tmp_path / "reports" / "2"
     docs.mkdir()
+    report.mkdir(parents=True)
+    (report / "index.html").write_text("<h1>Training report</h1>")
+    (report / "roc.png").write_bytes(b"\x89PNG")
     (docs / "index.html").write_text("<h1>Data Docs</h1>")
     (tmp_path / "secret.txt").write_text("not for the web")
     queue = AlertQueue(limit=100)
@@ -99,7 +113,7 @@ def console(tmp_path):
         audit,
         history=lambda user: [{"transaction_id": "t1", "event_time": "x", "amount": 1.0, "currency": "EUR"}],
         merchant=lambda merchant, until: {"days": 30, "payments": 400, "frauds": 6, "rate": 0.015},
-        models=Desk(),
+        models=Desk(report),
         health=Health(),
         data_docs=docs,
     )
@@ -206,7 +220,7 @@ def test_an_admins_confirmed_promotion_changes_the_champion_and_is_audited_and_r
     assert client.post("/models/3/promote", data={"csrf": token, "confirm": "yes"}).status_code == 303
     assert "promoted by root" in client.get("/models").text
     assert client.post("/models/rollback", data={"csrf": token, "confirm": "yes"}).status_code == 303
-    actions = [(e["action"], e.get("version")) for e in audit.entries()]
+    actions = [(e["action"], e["model_version"]) for e in audit.entries()]
     assert actions == [("login", None), ("promote", 3), ("rollback", 2)]
 
 
@@ -236,3 +250,16 @@ def test_a_case_shows_the_merchants_fraud_rate_and_still_opens_when_a_lookup_fai
     page = client.get("/alerts/a1").text
     assert "Not readable now: the user&#39;s payments could not be read (ConnectionError)" in page
     assert "Confirm fraud" in page and "1.50%" in page
+
+
+def test_the_models_page_shows_live_precision_and_the_champions_report_behind_the_login(console) -> None:
+    client, _, _ = console
+    assert client.get("/models/2/report/index.html").status_code == 303  # no session: the login page
+    log_in(client)
+    page = client.get("/models").text
+    assert '<td class="num live-precision">0.750</td>' in page  # 30 of version 2's 40 matured alerts
+    assert "before 2026-11-24 00:00 UTC" in page and 'src="/models/2/report/roc.png"' in page
+    assert "Training report" in client.get("/models/2/report/index.html").text
+    assert client.get("/models/2/report/roc.png").content == b"\x89PNG"
+    assert client.get("/models/3/report/index.html").status_code == 404  # no report
+    assert client.get("/models/2/report/..%2F..%2Fsecret.txt").status_code == 404  # never outside it
