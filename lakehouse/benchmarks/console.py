@@ -58,6 +58,9 @@ def bench_console(
     from lakehouse.platform.kafka.clients import producer
     from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
 
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request of the benchmark
     world = isolated(settings, topics=True, data_dir=folder)
     world = updated(world, {"console": {"port": free_port(settings.console.host)}})
     ensure_topics(world.kafka, [world.kafka.topics.alerts, world.kafka.topics.labels])
