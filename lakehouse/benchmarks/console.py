@@ -46,6 +46,7 @@ def bench_console(
     requests_per_s: float,
     on_progress: Callable[[str], None] = print,
 ) -> ConsoleBench:
+    import logging
     import secrets
 
     import httpx
@@ -57,8 +58,6 @@ def bench_console(
     from lakehouse.platform.jvm import free_port
     from lakehouse.platform.kafka.clients import producer
     from lakehouse.platform.kafka.topics import delete_topics, ensure_topics
-
-    import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request of the benchmark
     world = isolated(settings, topics=True, data_dir=folder)
