@@ -166,13 +166,15 @@ def test_a_broker_killed_mid_stream_and_started_again_loses_and_duplicates_nothi
 
 @pytest.mark.slow
 def test_a_worker_lost_mid_stream_leaves_ingest_and_the_scorer_running_without_loss_or_duplicates(
-    cluster_environ, champion, spark, tmp_path
+    cluster_environ, champion, spark, settings, tmp_path
 ) -> None:
     """A machine lost: one worker and the executors it runs are killed (SIGKILL to the worker's
     process group) while the ingest job and the scorer job run on the cluster, each with an
     executor on both workers; their tasks run again on the other worker, both jobs go on, and
     afterwards reconcile is OK, silver and the scored table hold every payment once, and every
-    alert is unique by ``alert_id``."""
+    alert is unique by ``alert_id``. And the cluster's silver, fault and all, is what the same
+    ingest lands from the same records on the test session's ``local[2]`` Spark: every field and
+    Kafka position."""
     on_cluster = load_settings("cluster-local", environ=cluster_environ)
     cluster = LocalCluster(on_cluster)
     own = isolated(on_cluster, topics=True, checkpoint_dir=tmp_path / "checkpoints")
@@ -186,6 +188,12 @@ def test_a_worker_lost_mid_stream_leaves_ingest_and_the_scorer_running_without_l
         },
     )
     ensure_topics(own.kafka)
+    admin = admin_client(own.kafka)
+    try:  # the cluster's topics: three copies of every partition, on three brokers
+        described = admin.describe_topics([own.kafka.topics.transactions.name])
+    finally:
+        admin.close()
+    assert {len(p["replica_nodes"]) for p in described[0]["partitions"]} == {3}, described
     env = {
         **cluster_environ,
         **environ_of(own),
@@ -253,3 +261,28 @@ def test_a_worker_lost_mid_stream_leaves_ingest_and_the_scorer_running_without_l
     once_each(spark, scored.path, sent, [a for _, a in read_alerts(own, ids_seen(expected))])
     checked = fraudlake("reconcile", env=env, timeout=600)
     assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-3000:]
+    same_as_local_ingest(spark, settings, own, silver.path, sent, tmp_path)
+
+
+#: Silver columns that say when and in which micro-batch a row landed: two runs differ there.
+LANDING = ("_ingested_at", "_batch_id")
+
+
+def same_as_local_ingest(spark, settings, on_cluster, cluster_silver: Path, sent, tmp_path: Path) -> None:
+    """The records of ``on_cluster``'s topics through ingest on the test session's Spark: the
+    same silver rows (but when they landed) and the same user profiles as the cluster's."""
+    local = isolated(settings, checkpoint_dir=tmp_path / "local-checkpoints")
+    local = updated(
+        local, {"kafka": {"bootstrap_servers": on_cluster.kafka.bootstrap, "topics": on_cluster.kafka.topics}}
+    )
+    run_ingest(spark, local, once=True)
+    names = table_names(local)
+    cluster_rows = spark.read.format("delta").load(cluster_silver.as_posix())
+    local_rows = spark.table(names.silver("transactions"))
+    compared = [c for c in local_rows.columns if c not in LANDING]  # every field, and its Kafka position
+    cluster_rows, local_rows = cluster_rows.select(*compared), local_rows.select(*compared)
+    assert local_rows.count() == sent.transactions
+    assert cluster_rows.exceptAll(local_rows).count() == local_rows.exceptAll(cluster_rows).count() == 0
+    schema = table_names(on_cluster).silver_schema
+    users = warehouse_table(on_cluster.paths.data_dir, schema, "user_versions")
+    assert spark.read.format("delta").load(str(users)).count() == spark.table(names.versions("users")).count()
