@@ -325,12 +325,12 @@ def bench_cluster_command(
 @bench_app.command("console")
 def bench_console_command(
     ctx: typer.Context,
-    rate: Annotated[float, typer.Option(help="Alerts a second onto the console's alert topic.")] = 50.0,
+    rate: Annotated[float, typer.Option(help="Payments a second to the scorer, each an alert.")] = 50.0,
     duration: Annotated[float, typer.Option(help="Seconds of alerts and requests.")] = 60.0,
     requests_per_second: Annotated[float, typer.Option(help="Requests for the queue's first page a second.")] = 5.0,
     output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/console.md.")] = None,
 ) -> None:
-    """The console's queue page latency (p50/p95/p99) while alerts stream in; written to docs/.
+    """The console's queue page latency (p50/p95/p99) while the scorer emits alerts; written to docs/.
 
     Needs the broker and the catalog. Example: fraudlake bench console --rate 50 --duration 60
     """

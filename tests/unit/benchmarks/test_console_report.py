@@ -10,4 +10,4 @@ def test_the_report_gives_the_queue_latency_percentiles_and_the_alerts_queued(se
     bench.latencies_ms = [float(v) for v in range(1, 101)]
     text = console_report(bench, settings).render()
     assert "| 100 | 1 | 50 | 95 | 99 | 100 |" in text
-    assert "Alerts sent 3,000; in the queue at the end 3,000." in text
+    assert "Payments sent 3,000; alerts in the queue at the end 3,000." in text
