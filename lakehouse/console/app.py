@@ -108,7 +108,7 @@ def create_app(services: Services, *, secret_key: str, session_hours: float) -> 
             return response
         request.session.clear()  # a new session (and CSRF token) at login
         request.session.update({"user": account.name, "csrf": secrets.token_urlsafe(32), "since": time.time()})
-        services.audit({"at": now_iso(), "actor": account.name, "action": "login"})
+        services.audit({"actor": account.name, "action": "login"})
         return RedirectResponse(safe_next(next), status_code=303)
 
     @app.post("/logout")
@@ -214,7 +214,7 @@ def create_app(services: Services, *, secret_key: str, session_hours: float) -> 
     def admin(request: Request) -> Account:
         account = user(request)
         if not account.is_admin:
-            services.audit({"at": now_iso(), "actor": account.name, "action": f"refused:{request.url.path}"})
+            services.audit({"actor": account.name, "action": f"refused:{request.url.path}"})
             raise HTTPException(403, "only an admin may do this")
         return account
 
@@ -244,7 +244,7 @@ def create_app(services: Services, *, secret_key: str, session_hours: float) -> 
             outcome = work()
         except RegistryError as exc:
             raise HTTPException(409, str(exc)) from None
-        services.audit({"at": now_iso(), "actor": account.name, "action": action, "model_version": outcome})
+        services.audit({"actor": account.name, "action": action, "model_version": outcome})
         return RedirectResponse("/models", status_code=303)
 
     @app.post("/models/{version}/promote")
@@ -328,11 +328,3 @@ def number(text: str | None, scale: float = 1.0) -> float | None:
         return float(text) * scale if text not in (None, "") else None
     except ValueError:
         return None
-
-
-def now_iso() -> str:
-    from datetime import UTC, datetime
-
-    from lakehouse.console.decisions import iso
-
-    return iso(datetime.now(UTC))

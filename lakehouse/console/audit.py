@@ -47,8 +47,8 @@ def decisions_of(entries: Iterable[dict]) -> dict[str, list[Decision]]:
 
 class AuditTrail:
     """Appends an action with ``write`` (which raises when it cannot), then keeps it in memory.
-    An entry has ``at`` (ISO instant), ``actor``, ``action`` and, where they apply, ``alert_id``,
-    ``transaction_id``, ``label_id``, ``model_version`` and ``note``."""
+    An entry has ``actor``, ``action`` and, where they apply, ``at`` (ISO instant; now when not
+    given), ``alert_id``, ``transaction_id``, ``label_id``, ``model_version`` and ``note``."""
 
     def __init__(self, write: Callable[[dict], None], past: Iterable[dict] = ()) -> None:
         self._write = write
@@ -59,8 +59,10 @@ class AuditTrail:
         unknown = set(entry) - set(FIELDS)
         if unknown:
             raise ValueError(f"audit entries have no field {', '.join(sorted(unknown))}")
+        now = datetime.now(UTC)
         row = {name: entry.get(name) for name in FIELDS}
-        row["recorded_at"] = datetime.now(UTC).isoformat()  # microseconds: the trail's order
+        row["at"] = row["at"] or iso(now)
+        row["recorded_at"] = now.isoformat()  # microseconds: the trail's order
         self._write(row)
         with self._lock:
             self._entries.append(row)
