@@ -97,7 +97,7 @@ class QuixRun:
     def figures(self) -> dict[str, Any]:
         """What the app wrote when it stopped: ``processed`` input messages, ``seconds`` from the
         first message to the end of the run (outputs flushed), ``skipped`` records, ``steps``
-        (seconds in each of :data:`lakehouse.benchmarks.quix_app.STEPS`, summed over messages)."""
+        (seconds in each of :data:`lakehouse.scoring.event.STEPS`, summed over messages)."""
         if not self.result.exists():
             raise RuntimeError(self.exception() or "the Quix app wrote no figures")
         return json.loads(self.result.read_text())

@@ -10,10 +10,10 @@ import json
 import numpy as np
 import pandas as pd
 
-from lakehouse.benchmarks.quix_app import EventScorer
 from lakehouse.features.history import History, advance_users, late_events
 from lakehouse.features.offline import event_arrays, state_columns_frame
 from lakehouse.scoring import serving
+from lakehouse.scoring.event import EventScorer
 from lakehouse.scoring.kernel import kafka_records, score_state_rows
 from tests.unit.scoring.test_serving import model, snapshot
 

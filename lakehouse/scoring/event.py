@@ -1,0 +1,125 @@
+"""One transaction at a time, outside Spark: the scorer's per-event step for callers that hold a
+user's history themselves (the Quix Streams comparator of ``fraudlake bench score``; the decision
+service).
+
+:class:`EventScorer` runs the product's own per-event code: the partition's lateness clock and the
+user's history step (:func:`lakehouse.features.history.late_events`,
+:func:`~lakehouse.features.history.advance_users`, :func:`~lakehouse.features.history.prune`), then
+the table features, the compiled champion, the alert decision, the reasons and the output records
+(:func:`lakehouse.scoring.kernel.score_state_rows`, :func:`~lakehouse.scoring.kernel.kafka_records`),
+with the model and snapshot from a serving folder (:mod:`lakehouse.scoring.serving`), as a Spark
+scorer task reads them. It imports no Spark.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from lakehouse.features.history import History, advance_users, late_events, prune
+from lakehouse.features.offline import event_arrays, state_columns_frame
+from lakehouse.scoring import serving
+from lakehouse.scoring.kernel import kafka_records, score_state_rows
+
+Record = tuple[str, str, str]  # topic, key, value
+#: Where an event's time goes inside :class:`EventScorer` (the scorer's step names, and parsing).
+STEPS = ("parse", "state", "features", "model", "reasons", "records")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _event_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class EventScorer:
+    """One transaction at a time: its Kafka record and the user's stored history → the records to
+    send and the user's history after it (None when the event changed nothing)."""
+
+    def __init__(
+        self,
+        *,
+        serving_dir: str,
+        feedback_delay_days: int,
+        lateness_us: int,
+        max_events: int,
+        scored_topic: str,
+        alerts_topic: str,
+    ) -> None:
+        self.serving_dir = serving_dir
+        self.feedback_delay_days = feedback_delay_days
+        self.lateness_us = lateness_us
+        self.max_events = max_events
+        self.scored_topic = scored_topic
+        self.alerts_topic = alerts_topic
+        self.clocks: dict[int, int] = {}  # Kafka partition → its latest event time
+        self.skipped = 0  # records that are not valid transactions
+        self.timings: dict[str, float] = dict.fromkeys(STEPS, 0.0)  # seconds, summed over events
+
+    def frame(self, value: dict[str, Any], *, partition: int, offset: int, timestamp_ms: int):
+        """The one-row input of the history step (:data:`lakehouse.features.offline.STATE_INPUT_COLUMNS`
+        and ``kafka_timestamp``)."""
+        import pandas as pd
+
+        moment = _event_time(value["timestamp"])
+        row = {
+            "transaction_id": str(value["transaction_id"]),
+            "user_id": str(value["user_id"]),
+            "merchant_id": str(value["merchant_id"]),
+            "event_time": pd.Timestamp(moment),
+            "event_date": moment.date(),
+            "amount": float(value["amount"]),
+            "currency": str(value["currency"]),
+            "device_ip": value.get("device_ip"),
+            "kafka_partition": partition,
+            "kafka_offset": offset,
+            "is_fraud": value.get("is_fraud"),
+            "fraud_scenario": value.get("fraud_scenario"),
+            "time_us": (moment - _EPOCH) // _MICROSECOND,
+            "kafka_timestamp": pd.Timestamp(timestamp_ms, unit="ms", tz="UTC"),
+        }
+        return pd.DataFrame([row])
+
+    def __call__(
+        self, value: Any, history: list | None, *, partition: int, offset: int, timestamp_ms: int
+    ) -> tuple[list[Record], list | None]:
+        clock = time.perf_counter
+        began = clock()
+        try:
+            rows = self.frame(value, partition=partition, offset=offset, timestamp_ms=timestamp_ms)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            self.skipped += 1
+            return [], None
+        parsed = clock()
+        self.timings["parse"] += parsed - began
+        late, self.clocks[partition] = late_events(
+            rows["time_us"].to_numpy(np.int64), self.clocks.get(partition), lateness_us=self.lateness_us
+        )
+        if late[0]:
+            return [], None
+        users = np.zeros(1, np.int64)
+        found, duplicate, (after,) = advance_users(
+            [History.from_state(history)], users, event_arrays(rows), max_events=self.max_events
+        )
+        if duplicate[0]:
+            return [], None
+        after = prune(after, lateness_us=self.lateness_us, max_events=self.max_events)
+        state = state_columns_frame(rows, found)
+        self.timings["state"] += clock() - parsed
+        model, snapshot = serving.current(self.serving_dir)
+        _, _, scored = score_state_rows(
+            state,
+            snapshot,
+            model,
+            feedback_delay_days=self.feedback_delay_days,
+            scored_at_us=time.time_ns() // 1000,
+            timings=self.timings,
+        )
+        written = clock()
+        topics, keys, values = kafka_records(scored, self.scored_topic, self.alerts_topic)
+        self.timings["records"] += clock() - written
+        return list(zip(topics, keys, values, strict=True)), list(after.to_state())
