@@ -116,7 +116,7 @@ def start_quix(
     """Start the Quix scorer on ``source`` (from its earliest offsets, a new consumer group and
     state), with the model and snapshot of ``serving_dir``; with ``stop_after``, it stops after
     that many input messages."""
-    from lakehouse.features.online import history_settings
+    from lakehouse.features.history import history_settings
 
     if settings.kafka.security_protocol != "PLAINTEXT":
         raise QuixUnavailable("the Quix pipeline of bench score runs against a PLAINTEXT broker only")

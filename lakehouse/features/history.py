@@ -16,13 +16,18 @@ lateness allowance, and entries more than ``max_events`` arrivals back.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from lakehouse.contract.features import DISTINCT_WINDOWS, HISTORY_S, STATE_FEATURES, USER_WINDOWS
+from lakehouse.settings import Settings
 
 US = 1_000_000
+#: What the history step makes of an event (the ``status`` of the online state rows).
+ACCEPTED, LATE, DUPLICATE = "accepted", "late_event", "duplicate"
+log = logging.getLogger(__name__)
 #: History columns, in the order the state stores them.
 HISTORY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("time_us", "long"),
@@ -302,3 +307,14 @@ def late_events(times_us: np.ndarray, prior_us: int | None, *, lateness_us: int)
     if prior_us is None and len(times):
         late[0] = False
     return late, int(max(times.max(), start)) if len(times) else prior_us
+
+
+def history_settings(settings: Settings) -> dict:
+    """The :class:`UserHistoryProcessor` arguments from config."""
+    if settings.features.state_ttl_hours * 3600 < HISTORY_S + settings.lakehouse.watermark_delay_minutes * 60:
+        log.warning("features.state_ttl_hours is below the 30-day window: returning users may lose history")
+    return {
+        "lateness_us": int(settings.lakehouse.watermark_delay_minutes * 60 * US),
+        "max_events": settings.features.max_history_events,
+        "ttl_ms": int(settings.features.state_ttl_hours * 3600 * 1000),
+    }

@@ -33,8 +33,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pyspark.sql.streaming import StatefulProcessor
 
-from lakehouse.contract.features import HISTORY_S, PREVIOUS_COLUMNS, STATE_FEATURES
-from lakehouse.features.history import HISTORY_COLUMNS, US, History, advance_users, late_events, prune
+from lakehouse.contract.features import PREVIOUS_COLUMNS, STATE_FEATURES
+from lakehouse.features.history import (
+    ACCEPTED,
+    DUPLICATE,
+    HISTORY_COLUMNS,
+    LATE,
+    History,
+    advance_users,
+    history_settings,
+    late_events,
+    prune,
+)
 from lakehouse.features.offline import (
     STATE_INPUT_COLUMNS,
     event_arrays,
@@ -51,7 +61,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACCEPTED, LATE, DUPLICATE = "accepted", "late_event", "duplicate"
 _STATE_TYPES = {"long": "BIGINT", "double": "DOUBLE", "string": "STRING"}
 HISTORY_DDL = ", ".join(f"{name} ARRAY<{_STATE_TYPES[kind]}>" for name, kind in HISTORY_COLUMNS)
 
@@ -168,17 +177,6 @@ def batch_frame(rows: Iterator[pd.DataFrame]) -> pd.DataFrame:
     import pandas as pd
 
     return pd.concat(list(rows), ignore_index=True).sort_values("kafka_offset", kind="stable").reset_index(drop=True)
-
-
-def history_settings(settings: Settings) -> dict:
-    """The :class:`UserHistoryProcessor` arguments from config."""
-    if settings.features.state_ttl_hours * 3600 < HISTORY_S + settings.lakehouse.watermark_delay_minutes * 60:
-        log.warning("features.state_ttl_hours is below the 30-day window: returning users may lose history")
-    return {
-        "lateness_us": int(settings.lakehouse.watermark_delay_minutes * 60 * US),
-        "max_events": settings.features.max_history_events,
-        "ttl_ms": int(settings.features.state_ttl_hours * 3600 * 1000),
-    }
 
 
 def online_state_features(

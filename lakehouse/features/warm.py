@@ -159,7 +159,7 @@ def warm_state(spark: SparkSession, settings: Settings, warm: WarmStart) -> Data
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from lakehouse.features.online import history_settings
+    from lakehouse.features.history import history_settings
 
     limits = history_settings(settings)
     lateness_us, max_events = limits["lateness_us"], limits["max_events"]

@@ -35,7 +35,8 @@ def run_scoring_path(
     """Drain ``transaction_stream`` through the scorer's step into ``target`` (replaced); returns
     the count of rows per status (accepted, late_event, duplicate). ``starting_offsets`` as the
     scorer's (``silver``: a warm start, so only what silver has not processed yet is scored)."""
-    from lakehouse.features.online import history_settings, online_state_features
+    from lakehouse.features.history import history_settings
+    from lakehouse.features.online import online_state_features
     from lakehouse.features.warm import stream_start
     from lakehouse.platform.kafka.clients import kafka_stream
     from lakehouse.scoring.processor import ScoringProcessor, features_ddl

@@ -313,7 +313,8 @@ def start_scorer(
     ``on_batch`` is an observability hook: it receives each ``score`` micro-batch's
     :class:`BatchTimings` in the driver (to export metrics or collect a benchmark's figures). It
     must be quick: the next batch waits for it."""
-    from lakehouse.features.online import history_settings, online_state_features
+    from lakehouse.features.history import history_settings
+    from lakehouse.features.online import online_state_features
     from lakehouse.features.warm import stream_start
     from lakehouse.platform.kafka.clients import kafka_stream
     from lakehouse.platform.kafka.topics import ensure_topics
