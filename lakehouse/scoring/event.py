@@ -14,15 +14,19 @@ scorer task reads them. It imports no Spark.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lakehouse.features.history import History, advance_users, late_events, prune
+from lakehouse.features.history import ACCEPTED, DUPLICATE, LATE, History, advance_users, late_events, prune
 from lakehouse.features.offline import event_arrays, state_columns_frame
 from lakehouse.scoring import serving
-from lakehouse.scoring.kernel import kafka_records, score_state_rows
+from lakehouse.scoring.kernel import ServingModel, kafka_records, score_state_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Record = tuple[str, str, str]  # topic, key, value
 #: Where an event's time goes inside :class:`EventScorer` (the scorer's step names, and parsing).
@@ -31,14 +35,70 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _event_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+def _event_time(value: str | datetime) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def event_frame(value: dict[str, Any], *, partition: int, offset: int, timestamp_ms: int) -> pd.DataFrame:
+    """One transaction (its record's fields; ``timestamp`` as ISO text or a datetime) → the one-row
+    input of the history step (:data:`lakehouse.features.offline.STATE_INPUT_COLUMNS` and
+    ``kafka_timestamp``)."""
+    import pandas as pd
+
+    moment = _event_time(value["timestamp"])
+    row = {
+        "transaction_id": str(value["transaction_id"]),
+        "user_id": str(value["user_id"]),
+        "merchant_id": str(value["merchant_id"]),
+        "event_time": pd.Timestamp(moment),
+        "event_date": moment.date(),
+        "amount": float(value["amount"]),
+        "currency": str(value["currency"]),
+        "device_ip": value.get("device_ip"),
+        "kafka_partition": partition,
+        "kafka_offset": offset,
+        "is_fraud": value.get("is_fraud"),
+        "fraud_scenario": value.get("fraud_scenario"),
+        "time_us": (moment - _EPOCH) // _MICROSECOND,
+        "kafka_timestamp": pd.Timestamp(timestamp_ms, unit="ms", tz="UTC"),
+    }
+    return pd.DataFrame([row])
+
+
+@dataclass(frozen=True)
+class Step:
+    """The history step's outcome for one event: its status (``accepted``, ``late_event`` or
+    ``duplicate``), the partition's lateness clock after it, and, when accepted, its state row
+    and the user's history after it (pruned)."""
+
+    status: str
+    clock_us: int
+    state: pd.DataFrame | None = None
+    history: History | None = None
+
+
+def history_step(
+    rows: pd.DataFrame, history: History, clock_us: int | None, *, lateness_us: int, max_events: int
+) -> Step:
+    """One event (:func:`event_frame`) after the partition clock ``clock_us`` (None: nothing seen
+    yet) and the user's ``history``: the step the stream's state operator takes for it."""
+    late, clock = late_events(rows["time_us"].to_numpy(np.int64), clock_us, lateness_us=lateness_us)
+    if late[0]:
+        return Step(LATE, clock)
+    found, duplicate, (after,) = advance_users(
+        [history], np.zeros(1, np.int64), event_arrays(rows), max_events=max_events
+    )
+    if duplicate[0]:
+        return Step(DUPLICATE, clock)
+    after = prune(after, lateness_us=lateness_us, max_events=max_events)
+    return Step(ACCEPTED, clock, state_columns_frame(rows, found), after)
 
 
 class EventScorer:
     """One transaction at a time: its Kafka record and the user's stored history → the records to
-    send and the user's history after it (None when the event changed nothing)."""
+    send and the user's history after it (None when the event changed nothing). The partitions'
+    lateness clocks live in the instance."""
 
     def __init__(
         self,
@@ -60,29 +120,22 @@ class EventScorer:
         self.skipped = 0  # records that are not valid transactions
         self.timings: dict[str, float] = dict.fromkeys(STEPS, 0.0)  # seconds, summed over events
 
-    def frame(self, value: dict[str, Any], *, partition: int, offset: int, timestamp_ms: int):
-        """The one-row input of the history step (:data:`lakehouse.features.offline.STATE_INPUT_COLUMNS`
-        and ``kafka_timestamp``)."""
-        import pandas as pd
+    def step(self, rows: pd.DataFrame, history: History, clock_us: int | None) -> Step:
+        return history_step(rows, history, clock_us, lateness_us=self.lateness_us, max_events=self.max_events)
 
-        moment = _event_time(value["timestamp"])
-        row = {
-            "transaction_id": str(value["transaction_id"]),
-            "user_id": str(value["user_id"]),
-            "merchant_id": str(value["merchant_id"]),
-            "event_time": pd.Timestamp(moment),
-            "event_date": moment.date(),
-            "amount": float(value["amount"]),
-            "currency": str(value["currency"]),
-            "device_ip": value.get("device_ip"),
-            "kafka_partition": partition,
-            "kafka_offset": offset,
-            "is_fraud": value.get("is_fraud"),
-            "fraud_scenario": value.get("fraud_scenario"),
-            "time_us": (moment - _EPOCH) // _MICROSECOND,
-            "kafka_timestamp": pd.Timestamp(timestamp_ms, unit="ms", tz="UTC"),
-        }
-        return pd.DataFrame([row])
+    def score(self, state: pd.DataFrame, model: ServingModel | None = None) -> tuple[pd.DataFrame, list[dict]]:
+        """Accepted state rows → (their feature rows, the scored rows), with ``model`` or the
+        serving folder's champion, and the folder's snapshot."""
+        champion, snapshot = serving.current(self.serving_dir)
+        features, _, scored = score_state_rows(
+            state,
+            snapshot,
+            model or champion,
+            feedback_delay_days=self.feedback_delay_days,
+            scored_at_us=time.time_ns() // 1000,
+            timings=self.timings,
+        )
+        return features, scored
 
     def __call__(
         self, value: Any, history: list | None, *, partition: int, offset: int, timestamp_ms: int
@@ -90,36 +143,19 @@ class EventScorer:
         clock = time.perf_counter
         began = clock()
         try:
-            rows = self.frame(value, partition=partition, offset=offset, timestamp_ms=timestamp_ms)
+            rows = event_frame(value, partition=partition, offset=offset, timestamp_ms=timestamp_ms)
         except (KeyError, TypeError, ValueError, AttributeError):
             self.skipped += 1
             return [], None
         parsed = clock()
         self.timings["parse"] += parsed - began
-        late, self.clocks[partition] = late_events(
-            rows["time_us"].to_numpy(np.int64), self.clocks.get(partition), lateness_us=self.lateness_us
-        )
-        if late[0]:
+        step = self.step(rows, History.from_state(history), self.clocks.get(partition))
+        self.clocks[partition] = step.clock_us
+        if step.status != ACCEPTED:
             return [], None
-        users = np.zeros(1, np.int64)
-        found, duplicate, (after,) = advance_users(
-            [History.from_state(history)], users, event_arrays(rows), max_events=self.max_events
-        )
-        if duplicate[0]:
-            return [], None
-        after = prune(after, lateness_us=self.lateness_us, max_events=self.max_events)
-        state = state_columns_frame(rows, found)
         self.timings["state"] += clock() - parsed
-        model, snapshot = serving.current(self.serving_dir)
-        _, _, scored = score_state_rows(
-            state,
-            snapshot,
-            model,
-            feedback_delay_days=self.feedback_delay_days,
-            scored_at_us=time.time_ns() // 1000,
-            timings=self.timings,
-        )
+        _, scored = self.score(step.state)
         written = clock()
         topics, keys, values = kafka_records(scored, self.scored_topic, self.alerts_topic)
         self.timings["records"] += clock() - written
-        return list(zip(topics, keys, values, strict=True)), list(after.to_state())
+        return list(zip(topics, keys, values, strict=True)), list(step.history.to_state())

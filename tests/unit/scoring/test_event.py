@@ -13,7 +13,7 @@ import pandas as pd
 from lakehouse.features.history import History, advance_users, late_events
 from lakehouse.features.offline import event_arrays, state_columns_frame
 from lakehouse.scoring import serving
-from lakehouse.scoring.event import EventScorer
+from lakehouse.scoring.event import EventScorer, event_frame
 from lakehouse.scoring.kernel import kafka_records, score_state_rows
 from tests.unit.scoring.test_serving import model, snapshot
 
@@ -46,15 +46,10 @@ def records() -> list[tuple[int, int, dict]]:
 
 def batch_records(folder) -> list[tuple[str, str, str]]:
     """The same records through the batch kernel, one call per partition (as a scorer task)."""
-    scorer = EventScorer(**settings(folder))
     out = []
     for partition in (0, 1):
         rows = pd.concat(
-            [
-                scorer.frame(v, partition=p, offset=o, timestamp_ms=CREATED_MS)
-                for p, o, v in records()
-                if p == partition
-            ],
+            [event_frame(v, partition=p, offset=o, timestamp_ms=CREATED_MS) for p, o, v in records() if p == partition],
             ignore_index=True,
         )
         late, _ = late_events(rows["time_us"].to_numpy(np.int64), None, lateness_us=LATENESS_US)
