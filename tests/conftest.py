@@ -1,7 +1,7 @@
-"""Session fixtures: one broker and one SparkSession for the whole run, each test its own topics
-and folders. Settings come from the ``test`` overlay; the session points ``paths.data_dir`` at a
-temporary folder and picks free ports through FRAUDLAKE_* variables, which subprocesses (the
-real ``fraudlake`` CLI) inherit.
+"""Session fixtures: one broker, one Redis and one SparkSession for the whole run, each test its
+own topics and folders. Settings come from the ``test`` overlay; the session points
+``paths.data_dir`` at a temporary folder and picks free ports through FRAUDLAKE_* variables, which
+subprocesses (the real ``fraudlake`` CLI) inherit.
 """
 
 from __future__ import annotations
@@ -59,15 +59,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def test_environ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """FRAUDLAKE_* variables of this test session (also exported to os.environ for subprocesses)."""
     data_dir = tmp_path_factory.mktemp("fraudlake-data")
-    port = free_port()
-    controller_port = free_port()
-    while controller_port == port:
-        controller_port = free_port()
+    ports: list[int] = []
+    while len(ports) < 4:  # the broker's two, the decision service's and its Redis's: all distinct
+        if (port := free_port()) not in ports:
+            ports.append(port)
     values = {
         "FRAUDLAKE_ENV": "test",
         "FRAUDLAKE_PATHS__DATA_DIR": str(data_dir),
-        "FRAUDLAKE_KAFKA__BROKER__PORT": str(port),
-        "FRAUDLAKE_KAFKA__BROKER__CONTROLLER_PORT": str(controller_port),
+        "FRAUDLAKE_KAFKA__BROKER__PORT": str(ports[0]),
+        "FRAUDLAKE_KAFKA__BROKER__CONTROLLER_PORT": str(ports[1]),
+        "FRAUDLAKE_DECISIONS__PORT": str(ports[2]),
+        "FRAUDLAKE_DECISIONS__REDIS__SERVER__PORT": str(ports[3]),
     }
     with environ_set(values):
         yield values
@@ -87,6 +89,19 @@ def kafka_broker(settings: Settings) -> Iterator[Settings]:
     broker.up()
     yield settings
     broker.down()
+
+
+@pytest.fixture(scope="session")
+def redis_server(settings: Settings) -> Iterator[Settings]:
+    """The local Redis of the decision service for the session (on the session's free port, data in
+    its data dir); stopped at the end. A test reaches it with
+    ``lakehouse.platform.redis.redis_client(redis_server)``."""
+    from lakehouse.platform.redis import LocalRedis
+
+    server = LocalRedis(settings)
+    server.up()
+    yield settings
+    server.down()
 
 
 @pytest.fixture(scope="session")

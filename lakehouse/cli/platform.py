@@ -1,7 +1,7 @@
 """The local platform: ``fraudlake kafka up|down|status`` (the broker), ``catalog up|down|status``
-(the catalog server), ``cluster up|down|status`` (a multi-process Spark and Kafka cluster),
-``topics ensure|list``, ``config show`` and ``smoke`` (a round trip through
-all of it)."""
+(the catalog server), ``redis up|down|status`` (the decision service's Redis), ``cluster
+up|down|status`` (a multi-process Spark and Kafka cluster), ``topics ensure|list``, ``config show``
+and ``smoke`` (a round trip through all of it)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ kafka_app = typer.Typer(help="Run the local Kafka broker (KRaft, one JVM): up, d
 catalog_app = typer.Typer(
     help="Run the local catalog server (Derby network server, one JVM): up, down, status.", no_args_is_help=True
 )
+redis_app = typer.Typer(
+    help="Run the local Redis of the decision service (redis-server, one process): up, down, status.",
+    no_args_is_help=True,
+)
 cluster_app = typer.Typer(
     help="Run a multi-process cluster on loopback: a Spark standalone master and workers, a multi-node Kafka.",
     no_args_is_help=True,
@@ -26,6 +30,7 @@ topics_app = typer.Typer(help="Kafka topics from config: ensure (create the miss
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(redis_app, name="redis")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(topics_app, name="topics")
 app.add_typer(config_app, name="config")
@@ -111,6 +116,43 @@ def catalog_status(ctx: typer.Context) -> None:
         raise typer.Exit(3)
     pid = f", pid {status.pid}" if status.pid else ""
     console.print(f"catalog server at {status.address}: [green]up[/]{pid}")
+
+
+# ----------------------------------------------------------------------------- redis
+
+
+@redis_app.command("up")
+def redis_up(ctx: typer.Context) -> None:
+    """Start the local Redis (the decision service's per-user history) and wait until it answers. Idempotent.
+
+    Data (an append-only file) and its log go under paths.data_dir (redis/).
+    """
+    from lakehouse.platform.redis import LocalRedis
+
+    status, started = LocalRedis(settings_of(ctx)).up()
+    _report_up("Redis", status.address, status.pid, status.data_dir, started)
+
+
+@redis_app.command("down")
+def redis_down(ctx: typer.Context) -> None:
+    """Stop the local Redis; its data stays on disk (append-only file) for the next `up`."""
+    from lakehouse.platform.redis import LocalRedis
+
+    server = LocalRedis(settings_of(ctx))
+    _report_down("Redis", server.address, server.down())
+
+
+@redis_app.command("status")
+def redis_status(ctx: typer.Context) -> None:
+    """Say whether the decision service's Redis answers. Exits 3 when it does not."""
+    from lakehouse.platform.redis import LocalRedis
+
+    status = LocalRedis(settings_of(ctx)).status()
+    if not status.running:
+        console.print(f"Redis at {status.address}: [red]down[/]")
+        raise typer.Exit(3)
+    pid = f", pid {status.pid}" if status.pid else ""
+    console.print(f"Redis at {status.address}: [green]up[/]{pid}")
 
 
 # ----------------------------------------------------------------------------- cluster

@@ -37,6 +37,7 @@ SECRET_KEYS = {
     ("kafka", "broker", "alerts_reader_password"),
     ("console", "accounts"),
     ("console", "secret_key"),
+    ("decisions", "redis", "password"),
 }
 
 
@@ -251,6 +252,9 @@ def _resolve_paths(settings: Settings) -> Settings:
         update={"airflow_home": absolute(settings.orchestration.airflow_home)}
     )
     cluster = settings.cluster.model_copy(update={"data_dir": absolute(settings.cluster.data_dir)})
+    redis = settings.decisions.redis
+    redis_server = redis.server.model_copy(update={"data_dir": absolute(redis.server.data_dir)})
+    decisions = settings.decisions.model_copy(update={"redis": redis.model_copy(update={"server": redis_server})})
     return settings.model_copy(
         update={
             "paths": paths,
@@ -259,6 +263,7 @@ def _resolve_paths(settings: Settings) -> Settings:
             "quality": quality,
             "orchestration": orchestration,
             "cluster": cluster,
+            "decisions": decisions,
         }
     )
 

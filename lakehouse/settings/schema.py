@@ -13,6 +13,7 @@ import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -678,6 +679,66 @@ class ConsoleSettings(_Section):
     page_size: int = Field(ge=1, le=1000)
 
 
+class LocalRedisSettings(_Section):
+    """The local ``redis-server`` that ``fraudlake redis up`` runs (when ``decisions.redis.url`` is null)."""
+
+    enabled: bool = Field(description="Run it locally; false when another host serves it.")
+    host: str = Field(min_length=1, description="Address it binds: loopback unless set.")
+    port: int = Field(ge=1, le=65535)
+    binary: str = Field(min_length=1, description="The redis-server executable: a name on the PATH or a path.")
+    data_dir: Path | None = Field(
+        default=None, description="Its folder (append-only file, config, pid, log); default: <paths.data_dir>/redis."
+    )
+    start_timeout_s: float = Field(gt=0, description="`up` gives up unless it answers PING within this.")
+    stop_timeout_s: float = Field(gt=0, description="`down`: SIGTERM, then SIGKILL after this.")
+    maxmemory: str = Field(
+        pattern=r"(?i)^\d+([kmg]b?)?$",
+        description="Its memory limit (redis units: 1gb, 512mb); at the limit writes fail (noeviction), "
+        "nothing is dropped silently.",
+    )
+
+
+class RedisSettings(_Section):
+    url: str | None = Field(
+        default=None,
+        pattern=r"^(redis|rediss|unix)://",
+        description="redis://host:port/db of a running Redis; null: the local server (server below).",
+    )
+    password: SecretStr | None = Field(
+        default=None,
+        description="From FRAUDLAKE_DECISIONS__REDIS__PASSWORD only; the local server then requires it (requirepass).",
+    )
+    server: LocalRedisSettings
+
+    @model_validator(mode="after")
+    def _no_password_in_url(self) -> RedisSettings:
+        # A section-level rule: a failure names the section, never echoes the URL holding the password.
+        if self.url is not None and urlsplit(self.url).password is not None:
+            raise ValueError("url must not hold a password: give it in FRAUDLAKE_DECISIONS__REDIS__PASSWORD")
+        return self
+
+
+class DecisionsSettings(_Section):
+    """The decision service: an HTTP service on loopback that approves, reviews or declines a payment
+    from the champion's score, with each user's history in Redis."""
+
+    host: str = Field(min_length=1, description="Address it listens on: loopback unless set.")
+    port: int = Field(ge=1, le=65535)
+    decline_score: float = Field(
+        ge=0,
+        le=1,
+        description="Approve below the model version's alert threshold, review from it, decline from "
+        "max(threshold, decline_score).",
+    )
+    lock_ttl_ms: int = Field(ge=1, description="The lease of a partition's lock in Redis.")
+    request_timeout_s: float = Field(
+        gt=0, description="A request waiting longer for its partition's lock gets 503; also the Redis socket timeout."
+    )
+    idempotency_ttl_s: int = Field(ge=1, description="How long a request's answer is kept for a retry with its key.")
+    key_prefix: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="Every Redis key starts with it.")
+    redis: RedisSettings
+
+
 class Settings(_Section):
     env: str
     project_dir: Path = Field(description="Folder holding conf/; relative paths resolve against it.")
@@ -698,10 +759,15 @@ class Settings(_Section):
     orchestration: OrchestrationSettings
     cluster: LocalClusterSettings
     console: ConsoleSettings
+    decisions: DecisionsSettings
 
     @property
     def console_dir(self) -> Path:
         return self.paths.data_dir / "console"
+
+    @property
+    def redis_data_dir(self) -> Path:
+        return self.decisions.redis.server.data_dir or self.paths.data_dir / "redis"
 
     @property
     def cluster_data_dir(self) -> Path:
