@@ -233,9 +233,9 @@ def _entry_columns() -> list[tuple[str, str]]:
 
 def kafka_partition_of(keys: pd.Series, partitions: int) -> pd.Series:
     """The partition Kafka's default partitioner gives each key (murmur2, positive, modulo)."""
-    from kafka.partitioner.default import murmur2
+    from lakehouse.platform.kafka.topics import partition_of
 
-    return keys.map(lambda key: (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions).astype("int32")
+    return keys.map(lambda key: partition_of(key, partitions)).astype("int32")
 
 
 def _kafka_partition(partitions: int):

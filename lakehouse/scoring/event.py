@@ -123,9 +123,12 @@ class EventScorer:
     def step(self, rows: pd.DataFrame, history: History, clock_us: int | None) -> Step:
         return history_step(rows, history, clock_us, lateness_us=self.lateness_us, max_events=self.max_events)
 
-    def score(self, state: pd.DataFrame, model: ServingModel | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    def score(
+        self, state: pd.DataFrame, model: ServingModel | None = None, *, timings: dict[str, float] | None = None
+    ) -> tuple[pd.DataFrame, list[dict]]:
         """Accepted state rows → (their feature rows, the scored rows), with ``model`` or the
-        serving folder's champion, and the folder's snapshot."""
+        serving folder's champion, and the folder's snapshot; the steps' seconds are added to
+        ``timings`` (default: the instance's)."""
         champion, snapshot = serving.current(self.serving_dir)
         features, _, scored = score_state_rows(
             state,
@@ -133,7 +136,7 @@ class EventScorer:
             model or champion,
             feedback_delay_days=self.feedback_delay_days,
             scored_at_us=time.time_ns() // 1000,
-            timings=self.timings,
+            timings=self.timings if timings is None else timings,
         )
         return features, scored
 

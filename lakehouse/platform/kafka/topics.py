@@ -20,6 +20,14 @@ class EnsureResult:
     existing: list[str]
 
 
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a record keyed ``key`` (murmur2 of its
+    UTF-8 bytes, made positive, modulo the partition count)."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
 def list_topics(kafka: KafkaSettings, *, include_internal: bool = False) -> list[str]:
     admin = admin_client(kafka)
     try:

@@ -1,0 +1,162 @@
+"""The decision service's online store, in Redis: what the stream scorer keeps in its state store,
+kept where every instance of the service reaches it.
+
+Keys (all under ``<decisions.key_prefix>:<transactions topic>:``, so two worlds never meet):
+
+- ``hist:<user_id>``: the user's history (:class:`lakehouse.features.history.History`, JSON of its
+  columns), expiring after ``features.state_ttl_hours`` without a new transaction, as the stream's
+  state entry does;
+- ``clock:<partition>``: the Kafka partition's lateness clock (latest event time, microseconds);
+- ``lock:<partition>``: the partition's lease. Decisions for one partition are taken one at a time,
+  in the order their records reach the partition, so the stream sees the same order the service
+  decided in (the lateness clock and the histories depend on it);
+- ``pending:<partition>``: the write-ahead record of a decision whose record is being produced: the
+  record and the state after it. Whoever takes the partition next finishes it (produces the record
+  again, which the stream drops as a duplicate when the first one had landed, then writes the
+  state), so a crash between the produce and the state write loses nothing and applies nothing twice;
+- ``decision:<idempotency key>``: the decision returned, replayed on a retry (``decisions.idempotency_ttl_s``).
+
+State writes check the lease: a holder that outlived its lease writes nothing (whoever took the
+partition finished its pending record).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.errors import FraudlakeError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import redis
+
+# Delete the lease only when it is still ours.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+# KEYS: lock, clock, pending, history, decision. ARGV: token, clock, history JSON ('' : keep),
+# history TTL s, decision JSON ('' : none), decision TTL s. Applies a decision's state when the
+# lease is still ours; returns 1 when it did.
+_COMMIT = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('set', KEYS[2], ARGV[2])
+if ARGV[3] ~= '' then redis.call('set', KEYS[4], ARGV[3], 'EX', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('set', KEYS[5], ARGV[5], 'EX', ARGV[6]) end
+redis.call('del', KEYS[3])
+return 1
+"""
+
+
+class PartitionBusy(FraudlakeError):
+    """The partition's lease stayed taken until the request's deadline."""
+
+
+class OnlineStore:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        topic: str,
+        history_ttl_s: int,
+        decision_ttl_s: int,
+        lock_ttl_ms: int,
+    ) -> None:
+        self.client = client
+        self.root = f"{prefix}:{topic}:"
+        self.history_ttl_s = history_ttl_s
+        self.decision_ttl_s = decision_ttl_s
+        self.lock_ttl_ms = lock_ttl_ms
+        self._release = client.register_script(_RELEASE)
+        self._commit = client.register_script(_COMMIT)
+
+    def key(self, kind: str, name: object) -> str:
+        return f"{self.root}{kind}:{name}"
+
+    # ---------------------------------------------------------------- reads
+    def history(self, user_id: str) -> list | None:
+        return _loads(self.client.get(self.key("hist", user_id)))
+
+    def clock(self, partition: int) -> int | None:
+        value = self.client.get(self.key("clock", partition))
+        return None if value is None else int(value)
+
+    def decision(self, key: str) -> dict | None:
+        return _loads(self.client.get(self.key("decision", key)))
+
+    def pending(self, partition: int) -> dict | None:
+        return _loads(self.client.get(self.key("pending", partition)))
+
+    # ---------------------------------------------------------------- the lease
+    @contextmanager
+    def lease(self, partition: int, *, timeout_s: float) -> Iterator[str]:
+        """Hold the partition's lease (its token) for the block; waits up to ``timeout_s``."""
+        name, token = self.key("lock", partition), uuid.uuid4().hex
+        deadline, pause = time.monotonic() + timeout_s, 0.0005
+        while not self.client.set(name, token, nx=True, px=self.lock_ttl_ms):
+            if time.monotonic() >= deadline:
+                raise PartitionBusy(f"partition {partition} stayed busy for {timeout_s:g} s")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
+        try:
+            yield token
+        finally:
+            self._release(keys=[name], args=[token])
+
+    # ---------------------------------------------------------------- writes (under the lease)
+    def write_pending(self, partition: int, entry: dict) -> None:
+        self.client.set(self.key("pending", partition), json.dumps(entry, separators=(",", ":")))
+
+    def commit(
+        self,
+        partition: int,
+        token: str,
+        *,
+        clock_us: int,
+        user_id: str | None = None,
+        history: list | None = None,
+        decision_key: str | None = None,
+        decision: dict | None = None,
+    ) -> bool:
+        """Apply a decision's state (the clock, the user's history, the decision to replay) and
+        drop the pending record, at once; False (nothing written) when the lease is no longer ours."""
+        keys = [
+            self.key("lock", partition),
+            self.key("clock", partition),
+            self.key("pending", partition),
+            self.key("hist", user_id),
+            self.key("decision", decision_key),
+        ]
+        args = [
+            token,
+            clock_us,
+            "" if history is None else json.dumps(history, separators=(",", ":")),
+            self.history_ttl_s,
+            "" if decision is None else json.dumps(decision, separators=(",", ":")),
+            self.decision_ttl_s,
+        ]
+        return bool(self._commit(keys=keys, args=args))
+
+    def replace(self, *, clocks: dict[int, int], histories: dict[str, list]) -> None:
+        """Warm start (under every partition's lease): the partitions' clocks and the users'
+        histories become these; decisions kept for retries stay."""
+        for kind in ("hist", "clock"):
+            stale = list(self.client.scan_iter(match=f"{self.root}{kind}:*", count=1000))
+            for at in range(0, len(stale), 1000):
+                self.client.delete(*stale[at : at + 1000])
+        pipe = self.client.pipeline(transaction=False)
+        for partition, clock in clocks.items():
+            pipe.set(self.key("clock", partition), clock)
+        for user_id, history in histories.items():
+            pipe.set(self.key("hist", user_id), json.dumps(history, separators=(",", ":")), ex=self.history_ttl_s)
+        pipe.execute()
+
+
+def _loads(raw: bytes | None) -> Any:
+    return None if raw is None else json.loads(raw)
