@@ -2,7 +2,9 @@
 the online store decide the same users' transactions concurrently, and the stream scorer's own
 step, run over the same records, computes the same features and scores (1e-9), before and after a
 restart that rebuilds the store from silver and the topic; a retry gets the first answer; bad
-requests are answered 4xx and land in silver's quarantine with their reason."""
+requests are answered 4xx and land in silver's quarantine with their reason; a service killed
+between its record's send and its state write loses nothing and applies it once; a promotion
+reaches the service under load without a failed request."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import math
 import signal
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
@@ -24,6 +27,7 @@ from lakehouse.decisions.service import AFTER_SEND
 from lakehouse.decisions.warm import warm_store
 from lakehouse.features.materialize import build_features
 from lakehouse.ingest.queries import run_ingest
+from lakehouse.ml import registry
 from lakehouse.ml.training import train
 from lakehouse.platform import isolation
 from lakehouse.platform.faults import FAULT_ENV
@@ -246,3 +250,40 @@ def test_a_service_killed_after_sending_a_decision_loses_nothing_and_applies_it_
     run_ingest(spark, settings, once=True)
     silver = spark.table(names.silver("transactions")).where(f"transaction_id = '{first['transaction_id']}'")
     assert silver.count() == 1  # sent twice (before the kill and by its successor), kept once
+
+
+@pytest.mark.slow
+def test_a_promotion_reaches_the_service_under_load_without_a_failed_request(world, spark) -> None:
+    settings = world
+    before = registry.champion_version(settings)
+    other = settings.model_copy(update={"training": settings.training.model_copy(update={"seed": 7})})
+    challenger = train(spark, other, promote=False).version
+    records = [r for day in range(HISTORY_DAYS + 5, HISTORY_DAYS + 9) for r in day_records(settings, day, 10_000)]
+    answers: list[tuple[int, int]] = []  # (status, model version)
+    promoted = threading.Event()
+    with DecisionServer(settings, port=free_port()) as server:
+
+        def load() -> None:
+            after = 0
+            with httpx.Client(base_url=server.url, timeout=30) as client:
+                for body in records:
+                    reply = client.post("/v1/decisions", content=body)
+                    version = reply.json().get("model_version") if reply.status_code == 200 else None
+                    answers.append((reply.status_code, version))
+                    after += promoted.is_set() and version == challenger
+                    if after >= 20:
+                        return
+
+        sending = threading.Thread(target=load)
+        sending.start()
+        wait_until(lambda: len(answers) >= 20, timeout_s=60, what="the first decisions")
+        registry.promote(settings, challenger, validate=lambda model: registry.check_scores(spark, settings, model))
+        Publisher(spark, settings, serving_dir(settings), Champion(spark, settings)).refresh()  # as the scorer does
+        promoted.set()
+        sending.join(timeout=120)
+    assert not sending.is_alive(), f"the new champion never reached the service ({len(answers)} answers)"
+    assert all(status == 200 for status, _ in answers), [a for a in answers if a[0] != 200]
+    versions = [version for _, version in answers]
+    assert challenger in versions, f"{len(answers)} decisions, none with the new champion {challenger}"
+    switch = versions.index(challenger)
+    assert set(versions[:switch]) == {before} and set(versions[switch:]) == {challenger}  # one switch, no going back
