@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lakehouse.platform import isolation
+from lakehouse.platform.isolation import environ_of as environ_of  # moved there: production code uses it too
 
 #: The checkout under test (the folder holding conf/, jobs/ and lakehouse/).
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -100,30 +101,6 @@ def ingest_world(settings, tmp_path, **simulator_changes):
         },
         streaming={"max_records_per_trigger": 1500},
     )
-
-
-def environ_of(settings) -> dict[str, str]:
-    """FRAUDLAKE_* variables that make the CLI (and the jobs it starts) load these isolated settings:
-    topics, catalog schemas, checkpoints and the model registry."""
-    from lakehouse.platform.isolation import STREAM_TOPICS
-
-    topics, registry = settings.kafka.topics, settings.registry
-    return {
-        **{f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name for name in STREAM_TOPICS},
-        **{
-            f"FRAUDLAKE_LAKEHOUSE__SCHEMAS__{layer.upper()}": schema
-            for layer, schema in settings.lakehouse.schemas.model_dump().items()
-        },
-        "FRAUDLAKE_SPARK__CHECKPOINT_DIR": settings.spark.checkpoint_dir,
-        **{
-            f"FRAUDLAKE_REGISTRY__{key.upper()}": value
-            for key, value in (
-                ("tracking_uri", registry.tracking_uri),
-                ("artifact_location", registry.artifact_location),
-            )
-            if value is not None
-        },
-    }
 
 
 #: The last commit before the restructuring (issue 14): the release whose checkpoints must resume.

@@ -1,5 +1,5 @@
 """Benchmarks that write their figures to docs/benchmarks/: ``fraudlake bench
-produce|state|train|detection|score|ingest|import|cluster|console``."""
+produce|state|train|detection|score|ingest|import|cluster|console|decide``."""
 
 from __future__ import annotations
 
@@ -346,4 +346,51 @@ def bench_console_command(
         rate=rate,
         duration_s=duration,
         requests_per_s=requests_per_second,
+    )
+
+
+@bench_app.command("decide")
+def bench_decide_command(
+    ctx: typer.Context,
+    rate: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="RATE",
+            help="Requests/s of an open-loop latency run, repeatable or a comma list (half the decision service's "
+            "measured sustainable rate is always added). Default: 200.",
+        ),
+    ] = None,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds of each run (throughput and each rate).")] = 30.0,
+    output: Annotated[Path | None, typer.Option(help="Report file. Default: docs/benchmarks/decisions.md.")] = None,
+) -> None:
+    """The decision service (POST /v1/decisions) against an echo endpoint on the same server and
+    stack, under the same load: sustainable rate, p99 at fixed rates, where a decision's time goes;
+    written to docs/.
+
+    Needs the broker and the catalog up (and redis-server installed, or decisions.redis.url).
+    Example: fraudlake bench decide --rate 200 --duration 30
+    """
+    from lakehouse.benchmarks.decisions import bench_decide, decide_report
+    from lakehouse.platform.kafka.topics import list_topics
+
+    try:
+        rates = tuple(float(r) for option in rate or ["200"] for r in option.split(",") if r.strip())
+    except ValueError:
+        rates = ()
+    if not rates or not all(0 < r < float("inf") for r in rates):
+        raise typer.BadParameter(
+            f"{', '.join(rate or [])!r}: give requests/s above 0, e.g. --rate 200 --rate 400 or --rate 200,400",
+            param_hint="--rate",
+        )
+    list_topics(settings_of(ctx).kafka)  # fail plainly now if the broker is down
+    _bench_in_scratch_folder(
+        ctx,
+        "decide",
+        "decisions",
+        bench_decide,
+        decide_report,
+        output,
+        rates=rates,
+        duration_s=duration,
+        conf_dir=ctx.obj.get("conf_dir"),
     )

@@ -136,9 +136,12 @@ class DecisionService:
             if replay is not None:
                 return replay
             read = clock()
+            history, partition_clock = History.from_state(self.store.history(user_id)), self.store.clock(partition)
+            stepped = clock()
+            timings["state_read"] = stepped - read
             rows = event_frame(values, partition=partition, offset=-1, timestamp_ms=now_ms)
-            step = self.scorer.step(rows, History.from_state(self.store.history(user_id)), self.store.clock(partition))
-            timings["state_read"] = clock() - read
+            step = self.scorer.step(rows, history, partition_clock)
+            timings["features"] = clock() - stepped  # the history step's state features; the table's follow
             value = json.dumps(values | {"timestamp": _iso(values["timestamp"])}, separators=(",", ":"), default=str)
             entry = {"key": user_id, "timestamp_ms": now_ms, "clock_us": step.clock_us, "user_id": user_id}
             if step.status != ACCEPTED:

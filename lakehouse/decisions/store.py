@@ -23,6 +23,7 @@ partition finished its pending record).
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -75,6 +76,7 @@ class OnlineStore:
         self.lock_ttl_ms = lock_ttl_ms
         self._release = client.register_script(_RELEASE)
         self._commit = client.register_script(_COMMIT)
+        self._local: dict[int, threading.Lock] = {}  # per partition: this instance's requests queue here
 
     def key(self, kind: str, name: object) -> str:
         return f"{self.root}{kind}:{name}"
@@ -96,18 +98,26 @@ class OnlineStore:
     # ---------------------------------------------------------------- the lease
     @contextmanager
     def lease(self, partition: int, *, timeout_s: float) -> Iterator[str]:
-        """Hold the partition's lease (its token) for the block; waits up to ``timeout_s``."""
-        name, token = self.key("lock", partition), uuid.uuid4().hex
-        deadline, pause = time.monotonic() + timeout_s, 0.0005
-        while not self.client.set(name, token, nx=True, px=self.lock_ttl_ms):
-            if time.monotonic() >= deadline:
-                raise PartitionBusy(f"partition {partition} stayed busy for {timeout_s:g} s")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
+        """Hold the partition's lease (its token) for the block; waits up to ``timeout_s``. The
+        instance's own requests queue on a local lock first (no polling among them); Redis then
+        settles it between instances."""
+        deadline = time.monotonic() + timeout_s
+        local = self._local.setdefault(partition, threading.Lock())
+        if not local.acquire(timeout=timeout_s):
+            raise PartitionBusy(f"partition {partition} stayed busy for {timeout_s:g} s")
         try:
-            yield token
+            name, token, pause = self.key("lock", partition), uuid.uuid4().hex, 0.0002
+            while not self.client.set(name, token, nx=True, px=self.lock_ttl_ms):
+                if time.monotonic() >= deadline:
+                    raise PartitionBusy(f"partition {partition} stayed busy for {timeout_s:g} s")
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+            try:
+                yield token
+            finally:
+                self._release(keys=[name], args=[token])
         finally:
-            self._release(keys=[name], args=[token])
+            local.release()
 
     # ---------------------------------------------------------------- writes (under the lease)
     def write_pending(self, partition: int, entry: dict) -> None:

@@ -7,7 +7,8 @@ changes the user's tables, streams or champion (nor another test's).
     ...
     drop_schemas(spark, world)
 
-The settings passed in are never changed (they are frozen; a changed copy is returned).
+The settings passed in are never changed (they are frozen; a changed copy is returned). A process
+started with :func:`environ_of`'s variables (the CLI, a job) loads the same world.
 """
 
 from __future__ import annotations
@@ -91,6 +92,28 @@ def updated(model: BaseModel, changes: Mapping[str, Any]) -> Any:
             updated(current, value) if isinstance(current, BaseModel) and isinstance(value, Mapping) else value
         )
     return model.model_copy(update=values)
+
+
+def environ_of(settings: Settings) -> dict[str, str]:
+    """FRAUDLAKE_* variables that make the CLI (and the jobs it starts) load these isolated settings:
+    topics, catalog schemas, checkpoints and the model registry."""
+    topics, registry = settings.kafka.topics, settings.registry
+    return {
+        **{f"FRAUDLAKE_KAFKA__TOPICS__{name.upper()}__NAME": getattr(topics, name).name for name in STREAM_TOPICS},
+        **{
+            f"FRAUDLAKE_LAKEHOUSE__SCHEMAS__{layer.upper()}": schema
+            for layer, schema in settings.lakehouse.schemas.model_dump().items()
+        },
+        "FRAUDLAKE_SPARK__CHECKPOINT_DIR": str(settings.spark.checkpoint_dir),
+        **{
+            f"FRAUDLAKE_REGISTRY__{key.upper()}": value
+            for key, value in (
+                ("tracking_uri", registry.tracking_uri),
+                ("artifact_location", registry.artifact_location),
+            )
+            if value is not None
+        },
+    }
 
 
 def drop_schemas(spark: SparkSession, settings: Settings) -> None:
