@@ -14,6 +14,18 @@ from pathlib import Path
 from lakehouse.platform import isolation
 from lakehouse.platform.isolation import environ_of as environ_of  # moved there: production code uses it too
 
+#: A valid transaction record (the contract's fields), for tests of the record rules.
+GOOD_TRANSACTION = {
+    "transaction_id": "T1",
+    "user_id": "U1",
+    "merchant_id": "M1",
+    "timestamp": "2026-10-01T12:00:00.000Z",
+    "amount": 12.5,
+    "currency": "EUR",
+    "device_ip": "81.2.3.4",
+    "is_fraud": False,
+    "fraud_scenario": None,
+}
 #: The checkout under test (the folder holding conf/, jobs/ and lakehouse/).
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 

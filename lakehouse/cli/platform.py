@@ -45,6 +45,14 @@ def _report_down(name: str, address: str, stopped: bool) -> None:
     console.print(f"{name} at {address} {'stopped' if stopped else 'was not running'}")
 
 
+def _report_status(name: str, address: str, running: bool, pid: int | None) -> None:
+    """Up (with its pid when it is ours) or down; exits 3 when down."""
+    if not running:
+        console.print(f"{name} at {address}: [red]down[/]")
+        raise typer.Exit(3)
+    console.print(f"{name} at {address}: [green]up[/]" + (f", pid {pid}" if pid else ""))
+
+
 # ----------------------------------------------------------------------------- kafka
 
 
@@ -111,11 +119,7 @@ def catalog_status(ctx: typer.Context) -> None:
     from lakehouse.platform.catalog_server import LocalCatalogServer
 
     status = LocalCatalogServer(settings_of(ctx)).status()
-    if not status.running:
-        console.print(f"catalog server at {status.address}: [red]down[/]")
-        raise typer.Exit(3)
-    pid = f", pid {status.pid}" if status.pid else ""
-    console.print(f"catalog server at {status.address}: [green]up[/]{pid}")
+    _report_status("catalog server", status.address, status.running, status.pid)
 
 
 # ----------------------------------------------------------------------------- redis
@@ -148,11 +152,7 @@ def redis_status(ctx: typer.Context) -> None:
     from lakehouse.platform.redis import LocalRedis
 
     status = LocalRedis(settings_of(ctx)).status()
-    if not status.running:
-        console.print(f"Redis at {status.address}: [red]down[/]")
-        raise typer.Exit(3)
-    pid = f", pid {status.pid}" if status.pid else ""
-    console.print(f"Redis at {status.address}: [green]up[/]{pid}")
+    _report_status("Redis", status.address, status.running, status.pid)
 
 
 # ----------------------------------------------------------------------------- cluster

@@ -15,21 +15,12 @@ from hypothesis import strategies as st
 from lakehouse.contract.schemas import TRANSACTION_FIELDS
 from lakehouse.ingest.record_rules import EPOCH, check_transaction, field_of
 from lakehouse.ingest.transforms import bronze_records, parse_records
+from tests.helpers import GOOD_TRANSACTION
 
 pytestmark = [pytest.mark.unit]
 
 KAFKA_TIMESTAMP = datetime(2026, 10, 2, tzinfo=UTC)
-GOOD = {
-    "transaction_id": "T1",
-    "user_id": "U1",
-    "merchant_id": "M1",
-    "timestamp": "2026-10-01T12:00:00.000Z",
-    "amount": 12.5,
-    "currency": "EUR",
-    "device_ip": "81.2.3.4",
-    "is_fraud": False,
-    "fraud_scenario": None,
-}
+GOOD = GOOD_TRANSACTION
 GOOD_TEXT = json.dumps(GOOD)
 STRINGS = ["transaction_id", "user_id", "merchant_id", "currency", "device_ip", "fraud_scenario"]
 

@@ -18,18 +18,9 @@ from lakehouse.ingest.transforms import (
     parse_records,
     with_lateness,
 )
+from tests.helpers import GOOD_TRANSACTION
 
-GOOD = {
-    "transaction_id": "T1",
-    "user_id": "U1",
-    "merchant_id": "M1",
-    "timestamp": "2026-10-01T12:00:00.000Z",
-    "amount": 12.5,
-    "currency": "EUR",
-    "device_ip": "81.2.3.4",
-    "is_fraud": False,
-    "fraud_scenario": None,
-}
+GOOD = GOOD_TRANSACTION
 BRONZE = (
     "key STRING, value STRING, topic STRING, partition INT, offset BIGINT, kafka_timestamp TIMESTAMP, "
     "ingested_at TIMESTAMP, ingest_date DATE"
