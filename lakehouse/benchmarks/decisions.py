@@ -179,15 +179,15 @@ class Payments:
         self.bodies, self.used = [], 0
 
     def __getitem__(self, index: int) -> bytes:
+        """The payment, stamped now (a live payment's time is when it is made)."""
         while len(self.bodies) <= self.used + index:
             self.bodies += self.simulation.transaction_json(self.simulation.day(next(self.days)))
-        return self.bodies[self.used + index]
+        payment = json.loads(self.bodies[self.used + index])
+        return json.dumps(payment | {"timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")}).encode()
 
     def take(self) -> bytes:
-        """The next payment, stamped now (a live payment's time is when it is made)."""
         self.used += 1
-        payment = json.loads(self[-1])  # the one just handed out
-        return json.dumps(payment | {"timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")}).encode()
+        return self[-1]  # the one just handed out
 
 
 def start_service(world: Settings, log: Path, conf_dir: Path | None = None) -> subprocess.Popen:
