@@ -68,9 +68,10 @@ console: setup  ## The analysts' web console on loopback (http://127.0.0.1:8400;
 	$(FRAUDLAKE) topics ensure; \
 	$(FRAUDLAKE) console
 
-stop:  ## Stop the local broker and catalog server (data is kept)
+stop:  ## Stop the local broker, catalog server and Redis (data is kept)
 	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) kafka down
 	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) catalog down
+	-@test -x $(FRAUDLAKE) && $(FRAUDLAKE) redis down
 
 lint: venv  ## ruff (lint + format check) and the layer contract (import-linter)
 	$(BIN)/ruff check .
