@@ -37,15 +37,17 @@ def test_schedule_sends_one_request_every_1_over_rate() -> None:
 
 
 def test_open_loop_measures_latency_from_the_scheduled_instant_when_the_client_stalls() -> None:
-    stalled = []
+    stalled = [0.0]  # seconds the client's clock has lost to the stall
+
+    def clock() -> float:
+        return time.perf_counter() + stalled[0]
 
     async def post(body: bytes) -> httpx.Response:
-        if not stalled:  # the first request blocks the client's loop for 100 ms: the next 9 are sent late
-            stalled.append(body)
-            time.sleep(0.1)
+        if not stalled[0]:  # the first request stalls the client's loop for 100 ms: the next 9 are sent late
+            stalled[0] = 0.1
         return httpx.Response(200, content=body)
 
-    answers = asyncio.run(open_loop(post, [b"%d" % i for i in range(12)], rate=100))
+    answers = asyncio.run(open_loop(post, [b"%d" % i for i in range(12)], rate=100, clock=clock))
     assert [a.scheduled_s for a in answers] == schedule(100, 12)
     assert [a.body for a in answers] == [b"%d" % i for i in range(12)]
     for i, answer in enumerate(answers[1:10], start=1):  # due at 10 ms .. 90 ms, sent after 100 ms
