@@ -142,10 +142,10 @@ class DecisionService:
             rows = event_frame(values, partition=partition, offset=-1, timestamp_ms=now_ms)
             step = self.scorer.step(rows, history, partition_clock)
             timings["features"] = clock() - stepped  # the history step's state features; the table's follow
-            value = json.dumps(values | {"timestamp": _iso(values["timestamp"])}, separators=(",", ":"), default=str)
+            record = values | {"timestamp": _iso(values["timestamp"])}
             entry = {"key": user_id, "timestamp_ms": now_ms, "clock_us": step.clock_us, "user_id": user_id}
             if step.status != ACCEPTED:
-                self._append(partition, token, entry | {"value": value}, timings)
+                self._append(partition, token, entry | {"value": _json(record)}, timings)
                 reason = "duplicate" if step.status == DUPLICATE else "late_event"
                 raise Rejected(409 if step.status == DUPLICATE else 422, reason, _message(reason))
             model = self.model()
@@ -161,9 +161,9 @@ class DecisionService:
                 "alert_id": row["alert_id"],
             }
             explained = {name: _plain(features.at[0, name]) for name in NUMERIC_FEATURES} if explain else None
-            stamped = json.loads(value) | {"decision": {k: answer[k] for k in ("decision", "score", "model_version")}}
+            stamped = record | {"decision": {k: answer[k] for k in ("decision", "score", "model_version")}}
             entry |= {
-                "value": json.dumps(stamped, separators=(",", ":")),
+                "value": _json(stamped),
                 "history": list(step.history.to_state()),
                 "alert": alert_values([row])[0] if answer["decision"] != APPROVE else None,
                 "decision_key": key,
@@ -242,6 +242,10 @@ class DecisionService:
             self.topic, key=None if key is None else key.encode(), value=body, timestamp_ms=timestamp_ms
         )
         sent.get(timeout=self.timeout_s)
+
+
+def _json(record: dict) -> str:
+    return json.dumps(record, separators=(",", ":"))
 
 
 def _iso(moment: datetime) -> str:
