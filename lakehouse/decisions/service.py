@@ -43,7 +43,7 @@ from lakehouse.ingest.record_rules import check_transaction, field_of
 from lakehouse.platform import faults
 from lakehouse.platform.kafka.topics import partition_of
 from lakehouse.scoring import serving
-from lakehouse.scoring.event import EventScorer, event_frame
+from lakehouse.scoring.event import EventScorer, event_columns
 from lakehouse.scoring.kernel import alert_values
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class DecisionService:
             history, partition_clock = History.from_state(self.store.history(user_id)), self.store.clock(partition)
             stepped = clock()
             timings["state_read"] = stepped - read
-            rows = event_frame(values, partition=partition, offset=-1, timestamp_ms=now_ms)
+            rows = event_columns(values, partition=partition, offset=-1, timestamp_ms=now_ms)
             step = self.scorer.step(rows, history, partition_clock)
             timings["features"] = clock() - stepped  # the history step's state features; the table's follow
             record = values | {"timestamp": _iso(values["timestamp"])}
@@ -160,7 +160,7 @@ class DecisionService:
                 "reasons": row["reasons"] or [],
                 "alert_id": row["alert_id"],
             }
-            explained = {name: _plain(features.at[0, name]) for name in NUMERIC_FEATURES} if explain else None
+            explained = {name: _plain(features[name][0]) for name in NUMERIC_FEATURES} if explain else None
             stamped = record | {"decision": {k: answer[k] for k in ("decision", "score", "model_version")}}
             entry |= {
                 "value": _json(stamped),

@@ -23,7 +23,7 @@ import numpy as np
 from lakehouse.errors import PlatformError
 from lakehouse.features.history import ACCEPTED, History, history_settings, prune
 from lakehouse.ingest.record_rules import check_transaction
-from lakehouse.scoring.event import event_frame, history_step
+from lakehouse.scoring.event import event_columns, history_step
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -77,7 +77,7 @@ def warm_store(spark: SparkSession, settings: Settings, service: DecisionService
             if checked.reason is not None:
                 continue
             user = checked.values["user_id"]
-            frame = event_frame(checked.values, partition=partition, offset=offset, timestamp_ms=timestamp_ms)
+            frame = event_columns(checked.values, partition=partition, offset=offset, timestamp_ms=timestamp_ms)
             step = history_step(frame, histories.get(user, History.empty()), clocks.get(partition), **_limits(limits))
             clocks[partition] = step.clock_us
             if step.status == ACCEPTED:

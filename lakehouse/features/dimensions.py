@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,8 @@ from lakehouse.contract.features import (
     feature_table_columns,
     feature_table_types,
 )
+from lakehouse.features.columns import Columns, array, ints, objects
+from lakehouse.features.history import SMALL
 from lakehouse.features.offline import EARTH_RADIUS_KM, NIGHT_END_HOUR
 
 if TYPE_CHECKING:
@@ -58,9 +60,20 @@ class _AsOfIndex:
         self.codes = codes[self.order]
         self.composite = self.codes * len(self.times) + np.searchsorted(self.times, times[self.order])
 
+    def _codes(self, keys: np.ndarray) -> np.ndarray:
+        """Each key's code (-1: not a known key). A few keys (one event's) are looked up in a dict:
+        pandas' hashing pays a fixed cost per call that one event cannot amortise."""
+        if len(keys) > SMALL:
+            return self.keys.get_indexer(keys)
+        return np.array([self.code_of.get(key, -1) for key in keys.tolist()], np.int64)
+
+    @cached_property
+    def code_of(self) -> dict:
+        return {key: code for code, key in enumerate(self.keys.tolist())}
+
     def find(self, keys: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Per lookup, the row (position in the input arrays) in effect; -1 when none (or a null key)."""
-        codes = self.keys.get_indexer(np.asarray(keys, object))
+        codes = self._codes(np.asarray(keys, object))
         if not len(self.order):  # no rows at all (a fresh lake): nothing is in effect
             return np.full(len(codes), -1, np.int64)
         ranks = np.searchsorted(self.times, np.asarray(times, np.int64), side="right") - 1
@@ -180,20 +193,19 @@ def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(a))
 
 
-def table_features(state: pd.DataFrame, snapshot: Snapshot, *, feedback_delay_days: int) -> pd.DataFrame:
+def table_features(state: Columns, snapshot: Snapshot, *, feedback_delay_days: int) -> dict[str, Any]:
     """State rows (:func:`lakehouse.features.offline.state_output_ddl`, with ``time_us``) → the
-    feature table's columns, in its order and types (nullable pandas dtypes)."""
-    import pandas as pd
-
-    time_us = state["time_us"].to_numpy(np.int64)
+    feature table's columns, in its order and types (nullable pandas arrays; see
+    :mod:`lakehouse.features.columns`)."""
+    time_us = ints(state["time_us"])
     day = np.floor_divide(time_us, DAY_US)
-    user = snapshot.users.as_of(state["user_id"].to_numpy(object), time_us, "u_")
-    merchant = snapshot.merchants.as_of(state["merchant_id"].to_numpy(object), time_us, "m_")
-    previous = snapshot.merchants.as_of(state["prev_merchant_id"].to_numpy(object), time_us, "p_")
+    user = snapshot.users.as_of(objects(state["user_id"]), time_us, "u_")
+    merchant = snapshot.merchants.as_of(objects(state["merchant_id"]), time_us, "m_")
+    previous = snapshot.merchants.as_of(objects(state["prev_merchant_id"]), time_us, "p_")
 
     m_lat, m_lon = merchant["m_latitude"], merchant["m_longitude"]
     prev_distance = haversine_km(previous["p_latitude"], previous["p_longitude"], m_lat, m_lon)
-    prev_us = state["prev_time_us"].astype("Float64").to_numpy(np.float64, na_value=np.nan)
+    prev_us = array(state["prev_time_us"]).astype("Float64").to_numpy(np.float64, na_value=np.nan)
     hours = (time_us - prev_us) / 3.6e9
     hours = np.where(np.isnan(hours), 1 / 60, np.maximum(hours, 1 / 60))  # Spark's greatest skips a null
     signup_us = user["u_signup_day"] * DAY_US
@@ -201,7 +213,7 @@ def table_features(state: pd.DataFrame, snapshot: Snapshot, *, feedback_delay_da
     hour = np.floor_divide(np.mod(time_us, DAY_US), 3_600_000_000)
     weekday = np.mod(day + 4, 7)  # 0 = Sunday (1970-01-01 was a Thursday)
 
-    keys = state["merchant_id"].to_numpy(object)
+    keys = objects(state["merchant_id"])
     before_tx, _ = snapshot.daily.through(keys, day - 1)
     counts = {}
     for name, days in MERCHANT_DAY_WINDOWS.items():
@@ -232,7 +244,7 @@ def table_features(state: pd.DataFrame, snapshot: Snapshot, *, feedback_delay_da
     for column in feature_table_columns():
         raw = values[column] if column in values else state[column]
         out[column] = _typed(raw, types[column])
-    return pd.DataFrame(out, index=state.index)
+    return out
 
 
 _NULLABLE = {"DOUBLE": "Float64", "BIGINT": "Int64", "INT": "Int32", "BOOLEAN": "boolean"}
@@ -258,7 +270,7 @@ def _typed(values, sql: str):
             return FloatingArray(numbers, missing)
         return IntegerArray(np.where(missing, 0, numbers).astype(np.int64 if sql == "BIGINT" else np.int32), missing)
     if isinstance(values, pd.api.extensions.ExtensionArray) and sql != "BOOLEAN":
-        return values.astype(_NULLABLE[sql])
+        return values if values.dtype == _NULLABLE[sql] else values.astype(_NULLABLE[sql])
     return pd.array(values, dtype=_NULLABLE[sql])
 
 

@@ -145,9 +145,7 @@ def advance_users(
         columns[name] = laid
     segment = np.repeat(np.arange(n_users), size)
     # Duplicates: a transaction_id seen earlier in its user's segment (history or new events).
-    import pandas as pd
-
-    repeated = pd.DataFrame({"u": segment, "tx": columns["transaction_id"]}).duplicated().to_numpy()
+    repeated = _repeated(segment, columns["transaction_id"])
     duplicate = np.zeros(n_new, bool)
     duplicate[order] = repeated[new_at]
     keep = ~repeated
@@ -201,11 +199,33 @@ def _rank_within(groups: np.ndarray) -> np.ndarray:
     return np.arange(len(groups)) - np.repeat(starts, lengths)
 
 
-def _codes(values: np.ndarray) -> np.ndarray:
-    """Integer codes of strings (None → -1): cheap to compare."""
-    import pandas as pd
+#: Up to this many values, the hashing below is done in plain Python: a call for one event (a
+#: per-event caller) would otherwise pay pandas' fixed cost per call, which is far larger.
+SMALL = 256
 
-    return pd.factorize(values, use_na_sentinel=True)[0].astype(np.int64)
+
+def _repeated(segment: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Per position: whether the same (segment, id) came earlier."""
+    if len(ids) > SMALL:
+        import pandas as pd
+
+        return pd.DataFrame({"u": segment, "tx": ids}).duplicated().to_numpy()
+    seen: set = set()
+    out = np.zeros(len(ids), bool)
+    for at, pair in enumerate(zip(segment.tolist(), ids.tolist(), strict=True)):
+        out[at] = pair in seen
+        seen.add(pair)
+    return out
+
+
+def _codes(values: np.ndarray) -> np.ndarray:
+    """Integer codes of strings in order of first appearance (None or NaN → -1): cheap to compare."""
+    if len(values) > SMALL:
+        import pandas as pd
+
+        return pd.factorize(values, use_na_sentinel=True)[0].astype(np.int64)
+    codes: dict = {}
+    return np.array([-1 if v is None or v != v else codes.setdefault(v, len(codes)) for v in values.tolist()], np.int64)
 
 
 def _segment_sum(values: np.ndarray, event: np.ndarray, n: int) -> np.ndarray:

@@ -13,7 +13,7 @@ All are ``f(df, ...) -> DataFrame``: no reads, writes or starts (those live in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from lakehouse.contract.features import (
     feature_table_columns,
     feature_table_types,
 )
+from lakehouse.features.columns import Columns, array, frame
 from lakehouse.features.history import EVENT_COLUMNS, History, advance_users
 
 if TYPE_CHECKING:
@@ -68,27 +69,39 @@ def with_event_micros(df: DataFrame) -> DataFrame:
     return df.withColumn("time_us", F.unix_micros("event_time"))
 
 
-def state_columns_frame(rows: pd.DataFrame, features: dict[str, list]) -> pd.DataFrame:
-    """``rows`` plus the state features (typed for Arrow: nullable integers, NaN-free doubles)."""
-    import pandas as pd
-
+def state_columns(rows: Columns, features: dict[str, list]) -> dict[str, Any]:
+    """``rows`` plus the state features (typed for Arrow: nullable integers, NaN-free doubles),
+    as columns (:mod:`lakehouse.features.columns`)."""
     kinds = {f.name: f.kind for f in STATE_FEATURES} | dict(PREVIOUS_COLUMNS)
-    added = {}
+    out = {name: array(column) for name, column in rows.items() if name not in kinds}
     for name, kind in kinds.items():
-        values = features[name]
-        if kind in ("long", "int"):
-            added[name] = pd.array(values, dtype="Int64")
-        elif kind == "double":
-            added[name] = pd.array(values, dtype="Float64")
-        else:
-            added[name] = np.array(values, dtype=object)
-    kept = rows.drop(columns=[c for c in kinds if c in rows.columns])
-    return pd.concat([kept, pd.DataFrame(added, index=rows.index)], axis=1)
+        out[name] = (
+            nullable(features[name], kind) if kind in ("long", "int", "double") else np.array(features[name], object)
+        )
+    return out
 
 
-def event_arrays(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+def nullable(values: list, kind: str):
+    """A list of numbers (None or NaN: null) as a nullable pandas array: ``Int64`` for ``long``
+    and ``int``, ``Float64`` for ``double`` (what ``pd.array(values, dtype=...)`` gives, built
+    from numpy at once)."""
+    from pandas.arrays import FloatingArray, IntegerArray
+
+    missing = np.fromiter((v is None or v != v for v in values), bool, len(values))
+    numbers = [0 if gone else v for v, gone in zip(values, missing.tolist(), strict=True)]
+    if kind == "double":
+        return FloatingArray(np.array(numbers, np.float64), missing)
+    return IntegerArray(np.array(numbers, np.int64), missing)
+
+
+def state_columns_frame(rows: pd.DataFrame, features: dict[str, list]) -> pd.DataFrame:
+    """:func:`state_columns` as a DataFrame on ``rows``' index."""
+    return frame(state_columns(rows, features), index=rows.index)
+
+
+def event_arrays(rows: Columns) -> dict[str, np.ndarray]:
     """The columns :func:`advance` reads, as numpy arrays (device_ip None when missing)."""
-    arrays = {c: rows[c].to_numpy() for c in EVENT_COLUMNS}
+    arrays = {c: np.asarray(array(rows[c])) for c in EVENT_COLUMNS}
     arrays["device_ip"] = np.array([None if v is None or v != v else v for v in arrays["device_ip"]], object)
     return arrays
 

@@ -21,12 +21,13 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lakehouse.contract.alerts import ALERT_FIELDS, alert_id
 from lakehouse.contract.features import FEATURES, NUMERIC_FEATURES
+from lakehouse.features.columns import Columns, array, ints, objects
 from lakehouse.features.dimensions import Snapshot, table_features
 from lakehouse.ml.explain import PERCENTILES, RARE, VERY_RARE, Profile
 
@@ -57,17 +58,30 @@ class ServingModel:
     top_reasons: int
 
 
-def model_inputs(frame: pd.DataFrame, compiled: CompiledModel):
-    """The compiled model's inputs from feature columns in nullable pandas arrays (null = NA)."""
-    numeric = {}
-    for name in compiled.numeric:
-        column = frame[name].array.astype("Float64")
-        numeric[name] = (column.to_numpy(np.float64, na_value=0.0), column.isna())
+def model_inputs(features: Columns, compiled: CompiledModel, numbers: dict | None = None):
+    """The compiled model's inputs from feature columns in nullable pandas arrays (null = NA);
+    ``numbers``: the numeric columns already converted (:func:`numbers_of`)."""
+    numbers = numbers if numbers is not None else numbers_of(features, compiled.numeric)
+    numeric = {name: numbers[name] for name in compiled.numeric}
     categorical = {
-        c.column: np.array([None if v is None or v != v else v for v in frame[c.column].tolist()], dtype=object)
+        c.column: np.array(
+            [None if v is None or v != v else v for v in array(features[c.column]).tolist()], dtype=object
+        )
         for c in compiled.categorical
     }
     return numeric, categorical
+
+
+def numbers_of(features: Columns, names) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Numeric feature columns as (float64 values, 0.0 where null; the null mask), converted once
+    for the model, a shadow model and the reasons."""
+    out = {}
+    for name in names:
+        column = array(features[name])
+        if not hasattr(column, "isna"):
+            column = _floats(column)
+        out[name] = (column.to_numpy(np.float64, na_value=0.0), np.asarray(column.isna(), bool))
+    return out
 
 
 def _bounds(p01, p05, p95, p99) -> tuple:
@@ -200,7 +214,7 @@ def kafka_records(rows: list[dict], scored_topic: str, alerts_topic: str) -> tup
 
 
 def score_state_rows(
-    state: pd.DataFrame,
+    state: Columns,
     snapshot: Snapshot,
     model: ServingModel,
     *,
@@ -208,7 +222,7 @@ def score_state_rows(
     scored_at_us: int,
     timings: dict[str, float] | None = None,
     shadow: ServingModel | None = None,
-) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
+) -> tuple[dict[str, Any], np.ndarray, list[dict]]:
     """Accepted state rows (with ``kafka_timestamp``) → (their feature rows, their scores, the
     scored rows as dicts: the columns of ``gold.scored_transactions`` but ``run_id``/``batch_id``,
     and with a ``shadow`` model its score and decision, :data:`SHADOW_FIELDS`, which never alert).
@@ -217,10 +231,12 @@ def score_state_rows(
     began = clock()
     features = table_features(state, snapshot, feedback_delay_days=feedback_delay_days)
     featured = clock()
-    score = model.compiled.score(*model_inputs(features, model.compiled))
+    used = {*model.compiled.numeric, *(shadow.compiled.numeric if shadow is not None else ())}
+    numbers = numbers_of(features, used)
+    score = model.compiled.score(*model_inputs(features, model.compiled, numbers))
     shadowed = {}
     if shadow is not None:
-        shadow_score = shadow.compiled.score(*model_inputs(features, shadow.compiled))
+        shadow_score = shadow.compiled.score(*model_inputs(features, shadow.compiled, numbers))
         shadowed = {
             "shadow_model_version": [shadow.version] * len(shadow_score),
             "shadow_score": shadow_score.tolist(),
@@ -229,27 +245,30 @@ def score_state_rows(
         }
     scored = clock()
     alert = score >= model.threshold
-    time_us = state["time_us"].to_numpy(np.int64)
+    time_us = ints(state["time_us"])
     alerts = np.flatnonzero(alert)
     explained = {}
     if len(alerts):  # most calls of a per-event caller have none
-        numeric = {
-            name: features[name].array[alerts].astype("Float64").to_numpy(object, na_value=None)
-            for name in NUMERIC_FEATURES
-        }
+        numbers |= numbers_of(features, [name for name in NUMERIC_FEATURES if name not in numbers])
+        numeric = {}
+        for name in NUMERIC_FEATURES:
+            values, missing = numbers[name]
+            numeric[name] = [
+                None if gone else v for v, gone in zip(values[alerts].tolist(), missing[alerts].tolist(), strict=True)
+            ]
         explained = dict(zip(alerts.tolist(), reasons_of_rows(numeric, model.profile, model.top_reasons), strict=True))
     reasoned = clock()
     columns = {
-        "transaction_id": features["transaction_id"].tolist(),
-        "user_id": features["user_id"].tolist(),
-        "merchant_id": features["merchant_id"].tolist(),
-        "amount": features["amount"].astype("Float64").to_numpy(object, na_value=None).tolist(),
-        "currency": features["currency"].tolist(),
+        "transaction_id": objects(features["transaction_id"]).tolist(),
+        "user_id": objects(features["user_id"]).tolist(),
+        "merchant_id": objects(features["merchant_id"]).tolist(),
+        "amount": _floats(features["amount"]).to_numpy(object, na_value=None).tolist(),
+        "currency": objects(features["currency"]).tolist(),
         "event_time": time_us.tolist(),
         "event_date": (time_us // 86_400_000_000).tolist(),
         "transaction_created_at": _micros(state["kafka_timestamp"]),
-        "kafka_partition": features["kafka_partition"].to_numpy(np.int64).tolist(),
-        "kafka_offset": features["kafka_offset"].to_numpy(np.int64).tolist(),
+        "kafka_partition": ints(features["kafka_partition"]).tolist(),
+        "kafka_offset": ints(features["kafka_offset"]).tolist(),
         "score": score.tolist(),
         **shadowed,
     }
@@ -267,10 +286,23 @@ def score_state_rows(
     return features, score, rows
 
 
-def _micros(times: pd.Series) -> list[int | None]:
-    """Timestamps (tz-aware or naive UTC) → epoch microseconds, None where missing."""
+def _floats(column):
+    """A numeric feature column as a ``Float64`` array (null = NA)."""
+    column = array(column)
+    return column if column.dtype == "Float64" else column.astype("Float64")
+
+
+def _micros(times) -> list[int | None]:
+    """Timestamps (a Series, tz-aware or naive UTC, or numpy ``datetime64``) → epoch
+    microseconds, None where missing."""
     import pandas as pd
 
+    if isinstance(times, np.ndarray) and times.dtype.kind == "M":
+        stamps = times.astype("datetime64[us]")
+        return [
+            None if gone else m
+            for gone, m in zip(np.isnat(stamps).tolist(), stamps.astype(np.int64).tolist(), strict=True)
+        ]
     stamps = pd.to_datetime(times, utc=True)
     micros = stamps.dt.as_unit("us").array.asi8.tolist()
     return [None if gone else m for gone, m in zip(stamps.isna().tolist(), micros, strict=True)]

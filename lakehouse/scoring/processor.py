@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lakehouse.contract.features import feature_table_columns, feature_table_types
+from lakehouse.features.columns import Columns, frame, size
 from lakehouse.features.dimensions import table_features
 from lakehouse.features.online import ACCEPTED, UserHistoryProcessor, batch_frame
 from lakehouse.ingest.poison import error_reason, records_to_blame
@@ -123,7 +124,7 @@ class ScoringProcessor(UserHistoryProcessor):
         faults.refuse_poison(accepted["transaction_id"], self.poison_marker)
         if model is None:  # the feature check before any champion: features only
             features = table_features(accepted, snapshot, feedback_delay_days=self.feedback_delay_days)
-            return self._feature_rows(state, features, np.full(len(features), np.nan), None), commit
+            return self._feature_rows(state, features, np.full(size(features), np.nan), None), commit
         features, score, scored = score_state_rows(
             accepted,
             snapshot,
@@ -163,13 +164,11 @@ class ScoringProcessor(UserHistoryProcessor):
         return found
 
     @staticmethod
-    def _feature_rows(
-        state: pd.DataFrame, features: pd.DataFrame, score: np.ndarray, version: int | None
-    ) -> pd.DataFrame:
+    def _feature_rows(state: pd.DataFrame, features: Columns, score: np.ndarray, version: int | None) -> pd.DataFrame:
         import pandas as pd
 
-        out = features.assign(
-            score=pd.array(score, dtype="Float64"), model_version=pd.array([version] * len(features), dtype="Int32")
+        out = frame(features).assign(
+            score=pd.array(score, dtype="Float64"), model_version=pd.array([version] * len(score), dtype="Int32")
         )
         out["status"] = ACCEPTED
         others = state[state["status"].to_numpy() != ACCEPTED]

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from lakehouse.contract.features import feature_table_columns, feature_table_types
+from lakehouse.features.columns import frame
 from lakehouse.features.dimensions import snapshot_from_frames, table_features
 from lakehouse.features.offline import enrich, merchant_daily_stats, user_state_features
 from tests.helpers import MERCHANTS, TX, USERS
@@ -83,7 +84,7 @@ def test_numpy_table_features_equal_sparks_enrich_on_every_row_and_column(spark,
         state, user_versions=users, merchant_versions=merchants, merchant_daily=daily, feedback_delay_days=delay
     ).collect()
     snapshot = snapshot_from_frames(users, merchants, daily, {})
-    got = table_features(state.toPandas(), snapshot, feedback_delay_days=delay)
+    got = frame(table_features(state.toPandas(), snapshot, feedback_delay_days=delay))
 
     assert len(expected) == len(got) == len(transactions())
     assert list(got.columns) == feature_table_columns()
@@ -106,7 +107,9 @@ def test_numpy_table_features_equal_sparks_on_a_fresh_lake_without_dimension_row
     expected = enrich(
         state, user_versions=users, merchant_versions=merchants, merchant_daily=daily, feedback_delay_days=7
     ).collect()
-    got = table_features(state.toPandas(), snapshot_from_frames(users, merchants, daily, {}), feedback_delay_days=7)
+    got = frame(
+        table_features(state.toPandas(), snapshot_from_frames(users, merchants, daily, {}), feedback_delay_days=7)
+    )
 
     assert len(expected) == len(got) == len(transactions())
     assert compare(expected, got) == []

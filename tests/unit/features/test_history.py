@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lakehouse.features import history
 from lakehouse.features.history import US, History, advance, advance_users, prune
 
 HOUR = 3600 * US
@@ -181,3 +182,31 @@ def test_a_call_with_thousands_of_users_keeps_each_users_window_exact() -> None:
     mine = np.flatnonzero(users == n_users - 1)
     alone = run([rows[i] for i in mine], max_events=50).features
     assert {k: [features[k][i] for i in mine] for k in alone} == alone
+
+
+def test_the_small_call_path_hashes_as_pandas_does(monkeypatch) -> None:
+    """A call with few events hashes ids and codes in plain Python (one event per call is the
+    decision service's case); a large call uses pandas. Both give the same features and duplicates
+    for the same events, None and NaN device addresses and repeated ids included."""
+    rng = np.random.default_rng(7)
+    rows = [
+        (
+            f"t{i if i % 9 else i // 2}",  # repeats
+            i / 7,
+            float(rng.integers(1, 500)),
+            f"m{rng.integers(0, 5)}",
+            [None, float("nan"), "ip1", "ip2"][i % 4],
+        )
+        for i in range(120)
+    ]
+    histories = [History.empty(), History.empty()]
+    users = np.array([i % 2 for i in range(len(rows))])
+    small = advance_users(histories, users, events(rows), max_events=30)
+    monkeypatch.setattr(history, "SMALL", -1)  # every call takes pandas' path
+    large = advance_users(histories, users, events(rows), max_events=30)
+    assert small[1].tolist() == large[1].tolist() and small[1].any()
+    for name, values in small[0].items():
+        np.testing.assert_equal(np.array(values, object), np.array(large[0][name], object), err_msg=name)
+    for before, after in zip(small[2], large[2], strict=True):
+        for a, b in zip(before.columns(), after.columns(), strict=True):
+            assert repr(a.tolist()) == repr(b.tolist())  # NaN as NaN, None as None

@@ -13,7 +13,7 @@ import pandas as pd
 from lakehouse.features.history import History, advance_users, late_events
 from lakehouse.features.offline import event_arrays, state_columns_frame
 from lakehouse.scoring import serving
-from lakehouse.scoring.event import EventScorer, event_frame
+from lakehouse.scoring.event import EventScorer, event_columns
 from lakehouse.scoring.kernel import kafka_records, score_state_rows
 from tests.unit.scoring.test_serving import model, snapshot
 
@@ -49,7 +49,11 @@ def batch_records(folder) -> list[tuple[str, str, str]]:
     out = []
     for partition in (0, 1):
         rows = pd.concat(
-            [event_frame(v, partition=p, offset=o, timestamp_ms=CREATED_MS) for p, o, v in records() if p == partition],
+            [
+                pd.DataFrame(event_columns(v, partition=p, offset=o, timestamp_ms=CREATED_MS))
+                for p, o, v in records()
+                if p == partition
+            ],
             ignore_index=True,
         )
         late, _ = late_events(rows["time_us"].to_numpy(np.int64), None, lateness_us=LATENESS_US)
