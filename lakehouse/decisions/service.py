@@ -13,7 +13,11 @@ For a request, under its Kafka partition's lease (:class:`lakehouse.decisions.st
    Kafka's default partitioner gives its user, waiting for the ack), so the lakehouse, training and
    the stream scorer see it as any other; a review or decline also appends the alert the stream
    would give (same ``alert_id``: consumers keep one);
-5. the state after it and the decision (for retries) are written at once.
+5. the state after it and the decision (for retries) are written at once, and the lease given back
+   in the same step.
+
+Under the lease a decision makes four round trips to Redis: take the lease, read what it needs
+(one ``MGET``), write its write-ahead record, commit.
 
 The partition's decisions are serialised, so the order of the records on the partition is the
 order the service decided in: the stream scorer then computes the same features (and the same
@@ -125,18 +129,18 @@ class DecisionService:
         user_id = values["user_id"]
         key = idempotency_key or values["transaction_id"]
         digest = hashlib.sha256(body).hexdigest()
-        replay = self._replay(key, digest)
-        if replay is not None:
-            return replay
         partition = partition_of(user_id, self.partitions)
         timings["parse"] = clock() - began
         with self.store.lease(partition, timeout_s=self.timeout_s) as token:
-            self.finish_pending(partition, token)
-            replay = self._replay(key, digest)  # a concurrent retry may have finished first
+            read = clock()
+            seen = self.store.read(partition, user_id, key)
+            if seen.pending is not None:  # a decision whose holder died: finished first, then read again
+                self.finish_pending(partition, token, seen.pending)
+                seen = self.store.read(partition, user_id, key)
+            replay = self._replayed(seen.decision, digest)  # a retry (or a concurrent one that finished first)
             if replay is not None:
                 return replay
-            read = clock()
-            history, partition_clock = History.from_state(self.store.history(user_id)), self.store.clock(partition)
+            history, partition_clock = History.from_state(seen.history), seen.clock
             stepped = clock()
             timings["state_read"] = stepped - read
             rows = event_columns(values, partition=partition, offset=-1, timestamp_ms=now_ms)
@@ -178,8 +182,8 @@ class DecisionService:
         return answer
 
     # ------------------------------------------------------------------ steps
-    def _replay(self, key: str, digest: str) -> dict | None:
-        stored = self.store.decision(key)
+    @staticmethod
+    def _replayed(stored: dict | None, digest: str) -> dict | None:
         if stored is None:
             return None
         if stored.pop("request_sha256", digest) != digest:
@@ -196,7 +200,7 @@ class DecisionService:
         sent = time.perf_counter()
         if entry.get("answer") is not None:
             entry["answer"]["kafka"] = {"partition": partition, "offset": offset}
-        self._apply(partition, token, entry)
+        self._apply(partition, token, entry, release=True)
         timings["publish"] += sent - began
         timings["state_write"] += time.perf_counter() - sent
 
@@ -208,14 +212,15 @@ class DecisionService:
             partition=partition,
             timestamp_ms=entry["timestamp_ms"],
         )
-        offset = sent.get(timeout=self.timeout_s).offset
+        alert = None  # sent beside the record (same alert_id on any repeat), both acks awaited
         if entry.get("alert") is not None:
-            self.producer.send(self.alerts_topic, key=entry["key"].encode(), value=entry["alert"].encode()).get(
-                timeout=self.timeout_s
-            )
+            alert = self.producer.send(self.alerts_topic, key=entry["key"].encode(), value=entry["alert"].encode())
+        offset = sent.get(timeout=self.timeout_s).offset
+        if alert is not None:
+            alert.get(timeout=self.timeout_s)
         return offset
 
-    def _apply(self, partition: int, token: str, entry: dict) -> None:
+    def _apply(self, partition: int, token: str, entry: dict, *, release: bool = False) -> None:
         self.store.commit(
             partition,
             token,
@@ -224,12 +229,14 @@ class DecisionService:
             history=entry.get("history"),
             decision_key=entry.get("decision_key"),
             decision=entry.get("answer"),
+            release=release,
         )
 
-    def finish_pending(self, partition: int, token: str) -> None:
-        """A decision whose holder died between its write-ahead record and its state write: its
-        record is appended again (the stream keeps the first copy) and its state written."""
-        entry = self.store.pending(partition)
+    def finish_pending(self, partition: int, token: str, entry: dict | None = None) -> None:
+        """A decision whose holder died between its write-ahead record and its state write
+        (``entry``, else read from the store): its record is appended again (the stream keeps the
+        first copy) and its state written; the lease stays held."""
+        entry = entry if entry is not None else self.store.pending(partition)
         if entry is not None:
             self._send(partition, entry)
             self._apply(partition, token, entry)

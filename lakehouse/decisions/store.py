@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.errors import FraudlakeError
@@ -42,20 +43,31 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 # KEYS: lock, clock, pending, history, decision. ARGV: token, clock, history JSON ('' : keep),
-# history TTL s, decision JSON ('' : none), decision TTL s. Applies a decision's state when the
-# lease is still ours; returns 1 when it did.
+# history TTL s, decision JSON ('' : none), decision TTL s, '1' to release the lease after. Applies a
+# decision's state when the lease is still ours; returns 1 when it did.
 _COMMIT = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('set', KEYS[2], ARGV[2])
 if ARGV[3] ~= '' then redis.call('set', KEYS[4], ARGV[3], 'EX', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('set', KEYS[5], ARGV[5], 'EX', ARGV[6]) end
 redis.call('del', KEYS[3])
+if ARGV[7] == '1' then redis.call('del', KEYS[1]) end
 return 1
 """
 
 
 class PartitionBusy(FraudlakeError):
     """The partition's lease stayed taken until the request's deadline."""
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a decision reads under its partition's lease, in one round trip."""
+
+    pending: dict | None  # the partition's unfinished decision, if any
+    decision: dict | None  # the decision kept for this idempotency key, if any
+    history: list | None  # the user's history
+    clock: int | None  # the partition's lateness clock
 
 
 class OnlineStore:
@@ -77,6 +89,7 @@ class OnlineStore:
         self._release = client.register_script(_RELEASE)
         self._commit = client.register_script(_COMMIT)
         self._local: dict[int, threading.Lock] = {}  # per partition: this instance's requests queue here
+        self._held: dict[int, str] = {}  # per partition: the token of the lease held (by the local lock's holder)
 
     def key(self, kind: str, name: object) -> str:
         return f"{self.root}{kind}:{name}"
@@ -85,15 +98,20 @@ class OnlineStore:
     def history(self, user_id: str) -> list | None:
         return _loads(self.client.get(self.key("hist", user_id)))
 
-    def clock(self, partition: int) -> int | None:
-        value = self.client.get(self.key("clock", partition))
-        return None if value is None else int(value)
-
-    def decision(self, key: str) -> dict | None:
-        return _loads(self.client.get(self.key("decision", key)))
-
     def pending(self, partition: int) -> dict | None:
         return _loads(self.client.get(self.key("pending", partition)))
+
+    def read(self, partition: int, user_id: str, decision_key: str) -> Seen:
+        """The partition's pending decision, the kept decision for ``decision_key``, the user's
+        history and the partition's clock, in one round trip."""
+        keys = [
+            self.key("pending", partition),
+            self.key("decision", decision_key),
+            self.key("hist", user_id),
+            self.key("clock", partition),
+        ]
+        pending, decision, history, clock = self.client.mget(keys)
+        return Seen(_loads(pending), _loads(decision), _loads(history), None if clock is None else int(clock))
 
     # ---------------------------------------------------------------- the lease
     @contextmanager
@@ -112,10 +130,12 @@ class OnlineStore:
                     raise PartitionBusy(f"partition {partition} stayed busy for {timeout_s:g} s")
                 time.sleep(pause)
                 pause = min(pause * 2, 0.005)
+            self._held[partition] = token
             try:
                 yield token
             finally:
-                self._release(keys=[name], args=[token])
+                if self._held.pop(partition, None) == token:  # not released by the commit
+                    self._release(keys=[name], args=[token])
         finally:
             local.release()
 
@@ -133,9 +153,11 @@ class OnlineStore:
         history: list | None = None,
         decision_key: str | None = None,
         decision: dict | None = None,
+        release: bool = False,
     ) -> bool:
         """Apply a decision's state (the clock, the user's history, the decision to replay) and
-        drop the pending record, at once; False (nothing written) when the lease is no longer ours."""
+        drop the pending record, at once, and with ``release`` give the lease back in the same
+        step (the decision's last); False (nothing written) when the lease is no longer ours."""
         keys = [
             self.key("lock", partition),
             self.key("clock", partition),
@@ -150,8 +172,12 @@ class OnlineStore:
             self.history_ttl_s,
             "" if decision is None else json.dumps(decision, separators=(",", ":")),
             self.decision_ttl_s,
+            "1" if release else "0",
         ]
-        return bool(self._commit(keys=keys, args=args))
+        applied = bool(self._commit(keys=keys, args=args))
+        if applied and release:
+            self._held.pop(partition, None)
+        return applied
 
     def replace(self, *, clocks: dict[int, int], histories: dict[str, list]) -> None:
         """Warm start (under every partition's lease): the partitions' clocks and the users'
