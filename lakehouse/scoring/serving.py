@@ -113,10 +113,19 @@ def _read_snapshot(bundle: Path) -> Snapshot:
     )
 
 
+def _pointer(path: Path) -> str:
+    """A pointer file's bundle name (read at every call: plain ``os`` calls, no text-file layers)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 4096).decode().strip()
+    finally:
+        os.close(fd)
+
+
 def _current(folder: Path, kind: str, read):
     root = folder / kind
     try:
-        name = (root / POINTER).read_text().strip()
+        name = _pointer(root / POINTER)
     except FileNotFoundError:
         raise RuntimeError(f"nothing published in {root}: the scorer's driver publishes it before it starts") from None
     key = (str(folder), kind)
