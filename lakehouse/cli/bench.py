@@ -370,7 +370,8 @@ def bench_decide_command(
     Needs the broker and the catalog up (and redis-server installed, or decisions.redis.url).
     Example: fraudlake bench decide --rate 200 --duration 30
     """
-    from lakehouse.benchmarks.decisions import bench_decide, decide_report
+    from lakehouse.benchmarks.decisions import bench_decide
+    from lakehouse.benchmarks.decisions_report import decide_report
     from lakehouse.platform.kafka.topics import list_topics
 
     try:

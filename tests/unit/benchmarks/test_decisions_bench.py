@@ -19,13 +19,11 @@ from lakehouse.benchmarks.decisions import (
     Answer,
     DecideBench,
     Run,
-    decide_report,
-    latency_verdict,
     open_loop,
     schedule,
     summarise,
-    throughput_verdict,
 )
+from lakehouse.benchmarks.decisions_report import decide_report, latency_verdict, throughput_verdict
 
 pytestmark = pytest.mark.unit
 TOLERANCE_MS = 1.0  # clock resolution between asyncio's sleep and perf_counter
