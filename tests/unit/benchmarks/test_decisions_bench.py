@@ -119,6 +119,21 @@ def test_the_latency_goal_is_four_times_the_echos_p99_and_no_failure(echo_p99, d
     assert latency_verdict(Run(ECHO, "200/s", 1.0, []), decide)[1] is False  # nothing answered: not met
 
 
+def test_a_floor_run_whose_load_generator_stalled_is_not_judged(settings) -> None:
+    """An echo run sent late by its own client (a stall of the generator, not of the server) has
+    an inflated p99 that would flatter decide: the comparison is not judged, so not met."""
+    stalled = _run(ECHO, "50/s", 50, 3872.0, lag_ms=[333.0] * 500)
+    decide = _run(DECIDE, "50/s", 50, 24.0, lag_ms=[2.0] * 500)
+    assert latency_verdict(stalled, decide)[1] is False
+    assert latency_verdict(_run(ECHO, "50/s", 50, 12.0, lag_ms=[2.0] * 500), decide)[1] is True
+    bench = DecideBench(rates=(50,), duration_s=10, half_rate=50)
+    bench.throughput = {ECHO: _run(ECHO, "8 clients", 1000, 2.0), DECIDE: _run(DECIDE, "8 clients", 600, 5.0)}
+    bench.latency = [(50, stalled, decide)]
+    text = decide_report(bench, settings).render()
+    assert "**not judged** (echo's client lag p99 333 ms)" in text
+    assert "at 50/s the echo's run is not a floor (its load generator lagged 333 ms)" in text
+
+
 def test_the_report_gives_the_goals_the_absolute_figures_and_the_breakdown(settings) -> None:
     steps = {name: [1.0, 2.0] for name in ("parse", "state_read", "features", "model", "reasons", "publish")}
     steps |= {"state_write": [0.5, 0.5], "total": [9.0, 11.0], UNSTEPPED: [1.0, 1.0], OVERHEAD: [2.0, 4.0]}
