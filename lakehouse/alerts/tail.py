@@ -53,7 +53,7 @@ from lakehouse.alerts.errors import DeliveryError, TailError
 from lakehouse.alerts.outputs import AlertOutput, FileOutput, JsonLinesOutput, TableOutput, close_outputs
 from lakehouse.alerts.parsing import parse_alert
 from lakehouse.alerts.webhook import MAX_BACKOFF_S, WebhookOutput, redact_url
-from lakehouse.errors import ConfigError
+from lakehouse.errors import BrokerUnavailableError, ConfigError
 from lakehouse.platform import faults
 
 if TYPE_CHECKING:
@@ -96,6 +96,11 @@ POLL_TIMEOUT_S = 0.5
 #: How long a tail with ``idle_timeout_s`` waits for its first partition assignment on top of the
 #: idle timeout (a broker may delay the first rebalance of a group by a few seconds).
 JOIN_GRACE_S = 30.0
+#: Idle probes in a row that no broker answers before the tail stops with a plain error: one
+#: broker of a cluster lost mid-stream leaves its partitions leaderless until the controller fences
+#: it (Kafka's broker session, 9 s by default) and the client finds the new leaders, which one probe
+#: (``kafka.connect_timeout_s``) may not outlast.
+PROBES_BEFORE_STOPPING = 3
 #: Malformed records listed in the report (all are counted and logged).
 MALFORMED_LISTED = 100
 #: What a tail does with a committed offset the topic cannot serve: read on from the earliest
@@ -298,6 +303,7 @@ class _TailRun:
         #: A state file with ids proves earlier runs: a group without offsets then lost them.
         self.ran_before = dedup.path is not None and len(dedup) > 0
         self.report = TailReport(topic=self.topic, group_id=group_id)
+        self.unanswered = Unanswered()
         #: TopicPartition → next offset, handled but not committed yet.
         self.pending: dict[TopicPartition, int] = {}
         self.assigned: set[TopicPartition] = set()
@@ -562,9 +568,34 @@ class _TailRun:
         from lakehouse.platform.kafka.clients import broker_errors
 
         partitions = sorted(self.assigned) or [TopicPartition(self.topic, 0)]
-        with broker_errors(self.kafka):
-            self.client.end_offsets(partitions, timeout_ms=int(self.kafka.connect_timeout_s * 1000))
+        try:
+            with broker_errors(self.kafka):
+                self.client.end_offsets(partitions, timeout_ms=int(self.kafka.connect_timeout_s * 1000))
+        except BrokerUnavailableError as exc:
+            self.unanswered.failed(exc)
+            log.warning(
+                "%s: probe %d of %d without an answer (a broker may be failing over): %s",
+                self.topic,
+                self.unanswered.count,
+                PROBES_BEFORE_STOPPING,
+                exc,
+            )
+        else:
+            self.unanswered.count = 0
 
     @staticmethod
     def _describe(offsets: dict[TopicPartition, Any]) -> str:
         return ", ".join(f"partition {tp.partition} up to {om.offset}" for tp, om in sorted(offsets.items()))
+
+
+@dataclass
+class Unanswered:
+    """Idle probes in a row that no broker answered: the one that makes :data:`PROBES_BEFORE_STOPPING`
+    re-raises its error (the tail stops plainly); an answered probe resets the count."""
+
+    count: int = 0
+
+    def failed(self, exc: BrokerUnavailableError) -> None:
+        self.count += 1
+        if self.count >= PROBES_BEFORE_STOPPING:
+            raise exc

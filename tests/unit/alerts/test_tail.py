@@ -172,3 +172,25 @@ def test_parse_alert_replaces_lone_surrogates_that_no_output_could_encode() -> N
 
     assert (alert["merchant_id"], alert["reasons"][0]["text"]) == ("m-\ufffd", "\ufffd!")
     assert json.dumps(alert, ensure_ascii=False).encode()  # encodable now
+
+
+# ----------------------------------------------------------------------------- idle probes
+
+
+def test_an_unanswered_probe_stops_the_tail_only_after_several_in_a_row() -> None:
+    """One broker of a cluster lost leaves its partitions leaderless for a while: a probe that goes
+    unanswered (the cluster test's flake: the tail stopped 10 s after a broker was killed) does not
+    stop the tail; PROBES_BEFORE_STOPPING in a row do, with the broker's plain error."""
+    from lakehouse.alerts.tail import PROBES_BEFORE_STOPPING, Unanswered
+    from lakehouse.errors import BrokerUnavailableError
+
+    error = BrokerUnavailableError("Kafka broker not reachable at 127.0.0.1:1 (waited 10s)")
+    probes = Unanswered()
+    for _ in range(PROBES_BEFORE_STOPPING - 1):
+        probes.failed(error)  # goes on
+    probes.count = 0  # a probe answered
+    for _ in range(PROBES_BEFORE_STOPPING - 1):
+        probes.failed(error)
+    with pytest.raises(BrokerUnavailableError, match="not reachable"):
+        probes.failed(error)
+    assert PROBES_BEFORE_STOPPING >= 2
