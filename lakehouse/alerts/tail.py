@@ -581,7 +581,7 @@ class _TailRun:
                 exc,
             )
         else:
-            self.unanswered.count = 0
+            self.unanswered.answered()
 
     @staticmethod
     def _describe(offsets: dict[TopicPartition, Any]) -> str:
@@ -594,6 +594,9 @@ class Unanswered:
     re-raises its error (the tail stops plainly); an answered probe resets the count."""
 
     count: int = 0
+
+    def answered(self) -> None:
+        self.count = 0
 
     def failed(self, exc: BrokerUnavailableError) -> None:
         self.count += 1

@@ -20,6 +20,9 @@ import numpy as np
 
 #: Column name → array (numpy, a pandas nullable array, or a Series when the rows are a DataFrame).
 Columns = Mapping[str, Any]
+#: Up to this many values, a kernel hashes (ids, codes, dimension keys) in plain Python: a call for
+#: one event would otherwise pay pandas' fixed cost per call, which is far larger.
+SMALL = 256
 
 
 def array(column: Any) -> Any:

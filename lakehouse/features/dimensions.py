@@ -32,8 +32,7 @@ from lakehouse.contract.features import (
     feature_table_columns,
     feature_table_types,
 )
-from lakehouse.features.columns import Columns, array, ints, objects
-from lakehouse.features.history import SMALL
+from lakehouse.features.columns import SMALL, Columns, array, ints, objects
 from lakehouse.features.offline import EARTH_RADIUS_KM, NIGHT_END_HOUR
 
 if TYPE_CHECKING:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lakehouse.contract.features import DISTINCT_WINDOWS, HISTORY_S, STATE_FEATURES, USER_WINDOWS
+from lakehouse.features.columns import SMALL
 from lakehouse.settings import Settings
 
 US = 1_000_000
@@ -197,11 +198,6 @@ def _rank_within(groups: np.ndarray) -> np.ndarray:
     starts = np.flatnonzero(np.concatenate([[True], groups[1:] != groups[:-1]]))
     lengths = np.diff(np.concatenate([starts, [len(groups)]]))
     return np.arange(len(groups)) - np.repeat(starts, lengths)
-
-
-#: Up to this many values, the hashing below is done in plain Python: a call for one event (a
-#: per-event caller) would otherwise pay pandas' fixed cost per call, which is far larger.
-SMALL = 256
 
 
 def _repeated(segment: np.ndarray, ids: np.ndarray) -> np.ndarray:

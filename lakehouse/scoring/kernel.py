@@ -58,10 +58,9 @@ class ServingModel:
     top_reasons: int
 
 
-def model_inputs(features: Columns, compiled: CompiledModel, numbers: dict | None = None):
-    """The compiled model's inputs from feature columns in nullable pandas arrays (null = NA);
-    ``numbers``: the numeric columns already converted (:func:`numbers_of`)."""
-    numbers = numbers if numbers is not None else numbers_of(features, compiled.numeric)
+def model_inputs(features: Columns, compiled: CompiledModel, numbers: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """The compiled model's inputs: its numeric columns from ``numbers`` (:func:`numbers_of`), its
+    categorical ones from the feature columns."""
     numeric = {name: numbers[name] for name in compiled.numeric}
     categorical = {
         c.column: np.array(
@@ -73,13 +72,12 @@ def model_inputs(features: Columns, compiled: CompiledModel, numbers: dict | Non
 
 
 def numbers_of(features: Columns, names) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Numeric feature columns as (float64 values, 0.0 where null; the null mask), converted once
-    for the model, a shadow model and the reasons."""
+    """Numeric feature columns (nullable pandas arrays, as :func:`table_features` makes them) as
+    (float64 values, 0.0 where null; the null mask), converted once for the model, a shadow model
+    and the reasons."""
     out = {}
     for name in names:
         column = array(features[name])
-        if not hasattr(column, "isna"):
-            column = _floats(column)
         out[name] = (column.to_numpy(np.float64, na_value=0.0), np.asarray(column.isna(), bool))
     return out
 
@@ -262,7 +260,7 @@ def score_state_rows(
         "transaction_id": objects(features["transaction_id"]).tolist(),
         "user_id": objects(features["user_id"]).tolist(),
         "merchant_id": objects(features["merchant_id"]).tolist(),
-        "amount": _floats(features["amount"]).to_numpy(object, na_value=None).tolist(),
+        "amount": array(features["amount"]).to_numpy(object, na_value=None).tolist(),
         "currency": objects(features["currency"]).tolist(),
         "event_time": time_us.tolist(),
         "event_date": (time_us // 86_400_000_000).tolist(),
@@ -284,12 +282,6 @@ def score_state_rows(
         timings["model"] = timings.get("model", 0.0) + scored - featured
         timings["reasons"] = timings.get("reasons", 0.0) + reasoned - scored
     return features, score, rows
-
-
-def _floats(column):
-    """A numeric feature column as a ``Float64`` array (null = NA)."""
-    column = array(column)
-    return column if column.dtype == "Float64" else column.astype("Float64")
 
 
 def _micros(times) -> list[int | None]:

@@ -188,7 +188,7 @@ def test_an_unanswered_probe_stops_the_tail_only_after_several_in_a_row() -> Non
     probes = Unanswered()
     for _ in range(PROBES_BEFORE_STOPPING - 1):
         probes.failed(error)  # goes on
-    probes.count = 0  # a probe answered
+    probes.answered()
     for _ in range(PROBES_BEFORE_STOPPING - 1):
         probes.failed(error)
     with pytest.raises(BrokerUnavailableError, match="not reachable"):
