@@ -84,7 +84,7 @@ test: setup lint  ## Lint, then the whole test suite (starts its own broker and 
 test-fast: setup lint  ## Lint, then the unit lane only (pure transforms, static DataFrames; no broker)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
-faults: setup  ## The fault sweeps (every kill point of a job in turn; about 5 minutes) → docs/faults.md
+faults: setup  ## The long fault runs (every kill point of a job in turn, a cluster worker lost under both jobs; about 10 minutes) → docs/faults.md
 	$(BIN)/pytest --faults $(PYTEST_ARGS)
 
 lock:  ## Re-resolve pyproject.toml's pins and rewrite constraints.txt

@@ -1,9 +1,9 @@
-"""The faults lane: long fault sweeps (every kill point of a job in turn, crashes during recovery)
-that belong in a command writing its report to ``docs/``, not in the suite, which keeps one
-focused test per guarantee. ``make faults`` runs ``pytest --faults``: only the tests marked
-``faults``, on the same real broker, Spark and jobs as the suite, and the outcome of each, with
-what it checks and how long it took, goes to ``docs/faults.md``. Without ``--faults`` (``make
-test``) they are deselected.
+"""The faults lane: long fault runs (every kill point of a job in turn, crashes during recovery, a
+cluster worker lost under both streaming jobs) that belong in a command writing its report to
+``docs/``, not in the suite, which keeps one focused test per guarantee. ``make faults`` runs
+``pytest --faults``: only the tests marked ``faults``, on the same real broker, Spark and jobs as
+the suite, and the outcome of each, with what it checks and how long it took, goes to
+``docs/faults.md``. Without ``--faults`` (``make test``) they are deselected.
 """
 
 from __future__ import annotations
@@ -76,8 +76,10 @@ class FaultsReport:
             f"{time.monotonic() - self.started:,.0f} s in all.",
             f"Machine: {machine_description()}; the suite's real broker, Spark and jobs.",
             "",
-            "The suite (`make test`) keeps one kill point per job; these runs kill each job at every step in",
-            "turn, each restart killed at the next, and check that nothing is lost or written twice.",
+            "The suite (`make test`) keeps one focused test per guarantee: one kill point per job, and the",
+            "ingest job alone on the cluster when a worker is lost. These runs are the long versions: each",
+            "job killed at every step in turn (each restart killed at the next), and the worker lost with",
+            "the scorer job running beside ingest. Each checks that nothing is lost or written twice.",
             "",
             "| test | outcome | seconds |",
             "|---|---|---:|",
