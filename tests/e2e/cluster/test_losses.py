@@ -54,12 +54,13 @@ def once_each(spark, scored_path: Path | str, sent, alerts: list[dict]) -> None:
     assert set(decisions) == expected
 
 
-def all_landed(silver: DeltaCount, scored: DeltaCount, sent, check) -> None:
-    """Wait until silver and the scored table hold as many rows as payments were sent."""
+def all_landed(tables: list[DeltaCount], sent, check) -> None:
+    """Wait until each of ``tables`` (silver, and the scored table where the scorer runs) holds as
+    many rows as payments were sent."""
     wait_until(
-        lambda: silver() >= sent.transactions and scored() >= sent.transactions,
+        lambda: all(table() >= sent.transactions for table in tables),
         timeout_s=600,
-        what=f"{sent.transactions} transactions in silver and in the scored table",
+        what=f"{sent.transactions} transactions in each of {[t.path.name for t in tables]}",
         check=check,
         poll_s=2.0,
     )
@@ -140,7 +141,7 @@ def test_a_broker_killed_mid_stream_and_started_again_loses_and_duplicates_nothi
         names = table_names(local)
         silver = DeltaCount(spark, table_location(spark, names.silver("transactions")))
         scored = DeltaCount(spark, table_location(spark, names.scored))
-        all_landed(silver, scored, sent, check=healthy)
+        all_landed([silver, scored], sent, check=healthy)
         expected = {
             r.alert_id for r in spark.read.format("delta").load(scored.path.as_posix()).where("is_alert").collect()
         }
@@ -221,7 +222,7 @@ def lose_a_worker(cluster_environ, champion, spark, settings, tmp_path: Path) ->
         "FRAUDLAKE_STREAMING__TRIGGER": "2 seconds",
         "FRAUDLAKE_STREAMING__MAX_RECORDS_PER_TRIGGER": "300",
     }
-    names = ("ingest", "score") if champion is not None else ("ingest",)
+    names = ("ingest", "score") if champion is not None else ("ingest",)  # the jobs on the cluster
     jobs: dict[str, subprocess.Popen] = {}
     logs = {name: tmp_path / f"{name}-job.log" for name in names}
 
@@ -235,11 +236,12 @@ def lose_a_worker(cluster_environ, champion, spark, settings, tmp_path: Path) ->
         for name, job in jobs.items():
             still_running(job, f"the {name} job", logs[name])()
 
+    began = time.time() * 1000
+
     def on_both_workers() -> bool:
         found = [apps_named(cluster, f"fraudlake-{name}", began) for name in names]
         return all(found) and all(len(cluster.executors_per_worker(a[0]["id"])) == 2 for a in found)
 
-    began = time.time() * 1000
     try:
         start("ingest")  # first: it creates the lake's tables, which the scorer then finds
         wait_until(
@@ -248,7 +250,7 @@ def lose_a_worker(cluster_environ, champion, spark, settings, tmp_path: Path) ->
             what="the ingest job",
             check=all_running,
         )
-        if "score" in names:
+        if champion is not None:
             start("score", "--starting-offsets", "earliest")
         wait_until(
             lambda: all(RUNNING[name] in logs[name].read_text() for name in names) and on_both_workers(),
@@ -270,11 +272,8 @@ def lose_a_worker(cluster_environ, champion, spark, settings, tmp_path: Path) ->
         )
         tables, data = table_names(own), on_cluster.paths.data_dir
         silver = DeltaCount(spark, warehouse_table(data, tables.silver_schema, "transactions"))
-        if "score" in names:
-            scored = DeltaCount(spark, warehouse_table(data, tables.gold_schema, "scored_transactions"))
-            all_landed(silver, scored, sent, check=all_running)
-        else:
-            all_landed(silver, silver, sent, check=all_running)
+        scored = DeltaCount(spark, warehouse_table(data, tables.gold_schema, "scored_transactions"))
+        all_landed([silver, scored] if champion is not None else [silver], sent, check=all_running)
     finally:
         for job in jobs.values():
             job.terminate()
@@ -283,7 +282,7 @@ def lose_a_worker(cluster_environ, champion, spark, settings, tmp_path: Path) ->
         cluster.up()  # the lost worker back, for what follows
     rows = spark.read.format("delta").load(silver.path.as_posix())
     assert rows.count() == rows.select("transaction_id").distinct().count() == sent.transactions
-    if "score" in names:
+    if champion is not None:
         alerted = spark.read.format("delta").load(scored.path.as_posix()).where("is_alert")
         expected = {r.alert_id for r in alerted.collect()}
         once_each(spark, scored.path, sent, [a for _, a in read_alerts(own, ids_seen(expected))])
