@@ -39,7 +39,7 @@ def sql_command(
 
     Examples: fraudlake sql "SELECT reason, count(*) FROM silver.quarantine GROUP BY reason";
     fraudlake sql "SELECT count(*) FROM silver.transactions VERSION AS OF 3";
-    fraudlake sql "SELECT * FROM silver.users TIMESTAMP AS OF '2026-11-29 08:00'" -f csv -o users.csv;
+    fraudlake sql "SELECT * FROM silver.user_versions TIMESTAMP AS OF '2026-11-29 08:00'" -f csv -o users.csv;
     fraudlake sql --write "DROP TABLE scratch.probe"
     """
     from rich.table import Table

@@ -4,8 +4,8 @@
     silver.transactions                      clean, typed, deduplicated payments (event_date partitions)
     silver.user_versions | merchant_versions every accepted profile version, append-only
     silver.label_versions                    every accepted label event (deduplicated by label_id), append-only
-    silver.users | merchants                 the latest version per key (MERGE; Change Data Feed on)
-    silver.labels                            the latest label per transaction (by reported_at; MERGE, CDF on)
+    silver.users | merchants                 view: the latest version per key (by updated_at)
+    silver.labels                            view: the latest label per transaction (by reported_at)
     silver.quarantine                        every rejected record: raw value, coordinates, reason
     silver.ingest_progress                   per micro-batch and Kafka partition: latest event time (folded)
     silver.imports                           the import ledger: each imported file, its fingerprint and state
@@ -20,6 +20,7 @@ The database names come from ``lakehouse.contract.schemas`` in config.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -31,6 +32,8 @@ from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
 
 STREAMS = tuple(STREAM_FIELDS)
 #: Imported files land in bronze under a pseudo-topic with this prefix (``import:<name>:<stream>``)
@@ -200,12 +203,10 @@ def table_ddls(names: TableNames, settings: Settings) -> dict[str, str]:
     # adds files, and every later batch that reads the table (duplicates, lateness clock, MERGE)
     # pays for all of them, so batch time grew over a month of traffic.
     streamed = {**retention, "delta.autoOptimize.autoCompact": "true"}
-    cdf = {**streamed, "delta.enableChangeDataFeed": "true"}
     tables = [(names.bronze(stream), BRONZE_COLUMNS, "ingest_date", streamed) for stream in STREAMS]
     tables.append((names.silver("transactions"), silver_columns(TRANSACTION_FIELDS), "event_date", streamed))
     for stream in LATEST_BY:
         tables.append((names.versions(stream), silver_columns(STREAM_FIELDS[stream]), None, streamed))
-        tables.append((names.silver(stream), silver_columns(STREAM_FIELDS[stream]), None, cdf))
     tables += [
         (names.quarantine, QUARANTINE_COLUMNS, None, streamed),
         (names.progress, PROGRESS_COLUMNS, None, streamed),
@@ -221,6 +222,31 @@ def table_ddls(names: TableNames, settings: Settings) -> dict[str, str]:
         name: _ddl(name, columns, partitioned_by=partitioned_by, properties=properties)
         for name, columns, partitioned_by, properties in tables
     }
+
+
+def latest_select_sql(source: str, key: str, order: str, columns: list[str]) -> str:
+    """One row per ``key`` of ``source``: the latest ``order`` (a tie goes to the later Kafka record)."""
+    listed = ", ".join(f"`{c}`" for c in columns)
+    return (
+        f"SELECT {listed} FROM (SELECT *, row_number() OVER (PARTITION BY `{key}` "
+        f"ORDER BY `{order}` DESC, `_partition` DESC, `_offset` DESC) AS `_rank` FROM {source}) WHERE `_rank` = 1"
+    )
+
+
+def latest_views(names: TableNames) -> dict[str, str]:
+    """``silver.users``, ``silver.merchants``, ``silver.labels`` by name, with the statement that
+    creates each: a view of the latest version per key over the stream's versions table.
+
+    Views, not tables kept by MERGE: a MERGE per micro-batch and stream was about a quarter of
+    ingest's time (a fixed cost of several seconds each, whatever the rows), to keep a copy of
+    what the versions table already holds. Reading a view pays one window over the versions; the
+    versions table is also the change feed (append-only: every version once, in order)."""
+    views = {}
+    for stream, (key, order) in LATEST_BY.items():
+        columns = [c for c, _ in silver_columns(STREAM_FIELDS[stream])]
+        select = latest_select_sql(names.versions(stream), key, order, columns)
+        views[names.silver(stream)] = f"CREATE VIEW IF NOT EXISTS {names.silver(stream)} AS {select}"
+    return views
 
 
 def enriched_view_sql(names: TableNames) -> str:
@@ -250,17 +276,36 @@ def create_tables(spark: SparkSession, settings: Settings) -> TableNames:
     names = table_names(settings)
     known_schemas = {row[0].lower() for row in spark.sql("SHOW SCHEMAS").collect()}
     existing: set[str] = set()  # the catalog keeps names in lower case
+    views: set[str] = set()
     for schema in (names.bronze_schema, names.silver_schema, names.gold_schema):
         if schema.lower() not in known_schemas:
             spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             continue
         existing |= {f"{schema}.{row.tableName}".lower() for row in spark.sql(f"SHOW TABLES IN {schema}").collect()}
+        if schema == names.silver_schema:
+            views = {f"{schema}.{row.viewName}".lower() for row in spark.sql(f"SHOW VIEWS IN {schema}").collect()}
     missing = [ddl for name, ddl in table_ddls(names, settings).items() if name.lower() not in existing]
     with ThreadPoolExecutor(CREATE_THREADS) as pool:
         list(pool.map(spark.sql, missing))  # raises the first statement's error, if any
+    for name, ddl in latest_views(names).items():
+        if name.lower() in views:
+            continue
+        if name.lower() in existing:
+            _drop_merged_copy(spark, name)  # a lake from a release that kept it as a table
+        spark.sql(ddl)
     if names.enriched.lower() not in existing:
         spark.sql(enriched_view_sql(names))
     return names
+
+
+def _drop_merged_copy(spark: SparkSession, name: str) -> None:
+    """Releases up to 2026-12-07 kept the latest versions as a Delta table, MERGE-d by ingest on
+    every micro-batch: every row of it is in the versions table, so it gives way to the view. Two
+    jobs starting together may both get here: the one that finds the view already made leaves it."""
+    if spark.catalog.getTable(name).tableType == "VIEW":
+        return
+    log.warning("%s: the MERGE-d table of earlier releases is replaced by a view of its versions", name)
+    spark.sql(f"DROP TABLE IF EXISTS {name}")
 
 
 #: gold.scored_transactions: one row per scored transaction (alert fields filled for alerts only).

@@ -8,8 +8,8 @@ Exactly once, end to end:
 - silver: each micro-batch appends with Delta's idempotent writes (``txnAppId`` = query name,
   ``txnVersion`` = batch id), so a batch replayed after a crash is skipped table by table; and
   everything a batch decides (late, duplicate) depends only on earlier batches' output, so a
-  replay decides the same; the MERGE into the latest-version tables is idempotent by nature
-  (it only applies a strictly newer ``updated_at``, or ``reported_at`` for labels).
+  replay decides the same. The latest version per key (``silver.users``, ...) is a view over the
+  versions tables, so a batch writes nothing else.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakehouse.contract.queries import ingest_query_name
-from lakehouse.contract.schemas import EVENT_IDS, LATEST_BY
+from lakehouse.contract.schemas import EVENT_IDS
 from lakehouse.contract.schemas import STREAMS as FIELDS
 from lakehouse.contract.tables import (
     IMPORT_TOPIC_PREFIX,
@@ -38,7 +38,6 @@ from lakehouse.ingest.transforms import (
     duplicates,
     interval_seconds,
     late_or_duplicate,
-    latest_per_key,
     oldest_to_deduplicate,
     parse_records,
     with_lateness,
@@ -122,7 +121,6 @@ class SilverBatch:
         self.stream = stream
         self.query = query
         self.fields = FIELDS[stream]
-        self.latest = LATEST_BY.get(stream)  # (key, order) of a stream of versions
         self.target = names.accepted(stream)
         self.paths = {name: table_location(spark, name) for name in (self.target, names.quarantine, names.progress)}
         self.compact_every = settings.lakehouse.progress_compact_every
@@ -130,9 +128,9 @@ class SilverBatch:
         self.quarantine_order = [c for c, _ in QUARANTINE_COLUMNS]
 
     def __call__(self, bronze: DataFrame, batch_id: int) -> None:
-        # A concurrent writer (OPTIMIZE by `fraudlake maintain`, an import's MERGE of users) makes
-        # a commit fail; the whole batch runs again, which is safe: every append is idempotent per
-        # batch and the MERGE applies only newer versions.
+        # A concurrent writer (OPTIMIZE by `fraudlake maintain`, an import into the same table)
+        # makes a commit fail; the whole batch runs again, which is safe: every append is
+        # idempotent per batch.
         what = f"{self.query} batch {batch_id}"
         self.steps = Steps()
         try:
@@ -209,16 +207,16 @@ class SilverBatch:
                 F.current_timestamp().alias("quarantined_at"),
             )
             with self.steps("quarantine append"):
-                self._append(self.names.quarantine, quarantine.select(*self.quarantine_order), batch_id)
+                # Most batches reject nothing: an empty append would still cost a Delta commit.
+                # Skipping it is safe on replay, which decides the same (and skips again).
+                if not rejected.isEmpty():
+                    self._append(self.names.quarantine, quarantine.select(*self.quarantine_order), batch_id)
             if progress_source is not None:
                 with self.steps("progress append"):
                     self._append(self.names.progress, self._progress(progress_source, batch_id), batch_id)
                 if self.failures is not None and batch_id and batch_id % self.compact_every == 0:
                     with self.steps("progress compaction"):
                         self._compact_progress(batch_id)
-            if self.latest is not None:
-                with self.steps("latest merge"):
-                    self._merge_latest(with_source(accepted, batch_id).select(*self.silver_order))
         finally:
             _release(kept)
 
@@ -291,23 +289,6 @@ class SilverBatch:
         )
         rows = self.spark.table(self.names.progress).where(earlier)
         replace_where(compacted_progress(rows), self.paths[self.names.progress], earlier)
-
-    def _merge_latest(self, versions: DataFrame) -> None:
-        from delta.tables import DeltaTable
-
-        key, order = self.latest
-        latest = latest_per_key(
-            versions.withColumnRenamed("_partition", "partition").withColumnRenamed("_offset", "offset"), key, order
-        )
-        latest = latest.withColumnRenamed("partition", "_partition").withColumnRenamed("offset", "_offset")
-        target = DeltaTable.forName(versions.sparkSession, self.names.silver(self.stream))
-        (
-            target.alias("t")
-            .merge(latest.alias("s"), f"t.{key} = s.{key}")
-            .whenMatchedUpdateAll(condition=f"s.{order} > t.{order}")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
 
 
 def _release(frames: list[DataFrame]) -> None:

@@ -270,16 +270,6 @@ def repeats(valid: DataFrame, prior_ids: DataFrame, key: str, *among: str) -> Da
     )
 
 
-def latest_per_key(valid: DataFrame, key: str, order: str = "updated_at") -> DataFrame:
-    """One row per key: the latest ``order`` (ties: the later Kafka record). Needs key, the order
-    column, partition, offset."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    latest = Window.partitionBy(key).orderBy(F.col(order).desc(), F.col("partition").desc(), F.col("offset").desc())
-    return valid.withColumn("_rank", F.row_number().over(latest)).where("_rank = 1").drop("_rank")
-
-
 def compacted_progress(progress: DataFrame) -> DataFrame:
     """``silver.ingest_progress`` rows folded into one per (source, topic, partition): the latest
     event time and offset, under the last batch id among them. Every reader of the progress takes

@@ -10,10 +10,10 @@ Exactly once: :func:`append_once` writes with Delta's idempotent-write options (
 twice. The application id is part of the on-disk contract: it must stay the same across releases.
 
 Concurrent writers: Delta's optimistic concurrency makes a commit fail when another writer
-changed what it read (``fraudlake maintain``'s OPTIMIZE under a MERGE, an import of users beside
-the users stream). :func:`retry_on_conflict` runs such a step again on a fresh snapshot, so a
+changed what it read (``fraudlake maintain``'s OPTIMIZE under a MERGE or a silver batch, an import
+beside a stream into the same table). :func:`retry_on_conflict` runs such a step again on a fresh snapshot, so a
 conflict costs a retry instead of stopping a stream; it is for steps that are safe to repeat
-(idempotent appends, MERGEs that apply only newer rows).
+(idempotent appends, insert-only MERGEs).
 """
 
 from __future__ import annotations

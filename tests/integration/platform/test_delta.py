@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.contract.tables import create_tables, table_ddls
+from lakehouse.contract.tables import create_tables, latest_views, table_ddls
 from lakehouse.platform.delta import auto_compaction_off, table_location
 from lakehouse.platform.isolation import drop_schemas, isolated
 
@@ -53,7 +53,7 @@ def test_create_tables_creates_what_is_missing_and_keeps_what_exists(spark, sett
     own = isolated(settings, data_dir=tmp_path)
     try:
         names = create_tables(spark, own)
-        wanted = {*table_ddls(names, own), names.enriched}
+        wanted = {*table_ddls(names, own), *latest_views(names), names.enriched}
         assert all(spark.catalog.tableExists(name) for name in wanted)
         spark.sql(f"INSERT INTO {names.retraining_runs} (run_key, status) VALUES ('k', 'promoted')")
         spark.sql(f"DROP TABLE {names.quarantine}")
@@ -63,6 +63,29 @@ def test_create_tables_creates_what_is_missing_and_keeps_what_exists(spark, sett
         assert all(spark.catalog.tableExists(name) for name in wanted)
         assert spark.table(names.retraining_runs).count() == 1
         assert spark.table(names.quarantine).count() == 0
+    finally:
+        drop_schemas(spark, own)
+
+
+def test_a_lake_whose_latest_users_are_a_merged_table_gets_the_view_of_its_versions(spark, settings, tmp_path) -> None:
+    """Upgrade: releases up to 2026-12-07 kept ``silver.users`` as a Delta table MERGE-d by ingest.
+    The next job start replaces it by the view over ``silver.user_versions``, whose rows it held."""
+    own = isolated(settings, data_dir=tmp_path)
+    try:
+        names = create_tables(spark, own)
+        users = names.silver("users")
+        columns = "user_id, updated_at, _partition, _offset"
+        spark.sql(f"DROP VIEW {users}")
+        spark.sql(f"CREATE TABLE {users} USING DELTA AS SELECT * FROM {names.versions('users')}")
+        spark.sql(
+            f"INSERT INTO {names.versions('users')} ({columns}) VALUES "
+            "('U1', TIMESTAMP '2026-11-01 00:00:00', 0, 1), ('U1', TIMESTAMP '2026-11-02 00:00:00', 0, 2)"
+        )
+
+        create_tables(spark, own)
+
+        assert spark.catalog.getTable(users).tableType == "VIEW"
+        assert [(r.user_id, r._offset) for r in spark.table(users).collect()] == [("U1", 2)]
     finally:
         drop_schemas(spark, own)
 

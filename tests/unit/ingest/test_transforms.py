@@ -13,7 +13,6 @@ from lakehouse.ingest.transforms import (
     bronze_records,
     duplicates,
     late_or_duplicate,
-    latest_per_key,
     oldest_to_deduplicate,
     parse_records,
     with_lateness,
@@ -234,15 +233,21 @@ def test_decisions_do_not_depend_on_how_the_log_is_cut_into_batches(spark, cut) 
     assert {**first, **second} == decide(spark, log)
 
 
-def test_latest_per_key_takes_the_newest_update(spark) -> None:
+def test_the_latest_view_takes_the_newest_version_and_a_tie_goes_to_the_later_kafka_record(spark) -> None:
+    from lakehouse.contract.tables import latest_select_sql
+
     rows = [
         ("U1", datetime(2026, 1, 1), 0, 1),
         ("U1", datetime(2026, 3, 1), 0, 2),
         ("U1", datetime(2026, 2, 1), 0, 3),
         ("U2", datetime(2026, 1, 1), 0, 4),
+        ("U2", datetime(2026, 1, 1), 0, 5),  # the same updated_at, sent again later
     ]
-    df = spark.createDataFrame(rows, "user_id STRING, updated_at TIMESTAMP, partition INT, offset BIGINT")
-    assert {(r.user_id, r.offset) for r in latest_per_key(df, "user_id").collect()} == {("U1", 2), ("U2", 4)}
+    spark.createDataFrame(
+        rows, "user_id STRING, updated_at TIMESTAMP, _partition INT, _offset BIGINT"
+    ).createOrReplaceTempView("versions_probe")
+    select = latest_select_sql("versions_probe", "user_id", "updated_at", ["user_id", "_offset"])
+    assert {(r.user_id, r._offset) for r in spark.sql(select).collect()} == {("U1", 2), ("U2", 5)}
 
 
 LABEL = {
