@@ -10,7 +10,7 @@ import logging
 import sys
 from datetime import date
 
-from lakehouse.ml.training import train
+from lakehouse.ml.training import TrainResult, train
 from lakehouse.platform.entrypoint import configure_logging, exit_on_error, private_files
 from lakehouse.platform.spark import build_spark
 from lakehouse.settings import load_settings
@@ -44,34 +44,37 @@ def main(argv: list[str] | None = None) -> int:
             algorithm=args.algorithm,
             promote=not args.no_promote,
         )
-        summary = {
-            "version": result.version,
-            "split": result.split.describe(),
-            "rows_train": result.rows_train,
-            "evaluation": result.evaluation.as_dict(),
-            "baselines_average_precision": result.baselines,
-            "table_versions": result.table_versions,
-            "report": str(result.report_path),
-            "promoted": result.promotion.promoted if result.promotion else False,
-            "promotion": result.promotion.reason if result.promotion else "not attempted (--no-promote)",
-        }
-        if args.json:
-            print(json.dumps(summary, default=str))
-        else:
-            e = result.evaluation
-            print(f"model version {result.version}: {result.split.describe()}, {result.rows_train:,} training rows")
-            print(
-                f"  average precision {e.average_precision:.4f}  ROC AUC {e.roc_auc:.4f}  threshold {e.threshold:.4f}"
-            )
-            print(
-                f"  precision {e.precision:.3f}  recall {e.recall:.3f}  daily top-k precision "
-                f"{e.daily_top_k_precision:.3f}  amount recall {e.amount_recall:.3f}"
-            )
-            for name, ap in result.baselines.items():
-                print(f"  baseline {name}: average precision {ap:.4f}")
-            print(f"  {summary['promotion']}")
-            print(f"  training report: {result.report_path}")
+        print_result(result, as_json=args.json)
         return 0
+
+
+def print_result(result: TrainResult, *, as_json: bool = False) -> None:
+    """The training's outcome on stdout: one JSON object, or lines for a person."""
+    summary = {
+        "version": result.version,
+        "split": result.split.describe(),
+        "rows_train": result.rows_train,
+        "evaluation": result.evaluation.as_dict(),
+        "baselines_average_precision": result.baselines,
+        "table_versions": result.table_versions,
+        "report": str(result.report_path),
+        "promoted": result.promotion.promoted if result.promotion else False,
+        "promotion": result.promotion.reason if result.promotion else "not attempted (--no-promote)",
+    }
+    if as_json:
+        print(json.dumps(summary, default=str))
+    else:
+        e = result.evaluation
+        print(f"model version {result.version}: {result.split.describe()}, {result.rows_train:,} training rows")
+        print(f"  average precision {e.average_precision:.4f}  ROC AUC {e.roc_auc:.4f}  threshold {e.threshold:.4f}")
+        print(
+            f"  precision {e.precision:.3f}  recall {e.recall:.3f}  daily top-k precision "
+            f"{e.daily_top_k_precision:.3f}  amount recall {e.amount_recall:.3f}"
+        )
+        for name, ap in result.baselines.items():
+            print(f"  baseline {name}: average precision {ap:.4f}")
+        print(f"  {summary['promotion']}")
+        print(f"  training report: {result.report_path}")
 
 
 if __name__ == "__main__":

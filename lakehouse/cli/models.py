@@ -1,5 +1,5 @@
-"""Models: ``fraudlake train`` (as a job), ``fraudlake backtest`` (re-score history with any
-model) and the registry, ``fraudlake model list|show|promote|rollback|shadow|compare``."""
+"""Models: ``fraudlake train`` and ``fraudlake first-model`` (as jobs), ``fraudlake backtest``
+(re-score history with any model) and the registry, ``fraudlake model list|show|promote|rollback|shadow|compare``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,17 @@ def train_command(
     args = [*(["--from", date_from] if date_from else []), *(["--to", date_to] if date_to else [])]
     args += [*(["--algorithm", algorithm] if algorithm else []), *([] if promote else ["--no-promote"])]
     raise typer.Exit(run_job(ctx, "train_model", *args))
+
+
+@app.command("first-model")
+def first_model_command(ctx: typer.Context) -> None:
+    """From the history in the topics to the first model, in one Spark session: ingest what the
+    topics hold (as stream ingest --once), build the features, then train, register and promote
+    (as train). Each finished step prints its seconds; running it again resumes.
+
+    Example: fraudlake produce --count 100000 && fraudlake first-model
+    """
+    raise typer.Exit(run_job(ctx, "first_model"))
 
 
 @app.command("backtest")

@@ -20,6 +20,20 @@ from lakehouse.settings import Settings
 #: Read by one command only: the webhook URL may hold a token, so job processes never see it.
 COMMAND_VARIABLES = frozenset({"FRAUDLAKE_ALERTS_WEBHOOK"})
 
+#: A job that runs several steps prints a line per finished step, with this prefix, for its caller
+#: (the demo) to show: ``step: <name>: <seconds> s``.
+STEP_PREFIX = "step: "
+
+
+def step_line(name: str, seconds: float) -> str:
+    return f"{STEP_PREFIX}{name}: {seconds:,.0f} s"
+
+
+def step_lines(output: str) -> list[str]:
+    """A job's finished steps, ``<name>: <seconds> s``, from its output."""
+    return [line.removeprefix(STEP_PREFIX) for line in output.splitlines() if line.startswith(STEP_PREFIX)]
+
+
 #: Where a child's output goes: a file, ``subprocess.STDOUT`` (stderr only), or None (inherited).
 Stream = IO[str] | IO[bytes] | int | None
 
