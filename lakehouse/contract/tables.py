@@ -237,16 +237,20 @@ def latest_views(names: TableNames) -> dict[str, str]:
     """``silver.users``, ``silver.merchants``, ``silver.labels`` by name, with the statement that
     creates each: a view of the latest version per key over the stream's versions table.
 
-    Views, not tables kept by MERGE: a MERGE per micro-batch and stream was about a quarter of
-    ingest's time (a fixed cost of several seconds each, whatever the rows), to keep a copy of
-    what the versions table already holds. Reading a view pays one window over the versions; the
-    versions table is also the change feed (append-only: every version once, in order)."""
-    views = {}
-    for stream, (key, order) in LATEST_BY.items():
-        columns = [c for c, _ in silver_columns(STREAM_FIELDS[stream])]
-        select = latest_select_sql(names.versions(stream), key, order, columns)
-        views[names.silver(stream)] = f"CREATE VIEW IF NOT EXISTS {names.silver(stream)} AS {select}"
-    return views
+    Views, not tables MERGE-d per micro-batch (a fixed cost of seconds each, to copy what the
+    versions tables hold); the append-only versions tables are the change feed."""
+    return {
+        names.silver(stream): f"CREATE VIEW IF NOT EXISTS {names.silver(stream)} AS {latest_sql(names, stream)}"
+        for stream in LATEST_BY
+    }
+
+
+def latest_sql(names: TableNames, stream: str, version: int | None = None) -> str:
+    """The SELECT of ``silver.<stream>``'s view; with ``version``, over that Delta version of the
+    versions table (a consistent, repeatable read: what a quality gate pins)."""
+    key, order = LATEST_BY[stream]
+    source = names.versions(stream) + ("" if version is None else f" VERSION AS OF {int(version)}")
+    return latest_select_sql(source, key, order, [c for c, _ in silver_columns(STREAM_FIELDS[stream])])
 
 
 def enriched_view_sql(names: TableNames) -> str:

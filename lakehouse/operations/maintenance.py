@@ -49,7 +49,7 @@ def delta_tables(spark: SparkSession, settings: Settings) -> list[str]:
         if not spark.catalog.databaseExists(schema):
             continue
         for table in spark.catalog.listTables(schema):
-            if table.tableType != "VIEW":
+            if table.tableType != "VIEW" and not table.isTemporary:
                 tables.append(f"{schema}.{table.name}")
     return sorted(tables)
 

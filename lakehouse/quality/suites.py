@@ -25,7 +25,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.contract.tables import table_names
+from lakehouse.contract.schemas import LATEST_BY
+from lakehouse.contract.tables import latest_sql, table_names
 from lakehouse.errors import FraudlakeError
 from lakehouse.features.labels import known_labels
 from lakehouse.settings import Settings
@@ -174,9 +175,17 @@ def suite_frame(
         raise QualityError(
             f"suite {suite.name}: table {name} does not exist yet (run the pipeline that creates it first)"
         )
-    version = latest_version(spark, name) if as_of_version is None else as_of_version
+    # The latest-version views (silver.users, ...) are read through their versions table's Delta
+    # version: the version a gate reports and pins is that table's.
+    names = table_names(settings)
+    stream = next((s for s in LATEST_BY if names.silver(s) == name), None)
+    versioned = name if stream is None else names.versions(stream)
+    version = latest_version(spark, versioned) if as_of_version is None else as_of_version
     try:
-        frame = read_version(spark, name, version=version)
+        if stream is None:
+            frame = read_version(spark, name, version=version)
+        else:
+            frame = spark.sql(latest_sql(names, stream, version))
         frame.schema  # noqa: B018 - resolves the version now, for a clear error
     except Exception as exc:
         raise QualityError(

@@ -247,7 +247,10 @@ def test_the_latest_view_takes_the_newest_version_and_a_tie_goes_to_the_later_ka
         rows, "user_id STRING, updated_at TIMESTAMP, _partition INT, _offset BIGINT"
     ).createOrReplaceTempView("versions_probe")
     select = latest_select_sql("versions_probe", "user_id", "updated_at", ["user_id", "_offset"])
-    assert {(r.user_id, r._offset) for r in spark.sql(select).collect()} == {("U1", 2), ("U2", 5)}
+    try:
+        assert {(r.user_id, r._offset) for r in spark.sql(select).collect()} == {("U1", 2), ("U2", 5)}
+    finally:
+        spark.catalog.dropTempView("versions_probe")  # the session is shared: temp views show in every schema
 
 
 LABEL = {
