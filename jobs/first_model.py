@@ -17,13 +17,11 @@ import argparse
 import sys
 
 from jobs.train_model import print_result
-from lakehouse.contract.tables import STREAMS
 from lakehouse.features.materialize import build_features
-from lakehouse.ingest.queries import run_ingest
+from lakehouse.ingest.queries import ensure_ingest_topics, run_ingest
 from lakehouse.ml.training import train
 from lakehouse.platform.entrypoint import configure_logging, exit_on_error, private_files
 from lakehouse.platform.jobs import step_line
-from lakehouse.platform.kafka.topics import ensure_topics
 from lakehouse.platform.measure import Steps
 from lakehouse.platform.spark import build_spark
 from lakehouse.settings import load_settings
@@ -37,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     private_files()
     with exit_on_error():
         settings = load_settings(args.env)
-        topics = settings.kafka.topics
-        ensure_topics(settings.kafka, [getattr(topics, stream) for stream in STREAMS])
+        ensure_ingest_topics(settings)
         spark = build_spark(settings, app_name="fraudlake-first-model")
         steps = Steps()
         with steps(INGEST):

@@ -12,11 +12,9 @@ import argparse
 import logging
 import sys
 
-from lakehouse.contract.tables import STREAMS
-from lakehouse.ingest.queries import FAULT_STEPS, ingest_restarter, run_ingest
+from lakehouse.ingest.queries import FAULT_STEPS, ensure_ingest_topics, ingest_restarter, run_ingest
 from lakehouse.platform import faults
 from lakehouse.platform.entrypoint import configure_logging, exit_on_error, private_files
-from lakehouse.platform.kafka.topics import ensure_topics
 from lakehouse.platform.spark import build_spark
 from lakehouse.platform.streaming import supervise
 from lakehouse.settings import load_settings
@@ -34,10 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     with exit_on_error():
         settings = load_settings(args.env)
         faults.arm(FAULT_STEPS)  # before Spark starts: its JVM inherits the job's process group
-        # A topic this release reads that the cluster lacks (fraud_labels, after an upgrade) is
-        # created with its configured settings, as the scorer creates its own.
-        topics = settings.kafka.topics
-        ensure_topics(settings.kafka, [getattr(topics, stream) for stream in STREAMS])
+        ensure_ingest_topics(settings)
         spark = build_spark(settings, app_name="fraudlake-ingest")
         queries = run_ingest(spark, settings, once=args.once)
         if args.once:

@@ -54,6 +54,7 @@ from lakehouse.platform.delta import (
     table_location,
 )
 from lakehouse.platform.kafka.clients import kafka_stream
+from lakehouse.platform.kafka.topics import ensure_topics
 from lakehouse.platform.measure import Steps
 from lakehouse.platform.streaming import query_plan, raise_if_failed, start_query
 from lakehouse.settings import QuerySettings, Settings
@@ -313,6 +314,13 @@ def start_silver(
     source = source.where(~F.col("topic").startswith(IMPORT_TOPIC_PREFIX))  # imports did their own silver step
     batch = SilverBatch(spark, settings, names, stream, plan.name, plan.checkpoint, on_batch)
     return start_query(source.writeStream.foreachBatch(batch), plan, lambda w: w.start())
+
+
+def ensure_ingest_topics(settings: Settings) -> None:
+    """Create any topic ingest reads that the cluster lacks (``fraud_labels`` after an upgrade)
+    with its configured settings, as the scorer creates its own; existing topics are left as
+    they are."""
+    ensure_topics(settings.kafka, [getattr(settings.kafka.topics, stream) for stream in STREAMS])
 
 
 def run_ingest(

@@ -170,14 +170,14 @@ def suite_frame(
 
     from lakehouse.platform.delta import latest_version, read_version
 
-    name = TABLES[suite.table](table_names(settings))
+    names = table_names(settings)
+    name = TABLES[suite.table](names)
     if not spark.catalog.tableExists(name):
         raise QualityError(
             f"suite {suite.name}: table {name} does not exist yet (run the pipeline that creates it first)"
         )
     # The latest-version views (silver.users, ...) are read through their versions table's Delta
     # version: the version a gate reports and pins is that table's.
-    names = table_names(settings)
     stream = next((s for s in LATEST_BY if names.silver(s) == name), None)
     versioned = name if stream is None else names.versions(stream)
     version = latest_version(spark, versioned) if as_of_version is None else as_of_version
