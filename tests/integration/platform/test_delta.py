@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.contract.tables import create_tables, latest_views, table_ddls
-from lakehouse.platform.delta import auto_compaction_off, table_location
+from lakehouse.platform.delta import append_once, auto_compaction_off, latest_version, table_location
 from lakehouse.platform.isolation import drop_schemas, isolated
 
 pytestmark = pytest.mark.integration
@@ -43,6 +43,30 @@ def test_delta_table_by_name_in_catalog_with_sql_time_travel(spark, settings) ->
         assert table_location(spark, table) == location  # read from the catalog's entry
         assert settings.warehouse_dir in location  # the configured warehouse, not a working-dir default
         assert (settings.metastore_dir / "metastore_db").is_dir()  # the persistent (Derby) catalog
+    finally:
+        spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_latest_version_follows_every_commit_and_a_view_gets_delta_s_own_error(spark) -> None:
+    """The version a job pins comes from Delta's log of the table: it sees a commit made by path
+    (as the streams write) at once, and a name that is no Delta table fails as DESCRIBE HISTORY does."""
+    from pyspark.errors import AnalysisException
+
+    schema = f"bronze_test_{uuid.uuid4().hex[:8]}"
+    table = f"{schema}.probe"
+    spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    try:
+        spark.createDataFrame([("a",)], "v STRING").write.format("delta").saveAsTable(table)
+        assert latest_version(spark, table) == 0
+        append_once(spark.createDataFrame([("b",)], "v STRING"), table_location(spark, table), app_id="t", batch_id=0)
+        spark.sql(f"INSERT INTO {table} VALUES ('c')")
+        described = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").first().version
+        assert latest_version(spark, table) == described == 2
+        spark.sql(f"CREATE VIEW {schema}.probe_view AS SELECT * FROM {table}")
+        with pytest.raises(AnalysisException):
+            latest_version(spark, f"{schema}.probe_view")
+        with pytest.raises(AnalysisException):
+            latest_version(spark, f"{schema}.missing")
     finally:
         spark.sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
