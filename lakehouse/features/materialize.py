@@ -21,7 +21,7 @@ from lakehouse.contract.features import CATEGORICAL_FEATURES, FEATURE_NAMES, HIS
 from lakehouse.contract.tables import create_tables
 from lakehouse.features.labels import feedback_cut, known_labels
 from lakehouse.features.offline import merchant_daily_stats, transaction_features
-from lakehouse.platform.delta import latest_version, read_pinned
+from lakehouse.platform.delta import OPTIMIZE_WRITE, latest_version, read_pinned
 from lakehouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -70,7 +70,8 @@ def build_features(spark: SparkSession, settings: Settings, *, since: date | Non
     )
     if since is not None:
         features = features.where(F.col("event_date") >= F.lit(since))
-    writer = features.write.format("delta").mode("overwrite")
+    # Grouped by event day before writing (one file a day, not one a day per shuffle task).
+    writer = features.write.format("delta").mode("overwrite").option(OPTIMIZE_WRITE, "true")
     if missing:  # a release with new features: the full rebuild takes the table's new schema
         writer = writer.option("overwriteSchema", "true")
     if since is not None:

@@ -222,8 +222,12 @@ class SilverBatch:
             _release(kept)
 
     def _append(self, table: str, rows: DataFrame, batch_id: int) -> None:
-        # A batch replayed after a crash is skipped by Delta, table by table.
-        append_once(rows, self.paths[table], app_id=f"{self.query}->{table}", batch_id=batch_id)
+        # A batch replayed after a crash is skipped by Delta, table by table. Silver transactions
+        # are partitioned by event day, and a batch (a backlog, an import) can span many days.
+        by_partition = table == self.target and self.stream == "transactions"
+        append_once(
+            rows, self.paths[table], app_id=f"{self.query}->{table}", batch_id=batch_id, by_partition=by_partition
+        )
 
     def _late_and_duplicates(self, valid: DataFrame, batch_id: int, kept: list[DataFrame]) -> DataFrame:
         from pyspark.sql import functions as F

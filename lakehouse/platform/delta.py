@@ -77,6 +77,10 @@ def retry_on_conflict(
     raise AssertionError("unreachable")
 
 
+#: Delta's writer option for an optimized write (rows grouped by partition before writing).
+OPTIMIZE_WRITE = "optimizeWrite"
+
+
 def latest_version(spark: SparkSession, name: str) -> int:
     """The table's current Delta version (what a job pins to read one consistent snapshot).
 
@@ -147,9 +151,18 @@ def replace_where(rows: DataFrame, location: str, predicate: str) -> None:
     rows.write.format("delta").mode("overwrite").option("replaceWhere", predicate).save(location)
 
 
-def append_once(rows: DataFrame, location: str, *, app_id: str, batch_id: int) -> None:
-    """Append ``rows`` to the Delta table at ``location`` once per (``app_id``, ``batch_id``)."""
-    (rows.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id).save(location))
+def append_once(rows: DataFrame, location: str, *, app_id: str, batch_id: int, by_partition: bool = False) -> None:
+    """Append ``rows`` to the Delta table at ``location`` once per (``app_id``, ``batch_id``).
+
+    ``by_partition``: the rows are first grouped by the table's partition values (Delta's
+    optimized write, one shuffle), so each partition gets about one new file. Without it every task
+    writes a file in every partition it holds rows of: a silver batch that spans 30 event days
+    wrote 120 small files, each a file creation, a commit entry and a later read; its append took
+    half as long grouped (``fraudlake bench ingest``, 2026-12-07)."""
+    writer = rows.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id)
+    if by_partition:
+        writer = writer.option(OPTIMIZE_WRITE, "true")
+    writer.save(location)
 
 
 def computed_once(rows: DataFrame) -> DataFrame:
