@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from lakehouse.errors import BrokerRefusedError, BrokerUnavailableError
 from lakehouse.settings import KafkaSettings
@@ -66,6 +66,11 @@ def broker_errors(kafka: KafkaSettings) -> Iterator[None]:
         yield
     except KafkaTimeoutError as exc:
         raise refused(kafka) or unavailable(kafka, exc) from None
+    except KafkaConnectionError as exc:
+        # A node named by the cluster's metadata refused the TCP connection: not listening (yet,
+        # or any more: a node of a starting cluster, a broker being failed over). Unreachable, not
+        # a refusal of us: nothing for `refused` to probe.
+        raise unavailable(kafka, exc) from None
     except KafkaError as exc:
         if "NoBrokersAvailable" in type(exc).__name__ or "bootstrap" in str(exc).lower():
             raise refused(kafka) or unavailable(kafka, exc) from None

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 import socket
 
+import pytest
+from kafka.errors import KafkaConnectionError
+
+from lakehouse.errors import BrokerUnavailableError
 from lakehouse.platform.entrypoint import SecretsFilter
-from lakehouse.platform.kafka.clients import client_config, refusal, spark_options, speaks_tls
+from lakehouse.platform.kafka.clients import broker_errors, client_config, refusal, spark_options, speaks_tls
 from lakehouse.platform.kafka.senders import confluent_config
 from lakehouse.settings import load_settings
 
@@ -97,3 +101,15 @@ def test_secrets_given_in_the_environment_never_reach_a_log_line() -> None:
     record = logging.LogRecord("kafka.net", logging.DEBUG, __file__, 1, "sasl: %s %s", ("user", secret), None)
     SecretsFilter({"FRAUDLAKE_KAFKA__SASL_PASSWORD": secret}).filter(record)
     assert secret not in record.getMessage() and "*****" in record.getMessage()
+
+
+def test_a_node_that_refuses_the_connection_is_unreachable_not_a_crash() -> None:
+    """A starting cluster's metadata names nodes that are not listening yet: kafka-python then
+    raises a connection error after bootstrap, which a start-up wait must see as 'not yet' (a
+    clean-clone CI run failed the cluster's set-up on it), and a command as a plain message."""
+    kafka = load_settings("local", environ={"FRAUDLAKE_KAFKA__BROKER__PORT": "29092"}).kafka
+    with (
+        pytest.raises(BrokerUnavailableError, match=r"not reachable at 127\.0\.0\.1:29092.*ECONNREFUSED"),
+        broker_errors(kafka),
+    ):
+        raise KafkaConnectionError("111 ECONNREFUSED")
