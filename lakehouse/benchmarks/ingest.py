@@ -21,6 +21,7 @@ same way for all three. Throughput = records / drain time; each figure is the me
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import uuid
@@ -30,6 +31,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lakehouse.benchmarks.delta_commits import CommitCost, commit_cost, commits_section, data_commits
 from lakehouse.benchmarks.ingest_flat import BAD_RATE, PROGRESS_KEPT, FlatRun, flat_section
 from lakehouse.benchmarks.report import Report, machine_description
 from lakehouse.contract.tables import STREAMS
@@ -67,6 +69,8 @@ class IngestBench:
     silver_steps: list[SilverTimings] = field(default_factory=list)  # the ingest runs' silver batches
     progress: dict[str, list[dict]] = field(default_factory=dict)  # ingest query → its batches (last run)
     flat: FlatRun | None = None  # the compressed month (lakehouse.benchmarks.ingest_flat)
+    commits: dict[str, dict[str, int]] = field(default_factory=dict)  # pipeline → table → commits (last run)
+    commit_cost: CommitCost | None = None  # one append, plain and idempotent (same run)
 
     def median_rate(self, pipeline: str) -> float:
         return statistics.median(d.rate for d in self.drains[pipeline])
@@ -110,12 +114,11 @@ def bench_ingest(
     def plan(name: str) -> QueryPlan:
         return QueryPlan(name, "availableNow", str(folder / "checkpoints" / uuid.uuid4().hex), max_records)
 
-    def drain_floor(pipeline: str) -> tuple[list, float]:
+    def drain_floor(pipeline: str, last: bool) -> tuple[list, float]:
         began = time.perf_counter()
+        path = str(folder / "floor" / uuid.uuid4().hex)
         if pipeline == DELTA_FLOOR:
-            query = start_delta_append(
-                spark, world, source=source, path=str(folder / "floor" / uuid.uuid4().hex), plan=plan("bench_delta")
-            )
+            query = start_delta_append(spark, world, source=source, path=path, plan=plan("bench_delta"))
         else:
             target = f"bench_ingest_copy_{uuid.uuid4().hex[:10]}"
             ensure_topics(world.kafka, [world.kafka.topics.transactions.model_copy(update={"name": target})])
@@ -123,9 +126,14 @@ def bench_ingest(
             query = start_passthrough(spark, world, source=source, target=target, plan=plan("bench_kafka"))
         query.awaitTermination()
         raise_if_failed(query)
-        return list(query.recentProgress), time.perf_counter() - began
+        wall = time.perf_counter() - began
+        if last:
+            bench.commits[pipeline] = (
+                {"the table": data_commits(spark, f"delta.`{path}`")} if pipeline == DELTA_FLOOR else {}
+            )
+        return list(query.recentProgress), wall
 
-    def drain_ingest() -> tuple[list, float]:
+    def drain_ingest(last: bool) -> tuple[list, float]:
         run = isolated(world, schema_prefix="bench_", checkpoint_dir=folder / "checkpoints" / uuid.uuid4().hex)
         try:
             began = time.perf_counter()
@@ -135,6 +143,8 @@ def bench_ingest(
             failed = [r for r in reconcile(spark, run) if not r.ok]
             if failed:
                 raise RuntimeError(f"ingest lost or doubled records: {failed}")
+            if last:
+                bench.commits[INGEST] = ingest_commits(spark, run)
             return [p for q in bench.progress.values() for p in q], wall
         finally:
             drop_schemas(spark, run)
@@ -150,19 +160,35 @@ def bench_ingest(
         on_progress(f"preloaded {bench.total:,} records: {bench.records}, {bench.bad:,} of them bad")
         for run in range(runs):
             for pipeline in PIPELINES:
-                progress, wall = drain_ingest() if pipeline == INGEST else drain_floor(pipeline)
+                last = run == runs - 1
+                progress, wall = drain_ingest(last) if pipeline == INGEST else drain_floor(pipeline, last)
                 drain = Drain(bench.total, busy_seconds(progress), wall, sum(1 for p in progress if p["numInputRows"]))
                 bench.drains.setdefault(pipeline, []).append(drain)
                 on_progress(
                     f"run {run + 1} {pipeline}: {drain.records:,} records, {drain.busy_s:,.1f} s busy"
                     f" ({drain.wall_s:,.1f} s wall) = {drain.rate:,.0f}/s"
                 )
+        bench.commit_cost = commit_cost(spark, folder)
     finally:
         for active in spark.streams.active:
             active.stop()
         delete_topics(world.kafka, created)
         drop_schemas(spark, world)
     return bench
+
+
+def ingest_commits(spark: SparkSession, run: Settings) -> dict[str, int]:
+    """The commits an ingest run left in each table it writes."""
+    from lakehouse.contract.tables import table_names
+
+    names = table_names(run)
+    tables = {
+        **{f"bronze {stream}": names.bronze(stream) for stream in STREAMS},
+        **{f"silver {stream}": names.accepted(stream) for stream in STREAMS},
+        "quarantine": names.quarantine,
+        "progress": names.progress,
+    }
+    return {label: data_commits(spark, name) for label, name in tables.items()}
 
 
 def _preload(world: Settings, on_progress: Callable[[str], None]) -> int:
@@ -256,4 +282,15 @@ def ingest_report(bench: IngestBench, settings: Settings, machine: str | None = 
             steps[timings.query, step] = steps.get((timings.query, step), 0.0) + seconds
     report.text(f"Inside the silver batches (`addBatch`), summed over the {runs} runs' batches:")
     report.table(["query", "step", "seconds"], [(q, s, f"{v:,.1f}") for (q, s), v in steps.items()], "llr")
+    if bench.commit_cost is not None and INGEST in bench.commits:
+        floor_s = statistics.median(d.busy_s for d in bench.drains[DELTA_FLOOR])
+        commits_section(
+            report,
+            bench.commits,
+            bench.commit_cost,
+            ingest=INGEST,
+            drain_s=statistics.median(d.busy_s for d in bench.drains[INGEST]),
+            goal_s=floor_s / GOAL,
+            cores=os.cpu_count() or 1,
+        )
     return report

@@ -55,5 +55,26 @@ def test_the_flat_run_compares_the_last_day_with_the_first_counted_one(settings)
     )
 
 
+def test_the_report_puts_ingest_s_delta_commits_against_the_time_the_goal_leaves(settings) -> None:
+    from lakehouse.benchmarks.delta_commits import IDEMPOTENT, PLAIN, CommitCost
+
+    bench = IngestBench(1000, records={"transactions": 1000}, bad=10)
+    bench.drains = {DELTA_FLOOR: [Drain(1000, 2.0, 2.0, 1)], KAFKA_FLOOR: [Drain(1000, 1.0, 1.0, 1)]}
+    bench.drains[INGEST] = [Drain(1000, 20.0, 25.0, 8)]
+    bench.commits = {
+        DELTA_FLOOR: {"the table": 1},
+        KAFKA_FLOOR: {},
+        INGEST: {"bronze transactions": 1, "silver transactions": 1, "quarantine": 3, "progress": 0},
+    }
+    bench.commit_cost = CommitCost(1000, {PLAIN: 0.4, IDEMPOTENT: 0.9}, {PLAIN: 1, IDEMPOTENT: 4})
+    text = ingest_report(bench, settings, machine="test machine").render()
+    assert "| ingest → bronze, silver | 5 | bronze transactions 1, silver transactions 1, quarantine 3 |" in text
+    assert "| Kafka → Delta append | 1 | the table 1 |" in text
+    assert f"| {IDEMPOTENT} | 0.90 | 4 |" in text and f"| {PLAIN} | 0.40 | 1 |" in text
+    # 5 commits x 0.9 s = 4.5 s one after another; the goal (0.5x of a 2 s floor) leaves 4 s.
+    assert "about 4.5 s one after another" in text and "against 4.0 s for the whole drain" in text
+    assert "(ingest's own drain: 20.0 s)" in text
+
+
 def bench_attachment(bench, settings) -> str:
     return ingest_report(bench, settings, machine="m").attachments[".jsonl"]
