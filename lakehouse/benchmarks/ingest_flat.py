@@ -68,6 +68,29 @@ class FlatRun:
 
         return median_of(self.days - span + 1) / median_of(1)
 
+    def trend(self, query: str) -> float:
+        """The last day's batch time over the first's, from a least-squares line through the log of
+        every counted batch's time (days 1 to :attr:`days`) against its day: every batch of the run
+        counts, where the one-day medians rest on the few batches of two days."""
+        points = [
+            (day, math.log(seconds))
+            for day, durations in self.batches.get(query, {}).items()
+            if day >= 1
+            for seconds in durations
+            if seconds > 0
+        ]
+        if len({day for day, _ in points}) < 2:
+            return float("nan")
+        mean_day = statistics.fmean(day for day, _ in points)
+        mean_log = statistics.fmean(value for _, value in points)
+        spread = sum((day - mean_day) ** 2 for day, _ in points)
+        slope = sum((day - mean_day) * (value - mean_log) for day, value in points) / spread
+        return math.exp(slope * (self.days - 1))
+
+    def batches_on(self, day: int) -> int:
+        """How many batches with input all the queries ran on ``day``."""
+        return sum(len(days.get(day, [])) for days in self.batches.values())
+
 
 def bench_flat(
     spark: SparkSession,
@@ -170,6 +193,11 @@ def flat_section(report: Report, flat: FlatRun) -> None:
         " with batches on both days",
         f"- the same over {flat.span} days (median of every batch of days 1 to {flat.span} against days "
         f"{flat.days - flat.span + 1} to {flat.days}): " + ", ".join(f"{q} {r:.2f}x" for q, r in spans.items()),
+        f"- the trend over every counted batch (a least-squares line through the log of batch time against the"
+        f" day, day {flat.days} over day 1): "
+        + ", ".join(f"{q} {r:.2f}x" for q, r in _finite({q: flat.trend(q) for q in queries}).items())
+        + f"; the queries ran {flat.batches_on(1)} batches with input on day 1 and {flat.batches_on(flat.days)}"
+        f" on day {flat.days} (the verdict above stays the one-day medians')",
     )
     report.attach(
         ".jsonl",

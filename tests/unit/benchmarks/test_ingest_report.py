@@ -50,6 +50,7 @@ def test_the_flat_run_compares_the_last_day_with_the_first_counted_one(settings)
     assert "**1.50x** (goal ≤ 1.2x: **not met**)" in text and "--days 4 --per-day 100 --rate 50" in text
     # Over two days each side: days 1-2 (2.0, 2.0, 2.5) against days 3-4 (2.8, 3.0, 3.0, 2.0).
     assert "days 3 to 4): silver_transactions 1.45x" in text
+    assert "ran 2 batches with input on day 1 and 3 on day 4" in text
     assert '{"query": "silver_transactions", "day": 4, "batch_seconds": [3.0, 3.0, 2.0]}' in bench_attachment(
         bench, settings
     )
@@ -74,6 +75,19 @@ def test_the_report_puts_ingest_s_delta_commits_against_the_time_the_goal_leaves
     # 5 commits x 0.9 s = 4.5 s one after another; the goal (0.5x of a 2 s floor) leaves 4 s.
     assert "about 4.5 s one after another" in text and "against 4.0 s for the whole drain" in text
     assert "(ingest's own drain: 20.0 s)" in text
+
+
+def test_the_trend_uses_every_batch_and_finds_a_steady_growth_through_noisy_days() -> None:
+    from lakehouse.benchmarks.ingest_flat import FlatRun
+
+    flat = FlatRun(days=5, per_day=100, rate=50.0, trigger="2 seconds")
+    # 10% a day (1.1**4 = 1.4641 from day 1 to day 5), each day's batches 20% apart around it; the
+    # warm-up day is left out however slow.
+    flat.batches = {"q": {0: [30.0], **{day: [1.1 ** (day - 1) * 0.9, 1.1 ** (day - 1) * 1.1] for day in range(1, 6)}}}
+    assert abs(flat.trend("q") - 1.1**4) < 1e-9
+    flat.batches = {"q": {0: [9.0], 1: [2.0, 2.0], 3: [2.0]}, "sparse": {4: [1.0]}}
+    assert flat.trend("q") == 1.0 and flat.trend("sparse") != flat.trend("sparse")  # one day: no line
+    assert flat.batches_on(1) == 2 and flat.batches_on(4) == 1
 
 
 def bench_attachment(bench, settings) -> str:
