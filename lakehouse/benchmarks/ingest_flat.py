@@ -81,10 +81,8 @@ class FlatRun:
         ]
         if len({day for day, _ in points}) < 2:
             return float("nan")
-        mean_day = statistics.fmean(day for day, _ in points)
-        mean_log = statistics.fmean(value for _, value in points)
-        spread = sum((day - mean_day) ** 2 for day, _ in points)
-        slope = sum((day - mean_day) * (value - mean_log) for day, value in points) / spread
+        days, logs = zip(*points, strict=True)
+        slope = statistics.linear_regression(days, logs).slope
         return math.exp(slope * (self.days - 1))
 
     def batches_on(self, day: int) -> int:
