@@ -15,8 +15,9 @@ a live payment is (the history ends yesterday).
    then decide. Request i is sent at start + i / rate whatever came back, and its latency runs from
    that instant, so a stalled server (or client) counts its queue: no coordinated omission. A 4xx,
    5xx or no answer is a failure.
-4. Breakdown: the decisions' ``latency_ms`` steps per rate, the time in none (the partition's lease
-   wait) and what the client waited beyond the service's total (HTTP, server stack, queueing).
+4. Breakdown: the decisions' ``latency_ms`` steps per rate (a batch's steps are each of its
+   decisions'), the time in none (waiting for its partition's batch) and what the client waited
+   beyond the service's total (HTTP, server stack, queueing); how many decisions a batch took.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ WARMUP = 200  # requests per endpoint before anything is measured
 MAX_CONNECTIONS = 256  # the client's pool: beyond it a request waits for a connection (and that counts)
 REQUEST_TIMEOUT_S, START_TIMEOUT_S, STOP_TIMEOUT_S = 30.0, 180.0, 30.0
 OVERHEAD = "HTTP, server stack, queueing"  # what the client waited beyond the service's own total
-UNSTEPPED = "in no step (lease wait, replay checks)"  # the service's total beyond its steps
+UNSTEPPED = "in no step (waiting for its batch)"  # the service's total beyond its steps
+BATCH = "batch"  # how many decisions the decision's batch took
 
 Post = Callable[[bytes], Awaitable[httpx.Response]]  # sends one request
 
@@ -155,6 +157,7 @@ def summarise(endpoint: str, load: str, answers: list[Answer], elapsed_s: float)
             unstepped = took["total"] - sum(took[step] for step in DECISION_STEPS)
             for name, ms in (took | {UNSTEPPED: unstepped, OVERHEAD: answer.latency_ms - took["total"]}).items():
                 run.steps.setdefault(name, []).append(ms)
+            run.steps.setdefault(BATCH, []).append(decided.get(BATCH, 1))
     return run
 
 

@@ -7,6 +7,7 @@ import math
 from collections import Counter
 
 from lakehouse.benchmarks.decisions import (
+    BATCH,
     CLIENTS,
     DECIDE,
     ECHO,
@@ -123,6 +124,13 @@ def decide_report(bench: DecideBench, settings: Settings) -> Report:
     outcomes = sum((Counter(run.outcomes) for _, _, run in bench.latency), Counter())
     mix = ", ".join(f"{name} {outcomes[name]:,}" for name in ("approve", "review", "decline"))
     report.text(f"{OVERHEAD}: the client's latency minus the service's total. Decisions of these runs: {mix}.")
+    batches = [
+        f"{run.load} {stats(run.steps[BATCH])[0]:.1f} (largest {max(run.steps[BATCH]):,.0f})"
+        for run in [bench.throughput.get(DECIDE), *(r for _, _, r in bench.latency)]
+        if run is not None and run.steps.get(BATCH)
+    ]
+    if batches:
+        report.text("Decisions per batch (mean): " + "; ".join(batches) + ".")
     if bench.setup:
         report.text("Set-up (not measured): " + ", ".join(f"{k} {v:,.0f} s" for k, v in bench.setup.items()) + ".")
     return report

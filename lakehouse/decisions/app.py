@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from lakehouse.decisions.batching import LaneBusy
 from lakehouse.decisions.service import DecisionService, NotServing, Rejected
 from lakehouse.decisions.store import PartitionBusy
 
@@ -59,7 +60,7 @@ def create_app(service: DecisionService) -> FastAPI:
             answer = await run_in_threadpool(service.decide, body, key, explain=explain)
         except Rejected as exc:
             return _error(exc.status, exc.reason, str(exc), exc.field)
-        except PartitionBusy as exc:
+        except (PartitionBusy, LaneBusy) as exc:
             return _error(503, "busy", str(exc), retry=True)
         except NotServing as exc:
             return _error(503, "no_model", str(exc), retry=True)

@@ -10,10 +10,11 @@ Keys (all under ``<decisions.key_prefix>:<transactions topic>:``, so two worlds 
 - ``lock:<partition>``: the partition's lease. Decisions for one partition are taken one at a time,
   in the order their records reach the partition, so the stream sees the same order the service
   decided in (the lateness clock and the histories depend on it);
-- ``pending:<partition>``: the write-ahead record of a decision whose record is being produced: the
-  record and the state after it. Whoever takes the partition next finishes it (produces the record
-  again, which the stream drops as a duplicate when the first one had landed, then writes the
-  state), so a crash between the produce and the state write loses nothing and applies nothing twice;
+- ``pending:<partition>``: the write-ahead record of a batch of decisions whose records are being
+  produced: the records and the state after them. Whoever takes the partition next finishes it
+  (produces the records again, which the stream drops as duplicates when the first ones had
+  landed, then writes the state), so a crash between the produce and the state write loses nothing
+  and applies nothing twice;
 - ``decision:<idempotency key>``: the decision returned, replayed on a retry (``decisions.idempotency_ttl_s``).
 
 State writes check the lease: a holder that outlived its lease writes nothing (whoever took the
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from lakehouse.errors import FraudlakeError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping, Sequence
 
     import redis
 
@@ -42,16 +43,15 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
-# KEYS: lock, clock, pending, history, decision. ARGV: token, clock, history JSON ('' : keep),
-# history TTL s, decision JSON ('' : none), decision TTL s, '1' to release the lease after. Applies a
-# decision's state when the lease is still ours; returns 1 when it did.
+# KEYS: lock, clock, pending, then the keys to set (histories, decisions). ARGV: token, clock, '1' to
+# release the lease after, then for each key to set its value and TTL (s). Applies a batch of
+# decisions' state when the lease is still ours; returns 1 when it did.
 _COMMIT = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('set', KEYS[2], ARGV[2])
-if ARGV[3] ~= '' then redis.call('set', KEYS[4], ARGV[3], 'EX', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('set', KEYS[5], ARGV[5], 'EX', ARGV[6]) end
+for i = 4, #KEYS do redis.call('set', KEYS[i], ARGV[2 * i - 4], 'EX', ARGV[2 * i - 3]) end
 redis.call('del', KEYS[3])
-if ARGV[7] == '1' then redis.call('del', KEYS[1]) end
+if ARGV[3] == '1' then redis.call('del', KEYS[1]) end
 return 1
 """
 
@@ -62,12 +62,12 @@ class PartitionBusy(FraudlakeError):
 
 @dataclass(frozen=True)
 class Seen:
-    """What a decision reads under its partition's lease, in one round trip."""
+    """What a batch of decisions reads under its partition's lease, in one round trip."""
 
-    pending: dict | None  # the partition's unfinished decision, if any
-    decision: dict | None  # the decision kept for this idempotency key, if any
-    history: list | None  # the user's history
+    pending: dict | None  # the partition's unfinished batch, if any
     clock: int | None  # the partition's lateness clock
+    decisions: dict[str, dict]  # the decisions kept for the batch's idempotency keys (those found)
+    histories: dict[str, list]  # the batch's users' histories (those found)
 
 
 class OnlineStore:
@@ -99,19 +99,18 @@ class OnlineStore:
         return _loads(self.client.get(self.key("hist", user_id)))
 
     def pending(self, partition: int) -> dict | None:
-        return _loads(self.client.get(self.key("pending", partition)))
+        return read_pending(self.client.get(self.key("pending", partition)))
 
-    def read(self, partition: int, user_id: str, decision_key: str) -> Seen:
-        """The partition's pending decision, the kept decision for ``decision_key``, the user's
-        history and the partition's clock, in one round trip."""
-        keys = [
-            self.key("pending", partition),
-            self.key("decision", decision_key),
-            self.key("hist", user_id),
-            self.key("clock", partition),
-        ]
-        pending, decision, history, clock = self.client.mget(keys)
-        return Seen(_loads(pending), _loads(decision), _loads(history), None if clock is None else int(clock))
+    def read(self, partition: int, user_ids: Sequence[str], decision_keys: Sequence[str]) -> Seen:
+        """The partition's pending batch and clock, the kept decisions for ``decision_keys`` and
+        the histories of ``user_ids``, in one round trip."""
+        users, keys = list(dict.fromkeys(user_ids)), list(dict.fromkeys(decision_keys))
+        names = [self.key("pending", partition), self.key("clock", partition)]
+        names += [self.key("decision", k) for k in keys] + [self.key("hist", u) for u in users]
+        pending, clock, *found = self.client.mget(names)
+        decisions = {k: json.loads(v) for k, v in zip(keys, found[: len(keys)], strict=True) if v is not None}
+        histories = {u: json.loads(v) for u, v in zip(users, found[len(keys) :], strict=True) if v is not None}
+        return Seen(read_pending(pending), None if clock is None else int(clock), decisions, histories)
 
     # ---------------------------------------------------------------- the lease
     @contextmanager
@@ -149,31 +148,22 @@ class OnlineStore:
         token: str,
         *,
         clock_us: int,
-        user_id: str | None = None,
-        history: list | None = None,
-        decision_key: str | None = None,
-        decision: dict | None = None,
+        histories: Mapping[str, str] | None = None,
+        decisions: Mapping[str, str] | None = None,
         release: bool = False,
     ) -> bool:
-        """Apply a decision's state (the clock, the user's history, the decision to replay) and
-        drop the pending record, at once, and with ``release`` give the lease back in the same
-        step (the decision's last); False (nothing written) when the lease is no longer ours."""
-        keys = [
-            self.key("lock", partition),
-            self.key("clock", partition),
-            self.key("pending", partition),
-            self.key("hist", user_id),
-            self.key("decision", decision_key),
-        ]
-        args = [
-            token,
-            clock_us,
-            "" if history is None else json.dumps(history, separators=(",", ":")),
-            self.history_ttl_s,
-            "" if decision is None else json.dumps(decision, separators=(",", ":")),
-            self.decision_ttl_s,
-            "1" if release else "0",
-        ]
+        """Apply a batch's state (the clock, its users' histories and its decisions to replay, as
+        JSON text) and drop the pending record, at once, and with ``release`` give the lease back
+        in the same step (the batch's last); False (nothing written) when the lease is no longer ours."""
+        keys = [self.key("lock", partition), self.key("clock", partition), self.key("pending", partition)]
+        args: list[object] = [token, clock_us, "1" if release else "0"]
+        for kind, values, ttl in (
+            ("hist", histories, self.history_ttl_s),
+            ("decision", decisions, self.decision_ttl_s),
+        ):
+            for name, value in (values or {}).items():
+                keys.append(self.key(kind, name))
+                args += [value, ttl]
         applied = bool(self._commit(keys=keys, args=args))
         if applied and release:
             self._held.pop(partition, None)
@@ -196,3 +186,17 @@ class OnlineStore:
 
 def _loads(raw: bytes | None) -> Any:
     return None if raw is None else json.loads(raw)
+
+
+def read_pending(raw: bytes | None) -> dict | None:
+    """A write-ahead record; one of the release before batches (a single decision) as a batch's."""
+    pending = _loads(raw)
+    if pending is None or "records" in pending:
+        return pending
+    history, answer = pending.get("history"), pending.get("answer")
+    return {
+        "clock_us": pending["clock_us"],
+        "records": [{k: pending.get(k) for k in ("key", "value", "timestamp_ms", "alert")}],
+        "histories": {} if history is None else {pending["user_id"]: json.dumps(history, separators=(",", ":"))},
+        "decisions": {} if answer is None else {pending["decision_key"]: answer},
+    }

@@ -13,7 +13,7 @@ Nothing here imports pandas: the helpers work on any array that has the methods 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,3 +52,17 @@ def frame(columns: Columns, index: Any = None):
     import pandas as pd
 
     return columns if isinstance(columns, pd.DataFrame) else pd.DataFrame(dict(columns), index=index)
+
+
+def concat(parts: Sequence[Columns]) -> Columns:
+    """Rows of several ``parts`` (the same columns, as arrays) one after the other; one part as it is."""
+    if len(parts) == 1:
+        return parts[0]
+    out = {}
+    for name, first in parts[0].items():
+        pieces = [part[name] for part in parts]
+        if isinstance(first, np.ndarray):
+            out[name] = np.concatenate(pieces)
+        else:  # a pandas nullable array
+            out[name] = type(first)._concat_same_type(pieces)
+    return out

@@ -731,6 +731,9 @@ class DecisionsSettings(_Section):
         "max(threshold, decline_score).",
     )
     lock_ttl_ms: int = Field(ge=1, description="The lease of a partition's lock in Redis.")
+    max_batch: int = Field(
+        ge=1, le=1000, description="At most this many queued requests of a partition are decided together."
+    )
     request_timeout_s: float = Field(
         gt=0, description="A request waiting longer for its partition's lock gets 503; also the Redis socket timeout."
     )

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import httpx
 import pytest
@@ -84,23 +84,39 @@ def day_records(settings, day: int, count: int) -> list[bytes]:
     return simulation.transaction_json(simulation.day(day))[:count]
 
 
-def decide_all(settings, urls: list[str], records: list[bytes]) -> list[dict]:
+def bunched(records: list[bytes]) -> list[bytes]:
+    """The records, each a millisecond after the one before from the first one's time: posted all
+    at once, none is late whatever order they arrive in."""
+    values = [json.loads(r) for r in records]
+    first = datetime.fromisoformat(values[0]["timestamp"])
+    return [
+        json.dumps(v | {"timestamp": (first + timedelta(milliseconds=i)).isoformat()}).encode()
+        for i, v in enumerate(values)
+    ]
+
+
+def decide_all(settings, urls: list[str], records: list[bytes], *, together: bool = False) -> list[dict]:
     """Every record posted once, in order within its Kafka partition (as a payment switch keeps a
-    card's order), the partitions concurrently, alternating between the instances."""
+    card's order), the partitions concurrently, alternating between the instances; ``together``:
+    each partition's records all at once instead (any order), so they queue and are decided in
+    batches."""
     partitions = settings.kafka.topics.transactions.partitions
     lanes: dict[int, list[bytes]] = {}
     for body in records:
         lanes.setdefault(partition_of(json.loads(body)["user_id"], partitions), []).append(body)
 
-    with httpx.Client(timeout=30) as client:
+    with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=len(records))) as client:
+
+        def post(at: int, body: bytes) -> dict:
+            response = client.post(f"{urls[at % len(urls)]}/v1/decisions?explain=features", content=body)
+            assert response.status_code == 200, response.text
+            return response.json()
 
         def post_lane(lane: list[bytes]) -> list[dict]:
-            answers = []
-            for at, body in enumerate(lane):
-                response = client.post(f"{urls[at % len(urls)]}/v1/decisions?explain=features", content=body)
-                assert response.status_code == 200, response.text
-                answers.append(response.json())
-            return answers
+            if together:
+                with ThreadPoolExecutor(len(lane)) as pool:
+                    return list(pool.map(post, range(len(lane)), lane))
+            return [post(at, body) for at, body in enumerate(lane)]
 
         with ThreadPoolExecutor(len(lanes)) as pool:
             return [answer for answers in pool.map(post_lane, lanes.values()) for answer in answers]
@@ -161,10 +177,12 @@ def test_two_instances_decide_as_the_stream_scores_before_and_after_a_restart_fr
         second.stop()
 
     # A restart: the store is rebuilt from silver and the records silver has not processed yet.
+    # Then each partition's requests at once: they are decided in batches, as the stream scores them.
     with DecisionServer(settings, port=free_port()) as again:
         warmed = warm_store(spark, settings, again.service)
         assert warmed.from_topic == len(unread)
-        later = decide_all(settings, [again.url], day_records(settings, HISTORY_DAYS + 2, 60))
+        later = decide_all(settings, [again.url], bunched(day_records(settings, HISTORY_DAYS + 2, 60)), together=True)
+    assert max(a["batch"] for a in later) > 1, "no request was decided in a batch with others"
     assert_same(unread + later, stream_step(spark, settings, tmp_path / "after"))
 
 
