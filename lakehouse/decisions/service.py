@@ -6,7 +6,8 @@ decided in a batch of its Kafka partition (:mod:`lakehouse.decisions.batching`: 
 partition is free, else with the requests queued behind the one in progress). Under the
 partition's lease (:class:`lakehouse.decisions.store.OnlineStore`), a batch:
 
-1. reads the partition's lateness clock, the users' histories and the kept decisions (one ``MGET``);
+1. takes the lease and reads the partition's lateness clock, the users' histories and the kept
+   decisions in one Redis round trip (``state_read``);
 2. runs each request's history step in arrival order (:func:`lakehouse.scoring.event.history_step`,
    the stream operator's step), the clock and a user's history moving from one to the next;
 3. computes the table features, the compiled champion's scores and the reasons of the accepted
@@ -146,10 +147,10 @@ class DecisionService:
         alert), one state write. Returns each request's answer, or its :class:`Rejected`."""
         clock = time.perf_counter
         timings = dict.fromkeys(DECISION_STEPS, 0.0)
-        with self.store.lease(partition, timeout_s=self.timeout_s) as token:
-            read = clock()
-            users, keys = [r.values["user_id"] for r in requests], [r.key for r in requests]
-            seen = self.store.read(partition, users, keys)
+        read = clock()
+        users, keys = [r.values["user_id"] for r in requests], [r.key for r in requests]
+        with self.store.lease(partition, timeout_s=self.timeout_s, user_ids=users, decision_keys=keys) as taken:
+            token, seen = taken.token, taken.seen
             if seen.pending is not None:  # a batch whose holder died: finished first, then read again
                 self.finish_pending(partition, token, seen.pending)
                 seen = self.store.read(partition, users, keys)

@@ -34,10 +34,15 @@ from typing import TYPE_CHECKING, Any
 from lakehouse.errors import FraudlakeError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     import redis
 
+# Take the lease (KEYS[1], for ARGV[2] ms) and read the other keys in the same step; nil when taken.
+_TAKE = """
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return nil end
+return redis.call('mget', unpack(KEYS, 2))
+"""
 # Delete the lease only when it is still ours.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -70,6 +75,14 @@ class Seen:
     histories: dict[str, list]  # the batch's users' histories (those found)
 
 
+@dataclass(frozen=True)
+class Taken:
+    """A partition's lease held: its token, and what was read when it was taken."""
+
+    token: str
+    seen: Seen
+
+
 class OnlineStore:
     def __init__(
         self,
@@ -86,6 +99,7 @@ class OnlineStore:
         self.history_ttl_s = history_ttl_s
         self.decision_ttl_s = decision_ttl_s
         self.lock_ttl_ms = lock_ttl_ms
+        self._take = client.register_script(_TAKE)
         self._release = client.register_script(_RELEASE)
         self._commit = client.register_script(_COMMIT)
         self._local: dict[int, threading.Lock] = {}  # per partition: this instance's requests queue here
@@ -101,21 +115,35 @@ class OnlineStore:
     def pending(self, partition: int) -> dict | None:
         return read_pending(self.client.get(self.key("pending", partition)))
 
-    def read(self, partition: int, user_ids: Sequence[str], decision_keys: Sequence[str]) -> Seen:
+    def read(self, partition: int, user_ids: Sequence[str] = (), decision_keys: Sequence[str] = ()) -> Seen:
         """The partition's pending batch and clock, the kept decisions for ``decision_keys`` and
         the histories of ``user_ids``, in one round trip."""
+        names, parse = self._reads(partition, user_ids, decision_keys)
+        return parse(self.client.mget(names))
+
+    def _reads(
+        self, partition: int, user_ids: Sequence[str], decision_keys: Sequence[str]
+    ) -> tuple[list[str], Callable[[list], Seen]]:
+        """The keys :meth:`read` reads, and what makes a :class:`Seen` of their values."""
         users, keys = list(dict.fromkeys(user_ids)), list(dict.fromkeys(decision_keys))
         names = [self.key("pending", partition), self.key("clock", partition)]
         names += [self.key("decision", k) for k in keys] + [self.key("hist", u) for u in users]
-        pending, clock, *found = self.client.mget(names)
-        decisions = {k: json.loads(v) for k, v in zip(keys, found[: len(keys)], strict=True) if v is not None}
-        histories = {u: json.loads(v) for u, v in zip(users, found[len(keys) :], strict=True) if v is not None}
-        return Seen(read_pending(pending), None if clock is None else int(clock), decisions, histories)
+
+        def parse(values: list) -> Seen:
+            pending, clock, *found = values
+            decisions = {k: json.loads(v) for k, v in zip(keys, found[: len(keys)], strict=True) if v is not None}
+            histories = {u: json.loads(v) for u, v in zip(users, found[len(keys) :], strict=True) if v is not None}
+            return Seen(read_pending(pending), None if clock is None else int(clock), decisions, histories)
+
+        return names, parse
 
     # ---------------------------------------------------------------- the lease
     @contextmanager
-    def lease(self, partition: int, *, timeout_s: float) -> Iterator[str]:
-        """Hold the partition's lease (its token) for the block; waits up to ``timeout_s``. The
+    def lease(
+        self, partition: int, *, timeout_s: float, user_ids: Sequence[str] = (), decision_keys: Sequence[str] = ()
+    ) -> Iterator[Taken]:
+        """Hold the partition's lease for the block, and read what :meth:`read` reads for
+        ``user_ids`` and ``decision_keys`` in the same round trip; waits up to ``timeout_s``. The
         instance's own requests queue on a local lock first (no polling among them); Redis then
         settles it between instances."""
         deadline = time.monotonic() + timeout_s
@@ -124,14 +152,15 @@ class OnlineStore:
             raise PartitionBusy(f"partition {partition} stayed busy for {timeout_s:g} s")
         try:
             name, token, pause = self.key("lock", partition), uuid.uuid4().hex, 0.0002
-            while not self.client.set(name, token, nx=True, px=self.lock_ttl_ms):
+            names, parse = self._reads(partition, user_ids, decision_keys)
+            while (values := self._take(keys=[name, *names], args=[token, self.lock_ttl_ms])) is None:
                 if time.monotonic() >= deadline:
                     raise PartitionBusy(f"partition {partition} stayed busy for {timeout_s:g} s")
                 time.sleep(pause)
                 pause = min(pause * 2, 0.005)
             self._held[partition] = token
             try:
-                yield token
+                yield Taken(token, parse(values))
             finally:
                 if self._held.pop(partition, None) == token:  # not released by the commit
                     self._release(keys=[name], args=[token])

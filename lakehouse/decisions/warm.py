@@ -50,7 +50,8 @@ def warm_store(spark: SparkSession, settings: Settings, service: DecisionService
     store = service.store
     with ExitStack() as leases:
         for partition in range(service.partitions):
-            service.finish_pending(partition, leases.enter_context(store.lease(partition, timeout_s=service.timeout_s)))
+            taken = leases.enter_context(store.lease(partition, timeout_s=service.timeout_s))
+            service.finish_pending(partition, taken.token, taken.seen.pending)
         warm = plan_warm_start(spark, settings)
         rows = warm_state(spark, settings, warm).toPandas()
         clocks = {
