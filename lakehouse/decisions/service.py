@@ -157,7 +157,7 @@ class DecisionService:
             stepped = clock()
             timings["state_read"] = stepped - read
             histories = {user: History.from_state(h) for user, h in seen.histories.items()}
-            batch = _Batch(partition, seen.clock, histories, len(requests), [None] * len(requests))
+            batch = _Batch(partition, seen.clock, histories, [None] * len(requests))
             for at, request in enumerate(requests):
                 self._step(batch, at, request, seen.decisions.get(request.key))
             timings["features"] = clock() - stepped  # the history steps' state features; the table's follow
@@ -179,7 +179,7 @@ class DecisionService:
         if replay is not None or request.key in batch.deciding:  # a retry, or its twin in this batch
             batch.outcomes[at] = replay if replay is not None else request.key
             return
-        history = batch.histories.get(user_id) or History.from_state(None)
+        history = batch.histories.get(user_id) or History.empty()
         rows = event_columns(values, partition=batch.partition, offset=-1, timestamp_ms=request.now_ms)
         step = self.scorer.step(rows, history, batch.clock_us)
         batch.clock_us = step.clock_us
@@ -233,7 +233,8 @@ class DecisionService:
                 return exc
         if isinstance(outcome, Rejected) or outcome.get("replayed"):
             return outcome
-        answer = {k: v for k, v in outcome.items() if k != "request_sha256"} | {"replayed": False, "batch": batch.size}
+        answer = {k: v for k, v in outcome.items() if k != "request_sha256"}
+        answer |= {"replayed": False, "batch": len(batch.outcomes)}
         if at in batch.explained:
             answer["features"] = batch.explained[at]
         took = timings | {"parse": request.parsed_s}
@@ -326,7 +327,6 @@ class _Batch:
     partition: int
     clock_us: int | None
     histories: dict[str, History]
-    size: int
     outcomes: list[Any] = field(default_factory=list)  # per request: its answer, Rejected, or its twin's key
     records: list[dict] = field(default_factory=list)  # to append, in order (and their alerts)
     accepted: list[tuple[int, Step, dict]] = field(default_factory=list)  # (request, its step, its record)
