@@ -38,11 +38,22 @@ if TYPE_CHECKING:
 
     import redis
 
-# Take the lease (KEYS[1], for ARGV[2] ms) and read the other keys in the same step; nil when taken.
+# Take the lease (KEYS[1], for ARGV[2] ms) and read the keys after KEYS[2] in the same step; nil
+# when taken. Fair between instances: KEYS[2] names the instance whose turn is next (a waiter
+# registers there for ARGV[3] ms, again at each try), and no one else takes the lease before it,
+# so an instance that releases and takes again at once cannot starve the others.
 _TAKE = """
-if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return nil end
-return redis.call('mget', unpack(KEYS, 2))
+local turn = redis.call('get', KEYS[2])
+if turn and turn ~= ARGV[1] then return nil end
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('set', KEYS[2], ARGV[1], 'PX', ARGV[3])
+  return nil
+end
+if turn then redis.call('del', KEYS[2]) end
+return redis.call('mget', unpack(KEYS, 3))
 """
+#: How long a waiting instance keeps its turn without trying again (a dead waiter holds no one up longer).
+TURN_MS = 50
 # Delete the lease only when it is still ours.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -145,7 +156,7 @@ class OnlineStore:
         """Hold the partition's lease for the block, and read what :meth:`read` reads for
         ``user_ids`` and ``decision_keys`` in the same round trip; waits up to ``timeout_s``. The
         instance's own requests queue on a local lock first (no polling among them); Redis then
-        settles it between instances."""
+        settles it between instances, in turn (see ``_TAKE``)."""
         deadline = time.monotonic() + timeout_s
         local = self._local.setdefault(partition, threading.Lock())
         if not local.acquire(timeout=timeout_s):
@@ -153,11 +164,12 @@ class OnlineStore:
         try:
             name, token, pause = self.key("lock", partition), uuid.uuid4().hex, 0.0002
             names, parse = self._reads(partition, user_ids, decision_keys)
-            while (values := self._take(keys=[name, *names], args=[token, self.lock_ttl_ms])) is None:
+            keys = [name, self.key("turn", partition), *names]
+            while (values := self._take(keys=keys, args=[token, self.lock_ttl_ms, TURN_MS])) is None:
                 if time.monotonic() >= deadline:
                     raise PartitionBusy(f"partition {partition} stayed busy for {timeout_s:g} s")
                 time.sleep(pause)
-                pause = min(pause * 2, 0.005)
+                pause = min(pause * 2, 0.001)
             self._held[partition] = token
             try:
                 yield Taken(token, parse(values))
