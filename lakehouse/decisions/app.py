@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from lakehouse.decisions.batching import LaneBusy
 from lakehouse.decisions.service import DecisionService, NotServing, Rejected
 from lakehouse.decisions.store import PartitionBusy
+from lakehouse.errors import BrokerUnavailableError
 
 log = logging.getLogger(__name__)
 #: The largest body accepted (a transaction is a few hundred bytes).
@@ -64,7 +65,7 @@ def create_app(service: DecisionService) -> FastAPI:
             return _error(503, "busy", str(exc), retry=True)
         except NotServing as exc:
             return _error(503, "no_model", str(exc), retry=True)
-        except KafkaError as exc:
+        except (KafkaError, BrokerUnavailableError) as exc:
             log.error("the broker did not take a decision's record: %s", exc)
             return _error(503, "broker_unavailable", f"the broker did not acknowledge the record: {exc}", retry=True)
         except RedisError as exc:

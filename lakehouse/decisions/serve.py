@@ -48,11 +48,13 @@ def online_store(settings: Settings, client: redis.Redis | None = None) -> Onlin
 def decision_service(settings: Settings) -> DecisionService:
     """The service on the configured store, broker and serving folder; a plain error when the
     store or the broker does not answer."""
-    from lakehouse.platform.kafka.clients import producer
+    from lakehouse.platform.kafka.acked import AckedProducer
+    from lakehouse.platform.kafka.topics import list_topics
     from lakehouse.platform.redis import require_redis
 
     require_redis(settings)
-    sender = producer(settings.kafka, linger_ms=0)
+    list_topics(settings.kafka)  # a broker that does not answer is said plainly here, not at the first request
+    sender = AckedProducer(settings.kafka, settings.producer, linger_ms=0)
     return DecisionService(settings, online_store(settings), sender, serving_dir(settings))
 
 

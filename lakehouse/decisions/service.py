@@ -51,6 +51,7 @@ from lakehouse.scoring.kernel import alert_values
 
 if TYPE_CHECKING:
     from lakehouse.decisions.store import OnlineStore
+    from lakehouse.platform.kafka.acked import AckedProducer
     from lakehouse.settings import Settings
 
 APPROVE, REVIEW, DECLINE = "approve", "review", "decline"
@@ -91,7 +92,7 @@ def thresholds(threshold: float, decline_score: float) -> Thresholds:
 
 
 class DecisionService:
-    def __init__(self, settings: Settings, store: OnlineStore, producer, serving_dir: Path) -> None:
+    def __init__(self, settings: Settings, store: OnlineStore, producer: AckedProducer, serving_dir: Path) -> None:
         history = history_settings(settings)
         topics = settings.kafka.topics
         self.topic, self.partitions = topics.transactions.name, topics.transactions.partitions
@@ -262,21 +263,13 @@ class DecisionService:
         futures, alerts = [], []
         for record in records:
             key = record["key"].encode() if record["key"] is not None else None
+            value = record["value"].encode()
             futures.append(
-                self.producer.send(
-                    self.topic,
-                    key=key,
-                    value=record["value"].encode(),
-                    partition=partition,
-                    timestamp_ms=record["timestamp_ms"],
-                )
+                self.producer.send(self.topic, value, key, partition=partition, timestamp_ms=record["timestamp_ms"])
             )
             if record.get("alert") is not None:
-                alerts.append(self.producer.send(self.alerts_topic, key=key, value=record["alert"].encode()))
-        offsets = [future.get(timeout=self.timeout_s).offset for future in futures]
-        for alert in alerts:
-            alert.get(timeout=self.timeout_s)
-        return offsets
+                alerts.append(self.producer.send(self.alerts_topic, record["alert"].encode(), key))
+        return self.producer.offsets([*futures, *alerts], self.timeout_s)[: len(futures)]
 
     def _apply(self, partition: int, token: str, pending: dict, *, release: bool = False) -> None:
         self.store.commit(
@@ -301,10 +294,8 @@ class DecisionService:
         """A rejected request's record on the stream, where ingest quarantines it with its reason
         (keyed by its user id when it has a usable one)."""
         key = _raw_key(body)
-        sent = self.producer.send(
-            self.topic, key=None if key is None else key.encode(), value=body, timestamp_ms=timestamp_ms
-        )
-        sent.get(timeout=self.timeout_s)
+        sent = self.producer.send(self.topic, body, None if key is None else key.encode(), timestamp_ms=timestamp_ms)
+        self.producer.offsets([sent], self.timeout_s)
 
 
 @dataclass(frozen=True)

@@ -113,3 +113,19 @@ def test_a_node_that_refuses_the_connection_is_unreachable_not_a_crash() -> None
         broker_errors(kafka),
     ):
         raise KafkaConnectionError("111 ECONNREFUSED")
+
+
+def test_an_acked_send_that_no_broker_acknowledges_says_so_plainly_in_time() -> None:
+    """The decision service's producer: a record nobody acknowledges (nothing listens at the broker's
+    address) is a BrokerUnavailableError once the wait is over, not a hang or a client's own error."""
+    from lakehouse.platform.kafka.acked import AckedProducer
+    from tests.helpers import free_port
+
+    settings = load_settings("local", environ={"FRAUDLAKE_KAFKA__BROKER__PORT": str(free_port())})
+    producer = AckedProducer(settings.kafka, settings.producer)
+    try:
+        future = producer.send("transaction_stream", b"{}", b"user-1", partition=0, timestamp_ms=1)
+        with pytest.raises(BrokerUnavailableError, match=r"did not acknowledge a record within 0\.5 s"):
+            producer.offsets([future], timeout_s=0.5)
+    finally:
+        producer.close(timeout_s=0.1)
