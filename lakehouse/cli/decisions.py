@@ -35,6 +35,7 @@ def serve(
     from lakehouse.decisions.serve import DecisionServer
     from lakehouse.decisions.service import AFTER_SEND
     from lakehouse.platform import faults
+    from lakehouse.platform.entrypoint import freeze_heap
 
     settings = settings_of(ctx)
     faults.arm((AFTER_SEND,))
@@ -56,6 +57,7 @@ def serve(
                 f"online store warmed: {warmed.users} users (silver version {warmed.silver_version}, "
                 f"{warmed.from_topic} records from the topic)"
             )
+        freeze_heap()
         terminal.print(f"decisions at [bold]{server.url}/v1/decisions[/] (Ctrl-C stops)")
         stop.wait()
     finally:
