@@ -39,7 +39,6 @@ def _error(status: int, error: str, message: str, field: str | None = None, retr
 
 
 def create_app(service: DecisionService) -> FastAPI:
-    from kafka.errors import KafkaError
     from redis.exceptions import RedisError
 
     app = FastAPI(title="Fraudlake decisions", docs_url=None, redoc_url=None)
@@ -65,7 +64,7 @@ def create_app(service: DecisionService) -> FastAPI:
             return _error(503, "busy", str(exc), retry=True)
         except NotServing as exc:
             return _error(503, "no_model", str(exc), retry=True)
-        except (KafkaError, BrokerUnavailableError) as exc:
+        except BrokerUnavailableError as exc:
             log.error("the broker did not take a decision's record: %s", exc)
             return _error(503, "broker_unavailable", f"the broker did not acknowledge the record: {exc}", retry=True)
         except RedisError as exc:

@@ -54,7 +54,7 @@ def decision_service(settings: Settings) -> DecisionService:
 
     require_redis(settings)
     list_topics(settings.kafka)  # a broker that does not answer is said plainly here, not at the first request
-    sender = AckedProducer(settings.kafka, settings.producer, linger_ms=0)
+    sender = AckedProducer(settings.kafka, settings.producer)
     return DecisionService(settings, online_store(settings), sender, serving_dir(settings))
 
 

@@ -105,7 +105,7 @@ def freeze_heap() -> None:
     """For a long-running server, once it is ready: collect, then move every object alive now (the
     imported libraries, the loaded model, the warmed caches) out of the reach of Python's cyclic
     garbage collector (``gc.freeze``), so a full collection scans only what came after. In the
-    decision service under load, full collections of the whole heap took 67-93 ms each, a pause
+    decision service under load, full collections of the whole heap took 76-93 ms each, a pause
     every request in flight waits out."""
     import gc
 
